@@ -1,0 +1,1 @@
+"""personae's runtime: config, personas, dispatcher, limits, model gateway, adapters, CLI."""

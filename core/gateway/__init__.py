@@ -1,0 +1,1 @@
+"""The model gateway: OpenAI-compatible providers with retries, breakers and fallbacks."""

@@ -1,0 +1,1 @@
+"""Personas: YAML files, their schema, loading, hot reload and character cards."""

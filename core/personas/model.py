@@ -1,0 +1,219 @@
+"""A persona as the rest of personae sees it: frozen, validated, defaults applied.
+
+The loader (``core.personas.loader``) builds these from YAML; the dispatcher, the
+model gateway and the adapters only ever read them. Durations are seconds, ids
+(users, roles, channels) are strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Scope = Literal["user", "channel", "guild", "persona", "provider"]
+ContextScope = Literal["channel", "thread", "user", "dm"]
+SelectiveLogic = Literal["and_any", "and_all", "not_any", "not_all"]
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackModel:
+    """The model used while the primary provider is failing."""
+
+    provider: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Which model answers, and how it samples. ``extra`` holds other sampling
+    parameters passed through to the provider unchanged."""
+
+    provider: str
+    name: str
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    fallback: FallbackModel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """One example exchange shown to the model before the conversation."""
+
+    user: str
+    assistant: str
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSpec:
+    """The system template (variables: {persona} {user} {channel} {guild} {date} {time}),
+    example exchanges, instructions placed after the history, and a greeting."""
+
+    system: str
+    examples: tuple[Example, ...] = ()
+    post_history: str | None = None
+    greeting: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextSpec:
+    """What history the model sees."""
+
+    scope: ContextScope = "channel"
+    max_messages: int = 40
+    max_tokens: int = 3000
+    include_other_personas: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadSpec:
+    """When to move a conversation into a thread (None disables that rule)."""
+
+    after_turns: int | None = None
+    after_chars: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerSpec:
+    """What makes the persona answer. Keywords match on word boundaries."""
+
+    mention: bool = True
+    dm: bool = True
+    reply: bool = True
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[re.Pattern[str], ...] = ()
+    case_sensitive: bool = False
+    channels: frozenset[str] = frozenset()
+    slash: bool = True
+    thread: ThreadSpec | None = None
+    from_personas: frozenset[str] = frozenset()
+    """Persona ids whose messages may trigger this one (persona-to-persona talk)."""
+    max_hops: int = 2
+    """How many persona-to-persona replies in a row before the chain stops."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSpec:
+    """A token bucket: ``capacity`` messages, refilled evenly over ``per_s`` seconds."""
+
+    capacity: int
+    per_s: float
+    scope: Scope = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaSpec:
+    """A budget per window, computed from the log; the window resets on ``reset`` (cron)."""
+
+    tokens: int | None = None
+    messages: int | None = None
+    scope: Scope = "user"
+    reset: str = "0 0 * * *"
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSpec:
+    """Rate limit, quota, concurrency and the deadline for one reply."""
+
+    rate: RateLimitSpec | None = None
+    quota: QuotaSpec | None = None
+    max_concurrent: int | None = None
+    reply_deadline_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class PermissionSpec:
+    """Who may talk to the persona, where. Empty allow-lists allow everyone."""
+
+    allow_users: frozenset[str] = frozenset()
+    deny_users: frozenset[str] = frozenset()
+    allow_roles: frozenset[str] = frozenset()
+    deny_roles: frozenset[str] = frozenset()
+    allow_channels: frozenset[str] = frozenset()
+    deny_channels: frozenset[str] = frozenset()
+    dms: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedMentions:
+    """Who model output may ping. The person being answered is pinged only when
+    ``replied_user`` is true; everything else defaults to nobody."""
+
+    users: bool = False
+    roles: bool = False
+    everyone: bool = False
+    replied_user: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliverySpec:
+    """How replies reach the channel, and the notices users see."""
+
+    webhook: bool = True
+    stream_edits: bool = False
+    allowed_mentions: AllowedMentions = AllowedMentions()
+    failure_notice: str = "Sorry, I can't answer right now. Please try again in a moment."
+    busy_notice: str = "I'm busy right now; please try again shortly."
+    rate_limited_notice: str = "You're sending messages faster than I can answer; slow down a little."
+    quota_notice: str = "You've used your quota for now; it resets at {reset}."
+
+
+@dataclass(frozen=True, slots=True)
+class LoreEntry:
+    """A lorebook entry, inserted into the prompt when its keys appear in recent messages."""
+
+    content: str
+    keys: tuple[str, ...] = ()
+    secondary_keys: tuple[str, ...] = ()
+    selective_logic: SelectiveLogic = "and_any"
+    regex: bool = False
+    case_sensitive: bool = False
+    whole_words: bool = True
+    constant: bool = False
+    enabled: bool = True
+    priority: int = 0
+    order: int = 100
+    scan_depth: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lorebook:
+    """Entries plus how far back to scan and how many tokens the whole book may use."""
+
+    entries: tuple[LoreEntry, ...] = ()
+    scan_depth: int = 4
+    token_budget: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """A loaded persona. ``version`` is the content hash of ``source_text``; the event
+    log stores each version's text once so any reply's prompt can be rebuilt."""
+
+    id: str
+    name: str
+    model: ModelSpec
+    prompt: PromptSpec
+    avatar_url: str | None = None
+    description: str = ""
+    context: ContextSpec = ContextSpec()
+    triggers: TriggerSpec = TriggerSpec()
+    limits: LimitsSpec = LimitsSpec()
+    permissions: PermissionSpec = PermissionSpec()
+    delivery: DeliverySpec = DeliverySpec()
+    lorebook: Lorebook = Lorebook()
+    tags: tuple[str, ...] = ()
+    extensions: Mapping[str, Any] = field(default_factory=dict)
+    source_path: Path | None = None
+    source_text: str = ""
+    version: str = ""

@@ -1,0 +1,127 @@
+"""JSON Schema validation whose errors point at a line and say what to do.
+
+Schemas may carry two extra keywords that this module reads: ``x-error``, a
+sentence used instead of jsonschema's generic message when that subschema fails
+(``is not a duration (use 60s, 5m, 1h)``), and ``x-hint`` appended to it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from .problems import Problem
+from .yamldoc import YamlDocument
+
+_TYPE_NAMES = {
+    "string": "text", "integer": "a whole number", "number": "a number", "boolean": "true or false",
+    "object": "a mapping of keys", "array": "a list", "null": "nothing",
+}
+
+
+@cache
+def bundled_schema(package: str, name: str) -> Mapping[str, Any]:
+    """A JSON Schema shipped inside a package (cached: schemas never change at run time)."""
+    return json.loads(resources.files(package).joinpath(name).read_text(encoding="utf-8"))
+
+
+def validator_for(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
+    """A draft 2020-12 validator for ``schema`` with format checking on."""
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def schema_problems(
+    document: YamlDocument, validator: jsonschema.protocols.Validator
+) -> list[Problem]:
+    """Every schema violation in ``document``, located and explained, in file order."""
+    problems = [_problem(document, error) for error in _leaf_errors(validator.iter_errors(document.data))]
+    unique = {(p.line, p.column, p.field, p.message): p for p in problems}
+    return sorted(unique.values(), key=lambda p: (p.line, p.column, p.field))
+
+
+def _leaf_errors(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
+    """Unpack ``anyOf``/``oneOf`` failures to the alternative that came closest."""
+    for error in errors:
+        if error.validator in ("anyOf", "oneOf") and error.context and "x-error" not in error.schema:
+            best = jsonschema.exceptions.best_match(error.context)
+            yield from _leaf_errors([best])
+        else:
+            yield error
+
+
+def _problem(document: YamlDocument, error: ValidationError) -> Problem:
+    path = tuple(error.absolute_path)
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    if error.validator == "additionalProperties":
+        return _unknown_keys(document, error, path)
+    if error.validator == "required":
+        missing = _quoted_from_message(error.message)
+        return document.problem(path, f"missing required key '{missing}'", key=True)
+    message = schema.get("x-error")
+    if message:
+        message = f"{_show(error.instance)} {message}"
+    else:
+        message = _default_message(error)
+    if hint := schema.get("x-hint"):
+        message = f"{message} ({hint})"
+    return document.problem(path, message)
+
+
+def _unknown_keys(document: YamlDocument, error: ValidationError, path: tuple) -> Problem:
+    known = list(error.schema.get("properties", {}))
+    extra = [k for k in error.instance if k not in known] if isinstance(error.instance, dict) else []
+    key = extra[0] if extra else "?"
+    message = f"unknown key '{key}'"
+    if suggestion := difflib.get_close_matches(str(key), known, n=1, cutoff=0.6):
+        message += f" (did you mean '{suggestion[0]}'?)"
+    elif known:
+        message += f" (known keys: {', '.join(sorted(known))})"
+    return document.problem((*path, key), message, key=True)
+
+
+def _default_message(error: ValidationError) -> str:
+    instance = error.instance
+    match error.validator:
+        case "type":
+            wanted = error.validator_value
+            names = [wanted] if isinstance(wanted, str) else list(wanted)
+            return f"expected {' or '.join(_TYPE_NAMES.get(n, n) for n in names)}, got {_show(instance)}"
+        case "enum":
+            options = ", ".join(str(v) for v in error.validator_value)
+            message = f"{_show(instance)} is not one of: {options}"
+            close = difflib.get_close_matches(str(instance), [str(v) for v in error.validator_value], n=1)
+            return message + (f" (did you mean '{close[0]}'?)" if close else "")
+        case "minimum" | "exclusiveMinimum":
+            return f"{_show(instance)} is too small (at least {error.validator_value})"
+        case "maximum" | "exclusiveMaximum":
+            return f"{_show(instance)} is too large (at most {error.validator_value})"
+        case "minLength":
+            return "must not be empty" if error.validator_value == 1 else error.message
+        case "pattern":
+            return f"{_show(instance)} does not match the pattern {error.validator_value}"
+        case "minItems":
+            return f"needs at least {error.validator_value} item(s)"
+        case _:
+            return error.message
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return json.dumps(value)
+
+
+def _quoted_from_message(message: str) -> str:
+    # jsonschema says "'name' is a required property"
+    return message.split("'")[1] if message.count("'") >= 2 else message

@@ -1,0 +1,362 @@
+"""The synchronous SQLite event log: appends, reads, projections.
+
+:class:`EventLog` owns one connection and is used from one thread at a time: the
+group-commit writer thread of :class:`~eventstore.store.EventStore`, or a command
+line tool. Asyncio code uses :class:`~eventstore.store.EventStore` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .errors import EventStoreError, WrongExpectedVersion
+from .model import ANY, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from .projections import Projection, ProjectionDifference, compare_snapshots
+from .upcasting import Upcasters
+
+_COLUMNS = (
+    "position, event_id, stream_id, version, type, schema_version, data, recorded_at, "
+    "correlation_id, causation_id"
+)
+_INSERT = (
+    "INSERT INTO events (event_id, stream_id, version, type, schema_version, data, "
+    "recorded_at, correlation_id, causation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_READ_CHUNK = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One atomic append: all of ``events`` land in ``stream_id`` or none do."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: ExpectedVersion = ANY
+
+
+def encode_data(data: Mapping[str, Any]) -> str:
+    """The JSON text stored for an event's data."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+class EventLog:
+    """An open event log file. See the module docstring for threading rules."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        upcasters: Upcasters | None = None,
+        projections: Sequence[Projection] = (),
+    ) -> None:
+        self._db = conn
+        self.path = path
+        self._upcasters = upcasters or Upcasters()
+        self._projections = tuple(projections)
+        for projection in self._projections:
+            self._prepare_projection(projection)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        synchronous: schema.Synchronous = "full",
+        upcasters: Upcasters | None = None,
+        projections: Sequence[Projection] = (),
+        create: bool = True,
+    ) -> EventLog:
+        """Open (creating or migrating) the log at ``path``.
+
+        Opening reads no events unless a registered projection is behind the log.
+        """
+        path = Path(path)
+        conn = schema.connect(path, synchronous=synchronous, create=create)
+        return cls(conn, path, upcasters=upcasters, projections=projections)
+
+    def close(self) -> None:
+        """Close the connection. Committed events are durable before this returns."""
+        self._db.close()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The underlying connection, for projection queries in the same thread."""
+        return self._db
+
+    # -- appending -----------------------------------------------------------------
+
+    def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
+    ) -> AppendResult:
+        """Append ``events`` to ``stream_id`` atomically, in their own transaction."""
+        (outcome,) = self.append_batch([AppendRequest(stream_id, events, expected_version)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def append_batch(
+        self, requests: Sequence[AppendRequest]
+    ) -> list[AppendResult | EventStoreError]:
+        """Run many appends in one transaction (one fsync): the heart of group commit.
+
+        Each request succeeds or fails on its own (a savepoint each); a failure is
+        returned in its slot, not raised. Only a failure of the commit itself raises.
+        """
+        outcomes: list[AppendResult | EventStoreError] = []
+        recorded: list[RecordedEvent] = []
+        now = time.time()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._catch_up_projections()
+            for request in requests:
+                self._db.execute("SAVEPOINT request")
+                try:
+                    result, new = self._append_one(request, now)
+                    self._apply_projections(new)
+                except WrongExpectedVersion as exc:
+                    self._db.execute("ROLLBACK TO request")
+                    outcomes.append(exc)
+                except sqlite3.IntegrityError as exc:
+                    self._db.execute("ROLLBACK TO request")
+                    outcomes.append(EventStoreError(f"append to {request.stream_id!r} refused: {exc}"))
+                else:
+                    outcomes.append(result)
+                    recorded.extend(new)
+                self._db.execute("RELEASE request")
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _append_one(
+        self, request: AppendRequest, now: float
+    ) -> tuple[AppendResult, list[RecordedEvent]]:
+        existing = self._existing_positions([e.event_id for e in request.events])
+        current = self.stream_version(request.stream_id)
+        fresh = [e for e in request.events if e.event_id not in existing]
+        if not fresh:
+            positions = tuple(existing[e.event_id] for e in request.events)
+            return AppendResult(positions, current, duplicates=len(positions)), []
+        expected = request.expected_version
+        if expected != ANY and expected != current:
+            raise WrongExpectedVersion(request.stream_id, int(expected), current)
+        positions: list[int] = []
+        new: list[RecordedEvent] = []
+        version = current
+        for event in request.events:
+            if event.event_id in existing:
+                positions.append(existing[event.event_id])
+                continue
+            version += 1
+            cursor = self._db.execute(
+                _INSERT,
+                (
+                    event.event_id, request.stream_id, version, event.type,
+                    event.schema_version, encode_data(event.data), now,
+                    event.correlation_id, event.causation_id,
+                ),
+            )
+            position = int(cursor.lastrowid or 0)
+            existing[event.event_id] = position
+            positions.append(position)
+            new.append(self._recorded(
+                position, event.event_id, request.stream_id, version, event.type,
+                event.schema_version, event.data, now, event.correlation_id, event.causation_id,
+            ))
+        duplicates = len(request.events) - len(new)
+        return AppendResult(tuple(positions), version, duplicates), new
+
+    def _existing_positions(self, event_ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(
+                f"SELECT event_id, position FROM events WHERE event_id IN ({marks})", chunk
+            ).fetchall())
+        return found
+
+    # -- reading -------------------------------------------------------------------
+
+    def stream_version(self, stream_id: str) -> int:
+        """The stream's current version: 0 for a stream with no events."""
+        row = self._db.execute(
+            "SELECT MAX(version) FROM events WHERE stream_id = ?", (stream_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def last_position(self) -> int:
+        """The position of the newest event, 0 for an empty log."""
+        return int(self._db.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0)
+
+    def read_stream(
+        self, stream_id: str, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """Events of ``stream_id`` from ``from_version`` (inclusive), oldest first."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version >= ? "
+            "ORDER BY version LIMIT ?",
+            (stream_id, from_version, -1 if limit is None else limit),
+        )
+        return [self._from_row(row) for row in rows]
+
+    def read_stream_tail(self, stream_id: str, count: int) -> list[RecordedEvent]:
+        """The last ``count`` events of ``stream_id``, oldest first, without a scan."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version DESC LIMIT ?",
+            (stream_id, count),
+        ).fetchall()
+        return [self._from_row(row) for row in reversed(rows)]
+
+    def read_all(
+        self,
+        after: int = 0,
+        *,
+        types: Iterable[str] | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Events with ``after < position <= until``, in position order, optionally by type."""
+        return list(self.iter_all(after, types=types, until=until, limit=limit))
+
+    def iter_all(
+        self,
+        after: int = 0,
+        *,
+        types: Iterable[str] | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """Like :meth:`read_all`, but streams in chunks so memory stays flat."""
+        type_list = sorted(set(types)) if types is not None else None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            chunk = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
+            sql = f"SELECT {_COLUMNS} FROM events WHERE position > ?"
+            params: list[Any] = [after]
+            if until is not None:
+                sql += " AND position <= ?"
+                params.append(until)
+            if type_list is not None:
+                sql += f" AND type IN ({','.join('?' * len(type_list))})"
+                params.extend(type_list)
+            sql += " ORDER BY position LIMIT ?"
+            params.append(chunk)
+            rows = self._db.execute(sql, params).fetchall()
+            for row in rows:
+                yield self._from_row(row)
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def get(self, event_id: str) -> RecordedEvent | None:
+        """The event with ``event_id``, or None."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return self._from_row(row) if row else None
+
+    def _from_row(self, row: tuple) -> RecordedEvent:
+        (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
+         correlation_id, causation_id) = row
+        return self._recorded(
+            position, event_id, stream_id, version, type_, schema_version, json.loads(data),
+            recorded_at, correlation_id, causation_id,
+        )
+
+    def _recorded(
+        self, position: int, event_id: str, stream_id: str, version: int, type_: str,
+        schema_version: int, data: Mapping[str, Any], recorded_at: float,
+        correlation_id: str | None, causation_id: str | None,
+    ) -> RecordedEvent:
+        schema_version, data = self._upcasters.upcast(type_, schema_version, data)
+        return RecordedEvent(
+            position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
+            correlation_id, causation_id,
+        )
+
+    # -- projections -----------------------------------------------------------------
+
+    def projection_position(self, name: str) -> int:
+        """How far the projection ``name`` has read, 0 if it never ran."""
+        row = self._db.execute(
+            "SELECT position FROM projection_positions WHERE name = ?", (name,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def _prepare_projection(self, projection: Projection) -> None:
+        row = self._db.execute(
+            "SELECT version FROM projection_positions WHERE name = ?", (projection.name,)
+        ).fetchone()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if row is None or row[0] != projection.version:
+                projection.drop(self._db, "main")
+                projection.create(self._db, "main")
+                self._db.execute(
+                    "INSERT OR REPLACE INTO projection_positions (name, version, position) "
+                    "VALUES (?, ?, 0)",
+                    (projection.name, projection.version),
+                )
+            self._catch_up(projection)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _catch_up_projections(self) -> None:
+        for projection in self._projections:
+            self._catch_up(projection)
+
+    def _catch_up(self, projection: Projection) -> None:
+        position = self.projection_position(projection.name)
+        last = position
+        for event in self.iter_all(position):
+            projection.apply(self._db, "main", event)
+            last = event.position
+        if last != position:
+            self._set_projection_position(projection.name, last)
+
+    def _apply_projections(self, events: list[RecordedEvent]) -> None:
+        if not events or not self._projections:
+            return
+        for projection in self._projections:
+            for event in events:
+                projection.apply(self._db, "main", event)
+            self._set_projection_position(projection.name, events[-1].position)
+
+    def _set_projection_position(self, name: str, position: int) -> None:
+        self._db.execute(
+            "UPDATE projection_positions SET position = ? WHERE name = ?", (position, name)
+        )
+
+    def rebuild_and_compare(self, projection: Projection) -> list[ProjectionDifference]:
+        """Rebuild ``projection`` from position zero in a scratch database and compare it
+        with the live tables. An empty list means they agree."""
+        self._db.execute("ATTACH DATABASE ':memory:' AS rebuild")
+        try:
+            projection.create(self._db, "rebuild")
+            self._db.execute("BEGIN")
+            try:
+                until = self.projection_position(projection.name)
+                for event in self.iter_all(0, until=until):
+                    projection.apply(self._db, "rebuild", event)
+                live = projection.snapshot(self._db, "main")
+                rebuilt = projection.snapshot(self._db, "rebuild")
+            finally:
+                self._db.execute("ROLLBACK")
+        finally:
+            self._db.execute("DETACH DATABASE rebuild")
+        return compare_snapshots(projection.name, live, rebuilt)

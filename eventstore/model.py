@@ -1,0 +1,73 @@
+"""The shapes that cross the event store's boundary: events to append and events read back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+ANY: Final = "any"
+"""Expected version meaning "append whatever the stream's current version is"."""
+
+NO_STREAM: Final = 0
+"""Expected version meaning "the stream must not exist yet"."""
+
+ExpectedVersion = int | Literal["any"]
+
+
+def _new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append.
+
+    ``event_id`` is what makes appends idempotent: derive it from something stable
+    (``msg:<discord message id>``) and a second append of the same id is a no-op.
+    """
+
+    type: str
+    data: Mapping[str, Any]
+    event_id: str = field(default_factory=_new_event_id)
+    schema_version: int = 1
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event as stored: its global position, its place in its stream, and its payload.
+
+    ``data`` is already upcast to the newest shape registered for ``type``;
+    ``schema_version`` says which shape that is.
+    """
+
+    position: int
+    event_id: str
+    stream_id: str
+    version: int
+    type: str
+    schema_version: int
+    data: Mapping[str, Any]
+    recorded_at: float
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+    @property
+    def recorded_datetime(self) -> datetime:
+        """``recorded_at`` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.recorded_at, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an append landed. ``positions`` has one entry per event, in order;
+    ``duplicates`` counts the events whose id already existed (their existing
+    position is returned and nothing was written for them)."""
+
+    positions: tuple[int, ...]
+    stream_version: int
+    duplicates: int = 0

@@ -1,0 +1,172 @@
+"""Opening the SQLite file: refusing what is not ours, creating and migrating the schema.
+
+The schema version lives in ``PRAGMA user_version``. Migrations are numbered steps,
+run in one transaction each; a file written by a newer personae is refused before
+anything is written to it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import sqlite_utils
+
+from .errors import StoreOpenError
+
+Synchronous = Literal["full", "normal"]
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+_APPEND_ONLY_TRIGGERS = (
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT "
+    "RAISE(ABORT, 'the event log is append-only: events cannot be updated'); END",
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT "
+    "RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END",
+)
+
+
+def _migrate_to_1(db: sqlite_utils.Database) -> None:
+    # position is the rowid: deletes are refused, so a committed position is never reused.
+    db["events"].create(  # type: ignore[union-attr]
+        {
+            "position": int,
+            "event_id": str,
+            "stream_id": str,
+            "version": int,
+            "type": str,
+            "schema_version": int,
+            "data": str,
+            "recorded_at": float,
+            "correlation_id": str,
+            "causation_id": str,
+        },
+        pk="position",
+        not_null={
+            "event_id", "stream_id", "version", "type", "schema_version", "data", "recorded_at",
+        },
+    )
+    db["events"].create_index(["event_id"], unique=True, index_name="events_event_id")
+    db["events"].create_index(
+        ["stream_id", "version"], unique=True, index_name="events_stream_version"
+    )
+    db["events"].create_index(["type", "position"], index_name="events_type_position")
+    db["events"].create_index(["recorded_at"], index_name="events_recorded_at")
+    for trigger in _APPEND_ONLY_TRIGGERS:
+        db.execute(trigger)
+    db["projection_positions"].create(  # type: ignore[union-attr]
+        {"name": str, "version": int, "position": int},
+        pk="name",
+        not_null={"version", "position"},
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    if path.is_dir():
+        raise StoreOpenError(f"database.path {path} is a directory; name a file inside it")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as f:
+        header = f.read(len(_SQLITE_HEADER))
+    if header != _SQLITE_HEADER:
+        raise StoreOpenError(
+            f"{path} is not an SQLite database, so personae will not touch it; "
+            "move it away or point database.path at another file"
+        )
+
+
+def _ensure_parent(path: Path) -> None:
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreOpenError(
+            f"cannot create the directory {parent} for the event log: {exc.strerror}"
+        ) from None
+
+
+def _translate(path: Path, exc: sqlite3.Error) -> StoreOpenError:
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return StoreOpenError(
+            f"cannot write the event log {path}: its directory {path.parent} is read-only "
+            "or not ours; make it writable or point database.path elsewhere"
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StoreOpenError(
+            f"{path} is damaged ({exc}); restore it from a backup "
+            "(`personae db check` tells what is wrong)"
+        )
+    return StoreOpenError(f"cannot open the event log {path}: {exc}")
+
+
+def connect(path: Path, *, synchronous: Synchronous = "full", create: bool = True) -> sqlite3.Connection:
+    """Open ``path`` as a personae event log, creating or migrating its schema.
+
+    Raises :class:`StoreOpenError` with one actionable sentence for a file that is
+    not SQLite, is damaged, was written by a newer personae, or cannot be written.
+    Nothing is written to a file that is refused.
+    """
+    path = Path(path)
+    _refuse_foreign_file(path)
+    if not create and not path.exists():
+        raise StoreOpenError(f"there is no event log at {path} yet")
+    _ensure_parent(path)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _translate(path, exc) from None
+    try:
+        _check_version(path, conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        _migrate(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _translate(path, exc) from None
+    except StoreOpenError:
+        conn.close()
+        raise
+    return conn
+
+
+def connect_reader(path: Path, *, query_only: bool = True) -> sqlite3.Connection:
+    """A connection for reads, to a log that :func:`connect` has opened before."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        if query_only:
+            conn.execute("PRAGMA query_only=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+    except sqlite3.Error as exc:
+        raise _translate(Path(path), exc) from None
+    return conn
+
+
+def _check_version(path: Path, conn: sqlite3.Connection) -> None:
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    if found > SCHEMA_VERSION:
+        raise StoreOpenError(
+            f"{path} was written by a newer personae (log schema {found}; this version "
+            f"understands up to {SCHEMA_VERSION}); upgrade personae to open it"
+        )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    db = sqlite_utils.Database(conn)
+    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    for target in range(found + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[target - 1](db)
+            conn.execute(f"PRAGMA user_version={target}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

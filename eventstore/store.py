@@ -1,0 +1,251 @@
+"""The asyncio face of the event log: group-commit appends and off-loop reads.
+
+The event loop never waits on the disk. Appends are handed to one writer thread,
+which takes every request waiting at that moment and commits them in a single
+transaction (one fsync for the lot); each caller awaits its own outcome. Reads run
+on a small pool of reader threads, each with its own connection (WAL mode lets
+them read while the writer writes). Live followers are woken after each commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from . import schema
+from .errors import EventStoreError, StoreClosedError
+from .log import AppendRequest, EventLog
+from .model import ANY, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from .projections import Projection, ProjectionDifference
+from .upcasting import Upcasters
+
+T = TypeVar("T")
+
+MAX_BATCH_REQUESTS = 1000
+"""How many waiting appends one transaction may take: bounds a commit's latency."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: AppendRequest
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[AppendResult] = field(repr=False)
+
+
+class EventStore:
+    """An open event log for asyncio code. Create it with :meth:`open`, end it with
+    :meth:`close` (or ``async with``)."""
+
+    def __init__(self, log: EventLog, *, readers: int = 2) -> None:
+        self._log = log
+        self.path = log.path
+        self._upcasters = log._upcasters
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._closed = False
+        self._commit_event = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._local = threading.local()
+        self._reader_connections: list = []
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="eventstore-reader")
+        self._writer = threading.Thread(
+            target=self._write_forever, name="eventstore-writer", daemon=True
+        )
+        self._writer.start()
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        synchronous: schema.Synchronous = "full",
+        upcasters: Upcasters | None = None,
+        projections: Sequence[Projection] = (),
+        readers: int = 2,
+    ) -> EventStore:
+        """Open (creating or migrating) the log at ``path`` without blocking the loop."""
+        log = await asyncio.to_thread(
+            EventLog.open, path, synchronous=synchronous, upcasters=upcasters,
+            projections=projections,
+        )
+        return cls(log, readers=readers)
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Finish every append already handed over, then close all connections."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._writer.join)
+        self._readers.shutdown(wait=True)
+        for conn in self._reader_connections:
+            conn.close()
+        self._log.close()
+        self._commit_event.set()
+
+    # -- appending -----------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent] | NewEvent,
+        expected_version: ExpectedVersion = ANY,
+    ) -> AppendResult:
+        """Append ``events`` to ``stream_id`` atomically and durably.
+
+        An event whose id exists already is not written again; its existing position
+        is returned. Raises :class:`~eventstore.errors.WrongExpectedVersion` when
+        ``expected_version`` is not the stream's version.
+        """
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        if isinstance(events, NewEvent):
+            events = (events,)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[AppendResult] = loop.create_future()
+        self._queue.put(_Pending(AppendRequest(stream_id, tuple(events), expected_version),
+                                 loop, future))
+        return await future
+
+    def _write_forever(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH_REQUESTS:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes: list = self._log.append_batch([p.request for p in batch])
+        except Exception as exc:  # the commit itself failed: every caller hears of it
+            error = EventStoreError(f"the event log could not commit: {exc}")
+            outcomes = [error] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+        for loop, results in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._settle, results)
+            except RuntimeError:
+                continue  # that loop is closed: nobody is waiting any more
+
+    def _settle(self, results: list) -> None:
+        for future, outcome in results:
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+        self._commit_event.set()
+        self._commit_event = asyncio.Event()
+
+    # -- reading -------------------------------------------------------------------
+
+    async def read(self, query: Callable[[EventLog], T]) -> T:
+        """Run ``query`` against a reader :class:`EventLog` on a reader thread.
+
+        This is how projections' tables are queried too: ``log.connection`` is there.
+        """
+        if self._closed:
+            raise StoreClosedError("the event store is closed")
+        return await self._loop.run_in_executor(self._readers, self._run_read, query)
+
+    def _run_read(self, query: Callable[[EventLog], T]) -> T:
+        reader: EventLog | None = getattr(self._local, "log", None)
+        if reader is None:
+            conn = schema.connect_reader(self.path)
+            self._reader_connections.append(conn)
+            reader = EventLog(conn, self.path, upcasters=self._upcasters)
+            self._local.log = reader
+        return query(reader)
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, limit: int | None = None
+    ) -> list[RecordedEvent]:
+        """Events of ``stream_id`` from ``from_version`` (inclusive), oldest first."""
+        return await self.read(lambda log: log.read_stream(stream_id, from_version, limit))
+
+    async def read_stream_tail(self, stream_id: str, count: int) -> list[RecordedEvent]:
+        """The last ``count`` events of ``stream_id``, oldest first."""
+        return await self.read(lambda log: log.read_stream_tail(stream_id, count))
+
+    async def read_all(
+        self,
+        after: int = 0,
+        *,
+        types: Iterable[str] | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Events with ``after < position <= until`` in position order, optionally by type."""
+        type_list = None if types is None else tuple(types)
+        return await self.read(
+            lambda log: log.read_all(after, types=type_list, until=until, limit=limit)
+        )
+
+    async def get(self, event_id: str) -> RecordedEvent | None:
+        """The event with ``event_id``, or None."""
+        return await self.read(lambda log: log.get(event_id))
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version (0 when it has no events)."""
+        return await self.read(lambda log: log.stream_version(stream_id))
+
+    async def last_position(self) -> int:
+        """The position of the newest event, 0 for an empty log."""
+        return await self.read(lambda log: log.last_position())
+
+    async def follow(
+        self, after: int = 0, *, types: Iterable[str] | None = None, batch: int = 500
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event after ``after``, then each new one as it commits, forever.
+
+        Followers in this process are woken by the writer's commits, not by polling.
+        """
+        type_list = None if types is None else tuple(types)
+        while not self._closed:
+            waiter = self._commit_event
+            events = await self.read_all(after, types=type_list, limit=batch)
+            for event in events:
+                yield event
+                after = event.position
+            if len(events) < batch:
+                await waiter.wait()
+
+    async def rebuild_and_compare(self, projection: Projection) -> list[ProjectionDifference]:
+        """Rebuild ``projection`` from zero in a scratch database and diff it with the live one."""
+        def rebuild() -> list[ProjectionDifference]:
+            # A connection of its own: readers are query-only, and the scratch schema is not.
+            log = EventLog(schema.connect_reader(self.path, query_only=False), self.path,
+                           upcasters=self._upcasters)
+            try:
+                return log.rebuild_and_compare(projection)
+            finally:
+                log.close()
+
+        return await asyncio.to_thread(rebuild)
