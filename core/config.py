@@ -7,6 +7,7 @@ Relative paths in the file are relative to the file's folder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -136,7 +137,9 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ProblemsError([Problem(str(path), 1, 1, "", f"cannot read the file: {exc}")]) from None
     document = load_yaml(text, str(path))
-    data = document.data if document.data is not None else {}
+    if document.data is None:  # an empty file means "all defaults"
+        document = dataclasses.replace(document, data={})
+    data = document.data
     if not isinstance(data, dict):
         raise ProblemsError([document.problem((), "config.yaml must be a mapping of sections")])
     problems = schema_problems(document, validator_for(bundled_schema("core", "config.schema.json")))

@@ -66,11 +66,8 @@ def _problem(document: YamlDocument, error: ValidationError) -> Problem:
     if error.validator == "required":
         missing = _quoted_from_message(error.message)
         return document.problem(path, f"missing required key '{missing}'", key=True)
-    message = schema.get("x-error")
-    if message:
-        message = f"{_show(error.instance)} {message}"
-    else:
-        message = _default_message(error)
+    custom = schema.get("x-error")
+    message = f"{_show(error.instance)} {custom}" if custom else _default_message(error)
     if hint := schema.get("x-hint"):
         message = f"{message} ({hint})"
     return document.problem(path, message)

@@ -34,13 +34,11 @@ def events(ctx: CliContext, stream: str | None, types: tuple[str, ...], after: i
             )
         else:
             selected = log.iter_all(after, types=types or None, until=until)
-        shown = 0
-        for event in selected:
+        for shown, event in enumerate(selected, start=1):
             if as_json:
                 click.echo(json.dumps(event_as_json(event), ensure_ascii=False))
             else:
                 ctx.out.print(_line(event), markup=False)
-            shown += 1
             if limit is not None and shown >= limit:
                 break
     finally:

@@ -1,0 +1,48 @@
+"""Log lines never carry a secret, in text or JSON format."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from core.logs import REDACTED, setup_logging
+
+TOKEN = "MTIzNDU2Nzg5MDEyMzQ1Njc4.GabcdE.abcdefghijklmnopqrstuvwxyz0123"
+KEY = "sk-test-abcdefghijklmnopqrstuvwxyz"
+
+
+def test_known_secret_values_are_redacted_everywhere_in_a_line() -> None:
+    out = io.StringIO()
+    setup_logging(secrets=["hunter2-secret"], stream=out)
+    logging.getLogger("any.library").warning("password is %s", "hunter2-secret")
+    assert "hunter2-secret" not in out.getvalue()
+    assert REDACTED in out.getvalue()
+
+
+def test_token_and_key_shapes_are_redacted_even_when_not_configured() -> None:
+    out = io.StringIO()
+    setup_logging(stream=out)
+    logging.getLogger("disnake.http").error("auth %s and %s", TOKEN, KEY)
+    assert TOKEN not in out.getvalue() and KEY not in out.getvalue()
+
+
+def test_exceptions_are_redacted_too() -> None:
+    out = io.StringIO()
+    setup_logging(secrets=[KEY], stream=out)
+    try:
+        raise RuntimeError(f"upstream said: bad key {KEY}")
+    except RuntimeError:
+        logging.getLogger("x").exception("call failed")
+    assert KEY not in out.getvalue()
+    assert "RuntimeError" in out.getvalue()
+
+
+def test_json_format_is_one_object_per_line_with_fields() -> None:
+    out = io.StringIO()
+    setup_logging(fmt="json", stream=out)
+    logging.getLogger("personae.reply").info("replied", extra={"fields": {"persona": "ada"}})
+    entry = json.loads(out.getvalue().strip())
+    assert entry["message"] == "replied"
+    assert entry["persona"] == "ada"
+    assert entry["level"] == "info"
