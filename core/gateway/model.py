@@ -70,6 +70,10 @@ class ModelOutcome:
     arrived plus a marker. ``error_class`` is a short stable name (``rate_limited``,
     ``server_error``, ``timeout``, ``insufficient_quota``, ``circuit_open``, ...);
     ``error`` is a safe sentence: never a key, a traceback or a raw error body.
+    A truncated reply is ``ok`` but also names the ``error_class`` that cut it.
+    ``reasoning`` is the model's reasoning kept out of ``text`` (unless the request
+    asked to show it); ``queued_s`` is time spent waiting for the provider's
+    concurrency and rate limits, ``waits_s`` the pauses between retries.
     """
 
     ok: bool
@@ -86,6 +90,8 @@ class ModelOutcome:
     finish_reason: str | None = None
     error_class: str | None = None
     error: str | None = None
+    reasoning: str = ""
+    queued_s: float = 0.0
 
 
 OnDelta = Callable[[str], Awaitable[None]]

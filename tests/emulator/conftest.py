@@ -1,0 +1,79 @@
+"""Fixtures: an emulator with a small guild, and real disnake bots pointed at it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import disnake
+import pytest
+from disnake.ext import commands
+
+from tests.fakes.discord import (
+    Channel,
+    DiscordEmulator,
+    Guild,
+    User,
+    disnake_pointed_at,
+    fast_client_options,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Server:
+    guild: Guild
+    general: Channel
+    alice: User
+    bob: User
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[DiscordEmulator]:
+    async with DiscordEmulator(bot_name="Personae") as emulator:
+        with disnake_pointed_at(emulator.api_base_url):
+            yield emulator
+
+
+@pytest.fixture
+def server(emu: DiscordEmulator) -> Server:
+    guild = emu.add_guild("Test Guild")
+    alice = emu.add_user("alice")
+    bob = emu.add_user("bob")
+    emu.add_member(guild, alice)
+    emu.add_member(guild, bob)
+    general = emu.add_text_channel(guild, "general")
+    return Server(guild, general, alice, bob)
+
+
+def make_bot(*, message_content: bool = True, **options: object) -> commands.InteractionBot:
+    intents = disnake.Intents.default()
+    intents.message_content = message_content
+    return commands.InteractionBot(intents=intents, **fast_client_options(), **options)
+
+
+async def eventually(condition: Callable[[], T], timeout: float = 5.0) -> T:  # noqa: ASYNC109
+    """Poll a client-side condition (disnake state has no change notifications)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition still false after {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+def collect(bot: disnake.Client, event: str) -> list[object]:
+    """A list that fills with the first argument of every ``event`` the bot dispatches."""
+    seen: list[object] = []
+
+    async def listener(*args: object) -> None:
+        seen.append(args[0] if args else None)
+
+    bot.add_listener(listener, event)
+    return seen
