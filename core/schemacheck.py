@@ -43,7 +43,10 @@ def schema_problems(
     document: YamlDocument, validator: jsonschema.protocols.Validator
 ) -> list[Problem]:
     """Every schema violation in ``document``, located and explained, in file order."""
-    problems = [_problem(document, error) for error in _leaf_errors(validator.iter_errors(document.data))]
+    problems = [
+        problem for error in _leaf_errors(validator.iter_errors(document.data))
+        for problem in _problems(document, error)
+    ]
     unique = {(p.line, p.column, p.field, p.message): p for p in problems}
     return sorted(unique.values(), key=lambda p: (p.line, p.column, p.field))
 
@@ -58,14 +61,18 @@ def _leaf_errors(errors: Iterable[ValidationError]) -> Iterable[ValidationError]
             yield error
 
 
-def _problem(document: YamlDocument, error: ValidationError) -> Problem:
+def _problems(document: YamlDocument, error: ValidationError) -> list[Problem]:
     path = tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties":
         return _unknown_keys(document, error, path)
     if error.validator == "required":
         missing = _quoted_from_message(error.message)
-        return document.problem(path, f"missing required key '{missing}'", key=True)
+        return [document.problem((*path, missing), f"missing required key '{missing}'", key=True)]
+    return [_problem(document, error, path)]
+
+
+def _problem(document: YamlDocument, error: ValidationError, path: tuple) -> Problem:
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
     custom = schema.get("x-error")
     message = f"{_show(error.instance)} {custom}" if custom else _default_message(error)
     if hint := schema.get("x-hint"):
@@ -73,16 +80,19 @@ def _problem(document: YamlDocument, error: ValidationError) -> Problem:
     return document.problem(path, message)
 
 
-def _unknown_keys(document: YamlDocument, error: ValidationError, path: tuple) -> Problem:
+def _unknown_keys(document: YamlDocument, error: ValidationError, path: tuple) -> list[Problem]:
+    """One problem per unknown key (jsonschema reports them all in one error)."""
     known = list(error.schema.get("properties", {}))
     extra = [k for k in error.instance if k not in known] if isinstance(error.instance, dict) else []
-    key = extra[0] if extra else "?"
-    message = f"unknown key '{key}'"
-    if suggestion := difflib.get_close_matches(str(key), known, n=1, cutoff=0.6):
-        message += f" (did you mean '{suggestion[0]}'?)"
-    elif known:
-        message += f" (known keys: {', '.join(sorted(known))})"
-    return document.problem((*path, key), message, key=True)
+    problems = []
+    for key in extra or ["?"]:
+        message = f"unknown key '{key}'"
+        if suggestion := difflib.get_close_matches(str(key), known, n=1, cutoff=0.6):
+            message += f" (did you mean '{suggestion[0]}'?)"
+        elif known:
+            message += f" (known keys: {', '.join(sorted(known))})"
+        problems.append(document.problem((*path, key), message, key=True))
+    return problems
 
 
 def _default_message(error: ValidationError) -> str:

@@ -16,6 +16,12 @@ import yaml
 
 from .problems import Problem, ProblemsError
 
+# libyaml composes ten times faster and reports the same marks; PyYAML builds without
+# it fall back to the pure-Python parser.
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_STR_TAG = "tag:yaml.org,2002:str"
+
 FieldPath = tuple[str | int, ...]
 
 
@@ -69,11 +75,13 @@ def load_yaml(text: str, file: str) -> YamlDocument:
     """Parse ``text`` (named ``file`` in messages). Raises :class:`ProblemsError` with
     the line and column of a syntax error, or with every duplicate key."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_COMPOSER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         reason = exc.problem or exc.context or "invalid YAML"
+        if _character_at(text, line, column) == "\t":
+            reason += " (a tab: YAML indents with spaces only)"
         raise ProblemsError([Problem(file, line, column, "", f"YAML syntax error: {reason}")]) from None
     except yaml.YAMLError as exc:
         raise ProblemsError([Problem(file, 1, 1, "", f"YAML syntax error: {exc}")]) from None
@@ -82,6 +90,13 @@ def load_yaml(text: str, file: str) -> YamlDocument:
     if builder.problems:
         raise ProblemsError(builder.problems)
     return YamlDocument(file, data, builder.values, builder.keys)
+
+
+def _character_at(text: str, line: int, column: int) -> str:
+    lines = text.split("\n")
+    if 1 <= line <= len(lines) and 1 <= column <= len(lines[line - 1]):
+        return lines[line - 1][column - 1]
+    return ""
 
 
 class _Builder:
@@ -98,7 +113,7 @@ class _Builder:
             self._constructor.flatten_mapping(node)
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node, deep=True)
+                key = self._scalar(key_node)
                 if not isinstance(key, str | int | float | bool) and key is not None:
                     key = str(key)
                 child = (*path, key)
@@ -114,4 +129,10 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        # Most values are text: skip the constructor's bookkeeping for them.
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value
         return self._constructor.construct_object(node, deep=True)

@@ -61,6 +61,7 @@ class PromptSpec:
     examples: tuple[Example, ...] = ()
     post_history: str | None = None
     greeting: str | None = None
+    alternate_greetings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +198,9 @@ class Lorebook:
 
 @dataclass(frozen=True, slots=True)
 class Persona:
-    """A loaded persona. ``version`` is the content hash of ``source_text``; the event
-    log stores each version's text once so any reply's prompt can be rebuilt."""
+    """A loaded persona. ``version`` is the content hash of ``source_text`` and the
+    defaults applied to it; the event log stores each version's text once so any
+    reply's prompt can be rebuilt."""
 
     id: str
     name: str
@@ -217,3 +219,8 @@ class Persona:
     source_path: Path | None = None
     source_text: str = ""
     version: str = ""
+    notes: str = ""
+    """For authors only (an imported card's creator notes); never part of a prompt."""
+    applied_defaults: Mapping[str, Any] = field(default_factory=dict)
+    """The persona_defaults merged under ``source_text``; with it the persona can be
+    rebuilt exactly, and it is part of ``version``."""

@@ -1,0 +1,328 @@
+"""``personae personas``: validate, list, show, create and import persona files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from ..config import Config
+from ..personas.cards import MODELINE, card_to_persona, read_card
+from ..personas.defaults import defaults_from_config, known_providers_from_config
+from ..personas.loader import (
+    SCHEMA_FILE,
+    PersonaSet,
+    load_persona_files,
+    load_persona_text,
+    load_personas,
+    persona_files,
+    persona_schema_text,
+)
+from ..personas.model import Persona
+from ..personas.prompt import render_system_prompt
+from ..personas.yamlout import dump_yaml
+from ..problems import Problem, ProblemsError
+from .context import CliContext, pass_context, user_errors
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+@click.group()
+def personas() -> None:
+    """Check, inspect, create and import persona files."""
+
+
+@personas.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every problem.")
+@pass_context
+@user_errors
+def validate(ctx: CliContext, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Check persona files (default: the personas directory); exit 1 on any problem."""
+    files, missing = _expand(paths or (ctx.config.personas_dir,))
+    loaded = _load(ctx, files)
+    problems = [*missing, *loaded.problems]
+    if as_json:
+        click.echo(json.dumps({
+            "ok": not problems, "files": len(files), "personas": sorted(loaded.personas),
+            "problems": [p.to_dict() for p in problems],
+        }, ensure_ascii=False))
+    else:
+        for problem in problems:
+            ctx.out.print(str(problem), markup=False)
+        if problems:
+            broken = len({p.file for p in problems})
+            ctx.err.print(f"[red]{len(problems)} problem(s) in {broken} file(s)[/]")
+        else:
+            ctx.out.print(f"ok: {len(files)} persona file(s) valid")
+    if problems:
+        raise SystemExit(1)
+
+
+@personas.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per persona.")
+@pass_context
+@user_errors
+def list_(ctx: CliContext, as_json: bool) -> None:
+    """Every persona at a glance: id, name, model and what triggers it."""
+    loaded = _load_directory(ctx)
+    rows = [loaded.personas[i] for i in sorted(loaded.personas)]
+    if as_json:
+        for persona in rows:
+            click.echo(json.dumps({
+                "id": persona.id, "name": persona.name,
+                "model": f"{persona.model.provider}/{persona.model.name}",
+                "triggers": _trigger_summary(persona), "version": persona.version,
+                "file": str(persona.source_path),
+            }, ensure_ascii=False))
+    else:
+        table = Table("id", "name", "model", "triggers", "description")
+        for persona in rows:
+            table.add_row(persona.id, persona.name,
+                          f"{persona.model.provider}/{persona.model.name}",
+                          _trigger_summary(persona), persona.description)
+        ctx.out.print(table)
+    _warn_problems(ctx, loaded.problems)
+
+
+@personas.command("show")
+@click.argument("persona_id")
+@click.option("--user", default="Sample User", show_default=True, help="{user} in the sample.")
+@click.option("--channel", default="general", show_default=True, help="{channel} in the sample.")
+@click.option("--guild", default="Sample Server", show_default=True, help="{guild} in the sample.")
+@pass_context
+@user_errors
+def show(ctx: CliContext, persona_id: str, user: str, channel: str, guild: str) -> None:
+    """One persona with every default applied, and its system prompt for a sample message."""
+    loaded = _load_directory(ctx)
+    persona = loaded.personas.get(persona_id)
+    if persona is None:
+        _warn_problems(ctx, loaded.problems)
+        known = ", ".join(sorted(loaded.personas)) or "none"
+        raise ProblemsError([Problem(str(ctx.config.personas_dir), 1, 1, "",
+                                     f"no valid persona with id '{persona_id}' (known: {known})")])
+    now = datetime.now(UTC)
+    variables = {"user": user, "channel": channel, "guild": guild,
+                 "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H:%M")}
+    ctx.out.print(f"# {persona.source_path}  (version {persona.version})", markup=False)
+    ctx.out.print(dump_yaml(_as_plain(persona)), markup=False)
+    ctx.out.print(f"# system prompt for {json.dumps(variables, ensure_ascii=False)}:",
+                  markup=False)
+    ctx.out.print(render_system_prompt(persona, variables), markup=False)
+
+
+@personas.command("new")
+@click.argument("persona_id")
+@click.option("--name", help="Display name (default: the id, capitalised).")
+@pass_context
+@user_errors
+def new(ctx: CliContext, persona_id: str, name: str | None) -> None:
+    """Create personas/ID.yaml: a commented starter file that validates as is."""
+    _check_id(persona_id)
+    config = ctx.config
+    target = config.personas_dir / f"{persona_id}.yaml"
+    model = _starter_model(config)
+    text = _STARTER.format(
+        modeline=MODELINE, id=persona_id, name=json.dumps(name or persona_id.capitalize()),
+        provider=model["provider"], model=model["name"],
+    )
+    _check_and_write(ctx, target, text, persona_id)
+    ctx.out.print(f"created {target}: edit it, then run `personae personas validate`")
+
+
+@personas.command("import")
+@click.argument("card_file", type=click.Path(path_type=Path))
+@click.option("--id", "persona_id", help="Persona id to use (required when the name is taken).")
+@pass_context
+@user_errors
+def import_(ctx: CliContext, card_file: Path, persona_id: str | None) -> None:
+    """Turn a Character Card V2/V3 (JSON or PNG) into a persona file."""
+    if persona_id is not None:
+        _check_id(persona_id)
+    imported = card_to_persona(read_card(card_file), persona_id=persona_id, source=str(card_file))
+    directory = ctx.config.personas_dir
+    target = directory / f"{imported.persona_id}.yaml"
+    existing = _load_directory(ctx).personas.values()
+    if any(p.id == imported.persona_id for p in existing) or target.exists():
+        raise ProblemsError([Problem(str(card_file), 1, 1, "id", (
+            f"a persona with id '{imported.persona_id}' already exists; pass --id NEW_ID to "
+            "import it under another id"))])
+    if persona_id is None and any(p.name.casefold() == imported.name.casefold()
+                                  for p in existing):
+        raise ProblemsError([Problem(str(card_file), 1, 1, "name", (
+            f"a persona called '{imported.name}' already exists; pass --id NEW_ID to import "
+            "it anyway under another id"))])
+    if "model" not in ctx.config.persona_defaults:
+        imported = dataclasses.replace(
+            imported, data={**imported.data, "model": _starter_model(ctx.config)})
+    _check_and_write(ctx, target, imported.to_yaml(card_file.name), imported.persona_id)
+    for warning in imported.warnings:
+        ctx.err.print(f"[yellow]warning:[/] {card_file}: {warning}", markup=True,
+                      highlight=False)
+    ctx.out.print(f"imported '{imported.name}' as {target}")
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _load(ctx: CliContext, files: Iterable[Path]) -> PersonaSet:
+    config = ctx.config
+    return load_persona_files(files, defaults=defaults_from_config(config),
+                              known_providers=known_providers_from_config(config))
+
+
+def _load_directory(ctx: CliContext) -> PersonaSet:
+    config = ctx.config
+    return load_personas(config.personas_dir, defaults=defaults_from_config(config),
+                         known_providers=known_providers_from_config(config))
+
+
+def _expand(paths: Iterable[Path]) -> tuple[list[Path], list[Problem]]:
+    files: list[Path] = []
+    missing: list[Problem] = []
+    for path in paths:
+        if path.is_dir():
+            files += persona_files(path)
+        elif path.exists():
+            files.append(path)
+        else:
+            missing.append(Problem(str(path), 1, 1, "", "no such file or directory"))
+    return files, missing
+
+
+def _starter_model(config: Config) -> dict[str, str]:
+    """The default model, else the first provider's (or offline) with a common name."""
+    model = dict(config.persona_defaults.get("model") or {})
+    provider = model.get("provider") or next(iter(sorted(config.providers)), "offline")
+    return {"provider": provider, "name": model.get("name") or "gpt-4o-mini"}
+
+
+def _check_id(persona_id: str) -> None:
+    if not _ID.match(persona_id):
+        raise ProblemsError([Problem("<command line>", 1, 1, "id", (
+            f"'{persona_id}' is not a valid id (lowercase letters, digits, - and _, starting "
+            "with a letter or digit, at most 64)"))])
+
+
+def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str) -> None:
+    """Validate ``text`` as ``target`` would be read, then create it (never overwrite)."""
+    config = ctx.config
+    if target.exists():
+        raise ProblemsError([Problem(str(target), 1, 1, "",
+                                     f"already exists; choose another id than '{persona_id}'")])
+    load_persona_text(text, file=str(target), defaults=defaults_from_config(config),
+                      known_providers=known_providers_from_config(config))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _ensure_schema(target.parent)
+    temporary = target.with_name(f".{target.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    # The watcher sees the file appear whole. link() refuses to clobber a file that
+    # appeared meanwhile; where hard links are not supported, rename (checked above).
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise ProblemsError([Problem(str(target), 1, 1, "", "already exists")]) from None
+    except OSError:
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _ensure_schema(directory: Path) -> None:
+    """Put the schema next to the personas so the files' modeline finds it."""
+    schema = directory / SCHEMA_FILE
+    if not schema.exists():
+        schema.write_text(persona_schema_text(), encoding="utf-8")
+
+
+def _warn_problems(ctx: CliContext, problems: Iterable[Problem]) -> None:
+    problems = list(problems)
+    for problem in problems:
+        ctx.err.print(f"[yellow]warning:[/] {problem}", markup=True, highlight=False)
+    if problems:
+        ctx.err.print("files with problems are left out; see `personae personas validate`")
+
+
+def _trigger_summary(persona: Persona) -> str:
+    t = persona.triggers
+    parts = [name for name, on in (("mention", t.mention), ("dm", t.dm), ("reply", t.reply),
+                                   ("slash", t.slash)) if on]
+    if t.keywords:
+        parts.append(f"keywords: {', '.join(t.keywords)}")
+    if t.patterns:
+        parts.append(f"{len(t.patterns)} pattern(s)")
+    if t.channels:
+        parts.append(f"all messages in {len(t.channels)} channel(s)")
+    return "; ".join(parts) or "none"
+
+
+def _as_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _as_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.name not in ("source_text", "applied_defaults")}
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if isinstance(value, frozenset):
+        return sorted(_as_plain(v) for v in value)
+    if isinstance(value, tuple | list):
+        return [_as_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_plain(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+_STARTER = """\
+{modeline}
+# A new persona. Every field is explained in docs/personas.md; fields left out come
+# from persona_defaults in config.yaml. Check it with: personae personas validate
+id: {id}
+name: {name}
+description: One line about this persona, for people (never sent to the model).
+# avatar_url: https://example.org/avatar.png
+
+model:
+  provider: {provider}          # a provider from config.yaml, or offline
+  name: {model}
+  temperature: 0.7
+  max_tokens: 400
+
+prompt:
+  # Variables: {{persona}} {{user}} {{channel}} {{guild}} {{date}} {{time}};
+  # write {{{{ and }}}} for literal braces.
+  system: |
+    You are {{persona}}, talking with {{user}} in #{{channel}}. Today is {{date}}.
+  # examples:
+  #   - user: hello
+  #     assistant: Hi! What can I do for you?
+  # greeting: Hello, I'm {{persona}}.
+
+context:
+  scope: channel               # channel, thread, user or dm
+  max_messages: 30
+  max_tokens: 3000
+
+triggers:
+  mention: true
+  dm: true
+  reply: true
+  keywords: []                 # e.g. ["hey {id}"]
+
+limits:
+  rate: {{capacity: 5, per: 1m, scope: user}}   # token bucket
+  # quota: {{tokens: 20000, scope: user, reset: "0 0 * * *", timezone: UTC}}
+  reply_deadline: 60s
+
+# lorebook:
+#   - keys: [dragon]
+#     content: Dragons in this world are extinct.
+"""

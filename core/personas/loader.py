@@ -1,0 +1,761 @@
+"""Persona YAML files -> :class:`~core.personas.model.Persona`, or every problem at once.
+
+A file is merged over ``persona_defaults`` (the persona overrides only what it sets;
+lists replace, mappings merge), and the MERGED document is checked twice: against
+``persona.schema.json``, then by the rules a schema cannot express (regexes compile,
+cron and time zone exist, providers are known, limits are possible, templates name
+known variables). Each problem is located in the persona's file, or in config.yaml
+when the bad value is an inherited default.
+
+Valid files are the common case and need no positions, so a file is first parsed
+and checked the quick way; only a file with a problem is parsed again with positions
+to locate and explain every problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import zoneinfo
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastjsonschema
+import jsonschema
+import yaml
+from apscheduler.triggers.cron import CronTrigger
+
+from ..durations import parse_duration
+from ..problems import Problem, ProblemsError
+from ..schemacheck import bundled_schema, schema_problems, validator_for
+from ..yamldoc import FieldPath, YamlDocument, load_yaml
+from .defaults import LocatedDefaults
+from .model import (
+    AllowedMentions,
+    ContextSpec,
+    DeliverySpec,
+    Example,
+    FallbackModel,
+    LimitsSpec,
+    Lorebook,
+    LoreEntry,
+    ModelSpec,
+    PermissionSpec,
+    Persona,
+    PromptSpec,
+    QuotaSpec,
+    RateLimitSpec,
+    ThreadSpec,
+    TriggerSpec,
+)
+from .prompt import template_errors
+
+PERSONA_SUFFIXES = (".yaml", ".yml")
+_STR_TAG = "tag:yaml.org,2002:str"
+SCHEMA_FILE = "persona.schema.json"
+
+
+@dataclass(frozen=True)
+class PersonaSet:
+    """The personas that loaded from a set of files, and the problems of those that did not.
+
+    ``failed_files`` holds the resolved paths of files left out because of a problem,
+    so that a registry can keep serving their last good version.
+    """
+
+    personas: Mapping[str, Persona]
+    problems: tuple[Problem, ...] = ()
+    failed_files: frozenset[Path] = field(default_factory=frozenset)
+
+
+def persona_schema() -> Mapping[str, Any]:
+    """The persona JSON Schema (the copy in ``personas/`` is for editors)."""
+    return bundled_schema("core.personas", SCHEMA_FILE)
+
+
+def persona_schema_text() -> str:
+    """The schema file's text, to copy next to persona files for editors."""
+    return resources.files("core.personas").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+
+
+def persona_files(directory: str | Path) -> list[Path]:
+    """The persona files in ``directory``, sorted; hidden files (editor locks) are skipped."""
+    return sorted(
+        p for p in Path(directory).iterdir()
+        if p.suffix in PERSONA_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def load_persona_file(
+    path: str | Path, *, defaults: Mapping[str, Any], known_providers: Collection[str]
+) -> Persona:
+    """Load one persona file. Raises :class:`ProblemsError` with every problem in it."""
+    path = Path(path)
+    return _load(_read(path), str(path), path.resolve(), defaults, known_providers)
+
+
+def load_persona_text(
+    text: str,
+    *,
+    file: str,
+    defaults: Mapping[str, Any],
+    known_providers: Collection[str],
+    path: Path | None = None,
+) -> Persona:
+    """Load a persona from its source ``text`` (named ``file`` in problems)."""
+    resolved = path.resolve() if path is not None else None
+    return _load(text, file, resolved, defaults, known_providers)
+
+
+class LoadCache:
+    """Earlier load results by file, so that reloading a directory parses only the
+    files whose text changed. Use one cache per ``defaults`` and ``known_providers``."""
+
+    def __init__(self) -> None:
+        self._results: dict[Path, tuple[str, Persona | ProblemsError]] = {}
+
+    def load(self, path: Path, resolved: Path, text: str, defaults: Mapping[str, Any],
+             known_providers: Collection[str]) -> Persona:
+        """The result for ``path`` (``resolved``) holding ``text``: remembered, or loaded now."""
+        cached = self._results.get(resolved)
+        if cached is None or cached[0] != text:
+            try:
+                result: Persona | ProblemsError = _load(
+                    text, str(path), resolved, defaults, known_providers)
+            except ProblemsError as exc:
+                result = exc
+            cached = self._results[resolved] = (text, result)
+        if isinstance(cached[1], ProblemsError):
+            raise cached[1]
+        return cached[1]
+
+    def forget_all_but(self, resolved_paths: Collection[Path]) -> None:
+        """Drop the results of files that are gone."""
+        keep = set(resolved_paths)
+        for path in [p for p in self._results if p not in keep]:
+            del self._results[path]
+
+
+def load_persona_files(
+    paths: Iterable[str | Path],
+    *,
+    defaults: Mapping[str, Any],
+    known_providers: Collection[str],
+    cache: LoadCache | None = None,
+) -> PersonaSet:
+    """Load several files; a broken file is reported and left out, and so is a file whose
+    id an earlier file (in path order) already uses."""
+    personas: dict[str, Persona] = {}
+    owners: dict[str, str] = {}
+    problems: list[Problem] = []
+    failed: set[Path] = set()
+    cache = cache if cache is not None else LoadCache()
+    ordered = [(path, path.resolve()) for path in sorted(Path(p) for p in paths)]
+    cache.forget_all_but([resolved for _, resolved in ordered])
+    for path, resolved in ordered:
+        try:
+            persona = cache.load(path, resolved, _read(path), defaults, known_providers)
+        except ProblemsError as exc:
+            problems.extend(exc.problems)
+            failed.add(resolved)
+            continue
+        if persona.id in personas:
+            document = load_yaml(persona.source_text, str(path))  # loaded before: parses
+            problems.append(document.problem(
+                ("id",), f"id '{persona.id}' is already used by {owners[persona.id]} "
+                "(ids must be unique; this file is ignored)",
+            ))
+            failed.add(resolved)
+            continue
+        personas[persona.id] = persona
+        owners[persona.id] = str(path)
+    return PersonaSet(personas, tuple(dict.fromkeys(problems)), frozenset(failed))
+
+
+def load_personas(
+    directory: str | Path,
+    *,
+    defaults: Mapping[str, Any],
+    known_providers: Collection[str],
+    cache: LoadCache | None = None,
+) -> PersonaSet:
+    """Load every persona file in ``directory`` (see :func:`load_persona_files`)."""
+    try:
+        files = persona_files(directory)
+    except OSError as exc:
+        reason = "no such directory" if isinstance(exc, FileNotFoundError) else str(exc)
+        problem = Problem(str(directory), 1, 1, "", f"cannot read the personas directory: {reason}")
+        return PersonaSet({}, (problem,))
+    return load_persona_files(files, defaults=defaults, known_providers=known_providers,
+                              cache=cache)
+
+
+def persona_version(source_text: str, defaults: Mapping[str, Any]) -> str:
+    """The content hash of a persona: its source text and the defaults merged under it."""
+    digest = hashlib.sha256(source_text.encode("utf-8"))
+    digest.update(b"\0")
+    digest.update(_canonical_json(defaults).encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
+# -- loading one document ------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProblemsError([Problem(str(path), 1, 1, "", "no such file")]) from None
+    except UnicodeDecodeError as exc:
+        raise ProblemsError([Problem(
+            str(path), 1, 1, "", f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
+        )]) from None
+    except OSError as exc:
+        raise ProblemsError([Problem(str(path), 1, 1, "", f"cannot read the file: {exc}")]) from None
+
+
+def _load(
+    text: str, file: str, path: Path | None, defaults: Mapping[str, Any],
+    known_providers: Collection[str],
+) -> Persona:
+    """Most files are valid, and a valid file needs no positions: try the quick way
+    first, and take the located way (which explains every problem) on any doubt."""
+    plain_defaults = _plain(defaults)
+    data = _parse_quickly(text)
+    if isinstance(data, dict):
+        merged = _deep_merge(plain_defaults, data)
+        if _passes_fast_schema(merged) and not _rule_problems(_Unlocated(merged), known_providers):
+            return _build(merged, text, path, plain_defaults)
+    return _load_located(text, file, path, defaults, known_providers)
+
+
+def _load_located(
+    text: str, file: str, path: Path | None, defaults: Mapping[str, Any],
+    known_providers: Collection[str],
+) -> Persona:
+    document = load_yaml(text, file)
+    if document.data is None:
+        raise ProblemsError([Problem(
+            file, 1, 1, "", "the file is empty: a persona needs at least id, name and prompt.system",
+        )])
+    if not isinstance(document.data, dict):
+        raise ProblemsError([document.problem((), "a persona file must be a mapping of fields")])
+    plain_defaults = _plain(defaults)
+    located = defaults if isinstance(defaults, LocatedDefaults) else LocatedDefaults(plain_defaults)
+    merged = _MergedDocument(
+        file, _deep_merge(plain_defaults, document.data), document.value_positions,
+        document.key_positions, persona=document, defaults=located, source=text,
+    )
+    problems = _schema_problems(merged)
+    blamed = {p.field for p in problems}
+    problems += [p for p in _rule_problems(merged, known_providers) if p.field not in blamed]
+    if problems:
+        problems.sort(key=lambda p: (p.file != file, p.line, p.column, p.field))
+        raise ProblemsError(problems)
+    return _build(merged.data, text, path, plain_defaults)
+
+
+def _schema_problems(document: YamlDocument) -> list[Problem]:
+    if _passes_fast_schema(document.data):
+        return []
+    return schema_problems(document, _validator())
+
+
+def _passes_fast_schema(data: Any) -> bool:
+    # A compiled check clears a valid file ~20x faster than jsonschema, which then only
+    # runs to locate and explain the problems of a file that fails it.
+    try:
+        _fast_validator()(data)
+    except Exception:  # any doubt goes to the thorough validator
+        return False
+    return True
+
+
+class _QuickLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):
+    """Parses without positions; gives up (to the located parser) on anything the
+    located parser treats specially: duplicate keys and keys that are not text."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # Most values are text: skip the constructor's bookkeeping for them.
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            return node.value
+        return super().construct_object(node, deep=deep)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        self.flatten_mapping(node)
+        keys = [key.value for key, _ in node.value if key.tag == _STR_TAG]
+        if len(keys) != len(node.value) or len(set(keys)) != len(keys):
+            raise _NeedsLocatedParse
+        return super().construct_mapping(node, deep=deep)
+
+
+class _NeedsLocatedParse(Exception):
+    pass
+
+
+def _parse_quickly(text: str) -> Any:
+    """The YAML data, or None when only the located parser can say what is wrong."""
+    try:
+        return yaml.load(text, Loader=_QuickLoader)
+    except (yaml.YAMLError, _NeedsLocatedParse):
+        return None
+
+
+class _Locator(Protocol):
+    """What the rules need: the merged data, and a way to say where a problem is."""
+
+    data: Any
+
+    def problem(self, path: Sequence[str | int], message: str, *, key: bool = False
+                ) -> Problem: ...
+
+    def problem_in_text(self, path: FieldPath, value: str, offset: int, token: str,
+                        message: str) -> Problem: ...
+
+
+class _Unlocated:
+    """Stands in for a located document when only "any problem?" matters."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def problem(self, path: Sequence[str | int], message: str, *, key: bool = False) -> Problem:
+        return Problem("", 0, 0, "", message)
+
+    def problem_in_text(self, path: FieldPath, value: str, offset: int, token: str,
+                        message: str) -> Problem:
+        return Problem("", 0, 0, "", message)
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    return validator_for(persona_schema())
+
+
+@cache
+def _fast_validator() -> Callable[[Any], Any]:
+    return fastjsonschema.compile(dict(persona_schema()), use_default=False)
+
+
+@dataclass(frozen=True)
+class _MergedDocument(YamlDocument):
+    """The merged persona; each problem is blamed on the file that wrote the value."""
+
+    persona: YamlDocument = field(repr=False, kw_only=True)
+    defaults: LocatedDefaults = field(repr=False, kw_only=True)
+    source: str = field(repr=False, kw_only=True)
+
+    def problem(self, path: Sequence[str | int], message: str, *, key: bool = False) -> Problem:
+        path = tuple(path)
+        if _depth(self.defaults.data, path) > _depth(self.persona.data, path):
+            return self.defaults.problem(path, message, key=key)
+        return self.persona.problem(path, message, key=key)
+
+    def problem_in_text(self, path: FieldPath, value: str, offset: int, token: str,
+                        message: str) -> Problem:
+        """A problem with ``token`` at ``offset`` in the text value at ``path``, located at
+        the token itself when the source shows where, else at the value."""
+        problem = self.problem(path, message)
+        if problem.file != self.persona.file:
+            return problem
+        where = _token_position(self.source, problem.line, problem.column, value, offset, token)
+        if where is None:
+            return problem
+        return Problem(problem.file, where[0], where[1], problem.field, message)
+
+
+def _token_position(source: str, line: int, column: int, value: str, offset: int,
+                    token: str) -> tuple[int, int] | None:
+    """Where ``token`` (at ``offset`` in ``value``) is in ``source``, for a value that
+    starts at ``line``:``column``; None when the layout cannot tell (escapes)."""
+    lines = source.split("\n")
+    if not 1 <= line <= len(lines):
+        return None
+    start = lines[line - 1][column - 1:column]
+    if start in ("|", ">"):
+        # Block scalars keep every non-space character in order, folded or not: the
+        # token is the same occurrence in the block's lines as in the value.
+        return _nth_in_block(lines, line, token, value.count(token, 0, offset))
+    if "\n" in value[:offset]:
+        return None
+    row, col = line, column + offset + (1 if start in ("'", '"') else 0)
+    if lines[row - 1][col - 1:col - 1 + len(token)] != token:
+        return None  # an escape sequence shifted the text
+    return row, col
+
+
+def _nth_in_block(lines: list[str], line: int, token: str, nth: int) -> tuple[int, int] | None:
+    content = next((text for text in lines[line:] if text.strip()), "")
+    indent = len(content) - len(content.lstrip(" "))
+    for row in range(line + 1, len(lines) + 1):
+        text = lines[row - 1]
+        if text.strip() and len(text) - len(text.lstrip(" ")) < indent:
+            return None
+        index = text.find(token)
+        while index != -1:
+            if nth == 0:
+                return row, index + 1
+            nth -= 1
+            index = text.find(token, index + len(token))
+    return None
+
+
+def _depth(data: Any, path: FieldPath) -> int:
+    """How many leading parts of ``path`` exist in ``data``."""
+    for depth, part in enumerate(path):
+        in_mapping = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_mapping or in_list):
+            return depth
+        data = data[part]
+    return len(path)
+
+
+def _deep_merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _deep_merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-shaped copy (what an event can store and a hash can digest)."""
+    return json.loads(_canonical_json(value))
+
+
+def _canonical_json(value: Any) -> str:
+    if isinstance(value, LocatedDefaults):
+        value = value.data
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    return str(value)
+
+
+# -- rules the schema cannot express -------------------------------------------------
+
+
+def _rule_problems(doc: _Locator, known_providers: Collection[str]) -> list[Problem]:
+    data = doc.data
+    problems: list[Problem] = []
+    problems += _provider_problems(doc, _get(data, "model"), known_providers)
+    problems += _template_problems(doc, _get(data, "prompt"))
+    triggers = _get(data, "triggers")
+    flags = 0 if _get(triggers, "case_sensitive") else re.IGNORECASE
+    for i, pattern in enumerate(_list(_get(triggers, "patterns"))):
+        problems += _regex_problems(doc, ("triggers", "patterns", i), pattern, flags)
+    problems += _limit_problems(doc, _get(data, "limits"), _get(_get(data, "model"), "max_tokens"))
+    problems += _lorebook_problems(doc, _get(data, "lorebook"))
+    return problems
+
+
+def _get(data: Any, key: str) -> Any:
+    return data.get(key) if isinstance(data, dict) else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _provider_problems(
+    doc: _Locator, model: Any, known_providers: Collection[str]
+) -> list[Problem]:
+    problems = []
+    for path, spec in ((("model", "provider"), model), (("model", "fallback", "provider"),
+                                                        _get(model, "fallback"))):
+        provider = _get(spec, "provider")
+        if isinstance(provider, str) and provider and provider not in known_providers:
+            message = f"unknown provider \"{provider}\""
+            if close := difflib.get_close_matches(provider, list(known_providers), n=1):
+                message += f" (did you mean \"{close[0]}\"?)"
+            known = ", ".join(sorted(known_providers))
+            message += f"; known providers: {known} (add it under providers: in config.yaml)"
+            problems.append(doc.problem(path, message))
+    return problems
+
+
+def _template_problems(doc: _Locator, prompt: Any) -> list[Problem]:
+    texts: list[tuple[FieldPath, Any]] = [
+        (("prompt", "system"), _get(prompt, "system")),
+        (("prompt", "post_history"), _get(prompt, "post_history")),
+        (("prompt", "greeting"), _get(prompt, "greeting")),
+    ]
+    texts += [(("prompt", "alternate_greetings", i), text)
+              for i, text in enumerate(_list(_get(prompt, "alternate_greetings")))]
+    for i, example in enumerate(_list(_get(prompt, "examples"))):
+        texts += [(("prompt", "examples", i, side), _get(example, side))
+                  for side in ("user", "assistant")]
+    return [doc.problem_in_text(path, text, mistake.offset, mistake.token, mistake.message)
+            for path, text in texts if isinstance(text, str)
+            for mistake in template_errors(text)]
+
+
+def _regex_problems(doc: _Locator, path: FieldPath, pattern: Any, flags: int) -> list[Problem]:
+    if not isinstance(pattern, str):
+        return []
+    try:
+        re.compile(pattern, flags)
+    except re.error as exc:
+        where = f" at position {exc.pos + 1}" if exc.pos is not None else ""
+        return [doc.problem(path, f"{json.dumps(pattern)} is not a valid regular expression: "
+                                  f"{exc.msg}{where}")]
+    return []
+
+
+def _limit_problems(doc: _Locator, limits: Any, max_tokens: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    rate = _get(limits, "rate")
+    if isinstance(rate, dict):
+        if "capacity" in rate and "messages" in rate:
+            problems.append(doc.problem(("limits", "rate", "messages"),
+                                        "set capacity or messages (they mean the same), not both",
+                                        key=True))
+        elif "capacity" not in rate and "messages" not in rate:
+            problems.append(doc.problem(("limits", "rate"),
+                                        "missing required key 'capacity' (messages per period)"))
+        if _seconds(rate.get("per")) == 0:
+            problems.append(doc.problem(("limits", "rate", "per"),
+                                        "must be longer than 0s (the time the bucket takes to refill)"))
+    quota = _get(limits, "quota")
+    if isinstance(quota, dict):
+        problems += _quota_problems(doc, quota, max_tokens)
+    deadline = _seconds(_get(limits, "reply_deadline"))
+    if deadline is not None and deadline <= 0:
+        problems.append(doc.problem(("limits", "reply_deadline"),
+                                    "must be longer than 0s, or no reply could ever finish"))
+    return problems
+
+
+def _quota_problems(doc: _Locator, quota: dict, max_tokens: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    if quota.get("tokens") is None and quota.get("messages") is None:
+        problems.append(doc.problem(("limits", "quota"),
+                                    "set tokens, messages or both: an empty quota limits nothing"))
+    tokens = quota.get("tokens")
+    if (isinstance(tokens, int) and isinstance(max_tokens, int) and tokens >= 1
+            and tokens < max_tokens):
+        problems.append(doc.problem(
+            ("limits", "quota", "tokens"),
+            f"a quota of {tokens} tokens is smaller than model.max_tokens ({max_tokens}): "
+            "not even one full reply would fit",
+        ))
+    timezone = quota.get("timezone", "UTC")
+    if isinstance(timezone, str):
+        try:
+            zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(doc.problem(
+                ("limits", "quota", "timezone"),
+                f"unknown time zone {json.dumps(timezone)} (use an IANA name such as UTC or "
+                "Europe/Paris)",
+            ))
+            timezone = "UTC"
+    reset = quota.get("reset", "0 0 * * *")
+    if isinstance(reset, str):
+        error = _cron_error(reset, timezone if isinstance(timezone, str) else "UTC")
+        if error:
+            problems.append(doc.problem(
+                ("limits", "quota", "reset"),
+                f"{json.dumps(reset)} is not a valid cron expression: {error} (five fields: "
+                "minute hour day month weekday, e.g. \"0 0 * * *\")",
+            ))
+    return problems
+
+
+@lru_cache(maxsize=256)
+def _cron_error(expression: str, timezone: str) -> str | None:
+    """Why APScheduler rejects ``expression``, or None (cached: a few distinct
+    expressions repeat across hundreds of files)."""
+    try:
+        CronTrigger.from_crontab(expression, timezone=timezone)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        return parse_duration(value) if value is not None else None
+    except (ValueError, TypeError):
+        return None
+
+
+def _lorebook_problems(doc: _Locator, lorebook: Any) -> list[Problem]:
+    base: FieldPath = ("lorebook",) if isinstance(lorebook, list) else ("lorebook", "entries")
+    entries = lorebook if isinstance(lorebook, list) else _list(_get(lorebook, "entries"))
+    problems: list[Problem] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        if (entry.get("enabled", True) and not entry.get("constant") and not entry.get("keys")):
+            problems.append(doc.problem(
+                (*base, i), "this entry has no keys and is not constant, so it can never activate "
+                "(add keys, set constant: true, or enabled: false)",
+            ))
+        if entry.get("regex"):
+            flags = 0 if entry.get("case_sensitive") else re.IGNORECASE
+            for kind in ("keys", "secondary_keys"):
+                for j, key in enumerate(_list(entry.get(kind))):
+                    problems += _regex_problems(doc, (*base, i, kind, j), key, flags)
+    return problems
+
+
+# -- building the frozen persona -----------------------------------------------------
+
+
+def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]) -> Persona:
+    model, prompt = data["model"], data["prompt"]
+    context = data.get("context") or {}
+    return Persona(
+        id=data["id"],
+        name=data["name"],
+        model=_model(model),
+        prompt=PromptSpec(
+            system=prompt["system"],
+            examples=tuple(Example(e["user"], e["assistant"]) for e in prompt.get("examples", [])),
+            post_history=prompt.get("post_history"),
+            greeting=prompt.get("greeting"),
+            alternate_greetings=tuple(prompt.get("alternate_greetings", [])),
+        ),
+        avatar_url=data.get("avatar_url"),
+        description=data.get("description", ""),
+        context=ContextSpec(
+            scope=context.get("scope", "channel"),
+            max_messages=context.get("max_messages", 40),
+            max_tokens=context.get("max_tokens", 3000),
+            include_other_personas=context.get("include_other_personas", True),
+        ),
+        triggers=_triggers(data.get("triggers") or {}),
+        limits=_limits(data.get("limits") or {}),
+        permissions=_permissions(data.get("permissions") or {}),
+        delivery=_delivery(data.get("delivery") or {}),
+        lorebook=_lorebook(data.get("lorebook")),
+        tags=tuple(data.get("tags", [])),
+        extensions=data.get("extensions", {}),
+        source_path=path,
+        source_text=text,
+        version=persona_version(text, defaults),
+        notes=data.get("notes", ""),
+        applied_defaults=defaults,
+    )
+
+
+def _model(model: dict) -> ModelSpec:
+    stop = model.get("stop", ())
+    fallback = model.get("fallback")
+    return ModelSpec(
+        provider=model["provider"],
+        name=model["name"],
+        temperature=model.get("temperature"),
+        max_tokens=model.get("max_tokens"),
+        top_p=model.get("top_p"),
+        frequency_penalty=model.get("frequency_penalty"),
+        presence_penalty=model.get("presence_penalty"),
+        stop=(stop,) if isinstance(stop, str) else tuple(stop),
+        seed=model.get("seed"),
+        extra=model.get("extra", {}),
+        fallback=FallbackModel(fallback["provider"], fallback["name"]) if fallback else None,
+    )
+
+
+def _ids(values: Iterable[str | int] | None) -> frozenset[str]:
+    return frozenset(str(v) for v in values or ())
+
+
+def _triggers(triggers: dict) -> TriggerSpec:
+    case_sensitive = triggers.get("case_sensitive", False)
+    flags = 0 if case_sensitive else re.IGNORECASE
+    thread = triggers.get("thread")
+    return TriggerSpec(
+        mention=triggers.get("mention", True),
+        dm=triggers.get("dm", True),
+        reply=triggers.get("reply", True),
+        keywords=tuple(triggers.get("keywords", [])),
+        patterns=tuple(re.compile(p, flags) for p in triggers.get("patterns", [])),
+        case_sensitive=case_sensitive,
+        channels=_ids(triggers.get("channels")),
+        slash=triggers.get("slash", True),
+        thread=ThreadSpec(thread.get("after_turns"), thread.get("after_chars")) if thread else None,
+        from_personas=frozenset(triggers.get("from_personas", [])),
+        max_hops=triggers.get("max_hops", 2),
+    )
+
+
+def _limits(limits: dict) -> LimitsSpec:
+    rate, quota = limits.get("rate"), limits.get("quota")
+    return LimitsSpec(
+        rate=RateLimitSpec(
+            capacity=rate.get("capacity", rate.get("messages")),
+            per_s=parse_duration(rate["per"]),
+            scope=rate.get("scope", "user"),
+        ) if rate else None,
+        quota=QuotaSpec(
+            tokens=quota.get("tokens"),
+            messages=quota.get("messages"),
+            scope=quota.get("scope", "user"),
+            reset=quota.get("reset", "0 0 * * *"),
+            timezone=quota.get("timezone", "UTC"),
+        ) if quota else None,
+        max_concurrent=limits.get("max_concurrent"),
+        reply_deadline_s=parse_duration(limits.get("reply_deadline", 60.0)),
+    )
+
+
+def _permissions(permissions: dict) -> PermissionSpec:
+    return PermissionSpec(
+        **{name: _ids(permissions.get(name)) for name in (
+            "allow_users", "deny_users", "allow_roles", "deny_roles", "allow_channels",
+            "deny_channels",
+        )},
+        dms=permissions.get("dms", True),
+    )
+
+
+def _delivery(delivery: dict) -> DeliverySpec:
+    defaults = DeliverySpec()
+    return DeliverySpec(
+        webhook=delivery.get("webhook", defaults.webhook),
+        stream_edits=delivery.get("stream_edits", defaults.stream_edits),
+        allowed_mentions=AllowedMentions(**delivery.get("allowed_mentions", {})),
+        failure_notice=delivery.get("failure_notice", defaults.failure_notice),
+        busy_notice=delivery.get("busy_notice", defaults.busy_notice),
+        rate_limited_notice=delivery.get("rate_limited_notice", defaults.rate_limited_notice),
+        quota_notice=delivery.get("quota_notice", defaults.quota_notice),
+    )
+
+
+def _lorebook(lorebook: Any) -> Lorebook:
+    if not lorebook:
+        return Lorebook()
+    book = {"entries": lorebook} if isinstance(lorebook, list) else lorebook
+    defaults = Lorebook()
+    return Lorebook(
+        entries=tuple(LoreEntry(
+            content=e["content"],
+            keys=tuple(e.get("keys", [])),
+            secondary_keys=tuple(e.get("secondary_keys", [])),
+            selective_logic=e.get("selective_logic", "and_any"),
+            regex=e.get("regex", False),
+            case_sensitive=e.get("case_sensitive", False),
+            whole_words=e.get("whole_words", True),
+            constant=e.get("constant", False),
+            enabled=e.get("enabled", True),
+            priority=e.get("priority", 0),
+            order=e.get("order", 100),
+            scan_depth=e.get("scan_depth"),
+            name=e.get("name"),
+        ) for e in book.get("entries", [])),
+        scan_depth=book.get("scan_depth", defaults.scan_depth),
+        token_budget=book.get("token_budget", defaults.token_budget),
+    )

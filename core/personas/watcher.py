@@ -1,0 +1,132 @@
+"""Hot reload: watch the personas directory and swap in each valid change.
+
+Every change reloads the directory (re-parsing only files whose text changed) and
+hands the result to the registry, which keeps the last
+good version of a broken file. New versions are passed to ``on_loaded`` (which
+records them in the event log) *before* they serve, so every reply's persona version
+is in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from watchfiles import Change, awatch
+
+from ..problems import Problem
+from .loader import PERSONA_SUFFIXES, LoadCache, load_personas
+from .model import Persona
+from .registry import PersonaRegistry, RegistryChange
+
+log = logging.getLogger(__name__)
+
+
+class PersonaWatcher:
+    """Keeps ``registry`` in step with the persona files in ``directory``.
+
+    Problems are logged as warnings; ``on_problems`` also receives the problems of
+    each reload that has any (to tell the admins, say). ``on_loaded`` receives the
+    personas whose version is new and is awaited before they serve; ``on_reloaded``
+    is told what each reload changed.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        registry: PersonaRegistry,
+        *,
+        defaults: Mapping[str, Any],
+        known_providers: Collection[str],
+        on_problems: Callable[[Sequence[Problem]], None],
+        on_loaded: Callable[[Sequence[Persona]], Awaitable[None]] | None = None,
+        on_reloaded: Callable[[RegistryChange], None] | None = None,
+        debounce_ms: int = 100,
+        step_ms: int = 15,
+    ) -> None:
+        self._directory = Path(directory)
+        self._registry = registry
+        self._defaults = defaults
+        self._known_providers = frozenset(known_providers)
+        self._on_problems = on_problems
+        self._on_loaded = on_loaded
+        self._on_reloaded = on_reloaded
+        self._debounce_ms = debounce_ms
+        self._step_ms = step_ms
+        self._lock = asyncio.Lock()
+        self._cache = LoadCache()
+        self.ready = asyncio.Event()
+        """Set once changes to the directory are being watched."""
+
+    async def reload(self) -> tuple[Problem, ...]:
+        """Load the directory now and serve what is valid; returns the problems found."""
+        async with self._lock:
+            loaded = await asyncio.to_thread(
+                load_personas, self._directory, defaults=self._defaults,
+                known_providers=self._known_providers, cache=self._cache,
+            )
+            serving, change = self._registry.preview(loaded)
+            if self._on_loaded is not None and change.changed:
+                try:
+                    await self._on_loaded([serving[i] for i in change.changed])
+                except Exception:
+                    # Serving a version the log cannot name would break replays; keep
+                    # the old snapshot and let the next change (or /reload) retry.
+                    log.exception("could not record new persona versions; keeping the old ones")
+                    return loaded.problems
+            change = self._registry.replace(loaded)
+            for problem in loaded.problems:
+                log.warning("persona problem: %s", problem)
+            if loaded.problems:
+                self._on_problems(loaded.problems)
+            if change.added or change.updated or change.retired:
+                log.info("personas reloaded: added=%s updated=%s retired=%s kept=%s",
+                         change.added, change.updated, change.retired, change.kept)
+            if self._on_reloaded is not None:
+                self._on_reloaded(change)
+            return loaded.problems
+
+    async def run(self) -> None:
+        """Watch until cancelled, reloading after each batch of changes. Raises
+        FileNotFoundError when the directory does not exist (:meth:`reload` reports
+        that as a problem first, so check it at start-up)."""
+        batches = awatch(
+            self._directory, watch_filter=_is_persona_file, debounce=self._debounce_ms,
+            step=self._step_ms, recursive=False,
+        )
+        # awatch registers its OS watch before its first await, so once that task has
+        # run one step no change can be missed; the reload then catches up on any
+        # change made before the watch started.
+        next_batch: asyncio.Task[Any] = asyncio.create_task(_next(batches))
+        try:
+            await asyncio.sleep(0)
+            await self._reload_logged()
+            self.ready.set()
+            while True:
+                await next_batch
+                await self._reload_logged()
+                next_batch = asyncio.create_task(_next(batches))
+        finally:
+            next_batch.cancel()
+            await asyncio.wait([next_batch])
+            self.ready.clear()
+            await batches.aclose()
+
+    async def _reload_logged(self) -> None:
+        try:
+            await self.reload()
+        except Exception:
+            # A bug while reloading must not stop the watching; the bot keeps serving.
+            log.exception("reloading personas failed")
+
+
+async def _next(batches: AsyncIterator[Any]) -> Any:
+    return await anext(batches)
+
+
+def _is_persona_file(change: Change, path: str) -> bool:
+    name = Path(path).name
+    return name.endswith(PERSONA_SUFFIXES) and not name.startswith(".")
