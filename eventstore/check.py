@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +40,17 @@ def check_log(path: str | Path) -> list[Violation]:
         conn.close()
 
 
-def _violations(conn: sqlite3.Connection):  # noqa: ANN202 - a generator of Violation
+def _violations(conn: sqlite3.Connection) -> Iterator[Violation]:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version != schema.SCHEMA_VERSION:
+    if version > schema.SCHEMA_VERSION:
         yield Violation(
-            "schema", f"log schema is {version}, this personae expects {schema.SCHEMA_VERSION}"
+            "schema", f"log schema is {version}, newer than this personae's {schema.SCHEMA_VERSION}"
+        )
+        return
+    if version < schema.SCHEMA_VERSION:
+        yield Violation(
+            "schema", f"log schema is {version}, older than this personae's "
+            f"{schema.SCHEMA_VERSION}; `personae db init` migrates it"
         )
         return
     for (message,) in conn.execute("PRAGMA integrity_check"):
@@ -52,7 +59,7 @@ def _violations(conn: sqlite3.Connection):  # noqa: ANN202 - a generator of Viol
     triggers = {
         name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
     }
-    for needed in ("events_no_update", "events_no_delete"):
+    for needed in ("events_no_update", "events_no_delete", "events_no_replace"):
         if needed not in triggers:
             yield Violation("append-only", f"the trigger {needed} is missing")
     gaps = conn.execute(

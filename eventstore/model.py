@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -60,6 +60,36 @@ class RecordedEvent:
     def recorded_datetime(self) -> datetime:
         """``recorded_at`` as an aware UTC datetime."""
         return datetime.fromtimestamp(self.recorded_at, tz=UTC)
+
+
+(
+    _set_position, _set_event_id, _set_stream_id, _set_version, _set_type,
+    _set_schema_version, _set_data, _set_recorded_at, _set_correlation_id, _set_causation_id,
+) = (RecordedEvent.__dict__[f.name].__set__ for f in fields(RecordedEvent))
+
+
+def build_recorded_event(
+    position: int, event_id: str, stream_id: str, version: int, type_: str,
+    schema_version: int, data: Mapping[str, Any], recorded_at: float,
+    correlation_id: str | None, causation_id: str | None,
+) -> RecordedEvent:
+    """``RecordedEvent(...)`` for the store's read loop, filling the slots directly.
+
+    The frozen dataclass ``__init__`` makes an ``object.__setattr__`` call per field,
+    which is a sixth of a replay's time; the slot setters do the same work for less.
+    """
+    event = object.__new__(RecordedEvent)
+    _set_position(event, position)
+    _set_event_id(event, event_id)
+    _set_stream_id(event, stream_id)
+    _set_version(event, version)
+    _set_type(event, type_)
+    _set_schema_version(event, schema_version)
+    _set_data(event, data)
+    _set_recorded_at(event, recorded_at)
+    _set_correlation_id(event, correlation_id)
+    _set_causation_id(event, causation_id)
+    return event
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,21 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1,)
+def _migrate_to_2(db: sqlite_utils.Database) -> None:
+    # INSERT OR REPLACE deletes the row it collides with without firing the delete
+    # trigger (unless recursive_triggers is on), so a colliding insert is refused here.
+    db.execute(
+        "CREATE TRIGGER events_no_replace BEFORE INSERT ON events "
+        "WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position) "
+        "OR EXISTS (SELECT 1 FROM events WHERE event_id = NEW.event_id) "
+        "OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id "
+        "AND version = NEW.version) "
+        "BEGIN SELECT RAISE(FAIL, "
+        "'the event log is append-only: an existing event cannot be replaced'); END"
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1, _migrate_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -73,12 +87,34 @@ def _refuse_foreign_file(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     with path.open("rb") as f:
-        header = f.read(len(_SQLITE_HEADER))
-    if header != _SQLITE_HEADER:
+        header = f.read(100)
+    if header[: len(_SQLITE_HEADER)] != _SQLITE_HEADER:
         raise StoreOpenError(
             f"{path} is not an SQLite database, so personae will not touch it; "
             "move it away or point database.path at another file"
         )
+    if not _plausible_header(header):
+        raise StoreOpenError(
+            f"{path} is damaged (its SQLite header is invalid); restore it from a backup "
+            "(`personae db check` tells what is wrong)"
+        )
+
+
+def _plausible_header(header: bytes) -> bool:
+    """The fixed fields of the 100-byte SQLite header (sqlite.org/fileformat2.html):
+    checked here so that SQLite never opens, and so never touches, a damaged file."""
+    if len(header) < 100:
+        return False
+    page_size = int.from_bytes(header[16:18], "big")
+    if page_size == 1:
+        page_size = 65536
+    return (
+        512 <= page_size <= 65536
+        and page_size & (page_size - 1) == 0
+        and header[18] in (1, 2)
+        and header[19] in (1, 2)
+        and header[21:24] == b"\x40\x20\x20"
+    )
 
 
 def _ensure_parent(path: Path) -> None:
@@ -124,9 +160,12 @@ def connect(path: Path, *, synchronous: Synchronous = "full", create: bool = Tru
         raise _translate(path, exc) from None
     try:
         _check_version(path, conn)
+        _probe(conn)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={synchronous.upper()}")
         conn.execute("PRAGMA busy_timeout=5000")
+        # The replace guard makes inserts need a statement journal: keep it in memory.
+        conn.execute("PRAGMA temp_store=MEMORY")
         _migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
@@ -156,6 +195,18 @@ def _check_version(path: Path, conn: sqlite3.Connection) -> None:
             f"{path} was written by a newer personae (log schema {found}; this version "
             f"understands up to {SCHEMA_VERSION}); upgrade personae to open it"
         )
+
+
+def _probe(conn: sqlite3.Connection) -> None:
+    """Read the schema and one edge of the log's table and indexes, before anything is
+    written: damage there is refused now. This is not a scan (`db check` does that)."""
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    if "events" not in tables:
+        return
+    conn.execute("SELECT MAX(position) FROM events").fetchone()
+    for index in ("events_event_id", "events_stream_version", "events_type_position"):
+        if index in tables:
+            conn.execute(f"SELECT 1 FROM events INDEXED BY {index} LIMIT 1").fetchone()
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

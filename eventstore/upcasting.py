@@ -8,6 +8,7 @@ the steps in a chain until no step is registered.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 Upcast = Callable[[Mapping[str, Any]], Mapping[str, Any]]
@@ -18,6 +19,12 @@ class Upcasters:
 
     def __init__(self) -> None:
         self._steps: dict[tuple[str, int], Upcast] = {}
+        self._types: set[str] = set()
+
+    @property
+    def types(self) -> AbstractSet[str]:
+        """The event types with at least one step: reads skip the others cheaply."""
+        return self._types
 
     def register(self, event_type: str, from_version: int, step: Upcast) -> None:
         """Register ``step``, which turns ``event_type`` data of ``from_version`` into the next."""
@@ -25,6 +32,7 @@ class Upcasters:
         if key in self._steps:
             raise ValueError(f"an upcaster for {event_type} v{from_version} is already registered")
         self._steps[key] = step
+        self._types.add(event_type)
 
     def upcast(
         self, event_type: str, schema_version: int, data: Mapping[str, Any]

@@ -1,0 +1,162 @@
+"""Reading: a stream from a version, a stream's tail by index, everything by type, live follow."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from eventstore import EventLog, EventStore, NewEvent, RecordedEvent
+
+
+async def _fill(store: EventStore) -> None:
+    for i in range(1, 31):
+        await store.append("chan", NewEvent("Said" if i % 3 else "Joined", {"i": i}))
+        await store.append(f"noise-{i % 4}", NewEvent("Noise", {"i": i}))
+
+
+async def test_read_stream_from_a_version_with_a_limit(store: EventStore) -> None:
+    await _fill(store)
+
+    events = await store.read_stream("chan", from_version=25)
+    assert [e.version for e in events] == [25, 26, 27, 28, 29, 30]
+    assert [e.data["i"] for e in events] == [25, 26, 27, 28, 29, 30]
+    assert {e.stream_id for e in events} == {"chan"}
+    limited = await store.read_stream("chan", from_version=3, limit=2)
+    assert [e.version for e in limited] == [3, 4]
+    assert await store.read_stream("missing") == []
+
+
+async def test_read_stream_tail_returns_the_last_events_oldest_first(store: EventStore) -> None:
+    await _fill(store)
+
+    tail = await store.read_stream_tail("chan", 4)
+    assert [e.version for e in tail] == [27, 28, 29, 30]
+    assert [e.version for e in await store.read_stream_tail("chan", 100)] == list(range(1, 31))
+
+
+def test_read_stream_tail_uses_the_stream_index_not_a_scan(log_path: Path) -> None:
+    log = EventLog.open(log_path)
+    try:
+        log.append("chan", [NewEvent("M", {}) for _ in range(5)])
+        statements: list[str] = []
+        log.connection.set_trace_callback(statements.append)
+        assert len(log.read_stream_tail("chan", 2)) == 2
+        log.connection.set_trace_callback(None)
+        (query,) = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+        plan = " | ".join(row[3] for row in log.connection.execute("EXPLAIN QUERY PLAN " + query))
+        assert "USING INDEX events_stream_version (stream_id=?)" in plan
+        assert "SCAN" not in plan and "TEMP B-TREE" not in plan
+    finally:
+        log.close()
+
+
+async def test_read_all_from_a_position_and_by_type(store: EventStore) -> None:
+    await _fill(store)
+
+    after = await store.read_all(after=50)
+    assert [e.position for e in after] == list(range(51, 61))
+    joined = await store.read_all(types=["Joined"])
+    assert [e.data["i"] for e in joined] == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
+    assert all(e.type == "Joined" for e in joined)
+    two_types = await store.read_all(after=40, types=["Joined", "Noise"], limit=3)
+    assert [(e.type, e.position) for e in two_types] == [
+        ("Joined", 41), ("Noise", 42), ("Noise", 44),
+    ]
+    window = await store.read_all(after=10, until=13)
+    assert [e.position for e in window] == [11, 12, 13]
+
+
+async def test_follow_wakes_on_commit_and_does_not_poll(store: EventStore) -> None:
+    await store.append("chan", NewEvent("M", {"n": 0}))
+    received: list[RecordedEvent] = []
+    caught_up = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def follower() -> None:
+        async for event in store.follow(after=0):
+            received.append(event)
+            caught_up.set()
+            if len(received) == 2:
+                arrived.set()
+
+    reads = 0
+    original_read = store.read
+
+    async def counting_read(query):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        return await original_read(query)
+
+    store.read = counting_read  # type: ignore[method-assign]
+    task = asyncio.create_task(follower())
+    try:
+        await asyncio.wait_for(caught_up.wait(), 5)
+        await asyncio.sleep(0.05)  # let the follower finish its read and start waiting
+        idle_reads = reads
+        await asyncio.sleep(0.3)
+        assert reads == idle_reads, "the follower read the log while nothing was committed"
+
+        await store.append("chan", NewEvent("M", {"n": 1}))
+        await asyncio.wait_for(arrived.wait(), 2)
+        assert [e.data["n"] for e in received] == [0, 1]
+        assert reads > idle_reads
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_follow_by_type_skips_other_types(store: EventStore) -> None:
+    await store.append("chan", [NewEvent("A", {}), NewEvent("B", {"n": 1})])
+    stream = store.follow(types=["B"])
+    first = await asyncio.wait_for(anext(stream), 2)
+    pending = asyncio.ensure_future(anext(stream))
+    await store.append("chan", [NewEvent("A", {}), NewEvent("B", {"n": 2})])
+    second = await asyncio.wait_for(pending, 2)
+    assert [(first.type, first.data["n"]), (second.type, second.data["n"])] == [("B", 1), ("B", 2)]
+    await stream.aclose()
+
+
+def test_reading_several_types_merges_index_ranges_in_position_order(log_path: Path) -> None:
+    log = EventLog.open(log_path)
+    try:
+        kinds = ["A", "B", "C", "D"]
+        log.append("chan", [NewEvent(kinds[(i * 7) % 4], {"i": i}) for i in range(12_000)])
+        wanted = {"A", "C", "D"}
+        expected = [e.position for e in log.iter_all() if e.type in wanted]
+
+        statements: list[str] = []
+        log.connection.set_trace_callback(statements.append)
+        got = [e.position for e in log.iter_all(types=["D", "A", "C"])]
+        log.connection.set_trace_callback(None)
+
+        assert got == expected and len(got) == 9000
+        assert [e.position for e in log.read_all(after=got[10], types=wanted, limit=5)] == (
+            got[11:16]
+        )
+        for statement in {s for s in statements if s.lstrip().upper().startswith("SELECT")}:
+            plan = " | ".join(r[3] for r in log.connection.execute("EXPLAIN QUERY PLAN " + statement))
+            assert "TEMP B-TREE" not in plan, plan
+    finally:
+        log.close()
+
+
+def test_events_read_back_equal_ones_built_by_the_dataclass(log_path: Path) -> None:
+    """The read loop fills RecordedEvent's slots itself; it must miss none of them."""
+    log = EventLog.open(log_path)
+    try:
+        log.append("chan", [NewEvent("M", {"k": [1, "two"]}, event_id="e1",
+                                     correlation_id="corr", causation_id="cause")])
+        (event,) = log.read_all()
+        built = RecordedEvent(
+            event.position, "e1", "chan", 1, "M", 1, {"k": [1, "two"]}, event.recorded_at,
+            "corr", "cause",
+        )
+        assert event == built
+        assert repr(event) == repr(built)
+        assert log.get("e1") == built
+    finally:
+        log.close()
