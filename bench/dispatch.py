@@ -1,0 +1,321 @@
+"""The dispatcher's own latency, in process, over a large event log.
+
+    python bench/dispatch.py [--events 1000000] [--conversations 1000] [--json]
+
+Builds (once, then reuses) a log of ``--events`` events: conversations with
+history, including the ``--conversations`` that the run talks in. Then
+``--messages`` messages arrive at ``--rate`` per second spread over those
+conversations (open loop: arrivals do not wait for replies), each answered by an
+in-process model with zero latency. Measured per message:
+
+- inbound -> model request: ``ingest`` called until the model is asked (the
+  atomic append of message + trigger, queueing, reading the conversation's tail,
+  building the context);
+- model reply -> outbound reply: the model returned until the adapter's
+  ``deliver`` is called (recording ModelReplied first).
+
+Prints p50/p99/max of both, where that time went (the event store's appends and
+conversation reads, building the context), throughput and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import core.dispatcher.dispatcher as dispatcher_module
+from core.context.history import MAX_CACHED_EVENTS
+from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
+from core.dispatcher.events import (
+    MessageReceived,
+    ModelReplied,
+    PersonaTriggered,
+    ReplyDelivered,
+    conversation_stream,
+    delivered_event_id,
+    message_event_id,
+    reply_event_id,
+    trigger_event_id,
+)
+from core.dispatcher.messages import (
+    Author,
+    DeliveryReceipt,
+    InboundMessage,
+    Notice,
+    OutboundReply,
+    ReplyTarget,
+)
+from core.dispatcher.projection import DispatchProjection
+from core.gateway.model import ModelOutcome, ModelRequest, OnDelta, Usage
+from core.limits.quotas import QuotaProjection
+from core.personas.loader import load_persona_text
+from core.personas.registry import PersonaRegistry
+from eventstore import AppendRequest, EventLog, EventStore
+
+PERSONA = """\
+id: ada
+name: Ada
+model: {provider: bench, name: instant}
+prompt:
+  system: "You are {persona}, talking with {user} in #{channel} on {date}."
+  examples: [{user: "what is a list?", assistant: "An ordered, mutable sequence."}]
+context: {scope: channel, max_messages: 40, max_tokens: 3000}
+triggers: {keywords: ["ada"]}
+limits:
+  rate: {capacity: 1000, per: 60s, scope: user}
+  quota: {tokens: 100000000, scope: user, reset: "0 0 * * *"}
+lorebook:
+  - keys: [decorator]
+    content: Ada explains decorators with the timing example first.
+"""
+TEXT = ("ada, could you explain how a decorator keeps the wrapped function's name and "
+        "docstring, and when I would reach for functools.wraps?")
+
+
+def _exchange(stream_id: str, channel: str, n: int) -> list:
+    mid = f"{channel}-h{n}"
+    author = f"user{n % 7}"
+    keys = {"user": author, "channel": channel, "guild": "g", "persona": "ada",
+            "provider": "bench"}
+    return [
+        MessageReceived("bench", mid, channel, author, author.title(), TEXT,
+                        guild_id="g").new_event(message_event_id("bench", mid)),
+        PersonaTriggered("bench", mid, "ada", "v0", "keyword", channel, author,
+                         message_event_id("bench", mid), "g", provider="bench",
+                         scope_keys=keys).new_event(trigger_event_id("bench", mid, "ada")),
+        ModelReplied("bench", mid, "ada", "v0", "bench", "instant", "A decorator " * 20,
+                     author, "Ada", {"total_tokens": 120}, context_positions=(1, 2, 3),
+                     scope_keys=keys).new_event(reply_event_id("bench", mid, "ada")),
+        ReplyDelivered("bench", mid, "ada", (f"{mid}-out",)).new_event(
+            delivered_event_id("bench", mid, "ada")),
+    ]
+
+
+def build_log(path: Path, events: int, conversations: int) -> float:
+    """Fill ``path`` with about ``events`` events; returns seconds taken (0 when reused)."""
+    if path.exists():
+        log = EventLog.open(path, create=False)
+        try:
+            if log.last_position() >= events:
+                return 0.0
+        finally:
+            log.close()
+        path.unlink()
+    started = time.perf_counter()
+    log = EventLog.open(path, synchronous="normal",
+                        projections=[DispatchProjection(), QuotaProjection()])
+    try:
+        exchanges = events // 4
+        per_bench = 10
+        filler_streams = max(1, (exchanges - per_bench * conversations) // 10)
+        batch: list[AppendRequest] = []
+        for n in range(exchanges):
+            if n < per_bench * conversations:
+                channel = f"bench{n % conversations}"
+            else:
+                channel = f"fill{n % filler_streams}"
+            batch.append(AppendRequest(conversation_stream("bench", channel),
+                                       _exchange("", channel, n)))
+            if len(batch) == 2000:
+                log.append_batch(batch)
+                batch = []
+        if batch:
+            log.append_batch(batch)
+    finally:
+        log.close()
+    return time.perf_counter() - started
+
+
+class _Timings:
+    def __init__(self) -> None:
+        self.ingest: dict[str, float] = {}
+        self.request: dict[str, float] = {}
+        self.replied: dict[str, float] = {}
+        self.delivered: dict[str, float] = {}
+        self.done: dict[str, asyncio.Future[None]] = {}
+
+
+class _TimedStore:
+    """The event store, timing the calls on the dispatcher's path."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self.times: dict[str, list[float]] = {"append": [], "read_stream_tail": []}
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._store, name)
+        if name not in self.times:
+            return attribute
+        times = self.times[name]
+
+        async def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return await attribute(*args, **kwargs)
+            finally:
+                times.append(time.perf_counter() - started)
+
+        return timed
+
+
+class _InstantModel:
+    """The fake model at zero latency: answers at once, streaming one piece."""
+
+    def __init__(self, timings: _Timings) -> None:
+        self._timings = timings
+
+    async def complete(self, request: ModelRequest, on_delta: OnDelta | None = None
+                       ) -> ModelOutcome:
+        key = request.messages[-1].content.rsplit(" ", 1)[-1]
+        self._timings.request[key] = time.perf_counter()
+        text = f"An answer to {key}."
+        if on_delta is not None:
+            await on_delta(text)
+        self._timings.replied[key] = time.perf_counter()
+        return ModelOutcome(True, text, request.provider, request.model,
+                            Usage(100, 20, 120))
+
+
+class _Sink:
+    def __init__(self, timings: _Timings) -> None:
+        self._timings = timings
+
+    async def deliver(self, reply: OutboundReply) -> DeliveryReceipt:
+        key = reply.target.message_id
+        self._timings.delivered[key] = time.perf_counter()
+        self._timings.done[key].set_result(None)
+        return DeliveryReceipt((f"{key}-out",))
+
+    async def notice(self, notice: Notice) -> None:
+        return None
+
+    async def typing(self, target: ReplyTarget, persona_id: str) -> None:
+        return None
+
+    async def stream_delta(self, target: ReplyTarget, persona_id: str, text: str) -> None:
+        return None
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50_ms": round(statistics.median(ordered) * 1000, 3),
+            "p99_ms": round(pick(0.99) * 1000, 3), "max_ms": round(ordered[-1] * 1000, 3)}
+
+
+async def run(path: Path, conversations: int, messages: int, rate: float,
+              synchronous: str, history_cache: int = MAX_CACHED_EVENTS) -> dict:
+    store = await EventStore.open(path, synchronous=synchronous,  # type: ignore[arg-type]
+                                  projections=[DispatchProjection(), QuotaProjection()])
+    timings = _Timings()
+    persona = load_persona_text(PERSONA, file="ada.yaml", defaults={},
+                                known_providers={"bench"})
+    timed = _TimedStore(store)
+    builds: list[float] = []
+    build = dispatcher_module.build_context
+
+    def timed_build(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return build(*args, **kwargs)
+        finally:
+            builds.append(time.perf_counter() - started)
+
+    dispatcher_module.build_context = timed_build
+    dispatcher = Dispatcher(timed, PersonaRegistry([persona]), _InstantModel(timings),  # type: ignore[arg-type]
+                            {"bench": _Sink(timings)},
+                            DispatcherSettings(max_concurrent=64, queue_size=10_000,
+                                               history_cache_events=history_cache))
+    await dispatcher.start(schedule_resets=False)
+    rng = random.Random(7)
+    loop = asyncio.get_running_loop()
+    run_id = time.time_ns()
+    pending = []
+
+    async def send(n: int) -> None:
+        channel = f"bench{rng.randrange(conversations)}"
+        key = f"r{run_id}-{n}"
+        message = InboundMessage("bench", key, channel, Author(f"user{n % 50}", "Someone"),
+                                 f"{TEXT} {key}", guild_id="g")
+        timings.done[key] = loop.create_future()
+        timings.ingest[key] = time.perf_counter()
+        result = await dispatcher.ingest(message)
+        assert result.triggered == ("ada",), result
+
+    started = time.perf_counter()
+    for n in range(messages):
+        due = started + n / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.ensure_future(send(n)))
+    await asyncio.gather(*pending)
+    await asyncio.gather(*timings.done.values())
+    elapsed = time.perf_counter() - started
+    await dispatcher.shutdown(5)
+    await store.close()
+    dispatcher_module.build_context = build
+    keys = list(timings.done)
+    return {
+        "where_the_time_went": {
+            "event_store_append": _percentiles(timed.times["append"]),
+            "read_conversation_tail": _percentiles(timed.times["read_stream_tail"]),
+            "build_context": _percentiles(builds),
+        },
+        "inbound_to_model_request": _percentiles(
+            [timings.request[k] - timings.ingest[k] for k in keys]),
+        "model_reply_to_outbound": _percentiles(
+            [timings.delivered[k] - timings.replied[k] for k in keys]),
+        "messages": messages,
+        "offered_rate_per_s": rate,
+        "achieved_rate_per_s": round(messages / elapsed, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--conversations", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
+    parser.add_argument("--history-cache", type=int, default=MAX_CACHED_EVENTS,
+                        help="conversation events cached in memory (0: read the log each time)")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="log file to build once and reuse (default: in the temp dir)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    path = args.db or Path(tempfile.gettempdir()) / f"personae-bench-dispatch-{args.events}.db"
+    build_s = build_log(path, args.events, args.conversations)
+    figures = asyncio.run(run(path, args.conversations, args.messages, args.rate,
+                              args.synchronous, args.history_cache))
+    log = EventLog.open(path, create=False)
+    try:
+        total = log.last_position()
+    finally:
+        log.close()
+    figures.update({
+        "log_events": total, "conversations": args.conversations,
+        "synchronous": args.synchronous, "history_cache_events": args.history_cache,
+        "log_build_s": round(build_s, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    })
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for name, value in figures.items():
+        print(f"{name:28} {value}")
+
+
+if __name__ == "__main__":
+    main()

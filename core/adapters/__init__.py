@@ -1,0 +1,1 @@
+"""Adapters between platforms (Discord, the terminal) and the neutral dispatcher."""

@@ -1,0 +1,220 @@
+"""The terminal chat: the same dispatcher and the same log as Discord, platform "console".
+
+Lines are read from stdin one at a time (a terminal or a pipe); each is a message
+to the current persona (an explicit invocation in a DM-like conversation of the
+user's own, stream ``conv:console:<user>``). Replies stream to stdout as they
+arrive. Commands: ``/reset``, ``/usage``, ``/persona NAME``, ``/help``, ``/quit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from ..dispatcher.dispatcher import Dispatcher, PersonaSource
+from ..dispatcher.messages import (
+    Author,
+    DeliveryReceipt,
+    InboundMessage,
+    Notice,
+    OutboundReply,
+    ReplyTarget,
+)
+
+PLATFORM = "console"
+HELP = ("/reset  forget the conversation so far    /usage  your quota and its next reset\n"
+        "/persona NAME  talk to another persona   /quit  leave (end of input does too)")
+
+
+class ConsoleSink:
+    """Prints replies (streamed as they arrive) and notices to ``out``."""
+
+    def __init__(self, out: TextIO, personas: PersonaSource) -> None:
+        self._out = out
+        self._personas = personas
+        self._streaming: set[tuple[str, str]] = set()
+        self._ids = itertools.count(1)
+        self._session = str(time.time_ns())
+
+    async def deliver(self, reply: OutboundReply) -> DeliveryReceipt:
+        """Finish a streamed reply's line, or print the whole reply."""
+        key = (reply.target.message_id, reply.persona_id)
+        if key in self._streaming:
+            self._streaming.discard(key)
+            self._write("\n")
+        else:
+            self._write(f"{reply.persona_name}: {reply.text}\n")
+        return DeliveryReceipt((f"{self._session}-out-{next(self._ids)}",))
+
+    async def notice(self, notice: Notice) -> None:
+        """A notice on a line of its own, marked as one."""
+        key = (notice.target.message_id, notice.persona_id)
+        prefix = "\n" if key in self._streaming else ""
+        self._streaming.discard(key)
+        self._write(f"{prefix}[{notice.persona_name}] {notice.text}\n")
+
+    async def typing(self, target: ReplyTarget, persona_id: str) -> None:
+        """Nothing: the streamed text shows that the persona is answering."""
+
+    async def stream_delta(self, target: ReplyTarget, persona_id: str, text: str) -> None:
+        """Print a piece of the reply as it arrives."""
+        key = (target.message_id, persona_id)
+        if key not in self._streaming:
+            self._streaming.add(key)
+            persona = self._personas.get(persona_id)
+            self._write(f"{persona.name if persona else persona_id}: ")
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        self._out.write(text)
+        self._out.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleUser:
+    """Who is typing: their id doubles as the conversation's channel id."""
+
+    id: str
+    display_name: str
+
+
+class ConsoleChat:
+    """One terminal session with a persona (switchable with ``/persona``)."""
+
+    def __init__(self, dispatcher: Dispatcher, personas: PersonaSource, persona_id: str,
+                 user: ConsoleUser, stdin: TextIO, out: TextIO, *, prompt: bool) -> None:
+        self._dispatcher = dispatcher
+        self._personas = personas
+        self._persona_id = persona_id
+        self._user = user
+        self._stdin = stdin
+        self._out = out
+        self._prompt = prompt
+        self._session = str(time.time_ns())
+        self._ids = itertools.count(1)
+
+    async def run(self) -> None:
+        """Chat until ``/quit`` or the end of input."""
+        lines = _LineReader(self._stdin)
+        persona = self._personas.get(self._persona_id)
+        self._say(f"chatting with {persona.name if persona else self._persona_id}; "
+                  "/help for commands")
+        while True:
+            if self._prompt:
+                self._out.write(f"{self._user.display_name}> ")
+                self._out.flush()
+            line = await lines.next()
+            if line is None:
+                return
+            text = line.rstrip("\r\n")
+            if not text.strip():
+                continue
+            if text.startswith("/") and not await self._command(text):
+                return
+            if not text.startswith("/"):
+                await self._send(text)
+
+    async def _send(self, text: str) -> None:
+        message = self._message(text)
+        result = await self._dispatcher.ingest(message)
+        for persona_id, reason in result.rejected:
+            if reason.split(":")[0] not in ("rate_limited", "quota", "busy"):
+                self._say(f"({persona_id} will not answer: {reason})")
+        await asyncio.gather(*result.replies)  # type: ignore[arg-type]
+        await self._dispatcher.wait_idle()
+
+    async def _command(self, text: str) -> bool:
+        command, _, argument = text.partition(" ")
+        argument = argument.strip()
+        if command == "/quit":
+            return False
+        if command == "/reset":
+            await self._dispatcher.reset_conversation(PLATFORM, self._user.id, self._user.id,
+                                                      f"{self._session}-{next(self._ids)}")
+            self._say("conversation reset: earlier messages are forgotten")
+        elif command == "/usage":
+            await self._usage()
+        elif command == "/persona":
+            self._switch(argument)
+        elif command == "/help":
+            self._say(HELP)
+        else:
+            self._say(f"unknown command {command}; {HELP}")
+        return True
+
+    async def _usage(self) -> None:
+        message = self._message("")
+        status = await self._dispatcher.quota_status(self._persona_id, message)
+        if status is None:
+            self._say(f"{self._persona_id} has no quota")
+        else:
+            parts = []
+            if status.token_limit is not None:
+                parts.append(f"{status.tokens_left} of {status.token_limit} tokens left")
+            if status.message_limit is not None:
+                parts.append(f"{status.messages_left} of {status.message_limit} replies left")
+            when = (status.next_reset.strftime("%Y-%m-%d %H:%M %Z") if status.next_reset
+                    else "never")
+            self._say(f"{self._persona_id} quota per {status.scope}: {', '.join(parts)}; "
+                      f"next reset {when}")
+        tokens = self._dispatcher.rate_tokens(self._persona_id, message)
+        if tokens is not None:
+            self._say(f"rate limit: {int(tokens)} message(s) available now")
+
+    def _switch(self, name: str) -> None:
+        wanted = name.lower()
+        match = next((p for p in self._personas.all()
+                      if wanted in (p.id.lower(), p.name.lower())), None)
+        if match is None:
+            known = ", ".join(p.id for p in self._personas.all())
+            self._say(f"no persona {name!r}; known: {known}")
+            return
+        self._persona_id = match.id
+        self._say(f"now chatting with {match.name}")
+
+    def _message(self, text: str) -> InboundMessage:
+        return InboundMessage(
+            platform=PLATFORM, message_id=f"{self._session}-{next(self._ids)}",
+            channel_id=self._user.id, author=Author(self._user.id, self._user.display_name),
+            text=text, is_dm=True, invoked_persona=self._persona_id, sent_at=time.time(),
+            channel_name="terminal")
+
+    def _say(self, text: str) -> None:
+        self._out.write(f"* {text}\n")
+        self._out.flush()
+
+
+class _LineReader:
+    """stdin lines delivered to the loop by a daemon thread, so a blocked read never
+    holds up the loop or the exit."""
+
+    def __init__(self, stdin: TextIO) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._lines: asyncio.Queue[str | None] = asyncio.Queue()
+        self._wanted = threading.Semaphore(0)
+        thread = threading.Thread(target=self._read, args=(stdin,), daemon=True,
+                                  name="console-stdin")
+        thread.start()
+
+    def _read(self, stdin: TextIO) -> None:
+        while True:
+            self._wanted.acquire()
+            line = stdin.readline()
+            self._loop.call_soon_threadsafe(self._lines.put_nowait, line or None)
+            if not line:
+                return
+
+    async def next(self) -> str | None:
+        """The next line (with its newline), or None at the end of input."""
+        self._wanted.release()
+        return await self._lines.get()
+
+
+def persona_choices(personas: Sequence[str]) -> str:
+    """The known persona ids, for messages."""
+    return ", ".join(sorted(personas)) or "(none)"

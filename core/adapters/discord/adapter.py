@@ -1,0 +1,252 @@
+"""The Discord adapter: a disnake client wired to the dispatcher.
+
+Build it, build the dispatcher with :attr:`DiscordAdapter.sink` under the platform
+``discord``, then :meth:`DiscordAdapter.attach` the dispatcher and start the client::
+
+    adapter = DiscordAdapter(store, registry, DiscordAdapterSettings(...))
+    dispatcher = Dispatcher(store, registry, gateway, {PLATFORM: adapter.sink}, ...)
+    adapter.attach(dispatcher, reload=...)
+    await adapter.client.start(token)
+
+Shutting down: :meth:`stop_intake` (new messages are left for the next start's
+catch-up), ``dispatcher.shutdown()``, then :meth:`close`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import disnake
+from disnake.ext import commands
+
+from eventstore import EventStore
+
+from ...config import AdminSettings
+from ...dispatcher.dispatcher import Dispatcher, PersonaSource
+from ...dispatcher.projection import read_persona_messages
+from .catchup import catch_up
+from .commands import CommandContext, Reload, register_commands
+from .delivery import STREAM_INTERVAL_S, DiscordSink
+from .gateway_log import GatewayLog
+from .inbound import PLATFORM, inbound_deletion, inbound_edit, inbound_message
+from .interactions import DEFER_AFTER_S, InteractionReplies
+from .threads import ThreadMover
+
+log = logging.getLogger(__name__)
+
+DELIVERY_RECORD_WAIT_S = 2.0
+
+BOT_PERMISSIONS = disnake.Permissions(
+    view_channel=True, send_messages=True, send_messages_in_threads=True,
+    read_message_history=True, manage_webhooks=True, create_public_threads=True,
+    embed_links=True,
+)
+"""What the features need: reading and answering, webhooks for persona identities,
+threads for long conversations, history for catch-up."""
+
+
+def invite_url(application_id: int) -> str:
+    """The URL that adds the bot to a server with the permissions it needs."""
+    return disnake.utils.oauth_url(application_id, permissions=BOT_PERMISSIONS,
+                                   scopes=("bot", "applications.commands"))
+
+
+def bot_intents() -> disnake.Intents:
+    """Guilds, messages (guild and DM) and the privileged message-content intent."""
+    intents = disnake.Intents.default()
+    intents.message_content = True
+    return intents
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordAdapterSettings:
+    """Tunables of the adapter (config.yaml ``discord`` and ``admins``)."""
+
+    catch_up_window_s: float = 600.0
+    admins: AdminSettings = field(default_factory=AdminSettings)
+    defer_after_s: float = DEFER_AFTER_S
+    stream_interval_s: float = STREAM_INTERVAL_S
+
+
+class DiscordAdapter:
+    """Turns gateway events into dispatcher calls and owns the Discord reply sink."""
+
+    def __init__(self, store: EventStore, personas: PersonaSource,
+                 settings: DiscordAdapterSettings = DiscordAdapterSettings(), *,
+                 client_options: dict[str, Any] | None = None) -> None:
+        self._store = store
+        self._personas = personas
+        self._settings = settings
+        self.client = commands.InteractionBot(intents=bot_intents(), **(client_options or {}))
+        self._interactions = InteractionReplies(settings.defer_after_s)
+        self._threads = ThreadMover(store)
+        self.sink = DiscordSink(self.client, personas, self._interactions, self._threads,
+                                stream_interval_s=settings.stream_interval_s)
+        self._gateway_log = GatewayLog(store)
+        self._dispatcher: Dispatcher | None = None
+        self._accepting = True
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._channel_locks: dict[int, asyncio.Lock] = {}
+        self._announced = False
+        self.caught_up = asyncio.Event()
+        """Set after each catch-up pass (tests and health checks wait on it)."""
+
+    def attach(self, dispatcher: Dispatcher, *, reload: Reload | None = None) -> None:
+        """Route gateway events to ``dispatcher`` and register the slash commands."""
+        self._dispatcher = dispatcher
+        register_commands(self.client, CommandContext(dispatcher, self._personas,
+                                                      self._interactions,
+                                                      self._settings.admins, reload))
+        client = self.client
+        client.add_listener(self._on_message, "on_message")
+        client.add_listener(self._on_raw_message_edit, "on_raw_message_edit")
+        client.add_listener(self._on_raw_message_delete, "on_raw_message_delete")
+        client.add_listener(self._on_raw_bulk_message_delete, "on_raw_bulk_message_delete")
+        client.add_listener(self._on_thread_create, "on_thread_create")
+        client.add_listener(self._on_connect, "on_connect")
+        client.add_listener(self._on_resumed, "on_resumed")
+        client.add_listener(self._on_disconnect, "on_disconnect")
+        client.add_listener(self._on_ready, "on_ready")
+
+    def stop_intake(self) -> None:
+        """Ignore new gateway messages from now on (shutdown has begun)."""
+        self._accepting = False
+
+    async def close(self) -> None:
+        """Stop background work, typing and pending commands; close the gateway."""
+        self._accepting = False
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sink.aclose()
+        await self._interactions.aclose()
+        await self.client.close()
+
+    # -- gateway events ------------------------------------------------------------------
+
+    async def _on_message(self, message: disnake.Message) -> None:
+        await self.ingest(message)
+
+    async def ingest(self, message: disnake.Message) -> None:
+        """Hand ``message`` to the dispatcher (not the bot's own; never raises)."""
+        if not self._accepting or self._dispatcher is None or self._is_own(message):
+            return
+        # disnake runs each event in a task of its own: a lock per channel (taken in
+        # arrival order, before any await) keeps the log in the order people wrote
+        lock = self._channel_locks.setdefault(message.channel.id, asyncio.Lock())
+        async with lock:
+            await self._ingest(message)
+
+    async def _ingest(self, message: disnake.Message) -> None:
+        try:
+            inbound = inbound_message(message, self._personas.all(), self.client.user.id)
+            if inbound.reply_to and self.sink.posted_recently(inbound.reply_to):
+                await self._until_delivery_recorded(inbound.reply_to)
+            if isinstance(message.channel, disnake.Thread):
+                owner = await self._threads.owner(inbound.channel_id)
+                if owner is not None:
+                    inbound = replace(inbound, mentions=inbound.mentions | {owner})
+            await self._dispatcher.ingest(inbound)
+        except Exception:
+            log.exception("could not take in Discord message %s", message.id)
+
+    async def _on_raw_message_edit(self, payload: disnake.RawMessageUpdateEvent) -> None:
+        author = payload.data.get("author") or {}
+        if not self._accepting or self._dispatcher is None or \
+                author.get("id") == str(self.client.user.id) or \
+                self._is_own_webhook(payload.data.get("webhook_id")):
+            return
+        guild = self.client.get_guild(payload.guild_id) if payload.guild_id else None
+        edit = inbound_edit(payload, guild, self.client.user.id)
+        if edit is not None:
+            try:
+                await self._dispatcher.edit(edit)
+            except Exception:
+                log.exception("could not record an edit of message %s", payload.message_id)
+
+    async def _on_raw_message_delete(self, payload: disnake.RawMessageDeleteEvent) -> None:
+        await self._deleted([payload.message_id], payload.channel_id)
+
+    async def _on_raw_bulk_message_delete(self, payload: disnake.RawBulkMessageDeleteEvent
+                                          ) -> None:
+        await self._deleted(sorted(payload.message_ids), payload.channel_id)
+
+    async def _deleted(self, message_ids: Iterable[int], channel_id: int) -> None:
+        if not self._accepting or self._dispatcher is None:
+            return
+        for message_id in message_ids:
+            try:
+                await self._dispatcher.delete(inbound_deletion(message_id, channel_id))
+            except Exception:
+                log.exception("could not record the deletion of message %s", message_id)
+
+    async def _on_thread_create(self, thread: disnake.Thread) -> None:
+        """Join new threads, so their messages keep arriving however the server is set up
+        (a thread's conversation is its own stream, keyed by the thread's id)."""
+        if thread.me is not None:
+            return
+        try:
+            await thread.join()
+        except disnake.HTTPException as exc:
+            log.info("could not join thread %s: %s", thread.id, exc)
+
+    async def _on_connect(self) -> None:
+        if not self._announced:
+            self._announced = True
+            log.info("connected to Discord as %s; invite the bot with %s", self.client.user,
+                     invite_url(self.client.application_id or self.client.user.id))
+        await self._gateway_log.connected(self._session_id())
+
+    async def _on_resumed(self) -> None:
+        await self._gateway_log.resumed(self._session_id())
+
+    async def _on_disconnect(self) -> None:
+        await self._gateway_log.disconnected(self._session_id())
+
+    async def _on_ready(self) -> None:
+        self._spawn(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        self.caught_up.clear()
+        try:
+            await catch_up(self.client, self._store, self._settings.catch_up_window_s,
+                           self.ingest)
+        except Exception:
+            log.exception("catching up after the restart failed")
+        finally:
+            self.caught_up.set()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    async def _until_delivery_recorded(self, message_id: str) -> None:
+        """A reply to a message the bot has just posted: the dispatcher records the
+        delivery a moment after posting, and resolves the replied persona from it."""
+        deadline = time.monotonic() + DELIVERY_RECORD_WAIT_S
+        while time.monotonic() < deadline:
+            found = await self._store.read(
+                lambda log_: read_persona_messages(log_, PLATFORM, [message_id]))
+            if found:
+                return
+            await asyncio.sleep(0.01)
+
+    def _is_own(self, message: disnake.Message) -> bool:
+        me = self.client.user
+        return message.author.id == me.id or self._is_own_webhook(message.webhook_id)
+
+    def _is_own_webhook(self, webhook_id: object) -> bool:
+        return webhook_id is not None and self.sink.owns_webhook(int(webhook_id))  # type: ignore[call-overload]
+
+    def _session_id(self) -> str | None:
+        ws = getattr(self.client, "ws", None)
+        return getattr(ws, "session_id", None)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+

@@ -1,0 +1,63 @@
+"""After a restart: answer, once, what people said while the bot was away.
+
+Channels where a persona was active within the window (a trigger or a delivery
+recorded then) have their recent history fetched; every message in the window goes
+through the dispatcher like a live one. Messages the log already has are no-ops
+there (ingestion is idempotent on the message id), so only the missed ones are
+answered, and only once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import disnake
+
+from eventstore import EventLog, EventStore
+
+from ...dispatcher.events import PersonaTriggered, ReplyDelivered
+from .inbound import PLATFORM
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 200
+"""At most this many messages are fetched per channel."""
+
+
+def recent_channels(log_: EventLog, since: float) -> list[str]:
+    """Channel ids (threads and DMs included) with persona activity since ``since``."""
+    prefix = f"conv:{PLATFORM}:"
+    rows = log_.connection.execute(
+        "SELECT DISTINCT stream_id FROM events WHERE recorded_at >= ? AND type IN (?, ?) "
+        "AND stream_id LIKE ?",
+        (since, PersonaTriggered.type, ReplyDelivered.type, prefix + "%"),
+    ).fetchall()
+    return sorted(row[0][len(prefix):] for row in rows)
+
+
+async def catch_up(client: disnake.Client, store: EventStore, window_s: float,
+                   ingest: Callable[[disnake.Message], Awaitable[None]], *,
+                   clock: Callable[[], float] = time.time) -> int:
+    """Feed ``ingest`` every message of the window in recently active channels; returns
+    how many messages were looked at."""
+    since = clock() - window_s
+    channels = await store.read(lambda log_: recent_channels(log_, since))
+    after = disnake.Object(disnake.utils.time_snowflake(datetime.fromtimestamp(since, UTC)))
+    seen = 0
+    for channel_id in channels:
+        try:
+            channel = client.get_channel(int(channel_id)) or await client.fetch_channel(
+                int(channel_id))
+            history = channel.history(limit=HISTORY_LIMIT, after=after,  # type: ignore[union-attr]
+                                      oldest_first=True)
+            async for message in history:
+                seen += 1
+                await ingest(message)
+        except (disnake.HTTPException, AttributeError) as exc:
+            log.warning("could not catch up channel %s: %s", channel_id, exc)
+    if channels:
+        log.info("caught up %d channel(s), %d message(s) looked at", len(channels), seen)
+    return seen

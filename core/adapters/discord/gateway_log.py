@@ -1,0 +1,66 @@
+"""Gateway connects, resumes and disconnects as events in the log (stream ``gateway``).
+
+Uptime and reconnect rates are computed from these: a ``GatewayConnected`` starts
+a session (after IDENTIFY, with its session id), ``GatewayResumed`` continues one,
+``GatewayDisconnected`` marks the connection lost (or closed at shutdown).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from eventstore import EventStore, NewEvent, RecordedEvent
+
+log = logging.getLogger(__name__)
+
+GATEWAY_STREAM = "gateway"
+GATEWAY_CONNECTED = "GatewayConnected"
+GATEWAY_RESUMED = "GatewayResumed"
+GATEWAY_DISCONNECTED = "GatewayDisconnected"
+GATEWAY_EVENT_TYPES = (GATEWAY_CONNECTED, GATEWAY_RESUMED, GATEWAY_DISCONNECTED)
+
+
+class GatewayLog:
+    """Appends gateway life-cycle events; failures are logged, never raised (a full disk
+    must not take the connection down with it)."""
+
+    def __init__(self, store: EventStore, *, platform: str = "discord") -> None:
+        self._store = store
+        self._platform = platform
+
+    async def connected(self, session_id: str | None, shard_id: int | None = None) -> None:
+        """A new gateway session (READY)."""
+        await self._record(GATEWAY_CONNECTED, session_id, shard_id)
+
+    async def resumed(self, session_id: str | None, shard_id: int | None = None) -> None:
+        """A session resumed after a dropped connection (RESUMED)."""
+        await self._record(GATEWAY_RESUMED, session_id, shard_id)
+
+    async def disconnected(self, session_id: str | None, shard_id: int | None = None) -> None:
+        """The connection was lost or closed."""
+        await self._record(GATEWAY_DISCONNECTED, session_id, shard_id)
+
+    async def _record(self, kind: str, session_id: str | None, shard_id: int | None) -> None:
+        data = {"platform": self._platform, "session_id": session_id, "shard_id": shard_id,
+                "at": time.time()}
+        try:
+            await self._store.append(GATEWAY_STREAM, NewEvent(kind, data,
+                                                              event_id=f"gateway:{uuid.uuid4()}"))
+        except Exception:
+            log.warning("could not record %s in the log", kind, exc_info=True)
+
+
+def uptime_s(events: list[RecordedEvent], now: float) -> float:
+    """Seconds connected, from the gateway stream's events (oldest first)."""
+    total = 0.0
+    since: float | None = None
+    for event in events:
+        at = float(event.data.get("at", event.recorded_at))
+        if event.type in (GATEWAY_CONNECTED, GATEWAY_RESUMED):
+            since = at if since is None else since
+        elif event.type == GATEWAY_DISCONNECTED and since is not None:
+            total += at - since
+            since = None
+    return total + (now - since if since is not None else 0.0)

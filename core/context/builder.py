@@ -1,0 +1,209 @@
+"""The prompt for one reply, built from the conversation's events.
+
+Order of the messages: the rendered system prompt, the lorebook entries that the
+recent turns activate (within the book's token budget), the persona's example
+exchanges, the history (oldest first, chosen newest-first within
+``context.max_messages`` and ``context.max_tokens``, the message being answered
+always last), then the persona's post-history instructions.
+
+In multi-user channels each person's turn carries their display name; other
+personas' replies are named user turns; edits show the latest text; deleted
+messages, replies that never reached the platform and everything before a
+conversation reset are left out.
+
+The builder is a pure function of the persona, the events and the variables, and
+it returns the positions of every event it used. Building again from only those
+events yields the same messages: that is how :func:`~core.context.rebuild.rebuild_prompt`
+reproduces a recorded prompt byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from eventstore import RecordedEvent
+
+from ..dispatcher.events import (
+    ConversationReset,
+    MessageDeleted,
+    MessageEdited,
+    MessageReceived,
+    ModelReplied,
+    ReplyFailed,
+    message_event_id,
+    reply_event_id,
+)
+from ..gateway.model import ChatMessage
+from ..gateway.tokens import estimate_tokens
+from ..personas.lorebook import activate_entries
+from ..personas.model import Persona
+from ..personas.prompt import render_system_prompt
+
+MESSAGE_OVERHEAD_TOKENS = 4
+"""Role and separators, per message (the chat format's own cost)."""
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One line of the conversation: a person's message or a persona's reply.
+
+    ``positions`` are the events it came from (the message and its edits);
+    ``answered_author`` is, for a persona's reply, the person it answered.
+    """
+
+    key: str
+    position: int
+    author_id: str
+    speaker: str
+    text: str
+    positions: tuple[int, ...]
+    persona_id: str | None = None
+    answered_author: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextTarget:
+    """What is being answered: the event holding the text, who sent it, and where."""
+
+    source_event_id: str
+    author_id: str
+    is_dm: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltContext:
+    """The messages for the model and the positions of the events that formed them."""
+
+    messages: tuple[ChatMessage, ...]
+    positions: tuple[int, ...]
+    history_turns: int
+    lore_entries: int
+    estimated_tokens: int
+
+
+def conversation_turns(events: Iterable[RecordedEvent], source_event_id: str) -> list[Turn]:
+    """Fold a conversation's events into its visible turns.
+
+    Messages posted after the one being answered are left out (they get answers of
+    their own); the answered turn comes last.
+    """
+    turns: dict[str, Turn] = {}
+    in_order = sorted(events, key=lambda e: e.position)
+    source_position = next((e.position for e in in_order if e.event_id == source_event_id),
+                           None)
+    for event in in_order:
+        data = event.data
+        later = source_position is not None and event.position > source_position
+        if event.type == MessageReceived.type:
+            if later or data.get("from_persona"):
+                continue  # later messages, and echoes of our own replies (ModelReplied has them)
+            key = message_event_id(data["platform"], data["message_id"])
+            turns[key] = Turn(key, event.position, data["author_id"], data["author_name"],
+                              data["text"], (event.position,))
+        elif event.type == MessageEdited.type:
+            key = message_event_id(data["platform"], data["message_id"])
+            if key in turns:
+                turn = turns[key]
+                turns[key] = replace(turn, text=data["text"],
+                                     positions=(*turn.positions, event.position))
+        elif event.type == MessageDeleted.type:
+            turns.pop(message_event_id(data["platform"], data["message_id"]), None)
+        elif event.type == ConversationReset.type:
+            if not later:
+                turns.clear()
+        elif event.type == ModelReplied.type:
+            key = reply_event_id(data["platform"], data["message_id"], data["persona_id"])
+            turns[key] = Turn(key, event.position, data["persona_id"],
+                              data.get("persona_name") or data["persona_id"], data["text"],
+                              (event.position,), persona_id=data["persona_id"],
+                              answered_author=data.get("author_id"))
+        elif event.type == ReplyFailed.type:
+            turns.pop(reply_event_id(data["platform"], data["message_id"], data["persona_id"]),
+                      None)
+    ordered = sorted(turns.values(), key=lambda t: t.position)
+    source = [t for t in ordered if t.key == source_event_id]
+    return [t for t in ordered if t.key != source_event_id] + source
+
+
+def build_context(
+    persona: Persona,
+    events: Sequence[RecordedEvent],
+    target: ContextTarget,
+    variables: Mapping[str, str],
+) -> BuiltContext:
+    """The prompt for ``persona`` answering ``target`` (see the module docstring)."""
+    candidates = _visible(persona, conversation_turns(events, target.source_event_id), target)
+    system = [ChatMessage("system", render_system_prompt(persona, variables))]
+    lorebook = persona.lorebook
+    depth = max([lorebook.scan_depth] + [e.scan_depth for e in lorebook.entries
+                                         if e.scan_depth is not None])
+    scanned = candidates[-depth:] if lorebook.entries and depth > 0 else []
+    lore = activate_entries(lorebook, [t.text for t in scanned], estimate_tokens)
+    if lore:
+        system.append(ChatMessage("system", "\n\n".join(entry.content for entry in lore)))
+    examples = []
+    for example in persona.prompt.examples:
+        examples += [ChatMessage("user", example.user), ChatMessage("assistant", example.assistant)]
+    closing = ([ChatMessage("system", persona.prompt.post_history)]
+               if persona.prompt.post_history else [])
+    fixed = sum(_cost(m) for m in (*system, *examples, *closing))
+    budget = persona.context.max_tokens - fixed
+    spent = fixed
+    history: list[tuple[Turn, ChatMessage]] = []
+    for turn in reversed(candidates):
+        if len(history) >= persona.context.max_messages:
+            break
+        message = _message(persona, turn, target)
+        cost = _cost(message)
+        if history and cost > budget:
+            break  # the answered message always goes in, even alone over budget
+        budget -= cost
+        spent += cost
+        history.append((turn, message))
+    history.reverse()
+    used = {p for turn, _ in history for p in turn.positions}
+    # scanned turns formed the lore even when the budget left them out of the history
+    used.update(p for turn in scanned for p in turn.positions)
+    messages = (*system, *examples, *(m for _, m in history), *closing)
+    return BuiltContext(tuple(messages), tuple(sorted(used)), len(history), len(lore), spent)
+
+
+def speaker_name(name: str, fallback: str) -> str:
+    """A name the Chat Completions ``name`` field accepts (letters, digits, _ and -)."""
+    cleaned = _NAME_UNSAFE.sub("_", name).strip("_")[:64]
+    return cleaned or _NAME_UNSAFE.sub("_", fallback)[:64] or "user"
+
+
+def _visible(persona: Persona, turns: list[Turn], target: ContextTarget) -> list[Turn]:
+    visible = []
+    for turn in turns:
+        is_source = turn.key == target.source_event_id
+        if turn.persona_id is not None and turn.persona_id != persona.id and not (
+            persona.context.include_other_personas or is_source
+        ):
+            continue
+        if persona.context.scope == "user" and not is_source:
+            who = turn.answered_author if turn.persona_id is not None else turn.author_id
+            if who != target.author_id:
+                continue
+        visible.append(turn)
+    return visible
+
+
+def _message(persona: Persona, turn: Turn, target: ContextTarget) -> ChatMessage:
+    if turn.persona_id == persona.id:
+        return ChatMessage("assistant", turn.text)
+    if turn.persona_id is not None:
+        return ChatMessage("user", turn.text, speaker_name(turn.speaker, turn.persona_id))
+    if target.is_dm:
+        return ChatMessage("user", turn.text)
+    return ChatMessage("user", turn.text, speaker_name(turn.speaker, turn.author_id))
+
+
+def _cost(message: ChatMessage) -> int:
+    return (estimate_tokens(message.content) + estimate_tokens(message.name or "")
+            + MESSAGE_OVERHEAD_TOKENS)

@@ -1,0 +1,186 @@
+"""The latest events of each active conversation: read from the log once, then kept in
+step with the dispatcher's own appends, so building a prompt rarely reads the disk.
+
+This is a cache of the log, never a source: an entry is extended only when an
+append lands exactly on the version it knows (otherwise it is dropped and the next
+prompt reads the log again), a read that raced an append is used but not kept, and
+only the event types a prompt is built from are held. The log has one writer
+process (the bot), which is what keeps the cache exact. ``recorded_at`` of events
+added from appends is this process's clock, not the writer's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eventstore import AppendResult, EventStore, NewEvent, RecordedEvent
+
+from ..dispatcher.events import (
+    ConversationReset,
+    MessageDeleted,
+    MessageEdited,
+    MessageReceived,
+    ModelReplied,
+    ReplyFailed,
+)
+
+CONTEXT_TYPES = frozenset({MessageReceived.type, MessageEdited.type, MessageDeleted.type,
+                           ConversationReset.type, ModelReplied.type, ReplyFailed.type})
+"""The event types a prompt is built from."""
+_TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type})
+
+EVENTS_PER_TURN = 2
+"""Events read first per turn wanted: an exchange is two turns in four events (message,
+trigger, reply, delivery); busier streams are read further back."""
+MAX_READ_EVENTS = 4000
+MAX_CACHED_EVENTS = 5_000
+"""About 15 MB: enough for the busiest conversations; more costs memory and garbage
+collection pauses (every cached event is a few Python containers)."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    events: list[RecordedEvent]
+    version: int
+    from_start: bool
+    turns: int
+    wanted: int
+
+    def has(self, turns: int) -> bool:
+        return self.from_start or self.turns >= turns or any(
+            e.type == ConversationReset.type for e in self.events)
+
+
+class ConversationHistory:
+    """Recent context events per conversation stream, cached (see the module docstring)."""
+
+    def __init__(self, store: EventStore, *, max_events: int = MAX_CACHED_EVENTS) -> None:
+        self._store = store
+        self._max_events = max_events  # 0: no cache, every prompt reads the log
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._cached = 0
+        self._reading: dict[str, int] = {}
+        self._raced: set[str] = set()
+
+    async def recent(self, stream_id: str, turns: int) -> list[RecordedEvent]:
+        """The stream's latest context events: at least ``turns`` turns when the stream has
+        them (or back to its start, or to its last reset), oldest first."""
+        if not self._max_events:
+            return [e for e in (await self._read(stream_id, turns))[0]
+                    if e.type in CONTEXT_TYPES]
+        entry = self._entries.get(stream_id)
+        if entry is not None and entry.has(turns):
+            entry.wanted = max(entry.wanted, turns)
+            self._entries.move_to_end(stream_id)
+            return list(entry.events)
+        self._reading[stream_id] = self._reading.get(stream_id, 0) + 1
+        try:
+            events, from_start = await self._read(stream_id, turns)
+        finally:
+            self._reading[stream_id] -= 1
+            if not self._reading[stream_id]:
+                del self._reading[stream_id]
+        if stream_id in self._raced:
+            # an append overlapped the read: its snapshot may miss an event, so it is used
+            # for this prompt (which follows no such append) but not kept
+            if stream_id not in self._reading:
+                self._raced.discard(stream_id)
+        else:
+            self._keep(stream_id, events, from_start, turns)
+        return [e for e in events if e.type in CONTEXT_TYPES]
+
+    async def append(self, stream_id: str,
+                     events: Sequence[NewEvent] | NewEvent) -> AppendResult:
+        """Append ``events`` to the conversation and keep its entry in step."""
+        if isinstance(events, NewEvent):
+            events = (events,)
+        self._mark_race(stream_id)
+        try:
+            result = await self._store.append(stream_id, events)
+        except BaseException:
+            self._forget(stream_id)
+            raise
+        finally:
+            self._mark_race(stream_id)
+        entry = self._entries.get(stream_id)
+        if entry is None:
+            return result
+        written = len(events) - result.duplicates
+        if result.duplicates and written:
+            self._forget(stream_id)
+        elif result.stream_version != entry.version + written:
+            self._forget(stream_id)  # someone else wrote to it: read the log next time
+        elif written:
+            now = time.time()
+            for offset, (event, position) in enumerate(zip(events, result.positions,
+                                                           strict=True)):
+                if event.type in CONTEXT_TYPES:
+                    entry.events.append(RecordedEvent(
+                        position, event.event_id, stream_id, entry.version + offset + 1,
+                        event.type, event.schema_version, event.data, now,
+                        event.correlation_id, event.causation_id))
+                    entry.turns += event.type in _TURN_TYPES
+                    self._cached += 1
+            entry.version = result.stream_version
+            self._shrink(entry)
+            self._trim()
+        return result
+
+    def __len__(self) -> int:
+        return self._cached
+
+    async def _read(self, stream_id: str, turns: int) -> tuple[list[RecordedEvent], bool]:
+        count = min(MAX_READ_EVENTS, turns * EVENTS_PER_TURN + 16)
+        while True:
+            events = await self._store.read_stream_tail(stream_id, count)
+            from_start = len(events) < count
+            if from_start or count >= MAX_READ_EVENTS or any(
+                    e.type == ConversationReset.type for e in events):
+                return events, from_start
+            if sum(e.type in _TURN_TYPES for e in events) >= turns:
+                return events, False
+            count = min(MAX_READ_EVENTS, count * 2)
+
+    def _keep(self, stream_id: str, events: list[RecordedEvent], from_start: bool,
+              turns: int) -> None:
+        self._forget(stream_id)
+        kept = [e for e in events if e.type in CONTEXT_TYPES]
+        version = events[-1].version if events else 0
+        entry = _Entry(kept, version, from_start or version == 0 or events[0].version == 1,
+                       sum(e.type in _TURN_TYPES for e in kept), turns)
+        if not entry.has(turns) and len(events) >= MAX_READ_EVENTS:
+            return  # a stream too busy to cache usefully
+        self._entries[stream_id] = entry
+        self._cached += len(kept)
+        self._trim()
+
+    def _mark_race(self, stream_id: str) -> None:
+        if stream_id in self._reading:
+            self._raced.add(stream_id)
+
+    def _shrink(self, entry: _Entry) -> None:
+        """Drop the oldest events of a long-lived entry, keeping the turns prompts want."""
+        if entry.turns <= 2 * entry.wanted + 8:
+            return
+        keep_turns, start = entry.wanted + 4, len(entry.events)
+        while keep_turns and start:
+            start -= 1
+            keep_turns -= entry.events[start].type in _TURN_TYPES
+        dropped = entry.events[:start]
+        entry.events = entry.events[start:]
+        entry.turns -= sum(e.type in _TURN_TYPES for e in dropped)
+        entry.from_start = False
+        self._cached -= len(dropped)
+
+    def _forget(self, stream_id: str) -> None:
+        entry = self._entries.pop(stream_id, None)
+        if entry is not None:
+            self._cached -= len(entry.events)
+
+    def _trim(self) -> None:
+        while self._cached > self._max_events and self._entries:
+            _, oldest = self._entries.popitem(last=False)
+            self._cached -= len(oldest.events)

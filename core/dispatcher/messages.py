@@ -1,0 +1,149 @@
+"""The neutral shapes adapters exchange with the dispatcher.
+
+An adapter (Discord, the console) turns what its platform sends into an
+:class:`InboundMessage` (or an edit or deletion) and receives
+:class:`OutboundReply` and :class:`Notice` objects through a
+:class:`~core.dispatcher.sink.ReplySink`. Nothing here knows any platform: ids are
+strings, and ``platform`` names where they are unique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..personas.model import AllowedMentions
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who sent a message. ``is_bot`` covers bots and webhooks (the framework's own too)."""
+
+    id: str
+    display_name: str
+    is_bot: bool = False
+    roles: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A message as the dispatcher sees it.
+
+    ``channel_id`` is where the message was posted (a thread's own id inside a
+    thread; ``parent_channel_id`` is then the thread's channel). ``mentions`` holds
+    the persona ids the adapter resolved from platform mentions; ``invoked_persona``
+    is an explicit invocation (a slash command, the console's current persona) and,
+    when set, is the only persona considered.
+    """
+
+    platform: str
+    message_id: str
+    channel_id: str
+    author: Author
+    text: str
+    guild_id: str | None = None
+    parent_channel_id: str | None = None
+    is_dm: bool = False
+    reply_to: str | None = None
+    mentions: frozenset[str] = frozenset()
+    invoked_persona: str | None = None
+    sent_at: float | None = None
+    channel_name: str | None = None
+    guild_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEdit:
+    """A message's new text. ``edited_at`` (any stable string) tells edits apart."""
+
+    platform: str
+    message_id: str
+    channel_id: str
+    text: str
+    edited_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDeletion:
+    """A message that was deleted on the platform."""
+
+    platform: str
+    message_id: str
+    channel_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a reply or notice goes: the conversation and the message it answers."""
+
+    platform: str
+    channel_id: str
+    message_id: str
+    author_id: str
+    guild_id: str | None = None
+    is_dm: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundReply:
+    """A persona's reply for the adapter to deliver (splitting and webhooks are its job).
+
+    ``streamed`` is true when the text already reached the adapter through
+    :meth:`~core.dispatcher.sink.ReplySink.stream_delta`.
+    """
+
+    target: ReplyTarget
+    persona_id: str
+    persona_name: str
+    text: str
+    avatar_url: str | None = None
+    webhook: bool = True
+    allowed_mentions: AllowedMentions = field(default_factory=AllowedMentions)
+    streamed: bool = False
+    truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReceipt:
+    """What the adapter posted: the platform ids of every message the reply became."""
+
+    message_ids: tuple[str, ...]
+
+
+NoticeKind = str
+"""``busy``, ``rate_limited``, ``quota``, ``failure`` (a short stable name)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A short, polite line to the user, sent as the persona, never as a reply of theirs."""
+
+    target: ReplyTarget
+    persona_id: str
+    persona_name: str
+    kind: NoticeKind
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What the dispatcher decided about one inbound message.
+
+    ``replies`` are futures that settle with each triggered reply's
+    :class:`ReplyResult` (for callers, like the console, that wait for them).
+    """
+
+    duplicate: bool
+    position: int
+    triggered: tuple[str, ...] = ()
+    rejected: tuple[tuple[str, str], ...] = ()
+    replies: tuple[object, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResult:
+    """How one triggered reply ended: ``outcome`` is the event type that closed it."""
+
+    persona_id: str
+    message_id: str
+    outcome: str
+    text: str = ""
