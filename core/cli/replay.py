@@ -1,0 +1,457 @@
+"""``personae replay | explain | rerun | rebuild | stats | export | import``: debugging
+from the event log alone (see docs/debugging.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.columns import Columns
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from eventstore import EventLog
+
+from ..context.rebuild import RebuildError
+from ..durations import parse_duration
+from ..gateway.gateway import ModelGateway
+from ..personas.defaults import defaults_from_config, known_providers_from_config
+from ..personas.loader import load_persona_file, load_personas
+from ..personas.model import Persona
+from ..replay.calls import CallNotFound
+from ..replay.explain import CallExplanation, Explanation, explain, explanation_as_json
+from ..replay.follow import follow_rows
+from ..replay.rebuild import check_projections
+from ..replay.redaction import redactor_for
+from ..replay.rerun import RerunPlan, plan_rerun, record_rerun, run_rerun
+from ..replay.selection import EventFilter, conversation_streams, iter_json_lines, iter_rows
+from ..replay.stats import DIMENSIONS, compute_stats, stats_rows, tokens_chart, write_csv
+from ..replay.timeline import json_line, write_json, write_timeline
+from ..replay.transfer import export_lines, import_lines, write_export
+from .context import CliContext, pass_context, user_errors
+
+REDACT_KEY_ENV = "PERSONAE_REDACT_KEY"
+
+
+def _open(ctx: CliContext) -> EventLog:
+    return EventLog.open(ctx.config.database.path, create=False)
+
+
+def _reader_went_away() -> None:
+    """`personae replay | head`: the reader left. Point stdout at /dev/null so that the
+    interpreter's final flush does not complain (the Python docs' recipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _when(text: str | None, option: str) -> float | None:
+    """A time bound: ISO date/time (UTC unless it says otherwise) or a duration ago."""
+    if text is None:
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a date/time (2026-05-01, "
+                                 "2026-05-01T12:00) nor a duration ago (30m, 2h, 7d)",
+                                 param_hint=option) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _filter_options(command: Any) -> Any:
+    options = [
+        click.option("--conversation", "-c", "conversations", multiple=True,
+                     help="A conversation: its stream id or its channel id (repeatable)."),
+        click.option("--persona", "-p", "personas", multiple=True,
+                     help="Only events about this persona (repeatable)."),
+        click.option("--user", "-u", "users", multiple=True,
+                     help="Only events by or for this user id or display name (repeatable)."),
+        click.option("--type", "-t", "types", multiple=True,
+                     help="Only this event type (repeatable)."),
+        click.option("--since", help="From this time: 2026-05-01T12:00 or a duration ago (2h)."),
+        click.option("--until", help="Up to this time (same forms as --since)."),
+        click.option("--from-position", type=click.IntRange(min=1), default=None,
+                     help="From this position (inclusive)."),
+        click.option("--to-position", type=click.IntRange(min=1), default=None,
+                     help="Up to this position (inclusive)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _selection(log: EventLog, conversations: tuple[str, ...], personas: tuple[str, ...],
+               users: tuple[str, ...], types: tuple[str, ...], since: str | None,
+               until: str | None, from_position: int | None,
+               to_position: int | None) -> EventFilter:
+    streams: set[str] = set()
+    for conversation in conversations:
+        found = conversation_streams(log.connection, conversation)
+        if not found:
+            raise click.BadParameter(f"no conversation {conversation!r} in the log",
+                                     param_hint="--conversation")
+        streams |= found
+    return EventFilter(frozenset(streams), frozenset(personas), frozenset(users),
+                       frozenset(types), _when(since, "--since"), _when(until, "--until"),
+                       (from_position or 1) - 1, to_position)
+
+
+# -- replay ---------------------------------------------------------------------------
+
+
+@click.command()
+@_filter_options
+@click.option("--follow", "-f", is_flag=True,
+              help="Keep running and show new events as the bot records them.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@pass_context
+@user_errors
+def replay(ctx: CliContext, follow: bool, as_json: bool, **filters: Any) -> None:
+    """A readable timeline of the log (or of the events the filters keep)."""
+    log = _open(ctx)
+    try:
+        selection = _selection(log, **filters)
+        rows: Iterator[Any] = (follow_rows(log.connection, selection) if follow
+                               else iter_rows(log.connection, selection))
+        try:
+            if as_json and follow:
+                write_json((json_line(row) for row in rows), sys.stdout, block=1)
+            elif as_json:
+                write_json(iter_json_lines(log.connection, selection), sys.stdout)
+            else:
+                write_timeline(rows, ctx.out, flush_each=follow)
+        except KeyboardInterrupt:
+            pass
+        except BrokenPipeError:
+            _reader_went_away()
+    finally:
+        log.close()
+
+
+# -- explain --------------------------------------------------------------------------
+
+
+@click.command("explain")
+@click.argument("message_id")
+@click.option("--json", "as_json", is_flag=True, help="The explanation as one JSON object.")
+@pass_context
+@user_errors
+def explain_command(ctx: CliContext, message_id: str, as_json: bool) -> None:
+    """Why a persona said what it said: MESSAGE_ID is a message that triggered a persona or
+    one of the bot's replies (a Discord id, or a terminal chat id; `platform:id` also works)."""
+    log = _open(ctx)
+    try:
+        try:
+            explanation = explain(log, message_id)
+        except CallNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+    finally:
+        log.close()
+    if as_json:
+        click.echo(orjson.dumps(explanation_as_json(explanation), option=orjson.OPT_INDENT_2))
+        return
+    _print_explanation(ctx.out, explanation)
+
+
+def _print_explanation(out: Console, explanation: Explanation) -> None:
+    ref = explanation.ref
+    if ref.reply_id:
+        out.print(f"[dim]{ref.reply_id} is {ref.persona_id}'s reply to message "
+                  f"{ref.message_id}[/]")
+    data = explanation.message.data if explanation.message else {}
+    title = f"message {ref.platform}:{ref.message_id}"
+    if explanation.message:
+        body = Text(f"{data.get('author_name')} ({data.get('author_id')}) in "
+                    f"{explanation.message.stream_id}, position {explanation.message.position}\n")
+        body.append(str(data.get("text", "")))
+        out.print(Panel(body, title=title, title_align="left"))
+    else:
+        out.print(f"[bold]{title}[/] (a persona's reply, answered by another persona)")
+    if explanation.unanswered_because:
+        out.print(f"[yellow]no persona answered:[/] {explanation.unanswered_because}")
+    for call in explanation.calls:
+        _print_call(out, call)
+
+
+def _print_call(out: Console, call: CallExplanation) -> None:
+    decision = call.decision.data
+    out.rule(f"[bold]{call.persona_id}[/]", align="left")
+    if call.decision.type == "PersonaTriggered":
+        out.print(f"triggered by [green]{decision.get('reason')}[/] (persona version "
+                  f"{str(decision.get('persona_version'))[:12]}, hop {decision.get('hop', 0)})")
+    stopped = call.stopped_by
+    if stopped:
+        out.print(f"[bold red]stopped:[/] {stopped}")
+    if call.outcome is not None:
+        o = call.outcome.data
+        usage = o.get("usage") or {}
+        table = Table.grid(padding=(0, 2))
+        for label, value in (
+            ("provider / model", f"{o.get('provider')} / {o.get('model')}"),
+            ("parameters", orjson.dumps(call.params).decode() if call.prompt else "?"),
+            ("attempts", str(o.get("attempts"))),
+            ("latency", f"{float(o.get('latency_s') or 0):.3f} s"),
+            ("usage", f"{usage.get('prompt_tokens', '?')} prompt + "
+                      f"{usage.get('completion_tokens', '?')} completion = "
+                      f"{usage.get('total_tokens', '?')} tokens"
+                      f"{' (estimated)' if usage.get('estimated') else ''}"),
+            ("finish", f"{o.get('finish_reason')}"
+                       f"{', fallback used' if o.get('used_fallback') else ''}"
+                       f"{', truncated' if o.get('truncated') else ''}"),
+        ):
+            table.add_row(Text(label, style="dim"), Text(value))
+        out.print(table)
+    if call.prompt is not None:
+        out.print(f"[bold]prompt[/] ({len(call.prompt.messages)} messages, from positions "
+                  f"{', '.join(map(str, call.prompt.positions))}):")
+        for message in call.prompt.messages:
+            name = f" ({message.name})" if message.name else ""
+            out.print(Text(f"[{message.role}{name}] ", style="bold cyan") + Text(message.content))
+    elif call.prompt_problem:
+        out.print(f"[yellow]prompt not rebuilt:[/] {call.prompt_problem}")
+    if call.outcome is not None and call.outcome.type == "ModelReplied":
+        out.print(Panel(Text(str(call.outcome.data.get("text", ""))), title="reply",
+                        title_align="left"))
+    if call.delivery is not None and call.delivery.type == "ReplyDelivered":
+        ids = ", ".join(str(i) for i in call.delivery.data.get("delivered_ids") or ())
+        out.print(f"delivered as {ids}")
+
+
+# -- rerun ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("message_id")
+@click.option("--persona-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Use this persona file instead of the personas directory's version.")
+@click.option("--recorded", is_flag=True,
+              help="Use the persona version that was recorded with the call.")
+@click.option("--persona", "persona_id", help="Which persona's call, when several answered.")
+@click.option("--provider", help="Send the prompt to this provider instead.")
+@pass_context
+@user_errors
+def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded: bool,
+          persona_id: str | None, provider: str | None) -> None:
+    """Ask the model again what a recorded call asked, with the current (or given) persona,
+    and show both replies and the prompt diff. Never delivered, never counted in quotas."""
+    config = ctx.config
+    known = known_providers_from_config(config)
+    if provider is not None and provider not in known:
+        raise click.BadParameter(f"unknown provider {provider!r} (known: "
+                                 f"{', '.join(sorted(known))})", param_hint="--provider")
+    log = EventLog.open(config.database.path, create=False)
+    try:
+        try:
+            plan = plan_rerun(log, message_id, persona_id=persona_id, provider=provider)
+            persona = None if recorded else _current_persona(ctx, plan, persona_file)
+            if persona is not None:
+                plan = plan_rerun(log, message_id, persona, persona_id=plan.old_prompt.persona.id,
+                                  provider=provider)
+        except (CallNotFound, RebuildError) as exc:
+            raise click.ClickException(str(exc)) from None
+        gateway = ModelGateway(config.providers, ctx.secrets)
+
+        async def call() -> Any:
+            try:
+                return await run_rerun(plan, gateway)
+            finally:
+                await gateway.aclose()
+
+        outcome = asyncio.run(call())
+        position = record_rerun(log, plan, outcome)
+    finally:
+        log.close()
+    _print_rerun(ctx.out, plan, outcome, position)
+
+
+def _current_persona(ctx: CliContext, plan: RerunPlan, persona_file: Path | None
+                     ) -> Persona | None:
+    config = ctx.config
+    defaults = defaults_from_config(config)
+    known = known_providers_from_config(config)
+    if persona_file is not None:
+        return load_persona_file(persona_file, defaults=defaults, known_providers=known)
+    loaded = load_personas(config.personas_dir, defaults=defaults, known_providers=known)
+    current = loaded.personas.get(plan.old_prompt.persona.id)
+    if current is None:
+        ctx.err.print(f"[yellow]{plan.old_prompt.persona.id} is not in "
+                      f"{config.personas_dir} now; using the recorded version[/]")
+    return current
+
+
+def _print_rerun(out: Console, plan: RerunPlan, outcome: Any, position: int) -> None:
+    old = Panel(Text(plan.old_text if plan.old_text is not None else "(no reply was recorded)"),
+                title=f"recorded ({plan.old_prompt.persona.version[:12]})", title_align="left")
+    new_text = outcome.text if outcome.ok else f"failed: {outcome.error_class}: {outcome.error}"
+    new = Panel(Text(new_text), title=f"now ({plan.persona.version[:12]}, {outcome.provider}/"
+                                      f"{outcome.model})", title_align="left")
+    out.print(Columns([old, new], equal=True, expand=True))
+    diff = plan.prompt_diff()
+    if diff:
+        out.print("[bold]prompt diff[/]")
+        for line in diff:
+            style = ("green" if line.startswith("+") else "red" if line.startswith("-")
+                     else "cyan" if line.startswith("@@") else "")
+            out.print(Text(line, style=style))
+    else:
+        out.print("[dim]the prompt is the same as recorded[/]")
+    usage = outcome.usage
+    out.print(f"[dim]{usage.total_tokens} tokens, {outcome.latency_s:.2f} s, "
+              f"{outcome.attempts} attempt(s); recorded at position {position} in "
+              f"rerun:{plan.ref.platform}:{plan.ref.message_id} (not delivered, not counted "
+              "in any quota)[/]")
+
+
+# -- rebuild --------------------------------------------------------------------------
+
+
+@click.command()
+@pass_context
+@user_errors
+def rebuild(ctx: CliContext) -> None:
+    """Rebuild every projection from position zero and compare it with the live tables;
+    exit 1 when any differs."""
+    log = _open(ctx)
+    try:
+        checks = check_projections(log)
+    finally:
+        log.close()
+    failed = False
+    for check in checks:
+        if check.skipped:
+            ctx.out.print(f"[dim]skipped[/] {check.name}: {check.skipped}")
+        elif check.ok:
+            ctx.out.print(f"[green]ok[/] {check.name}: matches the log up to position "
+                          f"{check.position}")
+        else:
+            failed = True
+            ctx.out.print(f"[bold red]DIFFERS[/] {check.name} (up to position {check.position})")
+            for difference in check.differences:
+                ctx.out.print(f"  {difference}")
+                for row in difference.only_live[:20]:
+                    ctx.out.print(Text(f"    live only:    {row}", style="red"))
+                for row in difference.only_rebuilt[:20]:
+                    ctx.out.print(Text(f"    rebuild only: {row}", style="green"))
+    if failed:
+        raise SystemExit(1)
+
+
+# -- stats ----------------------------------------------------------------------------
+
+_STATS_COLUMNS = {"key": "key", "messages": "msgs", "replies": "replies", "refusals": "refused",
+                  "failures": "failed", "total_tokens": "tokens", "latency_p50_s": "p50 s",
+                  "latency_p90_s": "p90 s", "latency_p99_s": "p99 s", "error_rate": "errors",
+                  "refusal_rate": "refusals"}
+
+
+@click.command()
+@_filter_options
+@click.option("--csv", "as_csv", is_flag=True, help="CSV for spreadsheets, one row per group.")
+@pass_context
+@user_errors
+def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
+    """Usage by persona, user, guild and day: messages, tokens, latency percentiles,
+    error and refusal rates, quota use, and tokens per day as a chart."""
+    log = _open(ctx)
+    try:
+        figures = compute_stats(log.connection, _selection(log, **filters))
+    finally:
+        log.close()
+    if as_csv:
+        write_csv(figures, sys.stdout)
+        return
+    rows = stats_rows(figures)
+    for dimension in DIMENSIONS:
+        table = Table(title=f"by {dimension}", title_justify="left")
+        for header in _STATS_COLUMNS.values():
+            table.add_column(header, justify="left" if header == "key" else "right")
+        for row in rows:
+            if row["dimension"] == dimension:
+                table.add_row(*(str(row[c]) for c in _STATS_COLUMNS))
+        ctx.out.print(table)
+    if figures.quotas:
+        table = Table(title="quota use (current window)", title_justify="left")
+        for column in ("persona", "scope", "key", "tokens", "replies"):
+            table.add_column(column)
+        for use in figures.quotas:
+            table.add_row(use.persona_id, use.scope, use.scope_key, str(use.tokens),
+                          str(use.messages))
+        ctx.out.print(table)
+    chart = tokens_chart(figures.tokens_per_day())
+    if chart:
+        ctx.out.print("[bold]tokens per day[/]")
+        for line in chart:
+            ctx.out.print(line, markup=False)
+
+
+# -- export / import ------------------------------------------------------------------
+
+
+@click.command()
+@_filter_options
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file (default: standard output).")
+@click.option("--redact", is_flag=True,
+              help=f"Replace user ids and names with pseudonyms and drop message text "
+                   f"(set {REDACT_KEY_ENV} to keep pseudonyms stable across exports).")
+@pass_context
+@user_errors
+def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -> None:
+    """The log (or the events the filters keep) as JSON lines."""
+    log = _open(ctx)
+    try:
+        selection = _selection(log, **filters)
+        transform = None
+        if redact:
+            key = ctx.secrets.get(REDACT_KEY_ENV)
+            transform = redactor_for(log.connection, key.encode() if key else os.urandom(32),
+                                     selection).record
+        lines = export_lines(log, selection, transform)
+        if output is None:
+            try:
+                count = write_export(lines, sys.stdout.buffer)
+            except BrokenPipeError:
+                _reader_went_away()
+                return
+        else:
+            with output.open("wb") as f:
+                count = write_export(lines, f)
+    finally:
+        log.close()
+    if output is not None:
+        ctx.err.print(f"exported {count} events to {output}")
+
+
+@click.command("import")
+@click.argument("source", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@pass_context
+@user_errors
+def import_command(ctx: CliContext, source: Path) -> None:
+    """Load an export (JSON lines) into an empty log (database.path in config.yaml)."""
+    config = ctx.config
+    log = EventLog.open(config.database.path, synchronous=config.database.synchronous)
+    try:
+        with source.open("rb") as f:
+            result = import_lines(log, f, source=str(source))
+    finally:
+        log.close()
+    ctx.out.print(f"imported {result.events} events (last position {result.last_position}) "
+                  f"into {config.database.path}")
+
+
+COMMANDS = (replay, explain_command, rerun, rebuild, stats, export, import_command)

@@ -1,0 +1,139 @@
+"""``explain``: everything the log knows about one message and the replies to it.
+
+For each persona the message triggered: the decision (and the rule that stopped it,
+if one did), the exact prompt rebuilt from the persona version and the event
+positions recorded with the call, the model parameters, attempts, usage, latency,
+the reply and where it was delivered. A message no persona took up says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from eventstore import EventLog, RecordedEvent
+
+from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
+from ..dispatcher.events import (
+    ModelFailed,
+    ReplyFailed,
+    TriggerRejected,
+    delivered_event_id,
+    message_event_id,
+    reply_event_id,
+)
+from ..problems import ProblemsError
+from .calls import EveryProvider, MessageRef, events_with_prefix, find_message, sampling_params
+
+
+@dataclass(frozen=True, slots=True)
+class CallExplanation:
+    """One persona's part in answering the message."""
+
+    persona_id: str
+    decision: RecordedEvent
+    outcome: RecordedEvent | None
+    delivery: RecordedEvent | None
+    prompt: RebuiltPrompt | None
+    prompt_problem: str | None
+
+    @property
+    def stopped_by(self) -> str | None:
+        """The rule or failure that kept this persona's reply from the user, or None."""
+        if self.decision.type == TriggerRejected.type:
+            detail = self.decision.data.get("detail")
+            return f"refused: {self.decision.data.get('reason')}" + (f" ({detail})" if detail
+                                                                     else "")
+        if self.outcome is None:
+            return "no model outcome recorded yet (still running, or the bot stopped)"
+        if self.outcome.type == ModelFailed.type:
+            return (f"model call failed: {self.outcome.data.get('error_class')}: "
+                    f"{self.outcome.data.get('error')}")
+        if self.delivery is None:
+            return "replied, but no delivery recorded yet"
+        if self.delivery.type == ReplyFailed.type:
+            return f"delivery failed: {self.delivery.data.get('error')}"
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The sampling parameters sent (from the recorded persona version)."""
+        return sampling_params(self.prompt.persona) if self.prompt else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What happened to one message (``ref``), persona by persona."""
+
+    ref: MessageRef
+    message: RecordedEvent | None
+    calls: tuple[CallExplanation, ...]
+
+    @property
+    def unanswered_because(self) -> str | None:
+        """Why no persona took the message up at all (None when one did)."""
+        if self.calls:
+            return None
+        data: Mapping[str, Any] = self.message.data if self.message else {}
+        if data.get("from_persona"):
+            return f"it is the platform's echo of {data['from_persona']}'s own reply"
+        if data.get("author_is_bot"):
+            return "its author is a bot, and no persona accepts replies from it"
+        return ("no persona's trigger matched it (no mention, reply, DM, keyword, pattern "
+                "or answer-everything channel), or the bot was not accepting messages")
+
+
+def explain(log: EventLog, asked: str,
+            known_providers: Collection[str] = EveryProvider()) -> Explanation:
+    """Explain the message ``asked`` names (raises CallNotFound when there is none)."""
+    ref = find_message(log, asked)
+    message = log.get(message_event_id(ref.platform, ref.message_id))
+    calls = []
+    for decision in events_with_prefix(log.connection,
+                                       f"trigger:{ref.platform}:{ref.message_id}:"):
+        persona_id = str(decision.data["persona_id"])
+        outcome_id = reply_event_id(ref.platform, ref.message_id, persona_id)
+        outcome = log.get(outcome_id)
+        prompt, problem = None, None
+        if outcome is not None:
+            try:
+                prompt = rebuild_prompt(log, outcome_id, known_providers)
+            except (RebuildError, ProblemsError) as exc:
+                problem = str(exc)
+        delivery = log.get(delivered_event_id(ref.platform, ref.message_id, persona_id))
+        calls.append(CallExplanation(persona_id, decision, outcome, delivery, prompt, problem))
+    if ref.persona_id:  # the user asked about one reply: its persona first
+        calls.sort(key=lambda c: c.persona_id != ref.persona_id)
+    return Explanation(ref, message, tuple(calls))
+
+
+def explanation_as_json(explanation: Explanation) -> dict[str, Any]:
+    """A JSON-ready form of ``explanation`` (``explain --json``)."""
+    ref = explanation.ref
+    return {
+        "platform": ref.platform, "message_id": ref.message_id, "asked_reply_id": ref.reply_id,
+        "message": dict(explanation.message.data) if explanation.message else None,
+        "unanswered_because": explanation.unanswered_because,
+        "calls": [_call_json(c) for c in explanation.calls],
+    }
+
+
+def _call_json(call: CallExplanation) -> dict[str, Any]:
+    outcome = dict(call.outcome.data) if call.outcome else None
+    if outcome is not None:
+        outcome["type"] = call.outcome.type if call.outcome else None
+    return {
+        "persona_id": call.persona_id,
+        "decision": {"type": call.decision.type, **call.decision.data},
+        "outcome": outcome,
+        "delivery": ({"type": call.delivery.type, **call.delivery.data}
+                     if call.delivery else None),
+        "stopped_by": call.stopped_by,
+        "persona_version": call.prompt.persona.version if call.prompt else None,
+        "params": call.params,
+        "messages": ([m.to_openai() for m in call.prompt.messages] if call.prompt else None),
+        "prompt_positions": list(call.prompt.positions) if call.prompt else None,
+        "prompt_problem": call.prompt_problem,
+    }
+

@@ -1,0 +1,127 @@
+"""``rerun``: ask the model again what a recorded call asked, with today's persona.
+
+The events the recorded prompt was built from (its ``context_positions``) and the
+variables its system prompt was rendered with are reused; the persona is the one
+given (a file, the current directory's version, or the recorded one) and the
+provider may be swapped. The new reply is recorded as a ``RerunRecorded`` event in
+the stream ``rerun:<platform>:<message id>``: never in the conversation, never
+delivered, and of a type no projection counts (quotas and open replies ignore it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from eventstore import EventLog, NewEvent
+
+from ..context.builder import ContextTarget, build_context
+from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
+from ..dispatcher.dispatcher import ModelClient
+from ..dispatcher.events import ModelReplied, PersonaTriggered, trigger_event_id
+from ..dispatcher.projection import read_positions
+from ..gateway.model import ChatMessage, ModelOutcome
+from ..personas.model import Persona
+from .calls import EveryProvider, MessageRef, events_with_prefix, find_message, model_request
+
+RERUN_EVENT = "RerunRecorded"
+
+
+def rerun_stream(platform: str, message_id: str) -> str:
+    """The stream holding the reruns of one message's calls."""
+    return f"rerun:{platform}:{message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class RerunPlan:
+    """A recorded call and the prompt it would get now."""
+
+    ref: MessageRef
+    source_event_id: str
+    old_text: str | None
+    old_prompt: RebuiltPrompt
+    persona: Persona
+    messages: tuple[ChatMessage, ...]
+    provider: str | None
+
+    def prompt_diff(self) -> list[str]:
+        """A unified diff of the recorded prompt and the new one."""
+        return list(difflib.unified_diff(
+            _prompt_lines(self.old_prompt.messages), _prompt_lines(self.messages),
+            fromfile=f"recorded ({self.old_prompt.persona.version[:12]})",
+            tofile=f"now ({self.persona.version[:12]})", lineterm=""))
+
+
+def plan_rerun(log: EventLog, asked: str, persona: Persona | None = None, *,
+               persona_id: str | None = None, provider: str | None = None,
+               known_providers: Collection[str] = EveryProvider()) -> RerunPlan:
+    """The rerun of the call behind ``asked`` (a message or reply id): ``persona``
+    replaces the recorded version when given. Raises RebuildError when the log cannot
+    say what was sent."""
+    ref = find_message(log, asked)
+    wanted = persona_id or ref.persona_id or (persona.id if persona else None)
+    outcome = None
+    for event in events_with_prefix(log.connection, f"reply:{ref.platform}:{ref.message_id}:"):
+        if wanted is None or event.data.get("persona_id") == wanted:
+            outcome = event
+            break
+    if outcome is None:
+        who = f" by {wanted}" if wanted else ""
+        raise RebuildError(f"message {ref.message_id} has no recorded model call{who} to rerun")
+    old = rebuild_prompt(log, outcome.event_id, known_providers)
+    chosen = persona or old.persona
+    trigger_event = log.get(trigger_event_id(ref.platform, ref.message_id,
+                                             str(outcome.data["persona_id"])))
+    trigger = PersonaTriggered.from_data(trigger_event.data)  # type: ignore[union-attr]
+    built = build_context(
+        chosen, read_positions(log, list(old.positions)),
+        ContextTarget(trigger.source_event_id, trigger.author_id, trigger.is_dm),
+        dict(outcome.data.get("variables") or {}))
+    old_text = outcome.data.get("text") if outcome.type == ModelReplied.type else None
+    return RerunPlan(ref, outcome.event_id, old_text, old, chosen, built.messages, provider)
+
+
+async def run_rerun(plan: RerunPlan, model: ModelClient) -> ModelOutcome:
+    """Send the planned prompt to the model (no streaming: nobody is watching it type)."""
+    request = replace(model_request(plan.persona, plan.messages, plan.provider), stream=False)
+    return await model.complete(request)
+
+
+def rerun_event(plan: RerunPlan, outcome: ModelOutcome) -> NewEvent:
+    """The event recording a rerun's result (with the prompt, so it can be inspected)."""
+    usage = outcome.usage
+    data: dict[str, Any] = {
+        "platform": plan.ref.platform, "message_id": plan.ref.message_id,
+        "source_event_id": plan.source_event_id, "persona_id": plan.persona.id,
+        "persona_version": plan.persona.version,
+        "recorded_version": plan.old_prompt.persona.version,
+        "persona_path": str(plan.persona.source_path) if plan.persona.source_path else None,
+        "provider": outcome.provider, "model": outcome.model, "ok": outcome.ok,
+        "text": outcome.text, "error_class": outcome.error_class, "error": outcome.error,
+        "usage": {"prompt_tokens": usage.prompt_tokens,
+                  "completion_tokens": usage.completion_tokens,
+                  "total_tokens": usage.total_tokens, "estimated": usage.estimated},
+        "latency_s": round(outcome.latency_s, 6), "attempts": outcome.attempts,
+        "prompt": [m.to_openai() for m in plan.messages],
+    }
+    return NewEvent(RERUN_EVENT, data, event_id=f"rerun:{uuid.uuid4()}",
+                    causation_id=plan.source_event_id)
+
+
+def record_rerun(log: EventLog, plan: RerunPlan, outcome: ModelOutcome) -> int:
+    """Append the rerun to its own stream; returns its position."""
+    result = log.append(rerun_stream(plan.ref.platform, plan.ref.message_id),
+                        [rerun_event(plan, outcome)])
+    return result.positions[0]
+
+
+def _prompt_lines(messages: Sequence[ChatMessage]) -> list[str]:
+    lines: list[str] = []
+    for message in messages:
+        name = f" ({message.name})" if message.name else ""
+        lines.append(f"[{message.role}{name}]")
+        lines.extend(message.content.splitlines() or [""])
+    return lines

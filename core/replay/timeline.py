@@ -1,0 +1,222 @@
+"""The timeline: one readable line per event, or one JSON object per line.
+
+Each event kind gets a sentence saying what happened (who said what, which persona
+triggered and why, refusals and their reason, model calls with tokens, latency and
+attempts, deliveries with their platform message ids, quota resets, persona
+versions, gateway connects and resumes); unknown kinds show their data. Lines are
+coloured with rich on a terminal and plain when piped; ``--json`` lines have the
+shape of ``personae events --json`` and are written straight from the stored JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import orjson
+from rich.console import Console
+from rich.text import Text
+
+from .selection import Row
+
+MAX_TEXT = 160
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineLine:
+    """One event as the timeline shows it: when, where, what kind, and a sentence."""
+
+    position: int
+    when: str
+    stream_id: str
+    type: str
+    summary: str
+    style: str
+
+
+def _quote(text: Any) -> str:
+    flat = " ".join(str(text or "").split())
+    if len(flat) > MAX_TEXT:
+        flat = flat[:MAX_TEXT - 1] + "…"
+    return f'"{flat}"'
+
+
+def _persona(d: Mapping[str, Any]) -> str:
+    return str(d.get("persona_name") or d.get("persona_id") or "?")
+
+
+def _tokens(d: Mapping[str, Any]) -> str:
+    usage = d.get("usage") or {}
+    estimated = " est." if usage.get("estimated") else ""
+    return (f"{usage.get('total_tokens', 0)} tokens ({usage.get('prompt_tokens', 0)} prompt + "
+            f"{usage.get('completion_tokens', 0)} completion{estimated})")
+
+
+def _received(d: Mapping[str, Any]) -> str:
+    who = f"{d.get('author_name') or '?'} ({d.get('author_id')})"
+    if d.get("from_persona"):
+        return f"echo of {d['from_persona']}'s reply, message {d.get('message_id')}"
+    extra = []
+    if d.get("reply_to"):
+        extra.append(f"replying to {d['reply_to']}")
+    if d.get("invoked_persona"):
+        extra.append(f"to {d['invoked_persona']}")
+    suffix = f" [{', '.join(extra)}]" if extra else ""
+    bot = " bot" if d.get("author_is_bot") else ""
+    return f"{who}{bot} said {_quote(d.get('text'))}{suffix} (message {d.get('message_id')})"
+
+
+def _replied(d: Mapping[str, Any]) -> str:
+    flags = [f for f, on in (("fallback", d.get("used_fallback")),
+                             ("truncated", d.get("truncated"))) if on]
+    attempts = d.get("attempts", 1)
+    return (f"{_persona(d)} replied via {d.get('provider')}/{d.get('model')}: {_tokens(d)}, "
+            f"{float(d.get('latency_s') or 0):.2f}s, {attempts} attempt{'s' * (attempts != 1)}"
+            f"{''.join(', ' + f for f in flags)}: {_quote(d.get('text'))}")
+
+
+def _failed(d: Mapping[str, Any]) -> str:
+    attempts = d.get("attempts", 0)
+    return (f"{d.get('persona_id')} failed on message {d.get('message_id')}: "
+            f"{d.get('error_class')}: {d.get('error')} ({attempts} attempt"
+            f"{'s' * (attempts != 1)}{', notice sent' if d.get('notice_sent') else ''})")
+
+
+def _triggered(d: Mapping[str, Any]) -> str:
+    hop = f" (hop {d['hop']})" if d.get("hop") else ""
+    return (f"{d.get('persona_id')} triggered by {d.get('reason')} on message "
+            f"{d.get('message_id')} from {d.get('author_id')}{hop}")
+
+
+def _rejected(d: Mapping[str, Any]) -> str:
+    detail = f" ({d['detail']})" if d.get("detail") else ""
+    notice = ", notice sent" if d.get("notice_sent") else ""
+    return (f"{d.get('persona_id')} refused message {d.get('message_id')} from "
+            f"{d.get('author_id')}: {d.get('reason')}{detail}{notice}")
+
+
+def _reset(d: Mapping[str, Any]) -> str:
+    when = datetime.fromtimestamp(float(d.get("scheduled_for") or 0), UTC)
+    catch_up = ", caught up after downtime" if d.get("catch_up") else ""
+    return (f"{d.get('persona_id')}'s quota window starts again "
+            f"({when:%Y-%m-%d %H:%M} UTC, cron {d.get('cron')!r}{catch_up})")
+
+
+def _gateway(verb: str) -> Callable[[Mapping[str, Any]], str]:
+    def describe(d: Mapping[str, Any]) -> str:
+        shard = f", shard {d['shard_id']}" if d.get("shard_id") is not None else ""
+        return f"{d.get('platform', 'gateway')} gateway {verb} (session {d.get('session_id')}{shard})"
+    return describe
+
+
+def _rerun(d: Mapping[str, Any]) -> str:
+    outcome = (f"replied {_quote(d.get('text'))}" if d.get("ok")
+               else f"failed: {d.get('error_class')}: {d.get('error')}")
+    return (f"rerun of {d.get('source_event_id')} with {d.get('persona_id')}@"
+            f"{str(d.get('persona_version'))[:12]} via {d.get('provider')}/{d.get('model')}: "
+            f"{outcome}")
+
+
+_DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
+    "MessageReceived": ("cyan", _received),
+    "MessageEdited": ("cyan", lambda d: f"message {d.get('message_id')} edited to "
+                                        f"{_quote(d.get('text'))}"),
+    "MessageDeleted": ("cyan", lambda d: f"message {d.get('message_id')} deleted"),
+    "ConversationReset": ("magenta", lambda d: f"conversation reset by {d.get('by_user')}"),
+    "PersonaTriggered": ("green", _triggered),
+    "TriggerRejected": ("yellow", _rejected),
+    "ModelReplied": ("bold green", _replied),
+    "ModelFailed": ("bold red", _failed),
+    "ReplyDelivered": ("green", lambda d: (
+        f"{d.get('persona_id')}'s reply to {d.get('message_id')} delivered as "
+        f"{', '.join(str(i) for i in d.get('delivered_ids') or ()) or 'nothing'}")),
+    "ReplyFailed": ("red", lambda d: f"{d.get('persona_id')}'s reply to {d.get('message_id')} "
+                                     f"not delivered: {d.get('error')}"),
+    "QuotaReset": ("blue", _reset),
+    "PersonaVersionRecorded": ("blue", lambda d: (
+        f"persona {d.get('persona_id')} version {str(d.get('version'))[:12]} loaded"
+        f"{' from ' + str(d['path']) if d.get('path') else ''}")),
+    "GatewayConnected": ("blue", _gateway("connected")),
+    "GatewayResumed": ("blue", _gateway("resumed")),
+    "GatewayDisconnected": ("yellow", _gateway("disconnected")),
+    "RerunRecorded": ("magenta", _rerun),
+}
+
+
+def describe(row: Row, data: Mapping[str, Any] | None = None) -> TimelineLine:
+    """The timeline line of one stored row."""
+    data = orjson.loads(row[6]) if data is None else data
+    when = datetime.fromtimestamp(row[7], UTC).strftime("%Y-%m-%d %H:%M:%S")
+    style, sentence = _DESCRIBE.get(row[4], ("white", None))
+    if sentence is None:
+        text = orjson.dumps(data).decode()
+        summary = text if len(text) <= 2 * MAX_TEXT else text[:2 * MAX_TEXT - 1] + "…"
+    else:
+        summary = sentence(data)
+    return TimelineLine(row[0], when, row[2], row[4], summary, style)
+
+
+def json_line(row: Row) -> bytes:
+    """The ``--json`` line of a row (the stored data is copied, not re-encoded)."""
+    return orjson.dumps({
+        "position": row[0], "event_id": row[1], "stream_id": row[2], "version": row[3],
+        "type": row[4], "schema_version": row[5], "data": orjson.Fragment(row[6]),
+        "recorded_at": row[7], "correlation_id": row[8], "causation_id": row[9],
+    }, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def write_json(lines: Iterable[bytes], out: TextIO, *, block: int = 2000) -> int:
+    """Write JSON ``lines`` to ``out``, flushed every ``block`` lines (1 when following,
+    so each event shows as it comes); returns how many."""
+    buffer = getattr(out, "buffer", None)
+    count = 0
+    chunk: list[bytes] = []
+    for line in lines:
+        chunk.append(line)
+        count += 1
+        if len(chunk) >= block:
+            _flush(out, buffer, chunk)
+    _flush(out, buffer, chunk)
+    return count
+
+
+def _flush(out: TextIO, buffer: Any, chunk: list[bytes]) -> None:
+    if not chunk:
+        return
+    data = b"".join(chunk)
+    chunk.clear()
+    if buffer is not None:
+        out.flush()
+        buffer.write(data)
+        buffer.flush()
+    else:
+        out.write(data.decode())
+        out.flush()
+
+
+def write_timeline(rows: Iterable[Row], console: Console, *, flush_each: bool = False) -> int:
+    """Write ``rows`` as timeline lines: coloured on a terminal, plain when piped
+    (``flush_each`` when following, so each event shows as it comes)."""
+    count = 0
+    plain = not console.is_terminal
+    for row in rows:
+        line = describe(row)
+        count += 1
+        if plain:
+            console.file.write(f"{line.position:>8}  {line.when}  {line.stream_id}  "
+                               f"{line.type}  {line.summary}\n")
+            if flush_each:
+                console.file.flush()
+            continue
+        text = Text()
+        text.append(f"{line.position:>8} ", style="dim")
+        text.append(f"{line.when} ", style="dim")
+        text.append(f"{line.stream_id} ", style="dim cyan")
+        text.append(f"{line.type:<20}", style=line.style)
+        text.append(line.summary)
+        console.print(text, soft_wrap=True)
+    if plain:
+        console.file.flush()
+    return count
