@@ -15,7 +15,8 @@ in-process model with zero latency. Measured per message:
   ``deliver`` is called (recording ModelReplied first).
 
 Prints p50/p99/max of both, where that time went (the event store's appends and
-conversation reads, building the context), throughput and peak RSS.
+conversation reads, building the context), CPU time per message (the figure least
+disturbed by a busy machine), throughput and peak RSS.
 """
 
 from __future__ import annotations
@@ -206,6 +207,13 @@ class _Sink:
         return None
 
 
+def _cpu_seconds() -> float:
+    """CPU time of the whole process (loop, writer and reader threads): unlike latency,
+    hardly disturbed by other processes on a busy machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
@@ -252,6 +260,7 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
         result = await dispatcher.ingest(message)
         assert result.triggered == ("ada",), result
 
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     for n in range(messages):
         due = started + n / rate
@@ -262,6 +271,7 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
     await asyncio.gather(*pending)
     await asyncio.gather(*timings.done.values())
     elapsed = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
     await dispatcher.shutdown(5)
     await store.close()
     dispatcher_module.build_context = build
@@ -276,6 +286,7 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
             [timings.request[k] - timings.ingest[k] for k in keys]),
         "model_reply_to_outbound": _percentiles(
             [timings.delivered[k] - timings.replied[k] for k in keys]),
+        "cpu_ms_per_message": round(cpu * 1000 / messages, 3),
         "messages": messages,
         "offered_rate_per_s": rate,
         "achieved_rate_per_s": round(messages / elapsed, 1),

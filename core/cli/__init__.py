@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..config import default_config_path
-from . import db, events
+from . import chat, db, doctor, events, personas, replay, run
 from .context import CliContext
 
 
@@ -27,8 +27,14 @@ def cli(ctx: click.Context, config_path: Path | None, log_format: str | None,
     ctx.obj = CliContext(config_path or default_config_path(), log_format, log_level)  # type: ignore[arg-type]
 
 
+cli.add_command(chat.chat)
 cli.add_command(db.db)
+cli.add_command(doctor.doctor)
 cli.add_command(events.events)
+cli.add_command(personas.personas)
+cli.add_command(run.run)
+for _command in replay.COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

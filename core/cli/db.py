@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from eventstore import EventLog, NewEvent, check_log
 
+from ..ops.backup import backup_log
 from .context import CliContext, pass_context, user_errors
 
 
@@ -43,3 +46,15 @@ def check(ctx: CliContext) -> None:
     if violations:
         raise SystemExit(1)
     ctx.out.print(f"ok: {path} passes the integrity check and the log's invariants")
+
+
+@db.command("backup")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace PATH if it exists.")
+@pass_context
+@user_errors
+def backup(ctx: CliContext, path: Path, overwrite: bool) -> None:
+    """Copy the event log to PATH, consistently, even while the bot is running."""
+    result = backup_log(ctx.config.database.path, path, overwrite=overwrite)
+    ctx.out.print(f"backed up {result.events} events (up to position {result.last_position}, "
+                  f"{result.bytes} bytes) to {result.path}; the copy passes `db check`")

@@ -8,8 +8,8 @@ always last), then the persona's post-history instructions.
 
 In multi-user channels each person's turn carries their display name; other
 personas' replies are named user turns; edits show the latest text; deleted
-messages, replies that never reached the platform and everything before a
-conversation reset are left out.
+messages, replies that never reached the platform, the platform's echoes of our own
+replies and everything before a conversation reset are left out.
 
 The builder is a pure function of the persona, the events and the variables, and
 it returns the positions of every event it used. Building again from only those
@@ -31,6 +31,7 @@ from ..dispatcher.events import (
     MessageEdited,
     MessageReceived,
     ModelReplied,
+    ReplyDelivered,
     ReplyFailed,
     message_event_id,
     reply_event_id,
@@ -92,6 +93,7 @@ def conversation_turns(events: Iterable[RecordedEvent], source_event_id: str) ->
     their own); the answered turn comes last.
     """
     turns: dict[str, Turn] = {}
+    ours: set[str] = set()
     in_order = sorted(events, key=lambda e: e.position)
     source_position = next((e.position for e in in_order if e.event_id == source_event_id),
                            None)
@@ -124,7 +126,10 @@ def conversation_turns(events: Iterable[RecordedEvent], source_event_id: str) ->
         elif event.type == ReplyFailed.type:
             turns.pop(reply_event_id(data["platform"], data["message_id"], data["persona_id"]),
                       None)
-    ordered = sorted(turns.values(), key=lambda t: t.position)
+        elif event.type == ReplyDelivered.type:
+            ours.update(message_event_id(data["platform"], m) for m in data["delivered_ids"])
+    # an echo of our own reply may be recorded before we knew its id: ModelReplied has it
+    ordered = sorted((t for t in turns.values() if t.key not in ours), key=lambda t: t.position)
     source = [t for t in ordered if t.key == source_event_id]
     return [t for t in ordered if t.key != source_event_id] + source
 

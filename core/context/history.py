@@ -24,11 +24,13 @@ from ..dispatcher.events import (
     MessageEdited,
     MessageReceived,
     ModelReplied,
+    ReplyDelivered,
     ReplyFailed,
 )
 
 CONTEXT_TYPES = frozenset({MessageReceived.type, MessageEdited.type, MessageDeleted.type,
-                           ConversationReset.type, ModelReplied.type, ReplyFailed.type})
+                           ConversationReset.type, ModelReplied.type, ReplyFailed.type,
+                           ReplyDelivered.type})
 """The event types a prompt is built from."""
 _TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type})
 

@@ -11,6 +11,7 @@ from core.dispatcher.events import (
     MessageEdited,
     MessageReceived,
     ModelReplied,
+    ReplyDelivered,
     ReplyFailed,
     message_event_id,
 )
@@ -190,3 +191,14 @@ def conversation_of(events) -> Conversation:
     conversation = Conversation()
     conversation.events = list(events)
     return conversation
+
+
+def test_an_echo_of_our_reply_recorded_before_its_delivery_is_left_out():
+    c = Conversation()
+    c.say("1", "hi ada")
+    c.reply("1", "hello!")
+    c.say("out-1", "hello!", author="webhook", name="Ada")  # the echo won the race
+    c._add(ReplyDelivered("test", "1", "ada", ("out-1",)), "delivered:test:1:ada")
+    source = c.say("2", "how are you?")
+    assert [t[1] for t in history(build(ADA, c, source))] == ["hi ada", "hello!",
+                                                              "how are you?"]
