@@ -21,6 +21,9 @@ _SECRET_SHAPES = re.compile(
     r"sk-[A-Za-z0-9_\-]{16,}"                                   # OpenAI-style keys
     r"|[MNO][A-Za-z0-9_\-]{23,27}\.[A-Za-z0-9_\-]{6}\.[A-Za-z0-9_\-]{27,40}"  # Discord bot tokens
     r"|(?i:bearer\s+)[A-Za-z0-9._\-]{12,}"                      # Authorization headers
+    # Webhook and interaction tokens in URLs: whoever holds one can post as the bot.
+    r"|(?<=/webhooks/)\d+/[A-Za-z0-9_\-.]{20,}"
+    r"|(?<=/interactions/)\d+/[A-Za-z0-9_\-.]{20,}"
 )
 
 

@@ -46,3 +46,19 @@ def test_json_format_is_one_object_per_line_with_fields() -> None:
     assert entry["message"] == "replied"
     assert entry["persona"] == "ada"
     assert entry["level"] == "info"
+
+
+def test_webhook_and_interaction_tokens_in_urls_are_redacted() -> None:
+    out = io.StringIO()
+    setup_logging(stream=out)
+    webhook_token = "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-abcdefghijklmnopqrstu"
+    logging.getLogger("disnake.webhook.async_").warning(
+        "POST http://127.0.0.1:1/api/v10/webhooks/123456789012345678/%s?wait=1", webhook_token
+    )
+    logging.getLogger("personae.adapter").warning(
+        "POST /interactions/99887766554433/%s/callback", "aW50ZXJhY3Rpb246OTk4ODc3NjY1NTQ0MzM6dG9rZW4"
+    )
+    text = out.getvalue()
+    assert webhook_token not in text
+    assert "aW50ZXJhY3Rpb246OTk4ODc3NjY1NTQ0MzM6dG9rZW4" not in text
+    assert text.count(REDACTED) == 2

@@ -1,0 +1,342 @@
+"""Prometheus series for a running bot, read from the event log as it grows.
+
+:class:`MetricsRecorder` follows the :class:`~eventstore.EventStore` from its end
+at start-up and turns each domain event into counters and histograms, and writes
+one log line per finished reply. Nothing in the dispatcher or the adapters knows
+about metrics: the log already says everything that happened. Two things the log
+cannot say are measured at the edges instead: how long appends take
+(:class:`TimedStore`, a pass-through wrapper) and how soon the first token of a
+reply arrived (:class:`TimedModel`, idem).
+
+Every series lives in the :class:`~prometheus_client.CollectorRegistry` passed in
+(never the global one). Labels are bounded: persona id, provider, model, refusal
+reason, error class, trigger reason; never a user, channel or message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from eventstore import EventStore, EventStoreError, RecordedEvent
+
+from ..adapters.discord.gateway_log import GATEWAY_CONNECTED, GATEWAY_DISCONNECTED, GATEWAY_RESUMED
+from ..dispatcher.events import (
+    MessageReceived,
+    ModelFailed,
+    ModelReplied,
+    PersonaTriggered,
+    ReplyDelivered,
+    ReplyFailed,
+    TriggerRejected,
+)
+from ..gateway.model import ModelOutcome, ModelRequest, OnDelta
+
+log = logging.getLogger(__name__)
+reply_log = logging.getLogger("personae.replies")
+"""One line per finished reply (delivered, undelivered or failed), with its figures."""
+
+# Model replies take from well under a second (local servers) to minutes (reasoning models).
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 120.0, 300.0)
+FIRST_TOKEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+# A group commit with fsync is about a millisecond on an SSD, tens on a busy disk.
+APPEND_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+class Metrics:
+    """The series, registered in ``registry``. One instance per process (or per test)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.messages = Counter(
+            "personae_messages_received", "Inbound messages recorded (people and bots).",
+            ["platform"], registry=registry)
+        self.triggers = Counter(
+            "personae_triggers", "Personas triggered to answer, by trigger reason.",
+            ["persona", "reason"], registry=registry)
+        self.refusals = Counter(
+            "personae_trigger_refusals", "Triggers refused, by stable reason "
+            "(permission:*, rate_limited:*, quota:*, busy, hop_limit).",
+            ["persona", "reason"], registry=registry)
+        self.replies = Counter(
+            "personae_model_replies", "Replies the model produced.",
+            ["persona", "provider"], registry=registry)
+        self.failures = Counter(
+            "personae_model_failures", "Replies the model did not produce, by error class.",
+            ["persona", "provider", "error_class"], registry=registry)
+        self.delivered = Counter(
+            "personae_replies_delivered", "Replies that reached the platform.",
+            ["persona"], registry=registry)
+        self.delivery_failures = Counter(
+            "personae_reply_delivery_failures", "Replies the adapter could not deliver.",
+            ["persona"], registry=registry)
+        self.latency = Histogram(
+            "personae_model_latency_seconds", "Time from request to complete reply, retries "
+            "included.", ["persona", "provider"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.first_token = Histogram(
+            "personae_model_time_to_first_token_seconds", "Time from request to the first "
+            "visible text of a reply.", ["provider", "model"], buckets=FIRST_TOKEN_BUCKETS,
+            registry=registry)
+        self.tokens = Counter(
+            "personae_model_tokens", "Tokens used by replies (direction: prompt or completion).",
+            ["persona", "provider", "direction"], registry=registry)
+        self.retries = Counter(
+            "personae_model_retries", "Extra attempts the gateway made (attempts - 1).",
+            ["persona", "provider"], registry=registry)
+        self.pending = Gauge(
+            "personae_reply_queue_depth", "Accepted replies waiting or running.",
+            registry=registry)
+        self.in_flight = Gauge(
+            "personae_replies_in_flight", "Accepted replies still waiting for the model.",
+            registry=registry)
+        self.gateway_connected = Gauge(
+            "personae_gateway_connected", "1 while the Discord gateway is connected.",
+            registry=registry)
+        self.gateway_reconnects = Counter(
+            "personae_gateway_reconnects", "Gateway sessions resumed or re-identified after "
+            "a lost connection.", ["kind"], registry=registry)
+        self.append_latency = Histogram(
+            "personae_eventlog_append_seconds", "Time an append waits for its group commit.",
+            buckets=APPEND_BUCKETS, registry=registry)
+        self.append_errors = Counter(
+            "personae_eventlog_append_errors", "Appends the event log refused or could not "
+            "commit.", registry=registry)
+
+
+@dataclass
+class LiveState:
+    """What the recorder knows about the present, for readiness and the gauges."""
+
+    gateway_connected: bool = False
+    last_append_error: str | None = None
+    awaiting_model: set[str] = field(default_factory=set)
+    unfinished: set[str] = field(default_factory=set)
+
+
+class MetricsRecorder:
+    """Follows the log and keeps :class:`Metrics` and :class:`LiveState` up to date.
+
+    Start it with :meth:`start` (it reads from the log's current end: a restart does not
+    count history twice), stop it with :meth:`close`.
+    """
+
+    def __init__(self, store: EventStore, metrics: Metrics, state: LiveState | None = None,
+                 *, queue_depth: Callable[[], int] | None = None) -> None:
+        self._store = store
+        self._metrics = metrics
+        self.state = state or LiveState()
+        self._task: asyncio.Task[None] | None = None
+        self._position = 0
+        self._seen_disconnect = False
+        self._replies: dict[str, dict[str, Any]] = {}
+        self.caught_up = asyncio.Event()
+        """Set each time the recorder has handled an event (see :meth:`wait_for`)."""
+        metrics.in_flight.set_function(lambda: len(self.state.awaiting_model))
+        if queue_depth is not None:
+            metrics.pending.set_function(queue_depth)
+        else:
+            metrics.pending.set_function(lambda: len(self.state.unfinished))
+
+    @property
+    def position(self) -> int:
+        """The position of the last event handled."""
+        return self._position
+
+    async def start(self) -> None:
+        """Begin following from the log's current end."""
+        self._position = await self._store.last_position()
+        self._task = asyncio.create_task(self._follow(), name="metrics-recorder")
+
+    async def close(self) -> None:
+        """Stop following."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait_for(self, position: int, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Until the event at ``position`` has been handled (tests and scrapes use it)."""
+        async with asyncio.timeout(timeout):
+            while self._position < position:
+                self.caught_up.clear()
+                await self.caught_up.wait()
+
+    async def _follow(self) -> None:
+        try:
+            async for event in self._store.follow(self._position):
+                try:
+                    self.observe(event)
+                except Exception:  # a malformed event must not stop the metrics
+                    log.exception("metrics could not read event %s", event.position)
+                self._position = event.position
+                self.caught_up.set()
+        except EventStoreError:
+            return  # the store closed under us: the process is shutting down
+        except Exception:
+            log.exception("metrics stopped following the event log")
+
+    def observe(self, event: RecordedEvent) -> None:
+        """Account for one event."""
+        handler = _HANDLERS.get(event.type)
+        if handler is not None:
+            handler(self, event)
+
+    # -- per event type --------------------------------------------------------------
+
+    def _message(self, event: RecordedEvent) -> None:
+        self._metrics.messages.labels(str(event.data.get("platform", ""))).inc()
+
+    def _triggered(self, event: RecordedEvent) -> None:
+        data = event.data
+        self._metrics.triggers.labels(str(data.get("persona_id", "")),
+                                      str(data.get("reason", ""))).inc()
+        key = _reply_key(data)
+        self.state.awaiting_model.add(key)
+        self.state.unfinished.add(key)
+
+    def _rejected(self, event: RecordedEvent) -> None:
+        self._metrics.refusals.labels(str(event.data.get("persona_id", "")),
+                                      str(event.data.get("reason", ""))).inc()
+
+    def _replied(self, event: RecordedEvent) -> None:
+        data, m = event.data, self._metrics
+        persona, provider = str(data.get("persona_id", "")), str(data.get("provider", ""))
+        usage = data.get("usage") or {}
+        m.replies.labels(persona, provider).inc()
+        m.latency.labels(persona, provider).observe(float(data.get("latency_s") or 0.0))
+        m.tokens.labels(persona, provider, "prompt").inc(int(usage.get("prompt_tokens") or 0))
+        m.tokens.labels(persona, provider, "completion").inc(
+            int(usage.get("completion_tokens") or 0))
+        m.retries.labels(persona, provider).inc(max(0, int(data.get("attempts") or 1) - 1))
+        key = _reply_key(data)
+        self.state.awaiting_model.discard(key)
+        self._replies[key] = {
+            "provider": provider, "model": data.get("model", ""),
+            "latency_s": data.get("latency_s"), "attempts": data.get("attempts"),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "truncated": bool(data.get("truncated")),
+        }
+
+    def _failed(self, event: RecordedEvent) -> None:
+        data, m = event.data, self._metrics
+        persona, provider = str(data.get("persona_id", "")), str(data.get("provider", ""))
+        error_class = str(data.get("error_class", ""))
+        m.failures.labels(persona, provider, error_class).inc()
+        m.retries.labels(persona, provider).inc(max(0, int(data.get("attempts") or 0) - 1))
+        key = _reply_key(data)
+        self.state.awaiting_model.discard(key)
+        self.state.unfinished.discard(key)
+        _log_reply(event, "failed", {
+            "provider": provider, "error_class": error_class,
+            "latency_s": data.get("latency_s"), "attempts": data.get("attempts")})
+
+    def _delivered(self, event: RecordedEvent) -> None:
+        self._finished(event, "delivered")
+        self._metrics.delivered.labels(str(event.data.get("persona_id", ""))).inc()
+
+    def _delivery_failed(self, event: RecordedEvent) -> None:
+        self._finished(event, "undelivered")
+        self._metrics.delivery_failures.labels(str(event.data.get("persona_id", ""))).inc()
+
+    def _finished(self, event: RecordedEvent, outcome: str) -> None:
+        key = _reply_key(event.data)
+        self.state.unfinished.discard(key)
+        _log_reply(event, outcome, self._replies.pop(key, {}))
+
+    def _gateway_up(self, kind: str) -> None:
+        if self._seen_disconnect:
+            self._metrics.gateway_reconnects.labels(kind).inc()
+        self.state.gateway_connected = True
+        self._metrics.gateway_connected.set(1)
+
+    def _gateway_down(self, event: RecordedEvent) -> None:
+        self._seen_disconnect = True
+        self.state.gateway_connected = False
+        self._metrics.gateway_connected.set(0)
+
+
+_HANDLERS: dict[str, Callable[[MetricsRecorder, RecordedEvent], None]] = {
+    MessageReceived.type: MetricsRecorder._message,
+    PersonaTriggered.type: MetricsRecorder._triggered,
+    TriggerRejected.type: MetricsRecorder._rejected,
+    ModelReplied.type: MetricsRecorder._replied,
+    ModelFailed.type: MetricsRecorder._failed,
+    ReplyDelivered.type: MetricsRecorder._delivered,
+    ReplyFailed.type: MetricsRecorder._delivery_failed,
+    GATEWAY_CONNECTED: lambda recorder, _: recorder._gateway_up("identify"),
+    GATEWAY_RESUMED: lambda recorder, _: recorder._gateway_up("resume"),
+    GATEWAY_DISCONNECTED: MetricsRecorder._gateway_down,
+}
+
+
+def _reply_key(data: Mapping[str, Any]) -> str:
+    return f"{data.get('platform')}:{data.get('message_id')}:{data.get('persona_id')}"
+
+
+def _log_reply(event: RecordedEvent, outcome: str, details: Mapping[str, Any]) -> None:
+    """The one log line per reply: persona, conversation (the stream), outcome, figures."""
+    reply_log.info("reply %s", outcome, extra={"fields": {
+        "persona": str(event.data.get("persona_id", "")), "conversation": event.stream_id,
+        "outcome": outcome, **details}})
+
+
+class TimedStore:
+    """An :class:`~eventstore.EventStore` whose appends are timed; everything else passes
+    straight through. Hand it to the dispatcher and adapters in place of the store."""
+
+    def __init__(self, store: EventStore, metrics: Metrics, state: LiveState) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._state = state
+
+    async def append(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`EventStore.append`, timed; a failure is counted and remembered."""
+        started = time.perf_counter()
+        try:
+            result = await self._store.append(*args, **kwargs)
+        except EventStoreError as exc:
+            if _is_write_failure(exc):
+                self._metrics.append_errors.inc()
+                self._state.last_append_error = str(exc)
+            raise
+        self._metrics.append_latency.observe(time.perf_counter() - started)
+        self._state.last_append_error = None
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _is_write_failure(exc: EventStoreError) -> bool:
+    """A failure of the disk or the commit, as opposed to a refused request (a version
+    conflict, data that is not JSON, a closed store)."""
+    return type(exc) is EventStoreError and not isinstance(exc.__cause__, TypeError | ValueError)
+
+
+class TimedModel:
+    """A model client (the :class:`~core.gateway.gateway.ModelGateway`) whose replies'
+    time to first token is observed; everything else passes straight through."""
+
+    def __init__(self, model: Any, metrics: Metrics) -> None:
+        self._model = model
+        self._metrics = metrics
+
+    async def complete(self, request: ModelRequest, on_delta: OnDelta | None = None
+                       ) -> ModelOutcome:
+        """The wrapped client's ``complete``, with its time to first token recorded."""
+        outcome: ModelOutcome = await self._model.complete(request, on_delta)
+        if outcome.ok and outcome.time_to_first_token_s is not None:
+            self._metrics.first_token.labels(outcome.provider, outcome.model).observe(
+                outcome.time_to_first_token_s)
+        return outcome
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
