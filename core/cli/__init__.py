@@ -1,17 +1,55 @@
-"""The ``personae`` command line. Each command group lives in its own module here."""
+"""The ``personae`` command line. Each command group lives in its own module here.
+
+Commands are imported only when they run: the model SDK and disnake take over a
+second to import, and ``personae personas validate`` or ``personae events`` should
+not pay for them.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from ..config import default_config_path
-from . import chat, db, doctor, events, personas, replay, run
 from .context import CliContext
 
+# command name -> (module in this package, attribute), in the order `--help` lists them.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "chat": ("chat", "chat"),
+    "run": ("run", "run"),
+    "personas": ("personas", "personas"),
+    "replay": ("replay", "replay"),
+    "explain": ("replay", "explain_command"),
+    "rerun": ("replay", "rerun"),
+    "rebuild": ("replay", "rebuild"),
+    "stats": ("replay", "stats"),
+    "export": ("replay", "export"),
+    "import": ("replay", "import_command"),
+    "events": ("events", "events"),
+    "db": ("db", "db"),
+    "doctor": ("doctor", "doctor"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A click group that imports a command's module the first time it is needed."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module, attribute = _COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module}.{attribute} is not a click command")
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config", "config_path", type=click.Path(path_type=Path), default=None,
     help="config.yaml to use (default: $PERSONAE_CONFIG or ./config.yaml).",
@@ -25,16 +63,6 @@ def cli(ctx: click.Context, config_path: Path | None, log_format: str | None,
         log_level: str | None) -> None:
     """personae: LLM characters in Discord, with every message in an event log."""
     ctx.obj = CliContext(config_path or default_config_path(), log_format, log_level)  # type: ignore[arg-type]
-
-
-cli.add_command(chat.chat)
-cli.add_command(db.db)
-cli.add_command(doctor.doctor)
-cli.add_command(events.events)
-cli.add_command(personas.personas)
-cli.add_command(run.run)
-for _command in replay.COMMANDS:
-    cli.add_command(_command)
 
 
 def main() -> None:

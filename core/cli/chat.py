@@ -35,10 +35,18 @@ from .context import CliContext, pass_context, user_errors
 @click.option("--offline", is_flag=True,
               help="Answer with the built-in offline provider (not a language model: it "
                    "echoes), whatever provider the personas name.")
+@click.option("--require-model", is_flag=True,
+              help="Fail when the persona's provider has no API key, instead of falling back "
+                   "to the offline provider.")
 @pass_context
 @user_errors
-def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool) -> None:
-    """Chat with PERSONA in the terminal (reads stdin line by line; /help for commands)."""
+def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
+         require_model: bool) -> None:
+    """Chat with PERSONA in the terminal (reads stdin line by line; /help for commands).
+
+    Without an API key for the persona's provider, the built-in offline provider answers
+    (it says so), so personas, limits and the replay tools can be tried on a fresh machine.
+    """
     config = ctx.config
     loaded = load_personas(config.personas_dir, defaults=defaults_from_config(config),
                            known_providers=known_providers_from_config(config))
@@ -51,11 +59,20 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool) ->
         raise click.ClickException(
             f"no persona {persona!r} in {config.personas_dir} (known: "
             f"{persona_choices(list(personas))})")
-    if offline:
+    missing = None if offline else _missing_key(config, ctx.secrets, chosen)
+    if missing and require_model:
+        ctx.secrets.require(missing, f"to chat with {chosen.id} through provider "
+                                     f"{chosen.model.provider} (or run `personae chat "
+                                     f"{chosen.id} --offline` to try it without a model)")
+    if missing:
+        ctx.err.print(
+            f"{missing} is not set, so {chosen.name} answers with the built-in offline provider "
+            f"(not a language model). To talk to a real model, set {missing} (or put it in a .env "
+            "file next to config.yaml), or point a provider at a local OpenAI-compatible server "
+            "in config.yaml.", markup=False)
+    if offline or missing:
         personas = {pid: _offline(p) for pid, p in personas.items()}
         chosen = personas[chosen.id]
-    else:
-        _require_credentials(config, ctx.secrets, chosen)
     name = user_name or _login_name()
     # the scheduler's job bookkeeping would interleave with the conversation
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -81,15 +98,13 @@ async def _chat(config: Config, secrets: Secrets, registry: PersonaRegistry, per
         await store.close()
 
 
-def _require_credentials(config: Config, secrets: Secrets, persona: Persona) -> None:
-    """Fail with one sentence before starting when the persona's provider has no key."""
+def _missing_key(config: Config, secrets: Secrets, persona: Persona) -> str | None:
+    """The variable that should hold the key of the persona's provider, when it is unset."""
     provider = config.providers.get(persona.model.provider)
     if provider is None or provider.kind == "offline":
-        return
+        return None
     key_env = provider.api_key_env or (None if provider.base_url else "OPENAI_API_KEY")
-    if key_env:
-        secrets.require(key_env, f"to chat with {persona.id} through provider {provider.name} "
-                                 f"(or run `personae chat {persona.id} --offline` to try it without a model)")
+    return key_env if key_env and secrets.get(key_env) is None else None
 
 
 def _offline(persona: Persona) -> Persona:

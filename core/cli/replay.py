@@ -454,4 +454,3 @@ def import_command(ctx: CliContext, source: Path) -> None:
                   f"into {config.database.path}")
 
 
-COMMANDS = (replay, explain_command, rerun, rebuild, stats, export, import_command)

@@ -73,17 +73,28 @@ def test_chat_through_stdin_streams_replies_and_runs_the_commands(tmp_path):
     assert "6 messages). You said: and again" in again.stdout
 
 
-def test_missing_credentials_are_one_sentence_naming_the_variable(tmp_path, monkeypatch):
+def test_missing_credentials_fall_back_to_offline_saying_which_variable_to_set(
+        tmp_path, monkeypatch):
     monkeypatch.delenv("TEST_ONLY_OPENAI_KEY", raising=False)
     config = _workspace(tmp_path, provider="openai")
     run = CliRunner().invoke(cli, ["--config", str(config), "chat", "ada"], input="hello\n")
+    assert run.exit_code == 0, run.output
+    notice = " ".join(run.stderr.split())
+    assert "TEST_ONLY_OPENAI_KEY is not set" in notice and "offline provider" in notice
+    assert "Traceback" not in run.stderr
+    assert "[offline] not a language model" in run.stdout and "You said: hello" in run.stdout
+
+
+def test_missing_credentials_with_require_model_are_one_sentence_naming_the_variable(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_ONLY_OPENAI_KEY", raising=False)
+    config = _workspace(tmp_path, provider="openai")
+    run = CliRunner().invoke(cli, ["--config", str(config), "chat", "ada", "--require-model"],
+                             input="hello\n")
     assert run.exit_code == 2
     assert "TEST_ONLY_OPENAI_KEY" in run.stderr and "Traceback" not in run.stderr
     assert len([line for line in run.stderr.splitlines() if line.strip()]) == 1
-    offline = CliRunner().invoke(cli, ["--config", str(config), "chat", "ada", "--offline"],
-                                 input="hello\n")
-    assert offline.exit_code == 0, offline.output
-    assert "You said: hello" in offline.stdout
+    assert "You said" not in run.stdout
 
 
 def test_an_unknown_persona_is_a_clear_error(tmp_path):
