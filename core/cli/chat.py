@@ -74,8 +74,10 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
         personas = {pid: _offline(p) for pid, p in personas.items()}
         chosen = personas[chosen.id]
     name = user_name or _login_name()
-    # the scheduler's job bookkeeping would interleave with the conversation
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if ctx.log_level is None:
+        # Start-up chatter (quota windows, the scheduler) would interleave with the
+        # conversation; --log-level brings it back.
+        logging.getLogger().setLevel(logging.WARNING)
     asyncio.run(_chat(config, ctx.secrets, PersonaRegistry(personas.values()), chosen.id,
                       ConsoleUser(_user_id(name), name)))
 

@@ -319,7 +319,10 @@ class DiscordSink:
         try:
             channel = await self._channel(int(target.channel_id))
             while time.monotonic() - started < TYPING_AT_MOST_S:
-                await channel.trigger_typing()
+                # shielded: disnake pauses every request during a global 429 and only
+                # resumes them when the request that hit it wakes up; cancelling that
+                # request (the reply arrived) would leave the bot unable to send anything
+                await asyncio.shield(channel.trigger_typing())
                 await asyncio.sleep(self._typing_every_s)
         except disnake.HTTPException:
             log.debug("typing indicator failed", exc_info=True)

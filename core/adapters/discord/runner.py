@@ -25,6 +25,7 @@ from ...dispatcher.dispatcher import Dispatcher, DispatcherSettings
 from ...dispatcher.projection import DispatchProjection
 from ...gateway.gateway import ModelGateway
 from ...limits.quotas import QuotaProjection
+from ...ops.observability import start_observability
 from ...personas.defaults import defaults_from_config, known_providers_from_config
 from ...personas.model import Persona
 from ...personas.registry import PersonaRegistry, RegistryChange
@@ -52,11 +53,13 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
     disnake.http.Route.BASE = config.discord.api_base_url
     store = await EventStore.open(config.database.path, synchronous=config.database.synchronous,
                                   projections=[DispatchProjection(), QuotaProjection()])
+    # per-reply log lines; /metrics, /healthz and /readyz when metrics.port is set
+    ops = await start_observability(config, store)
     registry = PersonaRegistry()
     gateway = ModelGateway(config.providers, secrets)
-    adapter = DiscordAdapter(store, registry, DiscordAdapterSettings(
+    adapter = DiscordAdapter(ops.store, registry, DiscordAdapterSettings(
         catch_up_window_s=config.discord.catch_up_window_s, admins=config.admins))
-    dispatcher = Dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
+    dispatcher = Dispatcher(ops.store, registry, ops.timed_model(gateway), {PLATFORM: adapter.sink},
                             DispatcherSettings.from_config(config))
     changes: set[asyncio.Task[None]] = set()
     started = asyncio.Event()
@@ -110,6 +113,7 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await gateway.aclose()
+        await ops.close()
         await store.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
