@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import load_config
+from core.config import DEFAULT_DISCORD_API, load_config
 from core.credentials import MissingSecret, Secrets
 from core.problems import ProblemsError
 
@@ -40,7 +40,7 @@ def test_empty_file_gets_every_default(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ""))
     assert config.database.path == tmp_path / "data" / "personae.db"
     assert config.database.synchronous == "full"
-    assert config.discord.api_base_url == "https://discord.com/api/v10"
+    assert config.discord.api_base_url == DEFAULT_DISCORD_API
     assert config.discord.catch_up_window_s == 600
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import disnake
 
+from core.adapters.discord.adapter import invite_url
 from tests.fakes.discord import DiscordEmulator
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -126,7 +127,8 @@ async def test_sigterm_lets_the_reply_in_flight_finish_then_exits_cleanly(
     replies = [m for m in emu.messages_in(server.general) if m.id > asked.id]
     assert [m.author.username for m in replies] == ["Ada"]
     assert replies[0].content.endswith("to: are you there?")
-    invite = next(w for w in err.split() if w.startswith("https://discord.com/oauth2/"))
+    invite_prefix = invite_url(emu.application_id).split("?")[0]
+    invite = next(w for w in err.split() if w.startswith(invite_prefix))
     assert f"client_id={emu.application_id}&" in invite
     granted = disnake.Permissions(int(invite.rsplit("permissions=", 1)[1]))
     assert granted.manage_webhooks and granted.send_messages and granted.read_message_history

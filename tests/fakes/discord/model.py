@@ -189,7 +189,7 @@ class Webhook:
 
     @property
     def url(self) -> str:
-        return f"https://discord.com/api/webhooks/{self.id}/{self.token}"
+        return f"https://emulator.invalid/api/webhooks/{self.id}/{self.token}"
 
 
 @dataclass(frozen=True)

@@ -186,8 +186,8 @@ def message(world: World, m: Message, *, nested: bool = True) -> dict[str, Any]:
                 "filename": a.filename,
                 "size": a.size,
                 "content_type": a.content_type,
-                "url": f"https://cdn.discordapp.com/attachments/{m.channel_id}/{a.id}/{a.filename}",
-                "proxy_url": f"https://media.discordapp.net/attachments/{m.channel_id}/{a.id}/{a.filename}",
+                "url": f"https://cdn.emulator.invalid/attachments/{m.channel_id}/{a.id}/{a.filename}",
+                "proxy_url": f"https://media.emulator.invalid/attachments/{m.channel_id}/{a.id}/{a.filename}",
             }
             for a in m.attachments
         ],
