@@ -68,6 +68,7 @@ from .projection import (
     read_open_replies,
     read_persona_messages,
 )
+from .requests import model_request
 from .sink import DeliveryError, ReplySink
 from .triggers import TriggerEvaluator, TriggerMatch
 from .workqueue import WorkQueue
@@ -435,7 +436,7 @@ class Dispatcher:
         context = build_context(
             persona, events,
             ContextTarget(trigger.source_event_id, trigger.author_id, trigger.is_dm), variables)
-        request = _request(persona, context)
+        request = model_request(persona, context.messages)
         on_delta = None
         streamed: list[str] = []
         if sink is not None:
@@ -714,24 +715,6 @@ def _trigger_target(trigger: PersonaTriggered) -> ReplyTarget:
 def _notice_kind(decision: _Decision) -> str:
     reason = getattr(decision.event, "reason", "")
     return reason.split(":")[0]
-
-
-def _request(persona: Persona, context: BuiltContext) -> ModelRequest:
-    spec = persona.model
-    params: dict[str, object] = dict(spec.extra)
-    for name in ("temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty",
-                 "seed"):
-        value = getattr(spec, name)
-        if value is not None:
-            params[name] = value
-    if spec.stop:
-        params["stop"] = list(spec.stop)
-    return ModelRequest(
-        provider=spec.provider, model=spec.name, messages=context.messages, params=params,
-        deadline_s=persona.limits.reply_deadline_s,
-        fallback_provider=spec.fallback.provider if spec.fallback else None,
-        fallback_model=spec.fallback.name if spec.fallback else None,
-    )
 
 
 def _usage(outcome: ModelOutcome) -> dict[str, object]:

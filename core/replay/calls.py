@@ -17,8 +17,6 @@ import orjson
 
 from eventstore import EventLog, RecordedEvent
 
-from ..gateway.model import ChatMessage, ModelRequest
-from ..personas.model import Persona
 from .selection import platforms
 
 
@@ -147,31 +145,3 @@ def _snowflake_window(reply_id: str) -> tuple[float, float] | None:
         return None
     created = ((int(reply_id) >> 22) + _DISCORD_EPOCH_MS) / 1000
     return created - SNOWFLAKE_WINDOW_S, created + SNOWFLAKE_WINDOW_S
-
-
-def model_request(persona: Persona, messages: tuple[ChatMessage, ...],
-                  provider: str | None = None) -> ModelRequest:
-    """The request the dispatcher sends for ``persona`` (its model, sampling parameters,
-    deadline and fallback), optionally sent to another ``provider``."""
-    spec = persona.model
-    fallback = spec.fallback
-    return ModelRequest(
-        provider=provider or spec.provider, model=spec.name, messages=messages,
-        params=sampling_params(persona), deadline_s=persona.limits.reply_deadline_s,
-        fallback_provider=None if provider or fallback is None else fallback.provider,
-        fallback_model=None if provider or fallback is None else fallback.name,
-    )
-
-
-def sampling_params(persona: Persona) -> dict[str, Any]:
-    """The persona's sampling parameters as the dispatcher sends them."""
-    spec = persona.model
-    params: dict[str, Any] = dict(spec.extra)
-    for name in ("temperature", "max_tokens", "top_p", "frequency_penalty", "presence_penalty",
-                 "seed"):
-        value = getattr(spec, name)
-        if value is not None:
-            params[name] = value
-    if spec.stop:
-        params["stop"] = list(spec.stop)
-    return params

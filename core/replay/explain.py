@@ -23,8 +23,9 @@ from ..dispatcher.events import (
     message_event_id,
     reply_event_id,
 )
+from ..dispatcher.requests import sampling_params
 from ..problems import ProblemsError
-from .calls import EveryProvider, MessageRef, events_with_prefix, find_message, sampling_params
+from .calls import EveryProvider, MessageRef, events_with_prefix, find_message
 
 
 @dataclass(frozen=True, slots=True)

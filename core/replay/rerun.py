@@ -23,9 +23,10 @@ from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
 from ..dispatcher.dispatcher import ModelClient
 from ..dispatcher.events import ModelReplied, PersonaTriggered, trigger_event_id
 from ..dispatcher.projection import read_positions
+from ..dispatcher.requests import model_request
 from ..gateway.model import ChatMessage, ModelOutcome
 from ..personas.model import Persona
-from .calls import EveryProvider, MessageRef, events_with_prefix, find_message, model_request
+from .calls import EveryProvider, MessageRef, events_with_prefix, find_message
 
 RERUN_EVENT = "RerunRecorded"
 
