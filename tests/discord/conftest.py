@@ -29,10 +29,7 @@ from tests.fakes import openai_server
 from tests.fakes.discord import (
     Channel,
     DiscordEmulator,
-    Guild,
     Message,
-    User,
-    disnake_pointed_at,
     fast_client_options,
     running_client,
 )
@@ -50,34 +47,6 @@ def persona(persona_id: str = "ada", *, provider: str = "fake", extra: str = "")
             + extra)
     return load_persona_text(text, file=f"{persona_id}.yaml", defaults={},
                              known_providers=PROVIDERS)
-
-
-@dataclass(frozen=True)
-class Server:
-    """The emulated world most tests use."""
-
-    guild: Guild
-    general: Channel
-    alice: User
-    bob: User
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[DiscordEmulator]:
-    async with DiscordEmulator(bot_name="Personae") as emulator:
-        with disnake_pointed_at(emulator.api_base_url):
-            yield emulator
-
-
-@pytest.fixture
-def server(emu: DiscordEmulator) -> Server:
-    guild = emu.add_guild("Test Guild")
-    alice = emu.add_user("alice")
-    bob = emu.add_user("bob")
-    emu.add_member(guild, alice)
-    emu.add_member(guild, bob)
-    general = emu.add_text_channel(guild, "general")
-    return Server(guild, general, alice, bob)
 
 
 @pytest.fixture

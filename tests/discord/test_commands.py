@@ -9,9 +9,10 @@ from core.config import AdminSettings
 from core.personas.registry import PersonaRegistry
 from core.personas.watcher import PersonaWatcher
 from tests.fakes.discord import EPHEMERAL, DiscordEmulator, Interaction, Message
+from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
 
-from .conftest import PROVIDERS, Server, persona, running_bot
+from .conftest import PROVIDERS, persona, running_bot
 
 
 async def answer_of(emu: DiscordEmulator, interaction: Interaction) -> Message:

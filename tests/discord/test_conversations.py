@@ -9,9 +9,10 @@ from core.adapters.discord import DiscordAdapterSettings
 from core.adapters.discord.gateway_log import GATEWAY_STREAM, uptime_s
 from eventstore import RecordedEvent
 from tests.fakes.discord import DiscordEmulator
+from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
 
-from .conftest import Bot, Server, persona, running_bot, triggers_of, until_recorded
+from .conftest import Bot, persona, running_bot, triggers_of, until_recorded
 
 
 async def until_events(bot: Bot, kind: str, count: int) -> list[RecordedEvent]:

@@ -9,9 +9,10 @@ from pathlib import Path
 from core.adapters.discord import DiscordAdapterSettings
 from core.adapters.discord.chunking import DISCORD_MESSAGE_LIMIT
 from tests.fakes.discord import DiscordEmulator, permissions
+from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI, Fault
 
-from .conftest import Server, persona, running_bot, triggers_of
+from .conftest import persona, running_bot, triggers_of
 
 FENCE = re.compile(r"^```", re.MULTILINE)
 

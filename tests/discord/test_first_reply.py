@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.fakes.discord import DiscordEmulator
+from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
 
-from .conftest import Server, persona, running_bot
+from .conftest import persona, running_bot
 
 
 async def test_mention_is_answered_through_a_webhook_as_the_persona(

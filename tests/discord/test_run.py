@@ -14,9 +14,10 @@ import disnake
 
 from core.adapters.discord.adapter import invite_url
 from tests.fakes.discord import DiscordEmulator
+from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
 
-from .conftest import Server, open_store
+from .conftest import open_store
 
 PERSONA = """id: ada
 name: Ada

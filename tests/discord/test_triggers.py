@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.fakes.discord import DiscordEmulator, permissions
+from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
 
-from .conftest import Server, persona, running_bot, triggers_of
+from .conftest import persona, running_bot, triggers_of
 
 
 async def test_mentions_of_the_bot_user_and_of_its_managed_role(

@@ -4,50 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TypeVar
 
 import disnake
-import pytest
 from disnake.ext import commands
 
 from tests.fakes.discord import (
-    Channel,
-    DiscordEmulator,
-    Guild,
-    User,
-    disnake_pointed_at,
     fast_client_options,
 )
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Server:
-    guild: Guild
-    general: Channel
-    alice: User
-    bob: User
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[DiscordEmulator]:
-    async with DiscordEmulator(bot_name="Personae") as emulator:
-        with disnake_pointed_at(emulator.api_base_url):
-            yield emulator
-
-
-@pytest.fixture
-def server(emu: DiscordEmulator) -> Server:
-    guild = emu.add_guild("Test Guild")
-    alice = emu.add_user("alice")
-    bob = emu.add_user("bob")
-    emu.add_member(guild, alice)
-    emu.add_member(guild, bob)
-    general = emu.add_text_channel(guild, "general")
-    return Server(guild, general, alice, bob)
 
 
 def make_bot(*, message_content: bool = True, **options: object) -> commands.InteractionBot:

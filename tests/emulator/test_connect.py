@@ -9,8 +9,9 @@ import pytest
 from disnake.ext import commands
 
 from tests.fakes.discord import DiscordEmulator, disnake_pointed_at, fast_client_options, running_client
+from tests.fakes.discord.fixtures import Server
 
-from .conftest import Server, collect, eventually, make_bot
+from .conftest import collect, eventually, make_bot
 
 
 async def test_bot_logs_in_sees_guild_and_receives_a_user_message(

@@ -6,8 +6,9 @@ import disnake
 import pytest
 
 from tests.fakes.discord import DiscordEmulator, Message, running_client
+from tests.fakes.discord.fixtures import Server
 
-from .conftest import Server, collect, eventually, make_bot
+from .conftest import collect, eventually, make_bot
 
 
 def ids(seen: list[object]) -> list[int]:

@@ -16,8 +16,9 @@ from tests.fakes.discord import (
     disnake_pointed_at,
     running_client,
 )
+from tests.fakes.discord.fixtures import Server
 
-from .conftest import Server, make_bot
+from .conftest import make_bot
 
 
 def bot_with_commands(outcomes: list[BaseException]) -> commands.InteractionBot:

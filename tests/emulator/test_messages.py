@@ -8,8 +8,9 @@ import disnake
 import pytest
 
 from tests.fakes.discord import DiscordEmulator, permissions, running_client
+from tests.fakes.discord.fixtures import Server
 
-from .conftest import Server, collect, eventually, make_bot
+from .conftest import collect, eventually, make_bot
 
 
 async def test_send_reply_edit_delete_and_typing(emu: DiscordEmulator, server: Server) -> None:

@@ -9,8 +9,9 @@ import disnake
 import pytest
 
 from tests.fakes.discord import DiscordEmulator, running_client
+from tests.fakes.discord.fixtures import Server
 
-from .conftest import Server, make_bot
+from .conftest import make_bot
 
 SEND = "POST /channels/{channel_id}/messages"
 GET_USER = "GET /users/{user_id}"

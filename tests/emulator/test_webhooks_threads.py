@@ -6,8 +6,9 @@ import disnake
 import pytest
 
 from tests.fakes.discord import DiscordEmulator, permissions, running_client
+from tests.fakes.discord.fixtures import Server
 
-from .conftest import Server, collect, eventually, make_bot
+from .conftest import collect, eventually, make_bot
 
 
 async def test_webhook_create_list_and_execute_with_persona_identity(

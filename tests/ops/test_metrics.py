@@ -5,23 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes.discord import DiscordEmulator, Message, disnake_pointed_at
+from tests.fakes.discord import DiscordEmulator, Message
 from tests.fakes.openai_server import FakeOpenAI
 
 from .bot import ObservedBot, observed_bot, persona
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[DiscordEmulator]:
-    async with DiscordEmulator(bot_name="Personae") as emulator:
-        with disnake_pointed_at(emulator.api_base_url):
-            yield emulator
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
