@@ -24,7 +24,6 @@ from eventstore import EventLog
 
 from ..context.rebuild import RebuildError
 from ..durations import parse_duration
-from ..gateway.gateway import ModelGateway
 from ..personas.defaults import defaults_from_config, known_providers_from_config
 from ..personas.loader import load_persona_file, load_personas
 from ..personas.model import Persona
@@ -264,6 +263,8 @@ def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded:
                                   provider=provider)
         except (CallNotFound, RebuildError) as exc:
             raise click.ClickException(str(exc)) from None
+        from ..gateway.gateway import ModelGateway  # the SDK takes ~1 s to import: only here
+
         gateway = ModelGateway(config.providers, ctx.secrets)
 
         async def call() -> Any:
