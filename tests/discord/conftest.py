@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,7 +24,6 @@ from core.personas.model import Persona
 from core.personas.registry import PersonaRegistry
 from core.problems import Problem
 from eventstore import EventStore, RecordedEvent
-from tests.fakes import openai_server
 from tests.fakes.discord import (
     Channel,
     DiscordEmulator,
@@ -149,19 +147,3 @@ async def until_recorded(bot: Bot, message: Message, timeout: float = 5.0) -> No
     while await bot.store.get(event_id) is None:
         assert asyncio.get_running_loop().time() < deadline, f"{event_id} never recorded"
         await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Canned model answers: when the last user message contains a key, the fake OpenAI
-    server answers with its value (through the real SDK and gateway as always)."""
-    canned: dict[str, str] = {}
-    default = openai_server.reply_for
-
-    def reply_for(messages: Sequence[Mapping[str, Any]]) -> str:
-        last = next((str(m.get("content", "")) for m in reversed(messages)
-                     if m.get("role") == "user"), "")
-        return next((text for key, text in canned.items() if key in last), default(messages))
-
-    monkeypatch.setattr(openai_server, "reply_for", reply_for)
-    return canned

@@ -63,11 +63,10 @@ async def test_without_manage_webhooks_a_bot_reply_headed_by_the_persona(
 
 
 async def test_a_5000_character_reply_with_code_is_split_with_balanced_fences(
-        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path,
-        scripted: dict[str, str]) -> None:
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     text = long_reply_with_code()
     assert len(text) > 5000
-    scripted["the whole program"] = text
+    fake_openai.answer("the whole program", text)
     async with running_bot(emu, tmp_path / "log.db", [persona("ada")], fake_openai) as bot:
         asked = await emu.user_says(server.alice, server.general, "show me the whole program",
                                     mentions=[emu.bot_user])
@@ -91,13 +90,12 @@ async def test_a_5000_character_reply_with_code_is_split_with_balanced_fences(
 
 
 async def test_model_written_mass_mentions_ping_nobody_but_the_person_answered(
-        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path,
-        scripted: dict[str, str]) -> None:
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     helpers = emu.add_role(server.guild, "helpers", mentionable=True)
     emu.add_member(server.guild, server.bob, roles=[helpers])
-    scripted["ping them"] = (f"@everyone @here <@&{helpers.id}> <@{server.bob.id}> "
-                             f"and you, <@{server.alice.id}>")
-    scripted["quietly"] = f"@everyone <@&{helpers.id}> <@{server.bob.id}> done"
+    fake_openai.answer("ping them", f"@everyone @here <@&{helpers.id}> <@{server.bob.id}> "
+                                    f"and you, <@{server.alice.id}>")
+    fake_openai.answer("quietly", f"@everyone <@&{helpers.id}> <@{server.bob.id}> done")
     bare = emu.add_text_channel(server.guild, "no-webhooks")
     emu.set_overwrite(bare, emu.bot_role(server.guild), deny=permissions.MANAGE_WEBHOOKS)
     async with running_bot(emu, tmp_path / "log.db", [persona("ada")], fake_openai) as bot:
@@ -134,13 +132,13 @@ async def test_typing_shows_while_the_model_works(
 
 
 async def test_streamed_replies_are_edited_at_most_once_per_interval(
-        emu: DiscordEmulator, server: Server, tmp_path: Path, scripted: dict[str, str]) -> None:
+        emu: DiscordEmulator, server: Server, tmp_path: Path) -> None:
     words = " ".join(f"word{i}" for i in range(24))
-    scripted["stream it"] = words
     streaming = persona("ada", extra="delivery: {stream_edits: true}\n")
     settings = DiscordAdapterSettings(stream_interval_s=0.25)
     async with FakeOpenAI(tokens_per_second=24) as paced, running_bot(
             emu, tmp_path / "log.db", [streaming], paced, settings=settings) as bot:
+        paced.answer("stream it", words)
         asked = await emu.user_says(server.alice, server.general, "stream it",
                                     mentions=[emu.bot_user])
         assert await triggers_of(bot, asked) == [("ada", "mention")]

@@ -167,6 +167,7 @@ class FakeOpenAI:
         self._peers: set[object] = set()
         self._host = host
         self._port = port
+        self._canned: dict[str, str] = {}
         self._shared: deque[Fault] = deque()
         self._per_model: dict[str, deque[Fault]] = {}
         self._closing = asyncio.Event()
@@ -186,6 +187,17 @@ class FakeOpenAI:
         """Queue ``faults`` for the next requests (for ``model`` only, when given)."""
         queue = self._shared if model is None else self._per_model.setdefault(model, deque())
         queue.extend(faults)
+
+    def answer(self, when_contains: str, text: str) -> None:
+        """From now on, answer ``text`` when the last user message contains ``when_contains``
+        (for tests that need the model to write something specific)."""
+        self._canned[when_contains] = text
+
+    def _reply(self, messages: Sequence[Mapping[str, Any]]) -> str:
+        last_user = next((str(m.get("content", "")) for m in reversed(messages)
+                          if m.get("role") == "user"), "")
+        canned = next((text for key, text in self._canned.items() if key in last_user), None)
+        return canned if canned is not None else reply_for(messages)
 
     @property
     def connections_opened(self) -> int:
@@ -276,7 +288,7 @@ class FakeOpenAI:
             _abort(request)
             return web.Response()
         messages = body.get("messages", [])
-        pieces = _PIECE.findall(reply_for(messages))
+        pieces = _PIECE.findall(self._reply(messages))
         finish = "stop"
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         if isinstance(max_tokens, int) and max_tokens < len(pieces):
