@@ -111,6 +111,11 @@ class _Connection:
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
+        # frames queued while the client was closing will never be written; without
+        # this drain() (and so every hub.flush(), user_says...) would wait forever
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
 
     def record(self) -> GatewayConnectionRecord:
         return GatewayConnectionRecord(
