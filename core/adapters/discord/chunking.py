@@ -12,7 +12,10 @@ import re
 
 DISCORD_MESSAGE_LIMIT = 2000
 
-_FENCE = re.compile(r"^[ \t]*(```+|~~~+)([^\n`]*)$", re.MULTILINE)
+# A fence line short enough to repeat in every part: a longer run of backticks or
+# info string (a hostile "code-fence bomb") is text, else each part would have to
+# reopen it and the reply would become thousands of one-character messages.
+_FENCE = re.compile(r"^[ \t]*(`{3,16}(?!`)|~{3,16}(?!~))([^\n`]{0,60})$", re.MULTILINE)
 _SENTENCE_END = re.compile(r"[.!?…][)\]\"'»”]*\s")
 
 
