@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+import aiohttp
 import openai
 
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -74,10 +76,10 @@ def _safe_code(code: object) -> str | None:
 def classify(exc: BaseException, *, provider: str, model: str, timeout_s: float,
              key_env: str | None) -> Failure:
     """The :class:`Failure` for an exception raised while calling ``provider``."""
-    if isinstance(exc, openai.APITimeoutError | TimeoutError):
-        return Failure("timeout", f"{provider} did not answer within {timeout_s:g} s",
-                       retryable=True, provider_fault=True)
-    if isinstance(exc, openai.APIConnectionError):
+    if isinstance(exc, openai.APIConnectionError | TimeoutError):
+        if _is_timeout(exc):
+            return Failure("timeout", f"{provider} did not answer within {timeout_s:g} s",
+                           retryable=True, provider_fault=True)
         return Failure("connection_error", f"the connection to {provider} failed",
                        retryable=True, provider_fault=True)
     if isinstance(exc, openai.APIStatusError):
@@ -90,6 +92,31 @@ def classify(exc: BaseException, *, provider: str, model: str, timeout_s: float,
                        retryable=True, provider_fault=True)
     return Failure("bad_response", f"{provider} sent a reply the client could not read",
                    retryable=False, provider_fault=True)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether a connection-level failure is a timeout, judged by its root causes.
+
+    The SDK's aiohttp transport maps every ``aiohttp.ClientConnectionError`` (a refused
+    connection, a dropped one) to a connect *timeout*, so the SDK's own exception
+    type cannot be trusted: what the transport really saw is further down the chain.
+    """
+    chain = tuple(_chain(exc))
+    if any(isinstance(link, TimeoutError) for link in chain):
+        return True
+    if any(isinstance(link, OSError | aiohttp.ClientConnectionError) for link in chain):
+        return False
+    return isinstance(exc, openai.APITimeoutError)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, outermost first."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        yield link
+        link = link.__cause__ or link.__context__
 
 
 def _status_failure(exc: openai.APIStatusError, *, provider: str, model: str,

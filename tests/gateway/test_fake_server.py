@@ -6,11 +6,15 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import aiohttp
+import httpx2
+import openai
 import pytest
 from openai import AsyncOpenAI
 
-from core.gateway.failures import parse_retry_after
+from core.gateway.failures import classify, parse_retry_after
 from tests.fakes.openai_server import FakeOpenAI
 
 from .conftest import GatewayFactory, ask, provider_for
@@ -65,3 +69,37 @@ async def test_standalone_server_answers_the_sdk() -> None:
     finally:
         process.terminate()
         await process.wait()
+
+
+def _raised(error: BaseException, *causes: BaseException) -> BaseException:
+    """``error`` raised from ``causes[0]``, itself raised from ``causes[1]``, and so on."""
+    for outer, inner in zip((error, *causes), causes, strict=False):
+        outer.__cause__ = inner
+    return error
+
+
+_CONNECTOR = SimpleNamespace(host="127.0.0.1", port=9, ssl=False)
+_REQUEST = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    # What the aiohttp transport raises for a refused connection: a "connect timeout".
+    (_raised(openai.APITimeoutError(_REQUEST), httpx2.ConnectTimeout("refused"),
+             aiohttp.ClientConnectorError(_CONNECTOR, ConnectionRefusedError(111, "refused")),
+             ConnectionRefusedError(111, "refused")), "connection_error"),
+    (_raised(openai.APITimeoutError(_REQUEST), httpx2.ConnectTimeout("gone"),
+             aiohttp.ServerDisconnectedError()), "connection_error"),
+    (_raised(openai.APITimeoutError(_REQUEST), httpx2.ReadTimeout("stalled"),
+             aiohttp.SocketTimeoutError("stalled")), "timeout"),
+    (_raised(openai.APITimeoutError(_REQUEST), httpx2.ConnectTimeout("slow"),
+             aiohttp.ConnectionTimeoutError("slow")), "timeout"),
+    (openai.APITimeoutError(_REQUEST), "timeout"),
+    (TimeoutError(), "timeout"),
+    (_raised(openai.APIConnectionError(request=_REQUEST), httpx2.ConnectError("refused"),
+             ConnectionRefusedError(111, "refused")), "connection_error"),
+])
+def test_timeouts_and_connection_errors_are_told_apart_by_their_causes(
+        error: BaseException, expected: str) -> None:
+    failure = classify(error, provider="p", model="m", timeout_s=5, key_env=None)
+    assert failure.error_class == expected
+    assert failure.retryable and failure.provider_fault
