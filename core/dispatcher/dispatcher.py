@@ -212,9 +212,15 @@ class Dispatcher:
         (ModelFailed ``shutdown``). Returns how many were cut short."""
         self._resets.shutdown()
         deadline = self._settings.shutdown_deadline_s if deadline_s is None else deadline_s
+        started = time.monotonic()
         cut = await self._queue.finish(deadline)
         if self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+            left = max(0.0, deadline - (time.monotonic() - started))
+            _, pending = await asyncio.wait(list(self._background), timeout=left)
+            for task in pending:  # e.g. a recovered delivery still waiting for its adapter
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            cut += len(pending)
         return cut
 
     # -- intake ------------------------------------------------------------------------
@@ -475,7 +481,7 @@ class Dispatcher:
         await self._deliver(job, persona, replied, streamed=bool(streamed))
 
     async def _deliver(self, job: _Job, persona: Persona, replied: ModelReplied, *,
-                       streamed: bool) -> None:
+                       streamed: bool, recovered: bool = False) -> None:
         trigger = job.trigger
         sink = self._sinks.get(trigger.platform)
         event_id = delivered_event_id(trigger.platform, trigger.message_id, persona.id)
@@ -487,7 +493,8 @@ class Dispatcher:
         else:
             reply = OutboundReply(job.target, persona.id, persona.name, replied.text,
                                   persona.avatar_url, persona.delivery.webhook,
-                                  persona.delivery.allowed_mentions, streamed, replied.truncated)
+                                  persona.delivery.allowed_mentions, streamed, replied.truncated,
+                                  recovered)
             try:
                 receipt = await sink.deliver(reply)
                 delivered = ReplyDelivered(trigger.platform, trigger.message_id, persona.id,
@@ -595,7 +602,10 @@ class Dispatcher:
     async def recover(self) -> RecoveryReport:
         """Finish what a crash left open, exactly once: recent triggers are re-run,
         recent undelivered replies delivered, older ones closed with a failure notice.
-        Platforms without an adapter in this process are left for one that has it."""
+        Platforms without an adapter in this process are left for one that has it.
+
+        The work runs in the background (``wait_idle`` waits for it): at start-up an
+        adapter may not be connected yet, and its deliveries wait until it is."""
         open_replies = await self._store.read(read_open_replies)
         if not open_replies:
             return RecoveryReport()
@@ -611,7 +621,7 @@ class Dispatcher:
                 continue
             job = _Job(trigger, item.stream_id, _trigger_target(trigger))
             if item.recorded_at < cutoff:
-                await self._close_stale(job, item, events)
+                self._spawn(self._close_stale(job, item, events))
                 closed.append(item.trigger_id)
             elif item.stage == "model":
                 if not self._queue.reserve():
@@ -628,7 +638,8 @@ class Dispatcher:
                             trigger.platform, trigger.message_id, trigger.persona_id)))
                     closed.append(item.trigger_id)
                     continue
-                await self._deliver(job, persona, replied, streamed=False)
+                self._spawn(self._deliver(job, persona, replied, streamed=False,
+                                          recovered=True))
                 redelivered.append(item.trigger_id)
         if rerun or redelivered or closed:
             log.info("recovery: %d re-run, %d re-delivered, %d closed", len(rerun),

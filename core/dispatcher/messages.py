@@ -88,7 +88,9 @@ class OutboundReply:
     """A persona's reply for the adapter to deliver (splitting and webhooks are its job).
 
     ``streamed`` is true when the text already reached the adapter through
-    :meth:`~core.dispatcher.sink.ReplySink.stream_delta`.
+    :meth:`~core.dispatcher.sink.ReplySink.stream_delta`. ``recovered`` is true when a
+    crash may have come between the platform accepting this reply and the log recording
+    it: an adapter that can tell must return what was already posted, not post again.
     """
 
     target: ReplyTarget
@@ -100,6 +102,7 @@ class OutboundReply:
     allowed_mentions: AllowedMentions = field(default_factory=AllowedMentions)
     streamed: bool = False
     truncated: bool = False
+    recovered: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
-from core.adapters.discord import DiscordAdapterSettings
+from core.adapters.discord import PLATFORM, DiscordAdapter, DiscordAdapterSettings
 from core.adapters.discord.gateway_log import GATEWAY_STREAM, uptime_s
+from core.dispatcher.messages import OutboundReply, ReplyTarget
+from core.personas.registry import PersonaRegistry
 from eventstore import RecordedEvent
-from tests.fakes.discord import DiscordEmulator
+from tests.fakes.discord import DiscordEmulator, fast_client_options, running_client
 from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
 
-from .conftest import Bot, persona, running_bot, triggers_of, until_recorded
+from .conftest import Bot, open_store, persona, running_bot, triggers_of, until_recorded
 
 
 async def until_events(bot: Bot, kind: str, count: int) -> list[RecordedEvent]:
@@ -177,3 +180,52 @@ async def test_the_log_keeps_the_order_people_wrote_in(
 
     history = [m["content"] for m in fake_openai.requests[-1].messages[1:]]
     assert history == [f"line {i}" for i in range(12)] + ["count them"]
+
+
+async def test_a_reply_recovered_before_the_gateway_connects_waits_for_it(
+        emu: DiscordEmulator, server: Server, tmp_path: Path) -> None:
+    # At start-up the dispatcher re-runs unanswered triggers before disnake has logged
+    # in; such a delivery must wait for the client, not fail (found by the kill -9 test).
+    store = await open_store(tmp_path / "log.db")
+    adapter = DiscordAdapter(store, PersonaRegistry([persona("ada")]), DiscordAdapterSettings(),
+                             client_options=fast_client_options())
+    target = ReplyTarget(PLATFORM, str(server.general.id), "42", str(server.alice.id),
+                         str(server.guild.id))
+    delivering = asyncio.create_task(adapter.sink.deliver(
+        OutboundReply(target, "ada", "Ada", "back after the restart")))
+    try:
+        await asyncio.sleep(0.2)
+        assert not delivering.done()
+        async with running_client(adapter.client, emu.token):
+            receipt = await asyncio.wait_for(delivering, 5)
+            await adapter.close()
+    finally:
+        await store.close()
+    (posted,) = [emu.message(int(i)) for i in receipt.message_ids]
+    assert posted.content == "back after the restart" and posted.author.username == "Ada"
+
+
+async def test_a_recovered_reply_that_discord_already_has_is_not_posted_again(
+        emu: DiscordEmulator, server: Server, tmp_path: Path) -> None:
+    # kill -9 between Discord accepting a reply and the log recording it: on restart the
+    # dispatcher delivers it again, marked recovered; the adapter finds the earlier post.
+    asked = await emu.user_says(server.alice, server.general, "hello?")
+    target = ReplyTarget(PLATFORM, str(server.general.id), str(asked.id), str(server.alice.id),
+                         str(server.guild.id))
+    reply = OutboundReply(target, "ada", "Ada", "posted once, before the crash")
+    store = await open_store(tmp_path / "log.db")
+    try:
+        adapter = DiscordAdapter(store, PersonaRegistry([persona("ada")]),
+                                 DiscordAdapterSettings(), client_options=fast_client_options())
+        async with running_client(adapter.client, emu.token):
+            first = await adapter.sink.deliver(reply)
+            again = await adapter.sink.deliver(replace(reply, recovered=True))
+            other = await adapter.sink.deliver(replace(reply, text="a different reply",
+                                                       recovered=True))
+            await adapter.close()
+    finally:
+        await store.close()
+    assert again == first
+    assert other != first
+    posted = [m.content for m in emu.messages_in(server.general) if m.id > asked.id]
+    assert posted == ["posted once, before the crash", "a different reply"]

@@ -69,6 +69,7 @@ async def test_kill_during_delivery_then_restart_delivers_the_recorded_reply_onc
                                  store=await open_store(db), start=False)
     try:
         report = await harness.dispatcher.start(schedule_resets=False)
+        await harness.dispatcher.wait_idle()
         assert len(report.redelivered) == 1 and not report.rerun
         assert len(fake_openai.requests) == 1  # the model was not asked again
         (replied,) = await harness.events("ModelReplied")
@@ -90,6 +91,7 @@ async def test_an_old_unanswered_trigger_is_closed_with_a_visible_failure_once(
             start=False, settings=DispatcherSettings(recovery_window_s=0.0))
         try:
             report = await harness.dispatcher.start(schedule_resets=False)
+            await harness.dispatcher.wait_idle()
             assert len(report.closed) == (1 if restart == 0 else 0)
             failed = await harness.events("ModelFailed")
             assert [e.data["error_class"] for e in failed] == ["abandoned"]

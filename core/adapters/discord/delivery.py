@@ -90,6 +90,12 @@ class DiscordSink:
         self._typing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
+        self.online = asyncio.Event()
+        """Set once the client has logged in: replies recovered at start-up wait for it."""
+        client.add_listener(self._on_connect, "on_connect")
+
+    async def _on_connect(self) -> None:
+        self.online.set()
 
     # -- ReplySink -----------------------------------------------------------------------
 
@@ -101,6 +107,8 @@ class DiscordSink:
         allowed = discord_allowed_mentions(reply.allowed_mentions, target.author_id)
         text = reply.text if reply.text.strip() else "…"
         try:
+            if reply.recovered and (posted := await self._already_posted(reply, text)):
+                return posted
             if self._interactions.expects(target.message_id):
                 parts = _headed(reply.persona_name, text)
                 ids = await self._interactions.answer(target.message_id, parts, allowed)
@@ -119,6 +127,26 @@ class DiscordSink:
         while len(self._recent) > RECENT_KEPT:
             self._recent.popitem(last=False)
         return DeliveryReceipt(tuple(ids))
+
+    async def _already_posted(self, reply: OutboundReply, text: str) -> DeliveryReceipt | None:
+        """The messages ``reply`` became before a crash, found in the channel's history
+        after the message it answers: our own posts (as the bot or through our webhook)
+        whose content is one of the reply's parts."""
+        target = reply.target
+        if not target.message_id.isdigit():
+            return None
+        where = await self._where(target, reply.persona_id, reply.webhook, text)
+        parts = set(split_message(text)) | set(_headed(reply.persona_name, text))
+        hook_id = where.hook.id if where.hook is not None else None
+        me = self._client.user.id if self._client.user else None
+        found: list[str] = []
+        history = (where.thread or where.channel).history(  # type: ignore[union-attr]
+            after=disnake.Object(int(target.message_id)), limit=_RECOVERY_SCAN, oldest_first=True)
+        async for message in history:
+            ours = message.author.id == me or (hook_id and message.webhook_id == hook_id)
+            if ours and message.content in parts:
+                found.append(str(message.id))
+        return DeliveryReceipt(tuple(found)) if found else None
 
     async def notice(self, notice: Notice) -> None:
         """A short line as the persona (privately, for a slash command)."""
@@ -254,6 +282,8 @@ class DiscordSink:
         return ids
 
     async def _channel(self, channel_id: int) -> disnake.abc.Messageable:
+        # Every post starts here; before login the client has no HTTP session yet.
+        await self.online.wait()
         channel = self._client.get_channel(channel_id)
         if channel is None:
             channel = await self._client.fetch_channel(channel_id)
@@ -331,6 +361,10 @@ class DiscordSink:
         task = self._typing.pop(key, None)
         if task is not None:
             task.cancel()
+
+
+_RECOVERY_SCAN = 200
+"""Messages after the one answered that are searched for a reply posted before a crash."""
 
 
 def _headed(name: str, text: str) -> list[str]:
