@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core.dispatcher.dispatcher as dispatcher_module
+from bench._logs import reusable_log
 from core.context.history import MAX_CACHED_EVENTS
 from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
 from core.dispatcher.events import (
@@ -104,14 +105,8 @@ def _exchange(stream_id: str, channel: str, n: int) -> list:
 
 def build_log(path: Path, events: int, conversations: int) -> float:
     """Fill ``path`` with about ``events`` events; returns seconds taken (0 when reused)."""
-    if path.exists():
-        log = EventLog.open(path, create=False)
-        try:
-            if log.last_position() >= events:
-                return 0.0
-        finally:
-            log.close()
-        path.unlink()
+    if reusable_log(path, events):
+        return 0.0
     started = time.perf_counter()
     log = EventLog.open(path, synchronous="normal",
                         projections=[DispatchProjection(), QuotaProjection()])

@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._logs import reusable_log
 from core.dispatcher.events import (
     MessageReceived,
     ModelFailed,
@@ -79,14 +80,8 @@ def _personas() -> list:
 
 def build_log(path: Path, events: int) -> float:
     """Fill ``path`` with about ``events`` events; returns seconds taken (0 when reused)."""
-    if path.exists():
-        log = EventLog.open(path, create=False)
-        try:
-            if log.last_position() >= events:
-                return 0.0
-        finally:
-            log.close()
-        path.unlink()
+    if reusable_log(path, events):
+        return 0.0
     started = time.perf_counter()
     personas = _personas()
     log = EventLog.open(path, synchronous="normal",

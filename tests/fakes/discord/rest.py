@@ -355,15 +355,7 @@ class RestApi:
         current = self._world.message(call.int_param("message_id"))
         if current.author.id != self._world.bot_user.id or current.webhook_id is not None:
             raise WorldError(403, 50005, "Cannot edit a message authored by another user")
-        body = call.body or {}
-        message = self._world.edit_message(
-            current.id,
-            content=body.get("content"),
-            embeds=body.get("embeds"),
-            allowed_mentions=body.get("allowed_mentions"),
-        )
-        self._dispatch_message("MESSAGE_UPDATE", message)
-        return 200, payloads.message(self._world, message)
+        return self._apply_edit(current.id, call.body or {})
 
     async def _delete(self, call: _Call) -> _Result:
         channel = self._text_channel_for_bot(call, 0)
@@ -509,17 +501,20 @@ class RestApi:
         message, _ = self._hook_message(call)
         return 200, payloads.message(self._world, message)
 
-    async def _edit_hook_message(self, call: _Call) -> _Result:
-        current, _ = self._hook_message(call)
-        body = call.body or {}
+    def _apply_edit(self, message_id: int, body: dict[str, Any]) -> _Result:
+        """Edit a message (the bot's or a webhook's) and tell connected clients."""
         message = self._world.edit_message(
-            current.id,
+            message_id,
             content=body.get("content"),
             embeds=body.get("embeds"),
             allowed_mentions=body.get("allowed_mentions"),
         )
         self._dispatch_message("MESSAGE_UPDATE", message)
         return 200, payloads.message(self._world, message)
+
+    async def _edit_hook_message(self, call: _Call) -> _Result:
+        current, _ = self._hook_message(call)
+        return self._apply_edit(current.id, call.body or {})
 
     async def _delete_hook_message(self, call: _Call) -> _Result:
         current, _ = self._hook_message(call)
