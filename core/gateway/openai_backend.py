@@ -3,9 +3,15 @@
 One ``AsyncOpenAI`` client per provider, so connections are reused, with the SDK's
 own retries off (``max_retries=0``): the gateway owns the failure policy. The client
 rides on the SDK's aiohttp transport (``DefaultAioHttpClient``): under load httpx2's
-connection pool costs the bot's event loop about a fifth of each call. Sampling
-parameters travel in the request body as they are, so any server-specific option
-(``top_k``, ``min_p``, ...) works without the SDK knowing it.
+connection pool costs the bot's event loop about a fifth of each call.
+
+The request is made with the client's own ``post`` (its authentication, base URL,
+headers, timeouts, SSE decoding and mapping of HTTP statuses and transport failures to
+``openai`` exceptions), with the body as a plain dict and chunks read as dicts: the
+typed ``chat.completions.create`` walks every message through its TypedDict transform
+and builds pydantic models per streamed chunk, which cost more than half of the bot's
+event loop under load (see docs/benchmarks.md). Sampling parameters travel in the body as
+they are, so any server-specific option (``top_k``, ``min_p``, ...) works.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from core.config import ProviderSettings
 
@@ -53,14 +59,20 @@ class OpenAIBackend:
                      params: Mapping[str, Any], *, stream: bool,
                      timeout_s: float) -> AsyncIterator[Piece]:
         """The reply, streamed with usage in the last chunk, or as one piece."""
-        body = {**self._extra_body, **{k: v for k, v in params.items() if k not in _RESERVED}}
-        payload = [m.to_openai() for m in messages]
+        body: dict[str, Any] = {
+            **self._extra_body,
+            **{k: v for k, v in params.items() if k not in _RESERVED},
+            "model": model,
+            "messages": [m.to_openai() for m in messages],
+        }
         try:
             if stream:
-                chunks = await self._client.chat.completions.create(
-                    model=model, messages=payload, stream=True,
-                    stream_options={"include_usage": True},
-                    timeout=timeout_s, extra_body=body or None,
+                body["stream"] = True
+                body["stream_options"] = {"include_usage": True}
+                chunks = await self._client.post(
+                    "/chat/completions", body=body, cast_to=object,
+                    options={"timeout": timeout_s}, stream=True,
+                    stream_cls=AsyncStream[object],
                 )
                 async with chunks:
                     async for chunk in chunks:
@@ -68,8 +80,9 @@ class OpenAIBackend:
                         if piece is not None:
                             yield piece
             else:
-                completion = await self._client.chat.completions.create(
-                    model=model, messages=payload, timeout=timeout_s, extra_body=body or None,
+                completion = await self._client.post(
+                    "/chat/completions", body=body, cast_to=object,
+                    options={"timeout": timeout_s},
                 )
                 yield _completion_piece(completion)
         except (openai.OpenAIError, ValueError) as exc:
@@ -79,49 +92,79 @@ class OpenAIBackend:
                                          timeout_s=timeout_s, key_env=self._key_env)) from None
 
 
-def _reasoning(extra: Mapping[str, Any] | None) -> str:
-    if not extra:
-        return ""
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one: servers differ in what they omit."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _reasoning(message: Mapping[str, Any]) -> str:
     for name in _REASONING_FIELDS:
-        value = extra.get(name)
+        value = message.get(name)
         if isinstance(value, str) and value:
             return value
     return ""
 
 
-def _usage(usage: Any) -> Usage | None:
-    if usage is None:
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) else None
+
+
+def _usage(value: Any) -> Usage | None:
+    usage = _mapping(value)
+    if not usage:
         return None
-    prompt_details = usage.prompt_tokens_details
-    completion_details = usage.completion_tokens_details
     return Usage(
-        prompt_tokens=usage.prompt_tokens or 0,
-        completion_tokens=usage.completion_tokens or 0,
-        total_tokens=usage.total_tokens or 0,
-        cached_tokens=prompt_details.cached_tokens if prompt_details else None,
-        reasoning_tokens=completion_details.reasoning_tokens if completion_details else None,
+        prompt_tokens=_count(usage.get("prompt_tokens")) or 0,
+        completion_tokens=_count(usage.get("completion_tokens")) or 0,
+        total_tokens=_count(usage.get("total_tokens")) or 0,
+        cached_tokens=_count(_mapping(usage.get("prompt_tokens_details")).get("cached_tokens")),
+        reasoning_tokens=_count(
+            _mapping(usage.get("completion_tokens_details")).get("reasoning_tokens")),
     )
 
 
-def _chunk_piece(chunk: Any) -> Piece | None:
-    usage = _usage(chunk.usage)
-    if not chunk.choices:
+def _first_choice(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices:
+        return _mapping(choices[0])
+    return None
+
+
+def _finish_reason(choice: Mapping[str, Any]) -> str | None:
+    reason = choice.get("finish_reason")
+    return reason if isinstance(reason, str) else None
+
+
+def _text(message: Mapping[str, Any]) -> str:
+    content = message.get("content")
+    return content if isinstance(content, str) else ""
+
+
+def _object(body: object) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise ValueError("the reply is not a JSON object")
+    return body
+
+
+def _chunk_piece(chunk: object) -> Piece | None:
+    body = _object(chunk)
+    usage = _usage(body.get("usage"))
+    choice = _first_choice(body)
+    if choice is None:
         return Piece(usage=usage) if usage is not None else None
-    choice = chunk.choices[0]
-    delta = choice.delta
-    content = (delta.content or "") if delta is not None else ""
-    reasoning = _reasoning(delta.model_extra) if delta is not None else ""
-    if not (content or reasoning or usage or choice.finish_reason):
+    delta = _mapping(choice.get("delta"))
+    content, reasoning, finish = _text(delta), _reasoning(delta), _finish_reason(choice)
+    if not (content or reasoning or usage or finish):
         return None
-    return Piece(content=content, reasoning=reasoning, usage=usage,
-                 finish_reason=choice.finish_reason)
+    return Piece(content=content, reasoning=reasoning, usage=usage, finish_reason=finish)
 
 
-def _completion_piece(completion: Any) -> Piece:
-    usage = _usage(completion.usage)
-    if not completion.choices:
+def _completion_piece(completion: object) -> Piece:
+    body = _object(completion)
+    usage = _usage(body.get("usage"))
+    choice = _first_choice(body)
+    if choice is None:
         return Piece(usage=usage)
-    choice = completion.choices[0]
-    message = choice.message
-    return Piece(content=message.content or "", reasoning=_reasoning(message.model_extra),
-                 usage=usage, finish_reason=choice.finish_reason)
+    message = _mapping(choice.get("message"))
+    return Piece(content=_text(message), reasoning=_reasoning(message), usage=usage,
+                 finish_reason=_finish_reason(choice))

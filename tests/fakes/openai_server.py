@@ -32,7 +32,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 FaultKind = Literal[
-    "http_error", "stall", "drop", "stream_error", "reasoning",
+    "http_error", "stall", "drop", "stream_error", "reasoning", "garbage",
 ]
 
 _PIECE = re.compile(r"\S+\s*|\s+")
@@ -104,6 +104,11 @@ class Fault:
     def stream_error(cls, after_chunks: int = 0) -> Fault:
         """Send an ``{"error": ...}`` object inside the stream after ``after_chunks`` chunks."""
         return cls("stream_error", after_chunks=after_chunks)
+
+    @classmethod
+    def garbage(cls) -> Fault:
+        """HTTP 200 whose body is JSON but not a completion object (a chunk, when streaming)."""
+        return cls("garbage")
 
     @classmethod
     def with_reasoning(cls, text: str = "Let me think about this.",
@@ -287,6 +292,8 @@ class FakeOpenAI:
         if fault is not None and fault.kind == "drop" and not body.get("stream"):
             _abort(request)
             return web.Response()
+        if fault is not None and fault.kind == "garbage":
+            return await self._garbage(request, stream=bool(body.get("stream")))
         messages = body.get("messages", [])
         pieces = _PIECE.findall(self._reply(messages))
         finish = "stop"
@@ -341,6 +348,16 @@ class FakeOpenAI:
             await response.write(_sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                                        "created": int(time.time()), "model": model,
                                        "choices": [], "usage": usage}))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def _garbage(self, request: web.Request, *, stream: bool) -> web.StreamResponse:
+        if not stream:
+            return web.json_response(["not", "a", "completion"])
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: ["not", "a", "chunk"]\n\n')
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

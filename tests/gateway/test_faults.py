@@ -219,11 +219,32 @@ async def test_non_streaming_requests_follow_the_same_policy(
     assert not outcome.usage.estimated
 
 
+@pytest.mark.parametrize("stream", [True, False])
+async def test_a_reply_that_is_not_a_completion_is_a_bad_response_and_not_retried(
+        fake: FakeOpenAI, make_gateway: GatewayFactory, stream: bool) -> None:
+    fake.script(Fault.garbage())
+    gateway = await make_gateway(provider_for(fake))
+    outcome = await gateway.complete(ask(stream=stream))
+    assert not outcome.ok and outcome.error_class == "bad_response"
+    assert outcome.attempts == 1 and len(fake.requests) == 1
+
+
+async def test_server_specific_parameters_reach_the_server_as_they_are(
+        fake: FakeOpenAI, make_gateway: GatewayFactory) -> None:
+    gateway = await make_gateway(provider_for(fake, extra_body={"top_k": 40}))
+    request = ask(params={"min_p": 0.05, "model": "ignored"})
+    outcome = await gateway.complete(request)
+    sent = fake.requests[0].body
+    assert outcome.ok
+    assert sent["top_k"] == 40 and sent["min_p"] == 0.05
+    assert sent["model"] == request.model
+
+
 ALL_FAULTS = [
     Fault.rate_limit(retry_after=30), Fault.insufficient_quota(), Fault.server_error(500),
     Fault.http_error(401), Fault.http_error(404), Fault.http_error(400, code="bad"),
     Fault.context_length_exceeded(), Fault.stall(10), Fault.drop_connection(2),
-    Fault.stream_error(2),
+    Fault.stream_error(2), Fault.garbage(),
 ]
 
 
