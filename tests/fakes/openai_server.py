@@ -304,7 +304,12 @@ class FakeOpenAI:
         via = fault.reasoning_via if fault else "think"
         usage = self._usage(messages, pieces, reasoning)
         if body.get("stream"):
-            return await self._stream(request, body, pieces, reasoning, via, finish, usage, fault)
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                                   "Cache-Control": "no-cache"})
+            with contextlib.suppress(ConnectionResetError):  # the client gave up meanwhile
+                await self._stream(request, response, body, pieces, reasoning, via, finish,
+                                   usage, fault)
+            return response
         content = "".join(pieces)
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if reasoning and via == "think":
@@ -318,11 +323,10 @@ class FakeOpenAI:
             "usage": usage,
         })
 
-    async def _stream(self, request: web.Request, body: Mapping[str, Any], pieces: list[str],
-                      reasoning: str, via: str, finish: str, usage: dict[str, Any],
-                      fault: Fault | None) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                               "Cache-Control": "no-cache"})
+    async def _stream(self, request: web.Request, response: web.StreamResponse,
+                      body: Mapping[str, Any], pieces: list[str], reasoning: str, via: str,
+                      finish: str, usage: dict[str, Any], fault: Fault | None
+                      ) -> web.StreamResponse:
         await response.prepare(request)
         model = body.get("model", "fake-model")
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
