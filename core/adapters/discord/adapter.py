@@ -82,7 +82,10 @@ class DiscordAdapter:
         self._store = store
         self._personas = personas
         self._settings = settings
-        self.client = commands.InteractionBot(intents=bot_intents(), **(client_options or {}))
+        # No message cache: edits and deletes arrive as raw events and the log is the
+        # memory; disnake's default 1,000 cached messages only fed the garbage collector.
+        self.client = commands.InteractionBot(
+            intents=bot_intents(), **{"max_messages": None, **(client_options or {})})
         self._interactions = InteractionReplies(settings.defer_after_s)
         self._threads = ThreadMover(store)
         self.sink = DiscordSink(self.client, personas, self._interactions, self._threads,

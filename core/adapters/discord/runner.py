@@ -10,6 +10,7 @@ refused intent...) is raised as :class:`CannotRun` with one sentence saying what
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -94,6 +95,10 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
                         config.personas_dir)
         await dispatcher.start()
         started.set()
+        # What start-up built (modules, personas, clients) lives as long as the process:
+        # frozen, it is left out of the collector's full passes, which otherwise stall
+        # every reply in flight for 70-90 ms under load (docs/benchmarks.md).
+        gc.freeze()
         tasks = [asyncio.create_task(adapter.client.start(token), name="discord"),
                  asyncio.create_task(watcher.run(), name="persona-watcher")]
         stopped = asyncio.create_task(stop.wait())
