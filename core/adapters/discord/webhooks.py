@@ -25,6 +25,7 @@ class WebhookCache:
     def __init__(self, client: disnake.Client) -> None:
         self._client = client
         self._hooks: dict[int, disnake.Webhook] = {}
+        self._ids: set[int] = set()  # of the hooks above: every inbound message asks
         self._locks: dict[int, asyncio.Lock] = {}
 
     async def get(self, channel: disnake.TextChannel) -> disnake.Webhook | None:
@@ -42,16 +43,19 @@ class WebhookCache:
                 hook = await self._find_or_create(channel)
                 if hook is not None:
                     self._hooks[channel.id] = hook
+                    self._ids.add(hook.id)
             return hook
 
     def owns(self, webhook_id: int) -> bool:
         """True for a webhook this process posts through."""
-        return any(hook.id == webhook_id for hook in self._hooks.values())
+        return webhook_id in self._ids
 
     def forget(self, channel_id: int) -> None:
         """Drop a webhook that stopped working (deleted by someone), so the next
         message looks again."""
-        self._hooks.pop(channel_id, None)
+        hook = self._hooks.pop(channel_id, None)
+        if hook is not None:
+            self._ids.discard(hook.id)
 
     async def _find_or_create(self, channel: disnake.TextChannel) -> disnake.Webhook | None:
         user = self._client.user
