@@ -14,7 +14,8 @@ in-process model with zero latency. Measured per message:
 - model reply -> outbound reply: the model returned until the adapter's
   ``deliver`` is called (recording ModelReplied first).
 
-Prints p50/p99/max of both, where that time went (the event store's appends and
+It runs on the event loop ``personae run`` uses (``core.eventloop``: uvloop where
+installed). Prints p50/p99/max of both, where that time went (the event store's appends and
 conversation reads, building the context), CPU time per message (the figure least
 disturbed by a busy machine), throughput and peak RSS.
 """
@@ -36,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core.dispatcher.dispatcher as dispatcher_module
 from bench._logs import reusable_log
+from core import eventloop
 from core.context.history import MAX_CACHED_EVENTS
 from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
 from core.dispatcher.events import (
@@ -303,7 +305,7 @@ def main() -> None:
     args = parser.parse_args()
     path = args.db or Path(tempfile.gettempdir()) / f"personae-bench-dispatch-{args.events}.db"
     build_s = build_log(path, args.events, args.conversations)
-    figures = asyncio.run(run(path, args.conversations, args.messages, args.rate,
+    figures = eventloop.run(run(path, args.conversations, args.messages, args.rate,
                               args.synchronous, args.history_cache))
     log = EventLog.open(path, create=False)
     try:

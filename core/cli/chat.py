@@ -3,7 +3,6 @@ the event log, with any configured provider (or the built-in offline one)."""
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import logging
 import sys
@@ -13,6 +12,7 @@ import click
 
 from eventstore import EventStore
 
+from .. import eventloop
 from ..adapters.console import PLATFORM, ConsoleChat, ConsoleSink, ConsoleUser, persona_choices
 from ..config import Config
 from ..credentials import Secrets
@@ -78,7 +78,7 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
         # Start-up chatter (quota windows, the scheduler) would interleave with the
         # conversation; --log-level brings it back.
         logging.getLogger().setLevel(logging.WARNING)
-    asyncio.run(_chat(config, ctx.secrets, PersonaRegistry(personas.values()), chosen.id,
+    eventloop.run(_chat(config, ctx.secrets, PersonaRegistry(personas.values()), chosen.id,
                       ConsoleUser(_user_id(name), name)))
 
 

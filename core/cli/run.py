@@ -8,12 +8,9 @@ to do, and exit status 2. See docs/discord.md.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from typing import Any
-
 import click
 
+from .. import eventloop
 from .context import EXIT_USER_ERROR, CliContext, pass_context, user_errors
 
 
@@ -30,18 +27,8 @@ def run(ctx: CliContext) -> None:
         config.discord.token_env,
         "with the bot token (Developer Portal > your application > Bot > Reset Token)")
     try:
-        _run_loop(serve(config, ctx.secrets, token))
+        eventloop.run(serve(config, ctx.secrets, token))
     except CannotRun as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
 
-
-def _run_loop(main: Coroutine[Any, Any, None]) -> None:
-    """Run ``main`` on uvloop where it is installed (Linux and macOS): the bot's one event
-    loop then spends 10-25 % less CPU per reply (docs/benchmarks.md); asyncio elsewhere."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
