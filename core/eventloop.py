@@ -1,8 +1,8 @@
 """The event loop the long-running commands (``personae run``, ``personae chat``) use.
 
 uvloop where it is installed (Linux and macOS; a dependency there): the bot's one loop
-does everything from gateway frames to HTTP calls, and on uvloop it spends 10-25 % less
-CPU per reply with a lower tail (docs/benchmarks.md). asyncio's own loop elsewhere.
+does everything from gateway frames to HTTP calls, and on uvloop it spends 10-15 % less
+CPU per reply (docs/benchmarks.md). asyncio's own loop elsewhere.
 """
 
 from __future__ import annotations

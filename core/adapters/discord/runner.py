@@ -96,8 +96,8 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
         await dispatcher.start()
         started.set()
         # What start-up built (modules, personas, clients) lives as long as the process:
-        # frozen, it is left out of the collector's full passes, which otherwise stall
-        # every reply in flight for 70-90 ms under load (docs/benchmarks.md).
+        # frozen, it is left out of the collector's full passes, which stall every reply
+        # in flight (docs/benchmarks.md, "End to end").
         gc.freeze()
         tasks = [asyncio.create_task(adapter.client.start(token), name="discord"),
                  asyncio.create_task(watcher.run(), name="persona-watcher")]
