@@ -31,4 +31,3 @@ def run(ctx: CliContext) -> None:
     except CannotRun as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
-

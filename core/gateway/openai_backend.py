@@ -39,7 +39,8 @@ class OpenAIBackend:
     def __init__(self, settings: ProviderSettings, api_key: str) -> None:
         self._provider = settings.name
         self._key_env = settings.api_key_env
-        self._extra_body = dict(settings.extra_body)
+        # the request's own fields are the gateway's to set, whatever a config adds
+        self._extra_body = {k: v for k, v in settings.extra_body.items() if k not in _RESERVED}
         # base_url is always passed so the SDK never picks up $OPENAI_BASE_URL on its own.
         self._client = AsyncOpenAI(
             api_key=api_key,

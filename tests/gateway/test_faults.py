@@ -231,13 +231,16 @@ async def test_a_reply_that_is_not_a_completion_is_a_bad_response_and_not_retrie
 
 async def test_server_specific_parameters_reach_the_server_as_they_are(
         fake: FakeOpenAI, make_gateway: GatewayFactory) -> None:
-    gateway = await make_gateway(provider_for(fake, extra_body={"top_k": 40}))
-    request = ask(params={"min_p": 0.05, "model": "ignored"})
+    # the request's own fields stay the gateway's, whatever the config or persona adds
+    gateway = await make_gateway(provider_for(fake, extra_body={
+        "top_k": 40, "model": "from-config", "stream": True, "stream_options": {}}))
+    request = ask(params={"min_p": 0.05, "model": "from-params"}, stream=False)
     outcome = await gateway.complete(request)
     sent = fake.requests[0].body
-    assert outcome.ok
+    assert outcome.ok and outcome.text == fake.reply_for(sent["messages"])
     assert sent["top_k"] == 40 and sent["min_p"] == 0.05
     assert sent["model"] == request.model
+    assert "stream" not in sent and "stream_options" not in sent
 
 
 ALL_FAULTS = [
