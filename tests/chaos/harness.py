@@ -424,11 +424,18 @@ class ChaosRig:
                 await asyncio.sleep(think_s)
 
     async def drive(self, *, messages_each: int, answer_timeout_s: float,
-                    think_s: float = 0.0) -> None:
-        """Every conversation sends ``messages_each`` messages, one after each answer."""
+                    think_s: float = 0.0, until: Callable[[], bool] | None = None,
+                    most_each: int | None = None) -> None:
+        """Every conversation sends ``messages_each`` messages, one after each answer, then
+        goes on until ``until()`` is true as well (at most ``most_each`` messages each)."""
+        most = most_each or messages_each
+
+        def enough(sent: int) -> bool:
+            return sent >= most or (sent >= messages_each and (until is None or until()))
+
         async def one(conversation: Conversation) -> None:
             count = itertools.count()
-            await self.converse(conversation, until=lambda: next(count) >= messages_each,
+            await self.converse(conversation, until=lambda: enough(next(count)),
                                 answer_timeout_s=answer_timeout_s, think_s=think_s)
 
         await asyncio.gather(*(one(c) for c in self.conversations))
@@ -446,6 +453,10 @@ class ChaosRig:
             await asyncio.sleep(quiet_s)
             if len(store) == seen:
                 break
+
+    def faults_pending(self) -> int:
+        """Scripted faults the emulator and the fake model have not served yet."""
+        return self.emu.pending_rest_faults() + self.fake.pending_faults()
 
     def verdict(self) -> Verdict:
         return verdict(self.emu, self.sent, self.watcher)

@@ -426,6 +426,10 @@ class DiscordEmulator:
         Keep ``via=True``: without the header disnake raises instead of waiting."""
         self._rest.faults.append(RestFault(429, times, route, retry_after, is_global, via))
 
+    def pending_rest_faults(self) -> int:
+        """How many scripted REST answers (429s, 5xx) have not been served yet."""
+        return sum(fault.remaining for fault in self._rest.faults)
+
     def server_error(self, route: str | None = None, *, times: int = 1, status: int = 500) -> None:
         """Answer the next ``times`` requests to ``route`` with ``status`` (disnake retries
         500/502/504 after 1 + 2*attempt seconds)."""
