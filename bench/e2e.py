@@ -200,6 +200,7 @@ async def run_chaos(folder: Path, conversations: int, messages: int) -> ChaosRes
                              settings=settings) as rig:
         await rig.bot.start()
         await rig.until_connected(timeout_s=60)
+        gc.freeze()  # as in measure_load: the rig's own pauses are not the bot's
         started = time.monotonic()
         each = -(-messages // conversations)
         schedule = fault_schedule(rig, every_s=2.0, model_storm=6, model_outage=40)
