@@ -159,13 +159,14 @@ class EventLog:
         return outcome
 
     def append_batch(
-        self, requests: Sequence[AppendRequest]
+        self, requests: Sequence[AppendRequest], *, recorded: bool = False
     ) -> list[AppendResult | EventStoreError]:
         """Run many appends in one transaction (one fsync): the heart of group commit.
 
         Each request succeeds or fails on its own (a savepoint each); a failure is
         returned in its slot, not raised. Only a failure of the transaction itself
-        (the disk, the commit) raises.
+        (the disk, the commit) raises. With ``recorded`` each result carries the
+        events it wrote (``AppendResult.written``).
         """
         outcomes: list[AppendResult | EventStoreError] = []
         now = time.time()
@@ -178,7 +179,7 @@ class EventLog:
             for request in requests:
                 self._db.execute("SAVEPOINT request")
                 try:
-                    result = self._append_one(request, now, next_position)
+                    result = self._append_one(request, now, next_position, recorded)
                 except Exception as exc:
                     self._db.execute("ROLLBACK TO request")
                     outcomes.append(_as_store_error(request, exc))
@@ -194,7 +195,8 @@ class EventLog:
             raise
         return outcomes
 
-    def _append_one(self, request: AppendRequest, now: float, next_position: int) -> AppendResult:
+    def _append_one(self, request: AppendRequest, now: float, next_position: int,
+                    recorded: bool) -> AppendResult:
         stream_id = request.stream_id
         existing = self._existing_positions([e.event_id for e in request.events])
         current = self.stream_version(stream_id)
@@ -225,11 +227,14 @@ class EventLog:
                 _INSERT + ",".join([_ROW_MARKS] * len(part)),
                 [value for row in part for value in row],
             )
-        if self._projections:
-            # Projections see the data as stored (decoded back), exactly as a rebuild
-            # from the log will, so the two can never disagree over tuples or int keys.
-            self._apply_projections([self._from_row(row) for row in rows])
-        return AppendResult(tuple(positions), version, len(request.events) - len(rows))
+        written: list[RecordedEvent] = []
+        if self._projections or recorded:
+            # Projections (and followers) see the data as stored (decoded back), exactly
+            # as a rebuild from the log will, so they never disagree over tuples or keys.
+            written = self._events(rows)
+            self._apply_projections(written)
+        return AppendResult(tuple(positions), version, len(request.events) - len(rows),
+                            tuple(written) if recorded else ())
 
     def _existing_positions(self, event_ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -333,7 +338,7 @@ class EventLog:
         ).fetchone()
         return self._from_row(row) if row else None
 
-    def _events(self, rows: list[tuple]) -> list[RecordedEvent]:
+    def _events(self, rows: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
         """:meth:`_from_row` for many rows, with its lookups hoisted: replay's inner loop."""
         loads, event = orjson.loads, build_recorded_event
         upcast, upcast_types = self._upcasters.upcast, self._upcasters.types

@@ -96,8 +96,11 @@ def build_recorded_event(
 class AppendResult:
     """Where an append landed. ``positions`` has one entry per event, in order;
     ``duplicates`` counts the events whose id already existed (their existing
-    position is returned and nothing was written for them)."""
+    position is returned and nothing was written for them). ``written`` holds the
+    events this append wrote, exactly as a read returns them, when the append was
+    asked for them (``EventLog.append_batch(..., recorded=True)``)."""
 
     positions: tuple[int, ...]
     stream_version: int
     duplicates: int = 0
+    written: tuple[RecordedEvent, ...] = ()

@@ -4,14 +4,18 @@ The event loop never waits on the disk. Appends are handed to one writer thread,
 which takes every request waiting at that moment and commits them in a single
 transaction (one fsync for the lot); each caller awaits its own outcome. Reads run
 on a small pool of reader threads, each with its own connection (WAL mode lets
-them read while the writer writes). Live followers are woken after each commit.
+them read while the writer writes). Live followers are woken after each commit and
+handed what it wrote from memory (the last :data:`RECENT_EVENTS` events, as the writer
+recorded them), so following the log does not read back every event just written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import queue
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +33,9 @@ T = TypeVar("T")
 
 MAX_BATCH_REQUESTS = 1000
 """How many waiting appends one transaction may take: bounds a commit's latency."""
+
+RECENT_EVENTS = 4096
+"""Events committed through this store kept in memory for followers."""
 
 
 @dataclass(slots=True)
@@ -49,6 +56,9 @@ class EventStore:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
         self._commit_event = asyncio.Event()
+        # Contiguous positions, oldest first; filled only while someone follows.
+        self._recent: deque[RecordedEvent] = deque(maxlen=RECENT_EVENTS)
+        self._followers = 0
         self._loop = asyncio.get_running_loop()
         self._local = threading.local()
         self._reader_connections: list = []
@@ -140,7 +150,8 @@ class EventStore:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            outcomes: list = self._log.append_batch([p.request for p in batch])
+            outcomes: list = self._log.append_batch([p.request for p in batch],
+                                                    recorded=self._followers > 0)
         except Exception as exc:  # the commit itself failed: every caller hears of it
             error = EventStoreError(f"the event log could not commit: {exc}")
             outcomes = [error] * len(batch)
@@ -155,6 +166,8 @@ class EventStore:
 
     def _settle(self, results: list) -> None:
         for future, outcome in results:
+            if isinstance(outcome, AppendResult):
+                self._remember(outcome)
             if future.done():
                 continue
             if isinstance(outcome, BaseException):
@@ -163,6 +176,31 @@ class EventStore:
                 future.set_result(outcome)
         self._commit_event.set()
         self._commit_event = asyncio.Event()
+
+    def _remember(self, result: AppendResult) -> None:
+        """Keep what ``result`` wrote for followers; forget everything on a gap (a batch
+        committed while nobody followed, another process's appends)."""
+        wrote = len(result.positions) - result.duplicates
+        if len(result.written) != wrote:
+            self._recent.clear()
+            return
+        recent = self._recent
+        for event in result.written:
+            if recent and event.position != recent[-1].position + 1:
+                recent.clear()
+            recent.append(event)
+
+    def _recent_after(self, after: int, types: tuple[str, ...] | None,
+                      limit: int) -> list[RecordedEvent] | None:
+        """Up to ``limit`` events after ``after`` from memory; None when memory cannot
+        say (``after`` is older than what is kept, or ahead of it)."""
+        recent = self._recent
+        if not recent or not recent[0].position - 1 <= after <= recent[-1].position:
+            return None
+        found = itertools.islice(recent, after + 1 - recent[0].position, None)
+        if types is not None:
+            found = (event for event in found if event.type in types)
+        return list(itertools.islice(found, limit))
 
     # -- reading -------------------------------------------------------------------
 
@@ -228,14 +266,20 @@ class EventStore:
         Followers in this process are woken by the writer's commits, not by polling.
         """
         type_list = None if types is None else tuple(types)
-        while not self._closed:
-            waiter = self._commit_event
-            events = await self.read_all(after, types=type_list, limit=batch)
-            for event in events:
-                yield event
-                after = event.position
-            if len(events) < batch:
-                await waiter.wait()
+        self._followers += 1
+        try:
+            while not self._closed:
+                waiter = self._commit_event
+                events = self._recent_after(after, type_list, batch)
+                if events is None:
+                    events = await self.read_all(after, types=type_list, limit=batch)
+                for event in events:
+                    yield event
+                    after = event.position
+                if len(events) < batch:
+                    await waiter.wait()
+        finally:
+            self._followers -= 1
 
     async def rebuild_and_compare(self, projection: Projection) -> list[ProjectionDifference]:
         """Rebuild ``projection`` from zero in a scratch database and diff it with the live one."""
