@@ -34,7 +34,7 @@ T = TypeVar("T")
 MAX_BATCH_REQUESTS = 1000
 """How many waiting appends one transaction may take: bounds a commit's latency."""
 
-RECENT_EVENTS = 4096
+RECENT_EVENTS = 1024
 """Events committed through this store kept in memory for followers."""
 
 
