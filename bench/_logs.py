@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eventstore import EventLog
+from eventstore import SQLiteLog
 
 
 def reusable_log(path: Path, events: int) -> bool:
@@ -12,7 +12,7 @@ def reusable_log(path: Path, events: int) -> bool:
     the stale file is removed so the caller can build it anew."""
     if not path.exists():
         return False
-    log = EventLog.open(path, create=False)
+    log = SQLiteLog.open(path, create=False)
     try:
         if log.last_position() >= events:
             return True

@@ -35,22 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import core.dispatcher.dispatcher as dispatcher_module
+import core.dispatcher.pipeline as pipeline_module
 from bench._logs import reusable_log
 from core import eventloop
+from core.app import build_dispatcher
 from core.context.history import MAX_CACHED_EVENTS
-from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
-from core.dispatcher.events import (
-    MessageReceived,
-    ModelReplied,
-    PersonaTriggered,
-    ReplyDelivered,
-    conversation_stream,
-    delivered_event_id,
-    message_event_id,
-    reply_event_id,
-    trigger_event_id,
-)
+from core.dispatcher.dispatcher import DispatcherSettings
 from core.dispatcher.messages import (
     Author,
     DeliveryReceipt,
@@ -59,12 +49,19 @@ from core.dispatcher.messages import (
     OutboundReply,
     ReplyTarget,
 )
-from core.dispatcher.projection import DispatchProjection
+from core.dispatcher.projection import projections
+from core.events import MessageReceived, ModelReplied, PersonaTriggered, ReplyDelivered
+from core.events.ids import (
+    conversation_stream,
+    delivered_event_id,
+    message_event_id,
+    reply_event_id,
+    trigger_event_id,
+)
 from core.gateway.model import ModelOutcome, ModelRequest, OnDelta, Usage
-from core.limits.quotas import QuotaProjection
 from core.personas.loader import load_persona_text
 from core.personas.registry import PersonaRegistry
-from eventstore import AppendRequest, EventLog, EventStore
+from eventstore import AppendRequest, EventStore, SQLiteLog, open_store
 
 PERSONA = """\
 id: ada
@@ -92,16 +89,45 @@ def _exchange(stream_id: str, channel: str, n: int) -> list:
     keys = {"user": author, "channel": channel, "guild": "g", "persona": "ada",
             "provider": "bench"}
     return [
-        MessageReceived("bench", mid, channel, author, author.title(), TEXT,
-                        guild_id="g").new_event(message_event_id("bench", mid)),
-        PersonaTriggered("bench", mid, "ada", "v0", "keyword", channel, author,
-                         message_event_id("bench", mid), "g", provider="bench",
-                         scope_keys=keys).new_event(trigger_event_id("bench", mid, "ada")),
-        ModelReplied("bench", mid, "ada", "v0", "bench", "instant", "A decorator " * 20,
-                     author, "Ada", {"total_tokens": 120}, context_positions=(1, 2, 3),
-                     scope_keys=keys).new_event(reply_event_id("bench", mid, "ada")),
-        ReplyDelivered("bench", mid, "ada", (f"{mid}-out",)).new_event(
-            delivered_event_id("bench", mid, "ada")),
+        MessageReceived(
+            platform="bench",
+            message_id=mid,
+            channel_id=channel,
+            author_id=author,
+            author_name=author.title(),
+            text=TEXT,
+            guild_id="g",
+        ).new_event(message_event_id("bench", mid)),
+        PersonaTriggered(
+            platform="bench",
+            message_id=mid,
+            persona_id="ada",
+            persona_version="v0",
+            reason="keyword",
+            channel_id=channel,
+            author_id=author,
+            source_event_id=message_event_id("bench", mid),
+            guild_id="g",
+            provider="bench",
+            scope_keys=keys,
+        ).new_event(trigger_event_id("bench", mid, "ada")),
+        ModelReplied(
+            platform="bench",
+            message_id=mid,
+            persona_id="ada",
+            persona_version="v0",
+            provider="bench",
+            model="instant",
+            text="A decorator " * 20,
+            author_id=author,
+            persona_name="Ada",
+            usage={"total_tokens": 120},
+            context_positions=(1, 2, 3),
+            scope_keys=keys,
+        ).new_event(reply_event_id("bench", mid, "ada")),
+        ReplyDelivered(
+            platform="bench", message_id=mid, persona_id="ada", delivered_ids=(f"{mid}-out",)
+        ).new_event(delivered_event_id("bench", mid, "ada")),
     ]
 
 
@@ -110,8 +136,8 @@ def build_log(path: Path, events: int, conversations: int) -> float:
     if reusable_log(path, events):
         return 0.0
     started = time.perf_counter()
-    log = EventLog.open(path, synchronous="normal",
-                        projections=[DispatchProjection(), QuotaProjection()])
+    log = SQLiteLog.open(path, synchronous="normal",
+                        projections=projections())
     try:
         exchanges = events // 4
         per_bench = 10
@@ -192,7 +218,7 @@ class _Sink:
         key = reply.target.message_id
         self._timings.delivered[key] = time.perf_counter()
         self._timings.done[key].set_result(None)
-        return DeliveryReceipt((f"{key}-out",))
+        return DeliveryReceipt(message_ids=(f"{key}-out",))
 
     async def notice(self, notice: Notice) -> None:
         return None
@@ -220,14 +246,14 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 async def run(path: Path, conversations: int, messages: int, rate: float,
               synchronous: str, history_cache: int = MAX_CACHED_EVENTS) -> dict:
-    store = await EventStore.open(path, synchronous=synchronous,  # type: ignore[arg-type]
-                                  projections=[DispatchProjection(), QuotaProjection()])
+    store = await open_store(path, synchronous=synchronous,  # type: ignore[arg-type]
+                                  projections=projections())
     timings = _Timings()
     persona = load_persona_text(PERSONA, file="ada.yaml", defaults={},
                                 known_providers={"bench"})
     timed = _TimedStore(store)
     builds: list[float] = []
-    build = dispatcher_module.build_context
+    build = pipeline_module.build_context
 
     def timed_build(*args, **kwargs):
         started = time.perf_counter()
@@ -236,8 +262,8 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
         finally:
             builds.append(time.perf_counter() - started)
 
-    dispatcher_module.build_context = timed_build
-    dispatcher = Dispatcher(timed, PersonaRegistry([persona]), _InstantModel(timings),  # type: ignore[arg-type]
+    pipeline_module.build_context = timed_build
+    dispatcher = build_dispatcher(timed, PersonaRegistry([persona]), _InstantModel(timings),  # type: ignore[arg-type]
                             {"bench": _Sink(timings)},
                             DispatcherSettings(max_concurrent=64, queue_size=10_000,
                                                history_cache_events=history_cache))
@@ -250,8 +276,14 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
     async def send(n: int) -> None:
         channel = f"bench{rng.randrange(conversations)}"
         key = f"r{run_id}-{n}"
-        message = InboundMessage("bench", key, channel, Author(f"user{n % 50}", "Someone"),
-                                 f"{TEXT} {key}", guild_id="g")
+        message = InboundMessage(
+            platform="bench",
+            message_id=key,
+            channel_id=channel,
+            author=Author(id=f"user{n % 50}", display_name="Someone"),
+            text=f"{TEXT} {key}",
+            guild_id="g",
+        )
         timings.done[key] = loop.create_future()
         timings.ingest[key] = time.perf_counter()
         result = await dispatcher.ingest(message)
@@ -271,7 +303,7 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
     cpu = _cpu_seconds() - cpu_before
     await dispatcher.shutdown(5)
     await store.close()
-    dispatcher_module.build_context = build
+    pipeline_module.build_context = build
     keys = list(timings.done)
     return {
         "where_the_time_went": {
@@ -307,7 +339,7 @@ def main() -> None:
     build_s = build_log(path, args.events, args.conversations)
     figures = eventloop.run(run(path, args.conversations, args.messages, args.rate,
                               args.synchronous, args.history_cache))
-    log = EventLog.open(path, create=False)
+    log = SQLiteLog.open(path, create=False)
     try:
         total = log.last_position()
     finally:

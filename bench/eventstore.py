@@ -5,7 +5,7 @@
     python bench/eventstore.py --events 100000   # a smaller log, for a quick look
 
 Appends go through :class:`eventstore.EventStore` (the asyncio face, with its writer
-thread and group commit). The large log is built with :meth:`eventstore.EventLog.append_batch`
+thread and group commit). The large log is built with :meth:`eventstore.SQLiteLog.append_batch`
 (the same code path the writer thread runs), 100 requests of 100 events per transaction.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 # would shadow the eventstore package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from eventstore import AppendRequest, EventLog, EventStore, NewEvent  # noqa: E402
+from eventstore import AppendRequest, NewEvent, SQLiteLog, open_store  # noqa: E402
 
 _TEXT = "a message of ordinary length, about as long as a line of chat in a busy channel"
 
@@ -45,7 +45,7 @@ async def _append_batched(path: Path, batches: int, synchronous: str) -> tuple[f
     (the loop and the writer thread), the latter being less disturbed by neighbours.
     """
     work = [[_event(b, i) for i in range(100)] for b in range(batches)]
-    async with await EventStore.open(path, synchronous=synchronous) as store:  # type: ignore[arg-type]
+    async with await open_store(path, synchronous=synchronous) as store:  # type: ignore[arg-type]
         start, cpu = time.perf_counter(), time.process_time()
         for b, events in enumerate(work):
             await store.append(f"batched-{b % 50}", events)
@@ -58,7 +58,7 @@ async def _append_concurrent(
 ) -> tuple[float, float]:
     """100 tasks, each awaiting one single-event append after another: group commit's case."""
     work = [[_event(100_000 + t, i) for i in range(per_task)] for t in range(100)]
-    async with await EventStore.open(path, synchronous=synchronous) as store:  # type: ignore[arg-type]
+    async with await open_store(path, synchronous=synchronous) as store:  # type: ignore[arg-type]
 
         async def task(t: int) -> None:
             for event in work[t]:
@@ -74,7 +74,7 @@ async def _append_latency_ms(path: Path, appends: int, synchronous: str) -> floa
     """Median time one lone caller waits for one single-event append (one commit)."""
     work = [_event(200_000, i) for i in range(appends)]
     latencies = []
-    async with await EventStore.open(path, synchronous=synchronous) as store:  # type: ignore[arg-type]
+    async with await open_store(path, synchronous=synchronous) as store:  # type: ignore[arg-type]
         for event in work:
             start = time.perf_counter()
             await store.append("lone", event)
@@ -84,7 +84,7 @@ async def _append_latency_ms(path: Path, appends: int, synchronous: str) -> floa
 
 def _build_large_log(path: Path, events: int, streams: int) -> float:
     """Append ``events`` spread round-robin over ``streams``; return events per second."""
-    log = EventLog.open(path, synchronous="normal")
+    log = SQLiteLog.open(path, synchronous="normal")
     per_stream = -(-events // streams)
     start = time.perf_counter()
     written = 0
@@ -113,7 +113,7 @@ async def _open_seconds(path: Path, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        store = await EventStore.open(path)
+        store = await open_store(path)
         times.append(time.perf_counter() - start)
         await store.close()
     return statistics.median(times)
@@ -122,7 +122,7 @@ async def _open_seconds(path: Path, repeats: int) -> float:
 async def _tail_p99_ms(path: Path, streams: int, reads: int) -> float:
     rng = random.Random(7)
     latencies = []
-    async with await EventStore.open(path) as store:
+    async with await open_store(path) as store:
         for _ in range(reads):
             stream = f"channel-{rng.randrange(streams)}"
             start = time.perf_counter()
@@ -136,12 +136,12 @@ async def _tail_p99_ms(path: Path, streams: int, reads: int) -> float:
 async def _replay_eps(path: Path, expected: int) -> tuple[float, float]:
     """(events per second of wall time, per second of the reader thread's CPU time)."""
 
-    def replay(log: EventLog) -> tuple[int, float]:
+    def replay(log: SQLiteLog) -> tuple[int, float]:
         cpu = time.thread_time()
         count = sum(1 for _ in log.iter_all(0))
         return count, time.thread_time() - cpu
 
-    async with await EventStore.open(path) as store:
+    async with await open_store(path) as store:
         start = time.perf_counter()
         count, cpu = await store.read(replay)
         elapsed = time.perf_counter() - start

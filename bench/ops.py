@@ -31,24 +31,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from core.dispatcher.events import (
-    MessageReceived,
-    ModelReplied,
-    PersonaTriggered,
-    ReplyDelivered,
+from core.events import MessageReceived, ModelReplied, PersonaTriggered, ReplyDelivered
+from core.events.ids import (
     conversation_stream,
     delivered_event_id,
     message_event_id,
     reply_event_id,
     trigger_event_id,
 )
-from core.ops.backup import backup_log
 from core.ops.metrics import LiveState, Metrics, MetricsRecorder
-from eventstore import EventLog, EventStore
+from eventstore import SQLiteLog, open_store
+from eventstore.sqlite import backup_log
 
 
 def build_log(path: Path, cycles: int, personas: int) -> None:
-    log = EventLog.open(path, synchronous="normal")
+    log = SQLiteLog.open(path, synchronous="normal")
     try:
         for start in range(0, cycles, 500):
             for i in range(start, min(cycles, start + 500)):
@@ -56,18 +53,40 @@ def build_log(path: Path, cycles: int, personas: int) -> None:
                 channel, message = str(i % 97), str(10_000 + i)
                 stream = conversation_stream("discord", channel)
                 events = [
-                    MessageReceived("discord", message, channel, f"u{i % 31}", "someone",
-                                    "hello " * 20).new_event(message_event_id("discord", message)),
-                    PersonaTriggered("discord", message, persona, "v1", "mention", channel,
-                                     f"u{i % 31}", "src").new_event(
-                        trigger_event_id("discord", message, persona)),
-                    ModelReplied("discord", message, persona, "v1", "fake", "m", "reply " * 40,
-                                 f"u{i % 31}", usage={"prompt_tokens": 500,
-                                                      "completion_tokens": 80},
-                                 latency_s=1.2, attempts=1 + i % 3).new_event(
-                        reply_event_id("discord", message, persona)),
-                    ReplyDelivered("discord", message, persona, (str(i),)).new_event(
-                        delivered_event_id("discord", message, persona)),
+                    MessageReceived(
+                        platform="discord",
+                        message_id=message,
+                        channel_id=channel,
+                        author_id=f"u{i % 31}",
+                        author_name="someone",
+                        text="hello " * 20,
+                    ).new_event(message_event_id("discord", message)),
+                    PersonaTriggered(
+                        platform="discord",
+                        message_id=message,
+                        persona_id=persona,
+                        persona_version="v1",
+                        reason="mention",
+                        channel_id=channel,
+                        author_id=f"u{i % 31}",
+                        source_event_id="src",
+                    ).new_event(trigger_event_id("discord", message, persona)),
+                    ModelReplied(
+                        platform="discord",
+                        message_id=message,
+                        persona_id=persona,
+                        persona_version="v1",
+                        provider="fake",
+                        model="m",
+                        text="reply " * 40,
+                        author_id=f"u{i % 31}",
+                        usage={"prompt_tokens": 500, "completion_tokens": 80},
+                        latency_s=1.2,
+                        attempts=1 + i % 3,
+                    ).new_event(reply_event_id("discord", message, persona)),
+                    ReplyDelivered(
+                        platform="discord", message_id=message, persona_id=persona, delivered_ids=(str(i),)
+                    ).new_event(delivered_event_id("discord", message, persona)),
                 ]
                 log.append(stream, events)
     finally:
@@ -75,7 +94,7 @@ def build_log(path: Path, cycles: int, personas: int) -> None:
 
 
 async def measure(path: Path, repeat: int) -> dict[str, float]:
-    store = await EventStore.open(path, synchronous="normal")
+    store = await open_store(path, synchronous="normal")
     try:
         reads, records, scrapes = [], [], []
         for _ in range(repeat):

@@ -6,7 +6,7 @@ Builds (once per ``--dir``, then reuses) a log of ``--events`` events shaped lik
 dispatcher's: persona versions, conversations of MessageReceived, PersonaTriggered,
 ModelReplied (usage, latency, context positions of the recent turns),
 ReplyDelivered and the platform's echo of the reply, with some refusals and model failures, written through
-``EventLog.append_batch``. Then measures:
+``SQLiteLog.append_batch``. Then measures:
 
 - ``replay --json`` of the whole log, in process (rows -> JSON lines into
   /dev/null): events per second (goal >= 100,000);
@@ -31,27 +31,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._logs import reusable_log
-from core.dispatcher.events import (
+from core.dispatcher.projection import projections
+from core.events import (
     MessageReceived,
     ModelFailed,
     ModelReplied,
     PersonaTriggered,
     ReplyDelivered,
     TriggerRejected,
+)
+from core.events.ids import (
     conversation_stream,
     delivered_event_id,
     message_event_id,
     reply_event_id,
     trigger_event_id,
+    version_stream,
 )
-from core.dispatcher.projection import DispatchProjection
-from core.limits.quotas import QuotaProjection
 from core.personas.loader import load_persona_text
-from core.personas.versions import version_event, version_stream
+from core.personas.versions import version_event
 from core.replay.explain import explain
-from core.replay.selection import EVERYTHING, iter_json_lines
+from core.replay.selection import EVERYTHING
 from core.replay.timeline import write_json
-from eventstore import AppendRequest, EventLog, NewEvent
+from eventstore import AppendRequest, NewEvent, SQLiteLog
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSONA = """\
@@ -84,8 +86,8 @@ def build_log(path: Path, events: int) -> float:
         return 0.0
     started = time.perf_counter()
     personas = _personas()
-    log = EventLog.open(path, synchronous="normal",
-                        projections=[DispatchProjection(), QuotaProjection()])
+    log = SQLiteLog.open(path, synchronous="normal",
+                        projections=projections())
     try:
         log.append_batch([AppendRequest(version_stream(p.id), [version_event(p)])
                           for p in personas])
@@ -121,56 +123,127 @@ def _exchange(n: int, channel: str, persona, position: int, turns: list[int]) ->
     keys = {"user": author, "channel": channel, "guild": "123456789012345678",
             "persona": persona.id, "provider": "openai"}
     source = message_event_id("discord", mid)
-    received = MessageReceived("discord", mid, channel, author, f"user{n % 5000}",
-                               f"{persona.id}, {TEXTS[n % 3]}", guild_id="123456789012345678",
-                               sent_at=1.7e9 + n, channel_name="python",
-                               guild_name="Python Help")
+    received = MessageReceived(
+        platform="discord",
+        message_id=mid,
+        channel_id=channel,
+        author_id=author,
+        author_name=f"user{n % 5000}",
+        text=f"{persona.id}, {TEXTS[n % 3]}",
+        guild_id="123456789012345678",
+        sent_at=1.7e9 + n,
+        channel_name="python",
+        guild_name="Python Help",
+    )
     events = [received.new_event(source)]
     turns.append(position + 1)
     if n % 50 == 7:
-        events.append(TriggerRejected("discord", mid, persona.id, "rate_limited:user", author,
-                                      "6 per 60s", 12.5, True).new_event(
-            trigger_event_id("discord", mid, persona.id)))
+        events.append(
+            TriggerRejected(
+                platform="discord",
+                message_id=mid,
+                persona_id=persona.id,
+                reason="rate_limited:user",
+                author_id=author,
+                detail="6 per 60s",
+                retry_after_s=12.5,
+                notice_sent=True,
+            ).new_event(trigger_event_id("discord", mid, persona.id))
+        )
         return events
-    events.append(PersonaTriggered("discord", mid, persona.id, persona.version, "keyword",
-                                   channel, author, source, "123456789012345678",
-                                   provider="openai", scope_keys=keys).new_event(
-        trigger_event_id("discord", mid, persona.id)))
+    events.append(
+        PersonaTriggered(
+            platform="discord",
+            message_id=mid,
+            persona_id=persona.id,
+            persona_version=persona.version,
+            reason="keyword",
+            channel_id=channel,
+            author_id=author,
+            source_event_id=source,
+            guild_id="123456789012345678",
+            provider="openai",
+            scope_keys=keys,
+        ).new_event(trigger_event_id("discord", mid, persona.id))
+    )
     context = tuple(turns[-CONTEXT_TURNS:])
     variables = {"user": f"user{n % 5000}", "channel": "python", "guild": "Python Help",
                  "date": "2026-05-01", "time": "12:00 UTC"}
     if n % 100 == 42:
-        events.append(ModelFailed("discord", mid, persona.id, "rate_limited",
-                                  "the provider is rate limiting", persona.version, "openai",
-                                  "gpt-4o-mini", 3.2, 4, context, variables, True).new_event(
-            reply_event_id("discord", mid, persona.id)))
+        events.append(
+            ModelFailed(
+                platform="discord",
+                message_id=mid,
+                persona_id=persona.id,
+                error_class="rate_limited",
+                error="the provider is rate limiting",
+                persona_version=persona.version,
+                provider="openai",
+                model="gpt-4o-mini",
+                latency_s=3.2,
+                attempts=4,
+                context_positions=context,
+                variables=variables,
+                notice_sent=True,
+            ).new_event(reply_event_id("discord", mid, persona.id))
+        )
         return events
-    events.append(ModelReplied(
-        "discord", mid, persona.id, persona.version, "openai", "gpt-4o-mini", REPLY, author,
-        persona.name, {"prompt_tokens": 900 + n % 300, "completion_tokens": 60,
-                       "total_tokens": 960 + n % 300, "estimated": False},
-        0.8 + (n % 17) / 10, 1, finish_reason="stop", context_positions=context,
-        variables=variables, scope_keys=keys).new_event(reply_event_id("discord", mid,
-                                                                       persona.id)))
+    events.append(
+        ModelReplied(
+            platform="discord",
+            message_id=mid,
+            persona_id=persona.id,
+            persona_version=persona.version,
+            provider="openai",
+            model="gpt-4o-mini",
+            text=REPLY,
+            author_id=author,
+            persona_name=persona.name,
+            usage={
+                "prompt_tokens": 900 + n % 300,
+                "completion_tokens": 60,
+                "total_tokens": 960 + n % 300,
+                "estimated": False,
+            },
+            latency_s=0.8 + (n % 17) / 10,
+            attempts=1,
+            finish_reason="stop",
+            context_positions=context,
+            variables=variables,
+            scope_keys=keys,
+        ).new_event(reply_event_id("discord", mid, persona.id))
+    )
     turns.append(position + 3)
     del turns[:-CONTEXT_TURNS]
     reply_id = _snowflake(2 * n + 1)
-    events.append(ReplyDelivered("discord", mid, persona.id, (reply_id,))
-                  .new_event(delivered_event_id("discord", mid, persona.id)))
+    events.append(
+        ReplyDelivered(
+            platform="discord", message_id=mid, persona_id=persona.id, delivered_ids=(reply_id,)
+        ).new_event(delivered_event_id("discord", mid, persona.id))
+    )
     # Discord sends the bot's own message back; it is recorded as an echo
-    events.append(MessageReceived("discord", reply_id, channel, "100000000000000001",
-                                  persona.name, REPLY, author_is_bot=True,
-                                  guild_id="123456789012345678", from_persona=persona.id)
-                  .new_event(message_event_id("discord", reply_id)))
+    events.append(
+        MessageReceived(
+            platform="discord",
+            message_id=reply_id,
+            channel_id=channel,
+            author_id="100000000000000001",
+            author_name=persona.name,
+            text=REPLY,
+            author_is_bot=True,
+            guild_id="123456789012345678",
+            from_persona=persona.id,
+        ).new_event(message_event_id("discord", reply_id))
+    )
     return events
 
 
 def _replay_json(path: Path) -> tuple[int, float]:
-    log = EventLog.open(path, create=False)
+    log = SQLiteLog.open(path, create=False)
     try:
         with open(os.devnull, "w") as sink:
             started = time.perf_counter()
-            count = write_json(iter_json_lines(log.connection, EVERYTHING), sink)
+            count = write_json(log.json_lines(EVERYTHING.as_filter()), sink)
             return count, time.perf_counter() - started
     finally:
         log.close()
@@ -178,7 +251,7 @@ def _replay_json(path: Path) -> tuple[int, float]:
 
 def _recent_ids(path: Path) -> tuple[str, str]:
     """A trigger message id and a reply (delivered) id near the end of the log."""
-    log = EventLog.open(path, create=False)
+    log = SQLiteLog.open(path, create=False)
     try:
         (delivered,) = log.read_all(log.last_position() - 40, types=["ReplyDelivered"],
                                     limit=1)
@@ -189,7 +262,7 @@ def _recent_ids(path: Path) -> tuple[str, str]:
 
 
 def _explain_ms(path: Path, asked: str, repeat: int) -> list[float]:
-    log = EventLog.open(path, create=False)
+    log = SQLiteLog.open(path, create=False)
     try:
         times = []
         for _ in range(repeat):

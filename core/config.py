@@ -25,9 +25,12 @@ DEFAULT_DISCORD_API = "https://discord.com/api/v10"
 
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
-    """Where the event log lives and how hard each commit is made durable."""
+    """Where the event log lives and how hard each commit is made durable. ``url``
+    names the backend and the place (``sqlite:////abs/path.db``, ``memory://``);
+    ``path`` is the file of an SQLite log (None for other backends)."""
 
-    path: Path
+    url: str
+    path: Path | None
     synchronous: Literal["full", "normal"] = "full"
 
 
@@ -56,6 +59,15 @@ class ProviderSettings:
     max_concurrency: int = 16
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+
+    @property
+    def key_env(self) -> str | None:
+        """The environment variable holding this provider's API key: ``api_key_env``,
+        else ``OPENAI_API_KEY`` for OpenAI itself; None when none is needed (the offline
+        provider, a local server named by ``base_url`` alone)."""
+        if self.kind == "offline":
+            return None
+        return self.api_key_env or (None if self.base_url else "OPENAI_API_KEY")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +170,7 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
     admins = data.get("admins", {})
     return Config(
         source=source,
-        database=DatabaseSettings(
-            path=base / database.get("path", "data/personae.db"),
-            synchronous=database.get("synchronous", "full"),
-        ),
+        database=_database(base, database),
         personas_dir=base / data.get("personas", {}).get("dir", "personas"),
         discord=DiscordSettings(
             token_env=discord.get("token_env", "DISCORD_TOKEN"),
@@ -186,6 +195,17 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
         ),
         metrics=MetricsSettings(port=metrics.get("port"), host=metrics.get("host", "127.0.0.1")),
     )
+
+
+def _database(base: Path, data: Mapping[str, Any]) -> DatabaseSettings:
+    synchronous = data.get("synchronous", "full")
+    url = data.get("url")
+    if url is None or url.startswith("sqlite://"):
+        relative = url[len("sqlite:///"):] if url is not None else data.get("path",
+                                                                           "data/personae.db")
+        path = base / relative  # an absolute path stays absolute
+        return DatabaseSettings(url=f"sqlite:///{path}", path=path, synchronous=synchronous)
+    return DatabaseSettings(url=url, path=None, synchronous=synchronous)
 
 
 def _provider(name: str, data: Mapping[str, Any]) -> ProviderSettings:

@@ -1,37 +1,71 @@
-"""The append-only SQLite event log: personae's source of truth.
+"""The append-only event log: personae's source of truth.
 
-Asyncio code opens an :class:`EventStore`; command-line tools and the store's own
-writer thread use the synchronous :class:`EventLog`. See ``docs/eventstore.md``.
+The interface is in :mod:`eventstore.protocol`: asyncio code uses an
+:class:`EventStore` (open one with :func:`open_store`); command-line tools use a
+backend's synchronous :class:`Log` (:func:`open_log`). Backends: SQLite
+(:mod:`eventstore.sqlite`, the embedded default) and memory (:mod:`eventstore.memory`).
+See ``docs/eventstore.md``.
 """
 
-from .check import Violation, check_log
-from .errors import EventStoreError, StoreClosedError, StoreOpenError, WrongExpectedVersion
-from .log import AppendRequest, EventLog
-from .model import ANY, NO_STREAM, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
-from .projections import Projection, ProjectionDifference
-from .schema import SCHEMA_VERSION, Synchronous
-from .store import EventStore
+from .errors import (
+    EventStoreError,
+    NoSuchTable,
+    StoreClosedError,
+    StoreOpenError,
+    WrongExpectedVersion,
+)
+from .filters import EVERYTHING, EventFilter
+from .memory import MemoryLog
+from .model import (
+    ANY,
+    NO_STREAM,
+    AppendRequest,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Violation,
+)
+from .projections import Column, Projection, ProjectionDifference, Table, TableReader, TableWriter
+from .protocol import EventStore, Log, LogReader
+from .sqlite.log import SQLiteLog
+from .sqlite.schema import SCHEMA_VERSION, Synchronous
+from .store import ThreadedStore
 from .upcasting import Upcasters
+from .urls import open_log, open_store, sqlite_path
 
 __all__ = [
     "ANY",
+    "EVERYTHING",
     "NO_STREAM",
     "SCHEMA_VERSION",
     "AppendRequest",
     "AppendResult",
-    "EventLog",
+    "Column",
+    "EventFilter",
     "EventStore",
     "EventStoreError",
     "ExpectedVersion",
+    "Log",
+    "LogReader",
+    "MemoryLog",
     "NewEvent",
+    "NoSuchTable",
     "Projection",
     "ProjectionDifference",
     "RecordedEvent",
+    "SQLiteLog",
     "StoreClosedError",
     "StoreOpenError",
     "Synchronous",
+    "Table",
+    "TableReader",
+    "TableWriter",
+    "ThreadedStore",
     "Upcasters",
     "Violation",
     "WrongExpectedVersion",
-    "check_log",
+    "open_log",
+    "open_store",
+    "sqlite_path",
 ]

@@ -25,3 +25,7 @@ class StoreOpenError(EventStoreError):
 
 class StoreClosedError(EventStoreError):
     """The store was used after ``close()``."""
+
+
+class NoSuchTable(EventStoreError):
+    """A projection table that this log does not hold (its projection never ran here)."""

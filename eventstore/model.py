@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -31,13 +31,14 @@ class NewEvent:
 
     type: str
     data: Mapping[str, Any]
+    _: KW_ONLY
     event_id: str = field(default_factory=_new_event_id)
     schema_version: int = 1
     correlation_id: str | None = None
     causation_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RecordedEvent:
     """An event as stored: its global position, its place in its stream, and its payload.
 
@@ -92,15 +93,36 @@ def build_recorded_event(
     return event
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AppendResult:
     """Where an append landed. ``positions`` has one entry per event, in order;
     ``duplicates`` counts the events whose id already existed (their existing
     position is returned and nothing was written for them). ``written`` holds the
     events this append wrote, exactly as a read returns them, when the append was
-    asked for them (``EventLog.append_batch(..., recorded=True)``)."""
+    asked for them (``Log.append_batch(..., recorded=True)``)."""
 
     positions: tuple[int, ...]
     stream_version: int
     duplicates: int = 0
     written: tuple[RecordedEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One atomic append: all of ``events`` land in ``stream_id`` or none do."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    _: KW_ONLY
+    expected_version: ExpectedVersion = ANY
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule of a log, said in a sentence."""
+
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.detail}"

@@ -1,49 +1,118 @@
-"""Projections: read models computed from the log, kept in the log's own file.
+"""Projections: read models computed from the log, kept beside it by every backend.
 
-A projection's tables and its position are written in the same transaction as the
-events it has seen, so it is never ahead of or behind what it claims. The store
-applies registered projections inline as events are appended, catches them up on
-open, and rebuilds one from position zero when its ``version`` changes.
-:func:`rebuild_and_compare` rebuilds a projection into a scratch database and
-compares it with the live tables: any difference is a bug.
+A projection declares its tables (:class:`Table`) and folds events into them through a
+:class:`TableWriter`: a handful of operations (insert, add, update, delete) that every
+backend offers with the same meaning, so one projection runs on SQLite, PostgreSQL
+and in memory alike. The backend applies registered projections in the same
+transaction as the events they see, records how far each has read, catches them up
+when the log is opened, and rebuilds one from position zero when its ``version``
+changes. :func:`compare_tables` checks a live projection against a rebuild: any
+difference is a bug.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol
 
 from .model import RecordedEvent
+
+ColumnType = Literal["text", "integer", "real"]
+"""Column types every backend has: text, 64-bit integers, double-precision floats."""
+
+Conflict = Literal["error", "ignore", "replace"]
+"""What :meth:`TableWriter.insert` does when the key exists: fail, keep the old row,
+or replace it."""
+
+Where = Mapping[str, Any]
+"""Column criteria: ``{column: value}`` for equality, ``{column: (v1, v2)}`` for any of
+several values. Every criterion must hold."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Column:
+    """One column of a projection table."""
+
+    name: str
+    type: ColumnType
+    nullable: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Table:
+    """A projection table: its columns, in order, and the columns of its key."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The column names in order."""
+        return tuple(c.name for c in self.columns)
+
+
+class TableReader(Protocol):
+    """Reading projection tables."""
+
+    def rows(self, table: str, where: Where | None = None, *, order_by: Sequence[str] = (),
+             limit: int | None = None) -> list[dict[str, Any]]:
+        """The rows of ``table`` matching ``where``, as ``{column: value}``, ordered by
+        ``order_by`` (ascending) when given."""
+        ...
+
+
+class TableWriter(TableReader, Protocol):
+    """Changing projection tables, inside the append transaction."""
+
+    def insert(self, table: str, row: Mapping[str, Any], *, on_conflict: Conflict = "error"
+               ) -> None:
+        """Insert ``row`` (every column)."""
+        ...
+
+    def add(self, table: str, key: Mapping[str, Any], amounts: Mapping[str, int | float]) -> None:
+        """Add ``amounts`` to the row with ``key``, creating it (other columns 0) if absent."""
+        ...
+
+    def update(self, table: str, where: Where, values: Mapping[str, Any]) -> None:
+        """Set ``values`` in every row matching ``where``."""
+        ...
+
+    def delete(self, table: str, where: Where) -> None:
+        """Delete every row matching ``where``."""
+        ...
 
 
 class Projection:
     """Base class for a read model. Subclasses set ``name``, ``version`` and ``tables``
-    and implement :meth:`create` and :meth:`apply`; every SQL statement names its
-    tables as ``{schema}.table`` so the same code can build into a scratch database."""
+    and implement :meth:`apply`; ``types`` (the event types it reads) lets a backend
+    skip the others without calling it."""
 
-    name: str = ""
-    version: int = 1
-    tables: tuple[str, ...] = ()
+    name: ClassVar[str] = ""
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[Table, ...]] = ()
+    types: ClassVar[frozenset[str] | None] = None
 
-    def create(self, db: sqlite3.Connection, schema: str) -> None:
-        """Create this projection's (empty) tables in ``schema``."""
+    def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
+        """Fold one event into the tables."""
         raise NotImplementedError
 
-    def apply(self, db: sqlite3.Connection, schema: str, event: RecordedEvent) -> None:
-        """Fold one event into the tables in ``schema``."""
-        raise NotImplementedError
+    def table(self, name: str) -> Table:
+        """The declared table called ``name``."""
+        return next(t for t in self.tables if t.name == name)
 
-    def snapshot(self, db: sqlite3.Connection, schema: str) -> dict[str, list[tuple]]:
-        """Every row of every table, sorted, for comparing two builds."""
-        return {
-            table: sorted(db.execute(f"SELECT * FROM {schema}.{table}").fetchall(), key=repr)
-            for table in self.tables
-        }
 
-    def drop(self, db: sqlite3.Connection, schema: str) -> None:
-        """Drop this projection's tables from ``schema``."""
-        for table in self.tables:
-            db.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
+def apply_events(projection: Projection, tables: TableWriter,
+                 events: Iterable[RecordedEvent]) -> int:
+    """Fold ``events`` into ``projection``'s tables; returns the last position seen (0: none)."""
+    wanted = projection.types
+    last = 0
+    for event in events:
+        if wanted is None or event.type in wanted:
+            projection.apply(tables, event)
+        last = event.position
+    return last
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +131,27 @@ class ProjectionDifference:
         )
 
 
-def compare_snapshots(
-    projection: str, live: dict[str, list[tuple]], rebuilt: dict[str, list[tuple]]
-) -> list[ProjectionDifference]:
+def table_snapshot(reader: TableReader, projection: Projection) -> dict[str, list[tuple]]:
+    """Every row of every table of ``projection``, as tuples in column order, sorted."""
+    snapshot = {}
+    for table in projection.tables:
+        names = table.column_names
+        rows = [tuple(row[n] for n in names) for row in reader.rows(table.name)]
+        snapshot[table.name] = sorted(rows, key=repr)
+    return snapshot
+
+
+def compare_tables(projection: Projection, live: TableReader,
+                   rebuilt: TableReader) -> list[ProjectionDifference]:
     """The tables where ``live`` and ``rebuilt`` disagree (a multiset comparison)."""
+    live_rows, rebuilt_rows = table_snapshot(live, projection), table_snapshot(rebuilt, projection)
     differences = []
-    for table in sorted(set(live) | set(rebuilt)):
-        live_rows, rebuilt_rows = list(live.get(table, [])), list(rebuilt.get(table, []))
-        only_live = _multiset_minus(live_rows, rebuilt_rows)
-        only_rebuilt = _multiset_minus(rebuilt_rows, live_rows)
+    for table in sorted(live_rows):
+        only_live = _multiset_minus(live_rows[table], rebuilt_rows[table])
+        only_rebuilt = _multiset_minus(rebuilt_rows[table], live_rows[table])
         if only_live or only_rebuilt:
-            differences.append(
-                ProjectionDifference(projection, table, tuple(only_live), tuple(only_rebuilt))
-            )
+            differences.append(ProjectionDifference(
+                projection.name, table, tuple(only_live), tuple(only_rebuilt)))
     return differences
 
 
@@ -89,3 +166,18 @@ def _multiset_minus(left: list[tuple], right: list[tuple]) -> list[tuple]:
         else:
             result.append(row)
     return result
+
+
+def check_tables(projections: Sequence[Projection]) -> None:
+    """Refuse projections whose tables collide or whose keys name unknown columns."""
+    seen: dict[str, str] = {}
+    for projection in projections:
+        for table in projection.tables:
+            if table.name in seen:
+                raise ValueError(f"projections {seen[table.name]} and {projection.name} both "
+                                 f"declare the table {table.name}")
+            seen[table.name] = projection.name
+            unknown = set(table.key) - set(table.column_names)
+            if unknown:
+                raise ValueError(f"table {table.name}: key columns {sorted(unknown)} are not "
+                                 "columns of the table")

@@ -1,10 +1,10 @@
-"""The asyncio face of the event log: group-commit appends and off-loop reads.
+"""The asyncio face of any backend's log: group-commit appends and off-loop reads.
 
-The event loop never waits on the disk. Appends are handed to one writer thread,
+The event loop never waits on the disk (or the network). Appends are handed to one writer thread,
 which takes every request waiting at that moment and commits them in a single
 transaction (one fsync for the lot); each caller awaits its own outcome. Reads run
-on a small pool of reader threads, each with its own connection (WAL mode lets
-them read while the writer writes). Live followers are woken after each commit and
+on a small pool of reader threads, each with its own connection to the log
+(:meth:`~eventstore.protocol.Log.reader`). Live followers are woken after each commit and
 handed what it wrote from memory (the last :data:`RECENT_EVENTS` events, as the writer
 recorded them), so following the log does not read back every event just written.
 """
@@ -15,19 +15,17 @@ import asyncio
 import itertools
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
-from . import schema
 from .errors import EventStoreError, StoreClosedError
-from .log import AppendRequest, EventLog
-from .model import ANY, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
+from .model import ANY, AppendRequest, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
 from .projections import Projection, ProjectionDifference
-from .upcasting import Upcasters
+from .protocol import AppendObserver, Log, LogReader
 
 T = TypeVar("T")
 
@@ -38,6 +36,7 @@ RECENT_EVENTS = 1024
 """Events committed through this store kept in memory for followers."""
 
 
+
 @dataclass(slots=True)
 class _Pending:
     request: AppendRequest
@@ -45,14 +44,15 @@ class _Pending:
     future: asyncio.Future[AppendResult] = field(repr=False)
 
 
-class EventStore:
-    """An open event log for asyncio code. Create it with :meth:`open`, end it with
-    :meth:`close` (or ``async with``)."""
+class ThreadedStore:
+    """An :class:`~eventstore.protocol.EventStore` over a backend's
+    :class:`~eventstore.protocol.Log`. Open one with :func:`eventstore.open_store`; end it
+    with :meth:`close` (or ``async with``)."""
 
-    def __init__(self, log: EventLog, *, readers: int = 2) -> None:
+    def __init__(self, log: Log, *, readers: int = 2) -> None:
         self._log = log
-        self.path = log.path
-        self._upcasters = log._upcasters
+        self.location = log.location
+        self._observer: AppendObserver | None = None
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
         self._commit_event = asyncio.Event()
@@ -61,31 +61,18 @@ class EventStore:
         self._followers = 0
         self._loop = asyncio.get_running_loop()
         self._local = threading.local()
-        self._reader_connections: list = []
+        self._reader_logs: list[LogReader] = []
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="eventstore-reader")
         self._writer = threading.Thread(
             target=self._write_forever, name="eventstore-writer", daemon=True
         )
         self._writer.start()
 
-    @classmethod
-    async def open(
-        cls,
-        path: str | Path,
-        *,
-        synchronous: schema.Synchronous = "full",
-        upcasters: Upcasters | None = None,
-        projections: Sequence[Projection] = (),
-        readers: int = 2,
-    ) -> EventStore:
-        """Open (creating or migrating) the log at ``path`` without blocking the loop."""
-        log = await asyncio.to_thread(
-            EventLog.open, path, synchronous=synchronous, upcasters=upcasters,
-            projections=projections,
-        )
-        return cls(log, readers=readers)
+    def observe_appends(self, observer: AppendObserver | None) -> None:
+        """Tell ``observer`` of every append from now on (None: nobody)."""
+        self._observer = observer
 
-    async def __aenter__(self) -> EventStore:
+    async def __aenter__(self) -> ThreadedStore:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -99,8 +86,8 @@ class EventStore:
         self._queue.put(None)
         await asyncio.to_thread(self._writer.join)
         self._readers.shutdown(wait=True)
-        for conn in self._reader_connections:
-            conn.close()
+        for reader in self._reader_logs:
+            reader.close()
         self._log.close()
         self._commit_event.set()
 
@@ -124,9 +111,19 @@ class EventStore:
             events = (events,)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendResult] = loop.create_future()
-        self._queue.put(_Pending(AppendRequest(stream_id, tuple(events), expected_version),
-                                 loop, future))
-        return await future
+        self._queue.put(_Pending(AppendRequest(stream_id, tuple(events),
+                                               expected_version=expected_version), loop, future))
+        observer = self._observer  # it may be replaced while this append waits
+        if observer is None:
+            return await future
+        started = time.perf_counter()
+        try:
+            result = await future
+        except EventStoreError as exc:
+            observer(time.perf_counter() - started, exc)
+            raise
+        observer(time.perf_counter() - started, None)
+        return result
 
     def _write_forever(self) -> None:
         while True:
@@ -204,21 +201,25 @@ class EventStore:
 
     # -- reading -------------------------------------------------------------------
 
-    async def read(self, query: Callable[[EventLog], T]) -> T:
-        """Run ``query`` against a reader :class:`EventLog` on a reader thread.
+    async def read(self, query: Callable[[LogReader], T]) -> T:
+        """Run ``query`` on a reader connection, off the loop, in one snapshot."""
 
-        This is how projections' tables are queried too: ``log.connection`` is there.
-        """
+        def in_snapshot(reader: LogReader) -> T:
+            with reader.snapshot():
+                return query(reader)
+
+        return await self._on_reader(in_snapshot)
+
+    async def _on_reader(self, query: Callable[[LogReader], T]) -> T:
         if self._closed:
             raise StoreClosedError("the event store is closed")
         return await self._loop.run_in_executor(self._readers, self._run_read, query)
 
-    def _run_read(self, query: Callable[[EventLog], T]) -> T:
-        reader: EventLog | None = getattr(self._local, "log", None)
+    def _run_read(self, query: Callable[[LogReader], T]) -> T:
+        reader: LogReader | None = getattr(self._local, "log", None)
         if reader is None:
-            conn = schema.connect_reader(self.path)
-            self._reader_connections.append(conn)
-            reader = EventLog(conn, self.path, upcasters=self._upcasters)
+            reader = self._log.reader()
+            self._reader_logs.append(reader)
             self._local.log = reader
         return query(reader)
 
@@ -226,11 +227,11 @@ class EventStore:
         self, stream_id: str, from_version: int = 1, limit: int | None = None
     ) -> list[RecordedEvent]:
         """Events of ``stream_id`` from ``from_version`` (inclusive), oldest first."""
-        return await self.read(lambda log: log.read_stream(stream_id, from_version, limit))
+        return await self._on_reader(lambda log: log.read_stream(stream_id, from_version, limit))
 
     async def read_stream_tail(self, stream_id: str, count: int) -> list[RecordedEvent]:
         """The last ``count`` events of ``stream_id``, oldest first."""
-        return await self.read(lambda log: log.read_stream_tail(stream_id, count))
+        return await self._on_reader(lambda log: log.read_stream_tail(stream_id, count))
 
     async def read_all(
         self,
@@ -242,21 +243,26 @@ class EventStore:
     ) -> list[RecordedEvent]:
         """Events with ``after < position <= until`` in position order, optionally by type."""
         type_list = None if types is None else tuple(types)
-        return await self.read(
+        return await self._on_reader(
             lambda log: log.read_all(after, types=type_list, until=until, limit=limit)
         )
 
+    async def read_positions(self, positions: Iterable[int]) -> list[RecordedEvent]:
+        """The events at ``positions`` (those that exist), in position order."""
+        wanted = tuple(positions)
+        return await self._on_reader(lambda log: log.read_positions(wanted))
+
     async def get(self, event_id: str) -> RecordedEvent | None:
         """The event with ``event_id``, or None."""
-        return await self.read(lambda log: log.get(event_id))
+        return await self._on_reader(lambda log: log.get(event_id))
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version (0 when it has no events)."""
-        return await self.read(lambda log: log.stream_version(stream_id))
+        return await self._on_reader(lambda log: log.stream_version(stream_id))
 
     async def last_position(self) -> int:
         """The position of the newest event, 0 for an empty log."""
-        return await self.read(lambda log: log.last_position())
+        return await self._on_reader(lambda log: log.last_position())
 
     async def follow(
         self, after: int = 0, *, types: Iterable[str] | None = None, batch: int = 500
@@ -282,14 +288,5 @@ class EventStore:
             self._followers -= 1
 
     async def rebuild_and_compare(self, projection: Projection) -> list[ProjectionDifference]:
-        """Rebuild ``projection`` from zero in a scratch database and diff it with the live one."""
-        def rebuild() -> list[ProjectionDifference]:
-            # A connection of its own: readers are query-only, and the scratch schema is not.
-            log = EventLog(schema.connect_reader(self.path, query_only=False), self.path,
-                           upcasters=self._upcasters)
-            try:
-                return log.rebuild_and_compare(projection)
-            finally:
-                log.close()
-
-        return await asyncio.to_thread(rebuild)
+        """Rebuild ``projection`` from zero and diff it with the live tables, off the loop."""
+        return await self._on_reader(lambda log: log.rebuild_and_compare(projection))

@@ -3,7 +3,8 @@
 Lines are read from stdin one at a time (a terminal or a pipe); each is a message
 to the current persona (an explicit invocation in a DM-like conversation of the
 user's own, stream ``conv:console:<user>``). Replies stream to stdout as they
-arrive. Commands: ``/reset``, ``/usage``, ``/persona NAME``, ``/help``, ``/quit``.
+arrive. Commands: ``/reset``, ``/usage``, ``/personas``, ``/reload`` (the shared
+commands of :mod:`core.commands`), ``/persona NAME``, ``/help``, ``/quit``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from ..dispatcher.dispatcher import Dispatcher, PersonaSource
+from ..commands import Caller, CommandReply, CommandSet, PlainStyle
+from ..dispatcher.admission import PersonaSource
+from ..dispatcher.dispatcher import Dispatcher
 from ..dispatcher.messages import (
     Author,
     DeliveryReceipt,
@@ -25,10 +28,14 @@ from ..dispatcher.messages import (
     OutboundReply,
     ReplyTarget,
 )
+from ..events import RefusalKind
 
 PLATFORM = "console"
 HELP = ("/reset  forget the conversation so far    /usage  your quota and its next reset\n"
-        "/persona NAME  talk to another persona   /quit  leave (end of input does too)")
+        "/persona NAME  talk to another persona   /personas  who is here\n"
+        "/reload  read the persona files again    /quit  leave (end of input does too)")
+_NOTICED = (RefusalKind.RATE_LIMITED, RefusalKind.QUOTA, RefusalKind.BUSY)
+"""Refusals the persona's own notice explains (sent once per window)."""
 
 
 class ConsoleSink:
@@ -49,7 +56,7 @@ class ConsoleSink:
             self._write("\n")
         else:
             self._write(f"{reply.persona_name}: {reply.text}\n")
-        return DeliveryReceipt((f"{self._session}-out-{next(self._ids)}",))
+        return DeliveryReceipt(message_ids=(f"{self._session}-out-{next(self._ids)}",))
 
     async def notice(self, notice: Notice) -> None:
         """A notice on a line of its own, marked as one."""
@@ -75,7 +82,7 @@ class ConsoleSink:
         self._out.flush()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConsoleUser:
     """Who is typing: their id doubles as the conversation's channel id."""
 
@@ -86,9 +93,11 @@ class ConsoleUser:
 class ConsoleChat:
     """One terminal session with a persona (switchable with ``/persona``)."""
 
-    def __init__(self, dispatcher: Dispatcher, personas: PersonaSource, persona_id: str,
-                 user: ConsoleUser, stdin: TextIO, out: TextIO, *, prompt: bool) -> None:
+    def __init__(self, dispatcher: Dispatcher, commands: CommandSet, personas: PersonaSource,
+                 persona_id: str, user: ConsoleUser, stdin: TextIO, out: TextIO, *,
+                 prompt: bool) -> None:
         self._dispatcher = dispatcher
+        self._commands = commands
         self._personas = personas
         self._persona_id = persona_id
         self._user = user
@@ -123,7 +132,7 @@ class ConsoleChat:
         message = self._message(text)
         result = await self._dispatcher.ingest(message)
         for persona_id, reason in result.rejected:
-            if reason.split(":")[0] not in ("rate_limited", "quota", "busy"):
+            if reason.kind not in _NOTICED:
                 self._say(f"({persona_id} will not answer: {reason})")
         await asyncio.gather(*result.replies)  # type: ignore[arg-type]
         await self._dispatcher.wait_idle()
@@ -134,11 +143,14 @@ class ConsoleChat:
         if command == "/quit":
             return False
         if command == "/reset":
-            await self._dispatcher.reset_conversation(PLATFORM, self._user.id, self._user.id,
-                                                      f"{self._session}-{next(self._ids)}")
+            await self._commands.reset(self._caller())
             self._say("conversation reset: earlier messages are forgotten")
         elif command == "/usage":
             await self._usage()
+        elif command == "/personas":
+            self._say(self._commands.personas(PlainStyle()).text)
+        elif command == "/reload":
+            self._say((await self._commands.reload(self._caller())).text)
         elif command == "/persona":
             self._switch(argument)
         elif command == "/help":
@@ -148,28 +160,29 @@ class ConsoleChat:
         return True
 
     async def _usage(self) -> None:
-        message = self._message("")
-        status = await self._dispatcher.quota_status(self._persona_id, message)
-        if status is None:
-            self._say(f"{self._persona_id} has no quota")
-        else:
-            parts = []
-            if status.token_limit is not None:
-                parts.append(f"{status.tokens_left} of {status.token_limit} tokens left")
-            if status.message_limit is not None:
-                parts.append(f"{status.messages_left} of {status.message_limit} replies left")
-            when = (status.next_reset.strftime("%Y-%m-%d %H:%M %Z") if status.next_reset
-                    else "never")
-            self._say(f"{self._persona_id} quota per {status.scope}: {', '.join(parts)}; "
-                      f"next reset {when}")
-        tokens = self._dispatcher.rate_tokens(self._persona_id, message)
-        if tokens is not None:
-            self._say(f"rate limit: {int(tokens)} message(s) available now")
+        found = await self._commands.usage(self._caller(), self._persona_id)
+        if isinstance(found, CommandReply):
+            self._say(found.text)
+            return
+        for usage in found:
+            pid, status = usage.persona.id, usage.quota
+            if status is None:
+                self._say(f"{pid} has no quota")
+            else:
+                parts = []
+                if status.token_limit is not None:
+                    parts.append(f"{status.tokens_left} of {status.token_limit} tokens left")
+                if status.message_limit is not None:
+                    parts.append(f"{status.messages_left} of {status.message_limit} replies left")
+                when = (status.next_reset.strftime("%Y-%m-%d %H:%M %Z") if status.next_reset
+                        else "never")
+                self._say(f"{pid} quota per {status.scope}: {', '.join(parts)}; "
+                          f"next reset {when}")
+            if usage.rate_tokens is not None:
+                self._say(f"rate limit: {int(usage.rate_tokens)} message(s) available now")
 
     def _switch(self, name: str) -> None:
-        wanted = name.lower()
-        match = next((p for p in self._personas.all()
-                      if wanted in (p.id.lower(), p.name.lower())), None)
+        match = self._commands.find(name)
         if match is None:
             known = ", ".join(p.id for p in self._personas.all())
             self._say(f"no persona {name!r}; known: {known}")
@@ -177,16 +190,51 @@ class ConsoleChat:
         self._persona_id = match.id
         self._say(f"now chatting with {match.name}")
 
+    def _caller(self) -> Caller:
+        return Caller(platform=PLATFORM, command_id=f"{self._session}-{next(self._ids)}",
+                      author=Author(id=self._user.id, display_name=self._user.display_name),
+                      channel_id=self._user.id, is_dm=True, channel_name="terminal",
+                      sent_at=time.time())
+
     def _message(self, text: str) -> InboundMessage:
-        return InboundMessage(
-            platform=PLATFORM, message_id=f"{self._session}-{next(self._ids)}",
-            channel_id=self._user.id, author=Author(self._user.id, self._user.display_name),
-            text=text, is_dm=True, invoked_persona=self._persona_id, sent_at=time.time(),
-            channel_name="terminal")
+        return self._caller().message(text, self._persona_id)
 
     def _say(self, text: str) -> None:
         self._out.write(f"* {text}\n")
         self._out.flush()
+
+
+class ConsoleAdapter:
+    """The terminal as a :class:`core.app.Platform`: prints replies, reads a chat."""
+
+    name = PLATFORM
+
+    def __init__(self, personas: PersonaSource, persona_id: str, user: ConsoleUser,
+                 stdin: TextIO, out: TextIO, *, prompt: bool) -> None:
+        self.sink = ConsoleSink(out, personas)
+        self._personas = personas
+        self._persona_id = persona_id
+        self._user = user
+        self._stdin = stdin
+        self._out = out
+        self._prompt = prompt
+        self._chat: ConsoleChat | None = None
+
+    def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
+        """Chat through ``dispatcher``; ``/commands`` are ``commands``."""
+        self._chat = ConsoleChat(dispatcher, commands, self._personas, self._persona_id,
+                                 self._user, self._stdin, self._out, prompt=self._prompt)
+
+    async def run(self) -> None:
+        """Chat until ``/quit`` or the end of input."""
+        assert self._chat is not None, "attach the adapter to a dispatcher first"
+        await self._chat.run()
+
+    def stop_intake(self) -> None:
+        """Nothing to stop: the chat has ended when the runtime closes."""
+
+    async def close(self) -> None:
+        """Nothing to let go of."""
 
 
 class _LineReader:

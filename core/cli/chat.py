@@ -10,17 +10,13 @@ from dataclasses import replace
 
 import click
 
-from eventstore import EventStore
-
 from .. import eventloop
-from ..adapters.console import PLATFORM, ConsoleChat, ConsoleSink, ConsoleUser, persona_choices
+from ..adapters.console import ConsoleAdapter, ConsoleUser, persona_choices
+from ..app import Runtime
+from ..commands import find_persona
 from ..config import Config
 from ..credentials import Secrets
-from ..dispatcher.dispatcher import Dispatcher, DispatcherSettings
-from ..dispatcher.projection import DispatchProjection
-from ..gateway.gateway import ModelGateway
 from ..gateway.offline import OFFLINE_PROVIDER
-from ..limits.quotas import QuotaProjection
 from ..personas.defaults import defaults_from_config, known_providers_from_config
 from ..personas.loader import load_personas
 from ..personas.model import ModelSpec, Persona
@@ -53,8 +49,7 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
     for problem in loaded.problems:
         ctx.err.print(f"[yellow]skipped:[/] {problem}", markup=True)
     personas = dict(loaded.personas)
-    chosen = next((p for p in personas.values() if persona.lower() in (p.id.lower(),
-                                                                      p.name.lower())), None)
+    chosen = find_persona(PersonaRegistry(personas.values()), persona)
     if chosen is None:
         raise click.ClickException(
             f"no persona {persona!r} in {config.personas_dir} (known: "
@@ -79,33 +74,26 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
         # conversation; --log-level brings it back.
         logging.getLogger().setLevel(logging.WARNING)
     eventloop.run(_chat(config, ctx.secrets, PersonaRegistry(personas.values()), chosen.id,
-                      ConsoleUser(_user_id(name), name)))
+                        ConsoleUser(id=_user_id(name), display_name=name)))
 
 
 async def _chat(config: Config, secrets: Secrets, registry: PersonaRegistry, persona_id: str,
                 user: ConsoleUser) -> None:
-    store = await EventStore.open(config.database.path, synchronous=config.database.synchronous,
-                                  projections=[DispatchProjection(), QuotaProjection()])
-    gateway = ModelGateway(config.providers, secrets)
-    sink = ConsoleSink(sys.stdout, registry)
-    dispatcher = Dispatcher(store, registry, gateway, {PLATFORM: sink},
-                            DispatcherSettings.from_config(config))
+    console = ConsoleAdapter(registry, persona_id, user, sys.stdin, sys.stdout,
+                             prompt=sys.stdin.isatty())
+    runtime = await Runtime.open(config, secrets, registry=registry,
+                                 platforms=[lambda store, personas: console])
     try:
-        await dispatcher.start()
-        await ConsoleChat(dispatcher, registry, persona_id, user, sys.stdin, sys.stdout,
-                          prompt=sys.stdin.isatty()).run()
+        await runtime.dispatcher.start()
+        await console.run()
     finally:
-        await dispatcher.shutdown()
-        await gateway.aclose()
-        await store.close()
+        await runtime.close()
 
 
 def _missing_key(config: Config, secrets: Secrets, persona: Persona) -> str | None:
     """The variable that should hold the key of the persona's provider, when it is unset."""
     provider = config.providers.get(persona.model.provider)
-    if provider is None or provider.kind == "offline":
-        return None
-    key_env = provider.api_key_env or (None if provider.base_url else "OPENAI_API_KEY")
+    key_env = provider.key_env if provider is not None else None
     return key_env if key_env and secrets.get(key_env) is None else None
 
 

@@ -13,7 +13,7 @@ from typing import Literal, ParamSpec, TypeVar
 import click
 from rich.console import Console
 
-from eventstore import EventStoreError
+from eventstore import EventStoreError, Log, open_log
 
 from ..config import Config, load_config
 from ..credentials import MissingSecret, Secrets
@@ -49,6 +49,15 @@ class CliContext:
                 secrets=self.secrets.sensitive_values(self._config.secret_names()),
             )
         return self._config
+
+    def open_log(self, *, create: bool = False) -> Log:
+        """The event log config.yaml names, events upcast on read (``create``: make it,
+        or migrate it, when needed; commands that only read never do)."""
+        from ..events import upcasters  # the catalogue, only for commands that read the log
+
+        database = self.config.database
+        return open_log(database.url, synchronous=database.synchronous, upcasters=upcasters(),
+                        create=create)
 
     @property
     def secrets(self) -> Secrets:

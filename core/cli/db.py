@@ -6,9 +6,11 @@ from pathlib import Path
 
 import click
 
-from eventstore import EventLog, NewEvent, check_log
+from eventstore import sqlite_path
+from eventstore.sqlite import backup_log
 
-from ..ops.backup import backup_log
+from ..events import LogCreated
+from ..events.ids import LOG_CREATED_ID, LOG_STREAM
 from .context import CliContext, pass_context, user_errors
 
 
@@ -22,16 +24,13 @@ def db() -> None:
 @user_errors
 def init(ctx: CliContext) -> None:
     """Create the event log (or migrate an older one) and record that it exists."""
-    config = ctx.config
-    log = EventLog.open(config.database.path, synchronous=config.database.synchronous)
+    log = ctx.open_log(create=True)
     try:
-        result = log.append(
-            "personae", [NewEvent("LogCreated", {"schema": "personae"}, event_id="log:created")]
-        )
+        result = log.append(LOG_STREAM, [LogCreated().new_event(LOG_CREATED_ID)])
     finally:
         log.close()
     state = "already existed" if result.duplicates else "created"
-    ctx.out.print(f"event log {state}: {config.database.path}")
+    ctx.out.print(f"event log {state}: {log.location}")
 
 
 @db.command("check")
@@ -39,13 +38,16 @@ def init(ctx: CliContext) -> None:
 @user_errors
 def check(ctx: CliContext) -> None:
     """Run SQLite's integrity check and the log's own invariants; exit 1 on any violation."""
-    path = ctx.config.database.path
-    violations = check_log(path)
+    log = ctx.open_log()
+    try:
+        violations = log.check()
+    finally:
+        log.close()
     for violation in violations:
         ctx.err.print(f"[red]violation[/] {violation}")
     if violations:
         raise SystemExit(1)
-    ctx.out.print(f"ok: {path} passes the integrity check and the log's invariants")
+    ctx.out.print(f"ok: {log.location} passes the integrity check and the log's invariants")
 
 
 @db.command("backup")
@@ -55,6 +57,10 @@ def check(ctx: CliContext) -> None:
 @user_errors
 def backup(ctx: CliContext, path: Path, overwrite: bool) -> None:
     """Copy the event log to PATH, consistently, even while the bot is running."""
-    result = backup_log(ctx.config.database.path, path, overwrite=overwrite)
+    source = sqlite_path(ctx.config.database.url)
+    if source is None:
+        raise click.ClickException(f"`db backup` copies SQLite logs; {ctx.config.database.url} "
+                                   "is not one")
+    result = backup_log(source, path, overwrite=overwrite)
     ctx.out.print(f"backed up {result.events} events (up to position {result.last_position}, "
                   f"{result.bytes} bytes) to {result.path}; the copy passes `db check`")

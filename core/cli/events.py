@@ -6,7 +6,7 @@ import json
 
 import click
 
-from eventstore import EventLog, RecordedEvent
+from eventstore import RecordedEvent
 
 from .context import CliContext, pass_context, user_errors
 
@@ -24,7 +24,7 @@ from .context import CliContext, pass_context, user_errors
 def events(ctx: CliContext, stream: str | None, types: tuple[str, ...], after: int,
            until: int | None, limit: int | None, as_json: bool) -> None:
     """Print the event log in position order."""
-    log = EventLog.open(ctx.config.database.path, create=False)
+    log = ctx.open_log()
     try:
         if stream is not None:
             selected = (

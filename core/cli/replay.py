@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from eventstore import EventLog
+from eventstore import Log, LogReader
 
 from ..context.rebuild import RebuildError
 from ..durations import parse_duration
@@ -29,21 +29,17 @@ from ..personas.loader import load_persona_file, load_personas
 from ..personas.model import Persona
 from ..replay.calls import CallNotFound
 from ..replay.explain import CallExplanation, Explanation, explain, explanation_as_json
-from ..replay.follow import follow_rows
+from ..replay.follow import follow_events
 from ..replay.rebuild import check_projections
 from ..replay.redaction import redactor_for
 from ..replay.rerun import RerunPlan, plan_rerun, record_rerun, run_rerun
-from ..replay.selection import EventFilter, conversation_streams, iter_json_lines, iter_rows
+from ..replay.selection import Selection, conversation_streams
 from ..replay.stats import DIMENSIONS, compute_stats, stats_rows, tokens_chart, write_csv
 from ..replay.timeline import json_line, write_json, write_timeline
 from ..replay.transfer import export_lines, import_lines, write_export
 from .context import CliContext, pass_context, user_errors
 
 REDACT_KEY_ENV = "PERSONAE_REDACT_KEY"
-
-
-def _open(ctx: CliContext) -> EventLog:
-    return EventLog.open(ctx.config.database.path, create=False)
 
 
 def _reader_went_away() -> None:
@@ -94,20 +90,21 @@ def _filter_options(command: Any) -> Any:
     return command
 
 
-def _selection(log: EventLog, conversations: tuple[str, ...], personas: tuple[str, ...],
+def _selection(log: LogReader, conversations: tuple[str, ...], personas: tuple[str, ...],
                users: tuple[str, ...], types: tuple[str, ...], since: str | None,
                until: str | None, from_position: int | None,
-               to_position: int | None) -> EventFilter:
+               to_position: int | None) -> Selection:
     streams: set[str] = set()
     for conversation in conversations:
-        found = conversation_streams(log.connection, conversation)
+        found = conversation_streams(log, conversation)
         if not found:
             raise click.BadParameter(f"no conversation {conversation!r} in the log",
                                      param_hint="--conversation")
         streams |= found
-    return EventFilter(frozenset(streams), frozenset(personas), frozenset(users),
-                       frozenset(types), _when(since, "--since"), _when(until, "--until"),
-                       (from_position or 1) - 1, to_position)
+    return Selection(streams=frozenset(streams), personas=frozenset(personas),
+                     users=frozenset(users), types=frozenset(types),
+                     since=_when(since, "--since"), until=_when(until, "--until"),
+                     after=(from_position or 1) - 1, upto=to_position)
 
 
 # -- replay ---------------------------------------------------------------------------
@@ -122,18 +119,19 @@ def _selection(log: EventLog, conversations: tuple[str, ...], personas: tuple[st
 @user_errors
 def replay(ctx: CliContext, follow: bool, as_json: bool, **filters: Any) -> None:
     """A readable timeline of the log (or of the events the filters keep)."""
-    log = _open(ctx)
+    log = ctx.open_log()
     try:
         selection = _selection(log, **filters)
-        rows: Iterator[Any] = (follow_rows(log.connection, selection) if follow
-                               else iter_rows(log.connection, selection))
         try:
             if as_json and follow:
-                write_json((json_line(row) for row in rows), sys.stdout, block=1)
+                write_json((json_line(e) for e in follow_events(log, selection, upcast=False)),
+                           sys.stdout, block=1)
             elif as_json:
-                write_json(iter_json_lines(log.connection, selection), sys.stdout)
+                write_json(log.json_lines(selection.as_filter()), sys.stdout)
             else:
-                write_timeline(rows, ctx.out, flush_each=follow)
+                events: Iterator[Any] = (follow_events(log, selection) if follow
+                                         else log.scan(selection.as_filter()))
+                write_timeline(events, ctx.out, flush_each=follow)
         except KeyboardInterrupt:
             pass
         except BrokenPipeError:
@@ -153,7 +151,7 @@ def replay(ctx: CliContext, follow: bool, as_json: bool, **filters: Any) -> None
 def explain_command(ctx: CliContext, message_id: str, as_json: bool) -> None:
     """Why a persona said what it said: MESSAGE_ID is a message that triggered a persona or
     one of the bot's replies (a Discord id, or a terminal chat id; `platform:id` also works)."""
-    log = _open(ctx)
+    log = ctx.open_log()
     try:
         try:
             explanation = explain(log, message_id)
@@ -253,7 +251,7 @@ def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded:
     if provider is not None and provider not in known:
         raise click.BadParameter(f"unknown provider {provider!r} (known: "
                                  f"{', '.join(sorted(known))})", param_hint="--provider")
-    log = EventLog.open(config.database.path, create=False)
+    log = ctx.open_log()
     try:
         try:
             plan = plan_rerun(log, message_id, persona_id=persona_id, provider=provider)
@@ -327,7 +325,7 @@ def _print_rerun(out: Console, plan: RerunPlan, outcome: Any, position: int) -> 
 def rebuild(ctx: CliContext) -> None:
     """Rebuild every projection from position zero and compare it with the live tables;
     exit 1 when any differs."""
-    log = _open(ctx)
+    log = ctx.open_log()
     try:
         checks = check_projections(log)
     finally:
@@ -368,9 +366,9 @@ _STATS_COLUMNS = {"key": "key", "messages": "msgs", "replies": "replies", "refus
 def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
     """Usage by persona, user, guild and day: messages, tokens, latency percentiles,
     error and refusal rates, quota use, and tokens per day as a chart."""
-    log = _open(ctx)
+    log = ctx.open_log()
     try:
-        figures = compute_stats(log.connection, _selection(log, **filters))
+        figures = compute_stats(log, _selection(log, **filters))
     finally:
         log.close()
     if as_csv:
@@ -414,13 +412,13 @@ def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
 @user_errors
 def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -> None:
     """The log (or the events the filters keep) as JSON lines."""
-    log = _open(ctx)
+    log = ctx.open_log()
     try:
         selection = _selection(log, **filters)
         transform = None
         if redact:
             key = ctx.secrets.get(REDACT_KEY_ENV)
-            transform = redactor_for(log.connection, key.encode() if key else os.urandom(32),
+            transform = redactor_for(log, key.encode() if key else os.urandom(32),
                                      selection).record
         lines = export_lines(log, selection, transform)
         if output is None:
@@ -443,15 +441,14 @@ def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -
 @pass_context
 @user_errors
 def import_command(ctx: CliContext, source: Path) -> None:
-    """Load an export (JSON lines) into an empty log (database.path in config.yaml)."""
-    config = ctx.config
-    log = EventLog.open(config.database.path, synchronous=config.database.synchronous)
+    """Load an export (JSON lines) into an empty log (database in config.yaml)."""
+    log: Log = ctx.open_log(create=True)
     try:
         with source.open("rb") as f:
             result = import_lines(log, f, source=str(source))
     finally:
         log.close()
     ctx.out.print(f"imported {result.events} events (last position {result.last_position}) "
-                  f"into {config.database.path}")
+                  f"into {log.location}")
 
 

@@ -23,9 +23,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from eventstore import RecordedEvent
-
-from ..dispatcher.events import (
+from ..events import (
     ConversationReset,
     MessageDeleted,
     MessageEdited,
@@ -33,9 +31,9 @@ from ..dispatcher.events import (
     ModelReplied,
     ReplyDelivered,
     ReplyFailed,
-    message_event_id,
-    reply_event_id,
+    Typed,
 )
+from ..events.ids import message_event_id, reply_event_id
 from ..gateway.model import ChatMessage
 from ..gateway.tokens import estimate_tokens
 from ..personas.lorebook import activate_entries
@@ -48,7 +46,7 @@ MESSAGE_OVERHEAD_TOKENS = 4
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Turn:
     """One line of the conversation: a person's message or a persona's reply.
 
@@ -66,7 +64,7 @@ class Turn:
     answered_author: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ContextTarget:
     """What is being answered: the event holding the text, who sent it, and where."""
 
@@ -75,7 +73,7 @@ class ContextTarget:
     is_dm: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BuiltContext:
     """The messages for the model and the positions of the events that formed them."""
 
@@ -86,7 +84,7 @@ class BuiltContext:
     estimated_tokens: int
 
 
-def conversation_turns(events: Iterable[RecordedEvent], source_event_id: str) -> list[Turn]:
+def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Turn]:
     """Fold a conversation's events into its visible turns.
 
     Messages posted after the one being answered are left out (they get answers of
@@ -97,37 +95,37 @@ def conversation_turns(events: Iterable[RecordedEvent], source_event_id: str) ->
     in_order = sorted(events, key=lambda e: e.position)
     source_position = next((e.position for e in in_order if e.event_id == source_event_id),
                            None)
-    for event in in_order:
-        data = event.data
-        later = source_position is not None and event.position > source_position
-        if event.type == MessageReceived.type:
-            if later or data.get("from_persona"):
+    for item in in_order:
+        event = item.event
+        later = source_position is not None and item.position > source_position
+        if isinstance(event, MessageReceived):
+            if later or event.from_persona:
                 continue  # later messages, and echoes of our own replies (ModelReplied has them)
-            key = message_event_id(data["platform"], data["message_id"])
-            turns[key] = Turn(key, event.position, data["author_id"], data["author_name"],
-                              data["text"], (event.position,))
-        elif event.type == MessageEdited.type:
-            key = message_event_id(data["platform"], data["message_id"])
+            key = message_event_id(event.platform, event.message_id)
+            turns[key] = Turn(key=key, position=item.position, author_id=event.author_id,
+                              speaker=event.author_name, text=event.text,
+                              positions=(item.position,))
+        elif isinstance(event, MessageEdited):
+            key = message_event_id(event.platform, event.message_id)
             if key in turns:
                 turn = turns[key]
-                turns[key] = replace(turn, text=data["text"],
-                                     positions=(*turn.positions, event.position))
-        elif event.type == MessageDeleted.type:
-            turns.pop(message_event_id(data["platform"], data["message_id"]), None)
-        elif event.type == ConversationReset.type:
+                turns[key] = replace(turn, text=event.text,
+                                     positions=(*turn.positions, item.position))
+        elif isinstance(event, MessageDeleted):
+            turns.pop(message_event_id(event.platform, event.message_id), None)
+        elif isinstance(event, ConversationReset):
             if not later:
                 turns.clear()
-        elif event.type == ModelReplied.type:
-            key = reply_event_id(data["platform"], data["message_id"], data["persona_id"])
-            turns[key] = Turn(key, event.position, data["persona_id"],
-                              data.get("persona_name") or data["persona_id"], data["text"],
-                              (event.position,), persona_id=data["persona_id"],
-                              answered_author=data.get("author_id"))
-        elif event.type == ReplyFailed.type:
-            turns.pop(reply_event_id(data["platform"], data["message_id"], data["persona_id"]),
-                      None)
-        elif event.type == ReplyDelivered.type:
-            ours.update(message_event_id(data["platform"], m) for m in data["delivered_ids"])
+        elif isinstance(event, ModelReplied):
+            key = reply_event_id(event.platform, event.message_id, event.persona_id)
+            turns[key] = Turn(key=key, position=item.position, author_id=event.persona_id,
+                              speaker=event.persona_name or event.persona_id, text=event.text,
+                              positions=(item.position,), persona_id=event.persona_id,
+                              answered_author=event.author_id)
+        elif isinstance(event, ReplyFailed):
+            turns.pop(reply_event_id(event.platform, event.message_id, event.persona_id), None)
+        elif isinstance(event, ReplyDelivered):
+            ours.update(message_event_id(event.platform, m) for m in event.delivered_ids)
     # an echo of our own reply may be recorded before we knew its id: ModelReplied has it
     ordered = sorted((t for t in turns.values() if t.key not in ours), key=lambda t: t.position)
     source = [t for t in ordered if t.key == source_event_id]
@@ -136,7 +134,7 @@ def conversation_turns(events: Iterable[RecordedEvent], source_event_id: str) ->
 
 def build_context(
     persona: Persona,
-    events: Sequence[RecordedEvent],
+    events: Sequence[Typed],
     target: ContextTarget,
     variables: Mapping[str, str],
 ) -> BuiltContext:
@@ -174,7 +172,8 @@ def build_context(
     # scanned turns formed the lore even when the budget left them out of the history
     used.update(p for turn in scanned for p in turn.positions)
     messages = (*system, *examples, *(m for _, m in history), *closing)
-    return BuiltContext(tuple(messages), tuple(sorted(used)), len(history), len(lore), spent)
+    return BuiltContext(messages=tuple(messages), positions=tuple(sorted(used)),
+                        history_turns=len(history), lore_entries=len(lore), estimated_tokens=spent)
 
 
 def speaker_name(name: str, fallback: str) -> str:

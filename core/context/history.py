@@ -4,7 +4,8 @@ step with the dispatcher's own appends, so building a prompt rarely reads the di
 This is a cache of the log, never a source: an entry is extended only when an
 append lands exactly on the version it knows (otherwise it is dropped and the next
 prompt reads the log again), a read that raced an append is used but not kept, and
-only the event types a prompt is built from are held. The log has one writer
+only the event types a prompt is built from are held, already typed (each event is
+read back from its stored data once, not at every prompt). The log has one writer
 process (the bot), which is what keeps the cache exact. ``recorded_at`` of events
 added from appends is this process's clock, not the writer's.
 """
@@ -18,20 +19,22 @@ from dataclasses import dataclass
 
 from eventstore import AppendResult, EventStore, NewEvent, RecordedEvent
 
-from ..dispatcher.events import (
+from ..events import (
     ConversationReset,
+    DomainEvent,
     MessageDeleted,
     MessageEdited,
     MessageReceived,
     ModelReplied,
     ReplyDelivered,
     ReplyFailed,
+    Typed,
 )
 
-CONTEXT_TYPES = frozenset({MessageReceived.type, MessageEdited.type, MessageDeleted.type,
-                           ConversationReset.type, ModelReplied.type, ReplyFailed.type,
-                           ReplyDelivered.type})
-"""The event types a prompt is built from."""
+CONTEXT_TYPES: dict[str, type[DomainEvent]] = {cls.type: cls for cls in (
+    MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ModelReplied,
+    ReplyFailed, ReplyDelivered)}
+"""The event types a prompt is built from, by name."""
 _TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type})
 
 EVENTS_PER_TURN = 2
@@ -43,9 +46,15 @@ MAX_CACHED_EVENTS = 5_000
 collection pauses (every cached event is a few Python containers)."""
 
 
+def context_events(events: Sequence[RecordedEvent]) -> list[Typed]:
+    """The events of ``events`` a prompt is built from, typed."""
+    return [Typed(recorded=e, event=CONTEXT_TYPES[e.type].from_data(e.data))
+            for e in events if e.type in CONTEXT_TYPES]
+
+
 @dataclass(slots=True)
 class _Entry:
-    events: list[RecordedEvent]
+    events: list[Typed]
     version: int
     from_start: bool
     turns: int
@@ -53,7 +62,7 @@ class _Entry:
 
     def has(self, turns: int) -> bool:
         return self.from_start or self.turns >= turns or any(
-            e.type == ConversationReset.type for e in self.events)
+            isinstance(e.event, ConversationReset) for e in self.events)
 
 
 class ConversationHistory:
@@ -67,12 +76,11 @@ class ConversationHistory:
         self._reading: dict[str, int] = {}
         self._raced: set[str] = set()
 
-    async def recent(self, stream_id: str, turns: int) -> list[RecordedEvent]:
+    async def recent(self, stream_id: str, turns: int) -> list[Typed]:
         """The stream's latest context events: at least ``turns`` turns when the stream has
         them (or back to its start, or to its last reset), oldest first."""
         if not self._max_events:
-            return [e for e in (await self._read(stream_id, turns))[0]
-                    if e.type in CONTEXT_TYPES]
+            return context_events((await self._read(stream_id, turns))[0])
         entry = self._entries.get(stream_id)
         if entry is not None and entry.has(turns):
             entry.wanted = max(entry.wanted, turns)
@@ -85,14 +93,15 @@ class ConversationHistory:
             self._reading[stream_id] -= 1
             if not self._reading[stream_id]:
                 del self._reading[stream_id]
+        kept = context_events(events)
         if stream_id in self._raced:
             # an append overlapped the read: its snapshot may miss an event, so it is used
             # for this prompt (which follows no such append) but not kept
             if stream_id not in self._reading:
                 self._raced.discard(stream_id)
         else:
-            self._keep(stream_id, events, from_start, turns)
-        return [e for e in events if e.type in CONTEXT_TYPES]
+            self._keep(stream_id, events, kept, from_start, turns)
+        return kept
 
     async def append(self, stream_id: str,
                      events: Sequence[NewEvent] | NewEvent) -> AppendResult:
@@ -119,11 +128,15 @@ class ConversationHistory:
             now = time.time()
             for offset, (event, position) in enumerate(zip(events, result.positions,
                                                            strict=True)):
-                if event.type in CONTEXT_TYPES:
-                    entry.events.append(RecordedEvent(
-                        position, event.event_id, stream_id, entry.version + offset + 1,
-                        event.type, event.schema_version, event.data, now,
-                        event.correlation_id, event.causation_id))
+                kind = CONTEXT_TYPES.get(event.type)
+                if kind is not None:
+                    recorded = RecordedEvent(
+                        position=position, event_id=event.event_id, stream_id=stream_id,
+                        version=entry.version + offset + 1, type=event.type,
+                        schema_version=event.schema_version, data=event.data, recorded_at=now,
+                        correlation_id=event.correlation_id, causation_id=event.causation_id)
+                    entry.events.append(Typed(recorded=recorded,
+                                              event=kind.from_data(event.data)))
                     entry.turns += event.type in _TURN_TYPES
                     self._cached += 1
             entry.version = result.stream_version
@@ -146,13 +159,12 @@ class ConversationHistory:
                 return events, False
             count = min(MAX_READ_EVENTS, count * 2)
 
-    def _keep(self, stream_id: str, events: list[RecordedEvent], from_start: bool,
-              turns: int) -> None:
+    def _keep(self, stream_id: str, events: list[RecordedEvent], kept: list[Typed],
+              from_start: bool, turns: int) -> None:
         self._forget(stream_id)
-        kept = [e for e in events if e.type in CONTEXT_TYPES]
         version = events[-1].version if events else 0
         entry = _Entry(kept, version, from_start or version == 0 or events[0].version == 1,
-                       sum(e.type in _TURN_TYPES for e in kept), turns)
+                       sum(e.recorded.type in _TURN_TYPES for e in kept), turns)
         if not entry.has(turns) and len(events) >= MAX_READ_EVENTS:
             return  # a stream too busy to cache usefully
         self._entries[stream_id] = entry
@@ -170,10 +182,10 @@ class ConversationHistory:
         keep_turns, start = entry.wanted + 4, len(entry.events)
         while keep_turns and start:
             start -= 1
-            keep_turns -= entry.events[start].type in _TURN_TYPES
+            keep_turns -= entry.events[start].recorded.type in _TURN_TYPES
         dropped = entry.events[:start]
         entry.events = entry.events[start:]
-        entry.turns -= sum(e.type in _TURN_TYPES for e in dropped)
+        entry.turns -= sum(e.recorded.type in _TURN_TYPES for e in dropped)
         entry.from_start = False
         self._cached -= len(dropped)
 

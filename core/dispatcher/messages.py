@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..events import Refusal
 from ..personas.model import AllowedMentions
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Author:
     """Who sent a message. ``is_bot`` covers bots and webhooks (the framework's own too)."""
 
@@ -24,7 +25,7 @@ class Author:
     roles: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InboundMessage:
     """A message as the dispatcher sees it.
 
@@ -51,7 +52,7 @@ class InboundMessage:
     guild_name: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InboundEdit:
     """A message's new text. ``edited_at`` (any stable string) tells edits apart."""
 
@@ -62,7 +63,7 @@ class InboundEdit:
     edited_at: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InboundDeletion:
     """A message that was deleted on the platform."""
 
@@ -71,7 +72,7 @@ class InboundDeletion:
     channel_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyTarget:
     """Where a reply or notice goes: the conversation and the message it answers."""
 
@@ -83,7 +84,7 @@ class ReplyTarget:
     is_dm: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutboundReply:
     """A persona's reply for the adapter to deliver (splitting and webhooks are its job).
 
@@ -105,7 +106,7 @@ class OutboundReply:
     recovered: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DeliveryReceipt:
     """What the adapter posted: the platform ids of every message the reply became."""
 
@@ -113,10 +114,10 @@ class DeliveryReceipt:
 
 
 NoticeKind = str
-"""``busy``, ``rate_limited``, ``quota``, ``failure`` (a short stable name)."""
+"""A refusal's kind (``busy``, ``rate_limited``, ``quota``...) or ``failure``."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Notice:
     """A short, polite line to the user, sent as the persona, never as a reply of theirs."""
 
@@ -127,7 +128,7 @@ class Notice:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class IngestResult:
     """What the dispatcher decided about one inbound message.
 
@@ -138,11 +139,11 @@ class IngestResult:
     duplicate: bool
     position: int
     triggered: tuple[str, ...] = ()
-    rejected: tuple[tuple[str, str], ...] = ()
+    rejected: tuple[tuple[str, Refusal], ...] = ()
     replies: tuple[object, ...] = field(default=(), repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyResult:
     """How one triggered reply ended: ``outcome`` is the event type that closed it."""
 

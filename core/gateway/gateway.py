@@ -328,7 +328,7 @@ class ModelGateway:
         if settings.kind == "offline":
             backend = OfflineBackend()
         else:
-            key_env = settings.api_key_env or (None if settings.base_url else "OPENAI_API_KEY")
+            key_env = settings.key_env
             key = self._secrets.get(key_env) if key_env else PLACEHOLDER_API_KEY
             if key is None:
                 missing = Failure(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
 
@@ -96,3 +96,12 @@ class ModelOutcome:
 
 OnDelta = Callable[[str], Awaitable[None]]
 """Called with each piece of visible text as it streams in."""
+
+
+class ModelClient(Protocol):
+    """What callers need of the model gateway (the gateway itself, or a wrapper of it)."""
+
+    async def complete(self, request: ModelRequest,
+                       on_delta: OnDelta | None = None) -> ModelOutcome:
+        """A reply (or a failure as a value: it never raises)."""
+        ...

@@ -9,14 +9,13 @@ ahead of or behind the log (``personae replay --rebuild`` can recompute them).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from eventstore import EventLog, EventStore, Projection, RecordedEvent
+from eventstore import Column, EventStore, LogReader, Projection, RecordedEvent, Table, TableWriter
 
-from ..dispatcher.events import ModelReplied, QuotaReset
+from ..events import ModelReplied, QuotaReset
 from ..personas.model import QuotaSpec
 
 
@@ -25,41 +24,36 @@ class QuotaProjection(Projection):
 
     name = "quotas"
     version = 1
-    tables = ("quota_usage", "quota_windows")
+    types = frozenset({ModelReplied.type, QuotaReset.type})
+    tables = (
+        Table(name="quota_usage", columns=(
+            Column(name="persona_id", type="text"), Column(name="scope", type="text"),
+            Column(name="scope_key", type="text"), Column(name="tokens", type="integer"),
+            Column(name="messages", type="integer"),
+        ), key=("persona_id", "scope", "scope_key")),
+        Table(name="quota_windows", columns=(
+            Column(name="persona_id", type="text"), Column(name="started_at", type="real"),
+            Column(name="position", type="integer"),
+        ), key=("persona_id",)),
+    )
 
-    def create(self, db: sqlite3.Connection, schema: str) -> None:
-        db.execute(
-            f"CREATE TABLE {schema}.quota_usage (persona_id TEXT NOT NULL, scope TEXT NOT NULL, "
-            "scope_key TEXT NOT NULL, tokens INTEGER NOT NULL, messages INTEGER NOT NULL, "
-            "PRIMARY KEY (persona_id, scope, scope_key)) WITHOUT ROWID"
-        )
-        db.execute(
-            f"CREATE TABLE {schema}.quota_windows (persona_id TEXT PRIMARY KEY, "
-            "started_at REAL NOT NULL, position INTEGER NOT NULL)"
-        )
-
-    def apply(self, db: sqlite3.Connection, schema: str, event: RecordedEvent) -> None:
+    def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
+        data = event.data
         if event.type == ModelReplied.type:
-            data = event.data
             tokens = int((data.get("usage") or {}).get("total_tokens") or 0)
             for scope, key in (data.get("scope_keys") or {}).items():
-                db.execute(
-                    f"INSERT INTO {schema}.quota_usage VALUES (?, ?, ?, ?, 1) "
-                    "ON CONFLICT (persona_id, scope, scope_key) DO UPDATE SET "
-                    "tokens = tokens + excluded.tokens, messages = messages + 1",
-                    (data["persona_id"], scope, str(key), tokens),
-                )
-        elif event.type == QuotaReset.type:
-            reset = QuotaReset.from_data(event.data)
-            db.execute(f"DELETE FROM {schema}.quota_usage WHERE persona_id = ?",
-                       (reset.persona_id,))
-            db.execute(
-                f"INSERT OR REPLACE INTO {schema}.quota_windows VALUES (?, ?, ?)",
-                (reset.persona_id, reset.scheduled_for, event.position),
-            )
+                tables.add("quota_usage", {"persona_id": data["persona_id"], "scope": scope,
+                                           "scope_key": str(key)},
+                           {"tokens": tokens, "messages": 1})
+        else:
+            reset = QuotaReset.from_data(data)
+            tables.delete("quota_usage", {"persona_id": reset.persona_id})
+            tables.insert("quota_windows", {"persona_id": reset.persona_id,
+                                            "started_at": reset.scheduled_for,
+                                            "position": event.position}, on_conflict="replace")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QuotaUsage:
     """Tokens and replies used in the current window."""
 
@@ -67,7 +61,7 @@ class QuotaUsage:
     messages: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QuotaStatus:
     """What someone has left of a persona's quota, and when it resets."""
 
@@ -101,21 +95,18 @@ class QuotaStatus:
         return None
 
 
-def read_usage(log: EventLog, persona_id: str, scope: str, scope_key: str) -> QuotaUsage:
+def read_usage(log: LogReader, persona_id: str, scope: str, scope_key: str) -> QuotaUsage:
     """The window's usage for one persona and scope key (run on a reader thread)."""
-    row = log.connection.execute(
-        "SELECT tokens, messages FROM quota_usage WHERE persona_id = ? AND scope = ? "
-        "AND scope_key = ?", (persona_id, scope, scope_key),
-    ).fetchone()
-    return QuotaUsage(int(row[0]), int(row[1])) if row else QuotaUsage()
+    rows = log.rows("quota_usage", {"persona_id": persona_id, "scope": scope,
+                                    "scope_key": scope_key})
+    return QuotaUsage(tokens=int(rows[0]["tokens"]), messages=int(rows[0]["messages"])) \
+        if rows else QuotaUsage()
 
 
-def read_window_start(log: EventLog, persona_id: str) -> float | None:
+def read_window_start(log: LogReader, persona_id: str) -> float | None:
     """When the persona's current quota window started (None: it was never reset)."""
-    row = log.connection.execute(
-        "SELECT started_at FROM quota_windows WHERE persona_id = ?", (persona_id,)
-    ).fetchone()
-    return float(row[0]) if row else None
+    rows = log.rows("quota_windows", {"persona_id": persona_id})
+    return float(rows[0]["started_at"]) if rows else None
 
 
 def quota_status(
@@ -123,8 +114,9 @@ def quota_status(
     next_reset: datetime | None,
 ) -> QuotaStatus:
     """Assemble a :class:`QuotaStatus` from a persona's quota and its usage."""
-    return QuotaStatus(persona_id, quota.scope, scope_key, used, quota.tokens, quota.messages,
-                       next_reset)
+    return QuotaStatus(persona_id=persona_id, scope=quota.scope, scope_key=scope_key, used=used,
+                       token_limit=quota.tokens, message_limit=quota.messages,
+                       next_reset=next_reset)
 
 
 UsageKey = tuple[str, str, str]
@@ -176,6 +168,10 @@ class QuotaLedger:
                 self._usage[key] = (used, position)
         return found
 
+    async def read(self, key: UsageKey) -> QuotaUsage:
+        """The usage of ``key`` as the projection holds it now (no cache: for showing it)."""
+        return await self._store.read(lambda log: read_usage(log, *key))
+
     def observe_reply(self, persona_id: str, scope_keys: Mapping[str, str], tokens: int,
                       position: int) -> None:
         """A ModelReplied this process appended at ``position``."""
@@ -185,7 +181,7 @@ class QuotaLedger:
             if cached is not None and position > cached[1]:
                 used, loaded_at = cached
                 self._usage[usage_key] = (
-                    QuotaUsage(used.tokens + tokens, used.messages + 1), loaded_at)
+                    QuotaUsage(tokens=used.tokens + tokens, messages=used.messages + 1), loaded_at)
             elif usage_key in self._loading:
                 self._changed.add(usage_key)
 
@@ -196,11 +192,7 @@ class QuotaLedger:
         self._changed.update(k for k in self._loading if k[0] == persona_id)
 
 
-def _read_snapshot(log: EventLog, keys: list[UsageKey]) -> tuple[int, list[QuotaUsage]]:
-    db = log.connection
-    db.execute("BEGIN")  # one snapshot for the position and the rows
-    try:
-        position = log.projection_position(QuotaProjection.name)
-        return position, [read_usage(log, *key) for key in keys]
-    finally:
-        db.execute("COMMIT")
+def _read_snapshot(log: LogReader, keys: list[UsageKey]) -> tuple[int, list[QuotaUsage]]:
+    # store.read runs this in one snapshot: the position and the rows agree
+    position = log.projection_position(QuotaProjection.name)
+    return position, [read_usage(log, *key) for key in keys]

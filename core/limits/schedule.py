@@ -19,7 +19,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from eventstore import EventStore
 
-from ..dispatcher.events import QuotaReset, quota_reset_event_id, quota_stream
+from ..events import QuotaReset
+from ..events.ids import quota_reset_event_id, quota_stream
 from ..personas.model import Persona, QuotaSpec
 from .quotas import read_window_start
 
@@ -91,7 +92,8 @@ class QuotaResetScheduler:
         due = latest_fire_time(cron_trigger(quota.reset, quota.timezone), now, after)
         if due is None:
             return None
-        reset = QuotaReset(persona_id, due.timestamp(), quota.reset, quota.timezone, catch_up)
+        reset = QuotaReset(persona_id=persona_id, scheduled_for=due.timestamp(), cron=quota.reset,
+                           timezone=quota.timezone, catch_up=catch_up)
         result = await self._store.append(
             quota_stream(persona_id), reset.new_event(quota_reset_event_id(persona_id,
                                                                           reset.scheduled_for)))

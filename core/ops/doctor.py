@@ -25,7 +25,8 @@ from typing import Literal
 import aiohttp
 import openai
 
-from eventstore import EventStoreError, check_log
+from eventstore import EventStoreError
+from eventstore.sqlite import check_log
 
 from ..config import Config, ProviderSettings, load_config
 from ..credentials import Secrets
@@ -112,7 +113,7 @@ async def diagnose(
     dates = _ServerClock()
     personas, used = _personas(config)
     findings = [Finding("config", "ok", f"{config.source} is valid"), personas,
-                *_database(config.database.path)]
+                *_database(config.database.path, config.database.url)]
     token_finding, token = _token(config, secrets)
     findings.append(token_finding)
     findings += await _discord(config, token, timeout_s, dates, clock)
@@ -148,7 +149,9 @@ def _personas(config: Config) -> tuple[Finding, frozenset[str]]:
                    + ", ".join(sorted(loaded.personas))), used
 
 
-def _database(path: Path) -> list[Finding]:
+def _database(path: Path | None, url: str) -> list[Finding]:
+    if path is None:
+        return [Finding("database", "ok", f"{url}: nothing to check before a run")]
     directory = path.parent
     existing = directory
     while not existing.exists() and existing != existing.parent:
@@ -276,7 +279,7 @@ async def _provider(settings: ProviderSettings, secrets: Secrets, timeout_s: flo
     check = f"provider {settings.name}"
     if settings.kind == "offline":
         return Finding(check, "ok", "the built-in offline provider needs nothing")
-    key_env = settings.api_key_env or (None if settings.base_url else "OPENAI_API_KEY")
+    key_env = settings.key_env
     key = secrets.get(key_env) if key_env else PLACEHOLDER_API_KEY
     if key is None:
         return Finding(check, "fail", f"set the environment variable {key_env} to its API key "

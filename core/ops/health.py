@@ -16,6 +16,8 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from eventstore import EventStore, sqlite_path
+
 from .metrics import LiveState
 
 
@@ -43,12 +45,13 @@ def log_writable(path: Path) -> str | None:
     return None
 
 
-def readiness_of(state: LiveState, log_path: Path) -> Readiness:
-    """Readiness from what the metrics recorder knows and the log file's state."""
+def readiness_of(state: LiveState, store: EventStore) -> Readiness:
+    """Readiness from what the metrics recorder knows and the log's state."""
     reasons = []
     if not state.gateway_connected:
         reasons.append("the Discord gateway is not connected")
-    unwritable = log_writable(log_path)
+    path = sqlite_path(store.location)
+    unwritable = log_writable(path) if path is not None else None
     if unwritable is not None:
         reasons.append(unwritable)
     elif state.last_append_error is not None:

@@ -4,9 +4,9 @@
 at start-up and turns each domain event into counters and histograms, and writes
 one log line per finished reply. Nothing in the dispatcher or the adapters knows
 about metrics: the log already says everything that happened. Two things the log
-cannot say are measured at the edges instead: how long appends take
-(:class:`TimedStore`, a pass-through wrapper) and how soon the first token of a
-reply arrived (:class:`TimedModel`, idem).
+cannot say are measured at the edges instead: how long appends take (the store tells
+:meth:`MetricsRecorder.observe_append` of each) and how soon the first token of a
+reply arrived (:class:`TimedModel`, a model client around the gateway).
 
 Every series lives in the :class:`~prometheus_client.CollectorRegistry` passed in
 (never the global one). Labels are bounded: persona id, provider, model, refusal
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +26,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from eventstore import EventStore, EventStoreError, RecordedEvent
 
-from ..adapters.discord.gateway_log import GATEWAY_CONNECTED, GATEWAY_DISCONNECTED, GATEWAY_RESUMED
-from ..dispatcher.events import (
+from ..events import (
+    GatewayConnected,
+    GatewayDisconnected,
+    GatewayResumed,
     MessageReceived,
     ModelFailed,
     ModelReplied,
@@ -37,7 +38,7 @@ from ..dispatcher.events import (
     ReplyFailed,
     TriggerRejected,
 )
-from ..gateway.model import ModelOutcome, ModelRequest, OnDelta
+from ..gateway.model import ModelClient, ModelOutcome, ModelRequest, OnDelta
 
 log = logging.getLogger(__name__)
 reply_log = logging.getLogger("personae.replies")
@@ -182,6 +183,17 @@ class MetricsRecorder:
         except Exception:
             log.exception("metrics stopped following the event log")
 
+    def observe_append(self, seconds: float, error: EventStoreError | None) -> None:
+        """An append waited ``seconds`` for its commit (and failed with ``error``): the
+        store's append observer. A refused request (a version conflict, data that is not
+        JSON) says nothing about the log; a failed commit makes the bot unready."""
+        if error is None:
+            self._metrics.append_latency.observe(seconds)
+            self.state.last_append_error = None
+        elif _is_write_failure(error):
+            self._metrics.append_errors.inc()
+            self.state.last_append_error = str(error)
+
     def observe(self, event: RecordedEvent) -> None:
         """Account for one event."""
         handler = _HANDLERS.get(event.type)
@@ -271,9 +283,9 @@ _HANDLERS: dict[str, Callable[[MetricsRecorder, RecordedEvent], None]] = {
     ModelFailed.type: MetricsRecorder._failed,
     ReplyDelivered.type: MetricsRecorder._delivered,
     ReplyFailed.type: MetricsRecorder._delivery_failed,
-    GATEWAY_CONNECTED: lambda recorder, _: recorder._gateway_up("identify"),
-    GATEWAY_RESUMED: lambda recorder, _: recorder._gateway_up("resume"),
-    GATEWAY_DISCONNECTED: MetricsRecorder._gateway_down,
+    GatewayConnected.type: lambda recorder, _: recorder._gateway_up("identify"),
+    GatewayResumed.type: lambda recorder, _: recorder._gateway_up("resume"),
+    GatewayDisconnected.type: MetricsRecorder._gateway_down,
 }
 
 
@@ -288,33 +300,6 @@ def _log_reply(event: RecordedEvent, outcome: str, details: Mapping[str, Any]) -
         "outcome": outcome, **details}})
 
 
-class TimedStore:
-    """An :class:`~eventstore.EventStore` whose appends are timed; everything else passes
-    straight through. Hand it to the dispatcher and adapters in place of the store."""
-
-    def __init__(self, store: EventStore, metrics: Metrics, state: LiveState) -> None:
-        self._store = store
-        self._metrics = metrics
-        self._state = state
-
-    async def append(self, *args: Any, **kwargs: Any) -> Any:
-        """:meth:`EventStore.append`, timed; a failure is counted and remembered."""
-        started = time.perf_counter()
-        try:
-            result = await self._store.append(*args, **kwargs)
-        except EventStoreError as exc:
-            if _is_write_failure(exc):
-                self._metrics.append_errors.inc()
-                self._state.last_append_error = str(exc)
-            raise
-        self._metrics.append_latency.observe(time.perf_counter() - started)
-        self._state.last_append_error = None
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 def _is_write_failure(exc: EventStoreError) -> bool:
     """A failure of the disk or the commit, as opposed to a refused request (a version
     conflict, data that is not JSON, a closed store)."""
@@ -325,7 +310,7 @@ class TimedModel:
     """A model client (the :class:`~core.gateway.gateway.ModelGateway`) whose replies'
     time to first token is observed; everything else passes straight through."""
 
-    def __init__(self, model: Any, metrics: Metrics) -> None:
+    def __init__(self, model: ModelClient, metrics: Metrics) -> None:
         self._model = model
         self._metrics = metrics
 
@@ -337,6 +322,3 @@ class TimedModel:
             self._metrics.first_token.labels(outcome.provider, outcome.model).observe(
                 outcome.time_to_first_token_s)
         return outcome
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)

@@ -3,9 +3,8 @@ when ``metrics.port`` is set, the ``/metrics`` + health endpoint.
 
 ::
 
-    ops = await start_observability(config, store)
-    store = ops.store                  # appends are timed from here on
-    model = ops.timed_model(gateway)   # time to first token is observed
+    ops = await start_observability(config, store)   # appends are timed from here on
+    model = ops.timed_model(gateway)                 # time to first token is observed
     ...
     await ops.close()                  # before the store closes
 """
@@ -14,38 +13,39 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from eventstore import EventStore
 
 from ..config import Config
+from ..gateway.model import ModelClient
 from ..problems import Problem, ProblemsError
 from ..yamldoc import load_yaml
 from .health import HealthServer, Readiness, readiness_of
-from .metrics import LiveState, Metrics, MetricsRecorder, TimedModel, TimedStore
+from .metrics import LiveState, Metrics, MetricsRecorder, TimedModel
 
 
 @dataclass
 class Observability:
-    """The running parts; :attr:`store` is the store to hand to everything else."""
+    """The running parts, observing :attr:`store`."""
 
     metrics: Metrics
     recorder: MetricsRecorder
-    store: TimedStore
+    store: EventStore
     server: HealthServer | None
 
-    def timed_model(self, model: Any) -> TimedModel:
+    def timed_model(self, model: ModelClient) -> TimedModel:
         """``model`` (the gateway) with its replies' time to first token observed."""
         return TimedModel(model, self.metrics)
 
     def readiness(self) -> Readiness:
         """What ``/readyz`` would answer now."""
-        return readiness_of(self.recorder.state, self.store.path)
+        return readiness_of(self.recorder.state, self.store)
 
     async def close(self) -> None:
-        """Stop serving and following (call before closing the store)."""
+        """Stop serving, following and timing (call before closing the store)."""
+        self.store.observe_appends(None)
         if self.server is not None:
             await self.server.close()
         await self.recorder.close()
@@ -69,21 +69,22 @@ async def start_observability(
     metrics = Metrics(registry or CollectorRegistry())
     recorder = MetricsRecorder(store, metrics, LiveState(), queue_depth=queue_depth)
     await recorder.start()
-    timed = TimedStore(store, metrics, recorder.state)
+    store.observe_appends(recorder.observe_append)
     server = None
     settings = config.metrics
     if settings.port is not None:
         server = HealthServer(metrics.registry,
-                              lambda: readiness_of(recorder.state, store.path),
+                              lambda: readiness_of(recorder.state, store),
                               host=settings.host, port=settings.port)
         try:
             await server.start()
         except OSError as exc:
+            store.observe_appends(None)
             await recorder.close()
             raise ProblemsError([_port_problem(
                 config, f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
                 "free the port or choose another")]) from None
-    return Observability(metrics, recorder, timed, server)
+    return Observability(metrics, recorder, store, server)
 
 
 def _port_problem(config: Config, message: str) -> Problem:

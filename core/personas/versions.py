@@ -9,35 +9,19 @@ from pathlib import Path
 
 from eventstore import EventStore, NewEvent, RecordedEvent
 
+from ..events import PersonaVersionRecorded
+from ..events.ids import version_event_id, version_stream
 from .loader import load_persona_text
 from .model import Persona
-
-VERSION_EVENT = "PersonaVersionRecorded"
-
-
-def version_stream(persona_id: str) -> str:
-    """The stream holding every version of ``persona_id``."""
-    return f"persona:{persona_id}"
-
-
-def version_event_id(persona_id: str, version: str) -> str:
-    """The idempotency key of one version: recording it twice writes it once."""
-    return f"persona-version:{persona_id}:{version}"
 
 
 def version_event(persona: Persona) -> NewEvent:
     """The event recording ``persona``'s version: its source text and applied defaults."""
-    return NewEvent(
-        VERSION_EVENT,
-        {
-            "persona_id": persona.id,
-            "version": persona.version,
-            "path": str(persona.source_path) if persona.source_path else None,
-            "source_text": persona.source_text,
-            "defaults": dict(persona.applied_defaults),
-        },
-        event_id=version_event_id(persona.id, persona.version),
-    )
+    return PersonaVersionRecorded(
+        persona_id=persona.id, version=persona.version,
+        path=str(persona.source_path) if persona.source_path else None,
+        source_text=persona.source_text, defaults=dict(persona.applied_defaults),
+    ).new_event(version_event_id(persona.id, persona.version))
 
 
 async def record_versions(store: EventStore, personas: Iterable[Persona]) -> None:
@@ -52,12 +36,27 @@ def persona_from_version_event(event: RecordedEvent, known_providers: Collection
     Raises :class:`~core.problems.ProblemsError` if the recorded text no longer loads
     (for example because its provider has since been removed from config.yaml).
     """
-    data = event.data
-    path = Path(data["path"]) if data.get("path") else None
+    recorded = PersonaVersionRecorded.from_data(event.data)
     return load_persona_text(
-        data["source_text"],
-        file=data.get("path") or f"<{data['persona_id']}@{data['version']}>",
-        path=path,
-        defaults=data.get("defaults", {}),
+        recorded.source_text,
+        file=recorded.path or f"<{recorded.persona_id}@{recorded.version}>",
+        path=Path(recorded.path) if recorded.path else None,
+        defaults=recorded.defaults,
         known_providers=known_providers,
     )
+
+
+class VersionRecorder:
+    """Records each persona version once per process: the log's idempotency makes a
+    second append harmless, this set makes it free."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._recorded: set[tuple[str, str]] = set()
+
+    async def record(self, personas: Iterable[Persona]) -> None:
+        """Record the versions of ``personas`` not recorded yet by this process."""
+        fresh = [p for p in personas if (p.id, p.version) not in self._recorded]
+        if fresh:
+            await record_versions(self._store, fresh)
+            self._recorded.update((p.id, p.version) for p in fresh)

@@ -12,23 +12,17 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from eventstore import EventLog, RecordedEvent
+from eventstore import LogReader, RecordedEvent
 
 from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
-from ..dispatcher.events import (
-    ModelFailed,
-    ReplyFailed,
-    TriggerRejected,
-    delivered_event_id,
-    message_event_id,
-    reply_event_id,
-)
 from ..dispatcher.requests import sampling_params
+from ..events import ModelFailed, ReplyFailed, TriggerRejected
+from ..events.ids import delivered_event_id, message_event_id, reply_event_id, trigger_prefix
 from ..problems import ProblemsError
-from .calls import EveryProvider, MessageRef, events_with_prefix, find_message
+from .calls import EveryProvider, MessageRef, find_message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CallExplanation:
     """One persona's part in answering the message."""
 
@@ -63,7 +57,7 @@ class CallExplanation:
         return sampling_params(self.prompt.persona) if self.prompt else {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Explanation:
     """What happened to one message (``ref``), persona by persona."""
 
@@ -85,14 +79,13 @@ class Explanation:
                 "or answer-everything channel), or the bot was not accepting messages")
 
 
-def explain(log: EventLog, asked: str,
+def explain(log: LogReader, asked: str,
             known_providers: Collection[str] = EveryProvider()) -> Explanation:
     """Explain the message ``asked`` names (raises CallNotFound when there is none)."""
     ref = find_message(log, asked)
     message = log.get(message_event_id(ref.platform, ref.message_id))
     calls = []
-    for decision in events_with_prefix(log.connection,
-                                       f"trigger:{ref.platform}:{ref.message_id}:"):
+    for decision in log.with_id_prefix(trigger_prefix(ref.platform, ref.message_id)):
         persona_id = str(decision.data["persona_id"])
         outcome_id = reply_event_id(ref.platform, ref.message_id, persona_id)
         outcome = log.get(outcome_id)
@@ -103,10 +96,11 @@ def explain(log: EventLog, asked: str,
             except (RebuildError, ProblemsError) as exc:
                 problem = str(exc)
         delivery = log.get(delivered_event_id(ref.platform, ref.message_id, persona_id))
-        calls.append(CallExplanation(persona_id, decision, outcome, delivery, prompt, problem))
+        calls.append(CallExplanation(persona_id=persona_id, decision=decision, outcome=outcome,
+                                     delivery=delivery, prompt=prompt, prompt_problem=problem))
     if ref.persona_id:  # the user asked about one reply: its persona first
         calls.sort(key=lambda c: c.persona_id != ref.persona_id)
-    return Explanation(ref, message, tuple(calls))
+    return Explanation(ref=ref, message=message, calls=tuple(calls))
 
 
 def explanation_as_json(explanation: Explanation) -> dict[str, Any]:

@@ -7,18 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eventstore import EventLog, Projection, ProjectionDifference
+from eventstore import LogReader, Projection, ProjectionDifference
 
-from ..dispatcher.projection import DispatchProjection
-from ..limits.quotas import QuotaProjection
-
-
-def known_projections() -> tuple[Projection, ...]:
-    """Every projection the bot keeps in the log's file."""
-    return (DispatchProjection(), QuotaProjection())
+from ..dispatcher.projection import projections as known_projections
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProjectionCheck:
     """One projection's verdict: ``differences`` is empty when it matches the log;
     ``skipped`` says why it was not checked (it never ran on this log)."""
@@ -34,24 +28,24 @@ class ProjectionCheck:
         return not self.differences
 
 
-def check_projections(log: EventLog,
+def check_projections(log: LogReader,
                       projections: Sequence[Projection] | None = None) -> list[ProjectionCheck]:
-    """Rebuild each projection (default: :func:`known_projections`) and compare."""
+    """Rebuild each projection (default: every one the bot keeps) and compare."""
     checks = []
     for projection in projections if projections is not None else known_projections():
-        row = log.connection.execute(
-            "SELECT version, position FROM projection_positions WHERE name = ?",
-            (projection.name,)).fetchone()
-        if row is None:
-            checks.append(ProjectionCheck(projection.name, 0,
+        state = log.projection_state(projection.name)
+        if state is None:
+            checks.append(ProjectionCheck(name=projection.name, position=0,
                                           skipped="it has never run on this log"))
             continue
-        if int(row[0]) != projection.version:
+        version, position = state
+        if version != projection.version:
             checks.append(ProjectionCheck(
-                projection.name, int(row[1]),
-                skipped=f"the live tables are version {row[0]}, this personae builds "
+                name=projection.name, position=position,
+                skipped=f"the live tables are version {version}, this personae builds "
                         f"version {projection.version} (the bot rebuilds it when it starts)"))
             continue
         differences = log.rebuild_and_compare(projection)
-        checks.append(ProjectionCheck(projection.name, int(row[1]), tuple(differences)))
+        checks.append(ProjectionCheck(name=projection.name, position=position,
+                                      differences=tuple(differences)))
     return checks

@@ -14,13 +14,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import sqlite3
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-import orjson
+from eventstore import LogReader
 
-from .selection import EVERYTHING, EventFilter, iter_rows
+from ..events import (
+    ConversationReset,
+    MessageReceived,
+    ModelReplied,
+    PersonaTriggered,
+    TriggerRejected,
+)
+from .selection import EVERYTHING, Selection
 
 REDACTED_TEXT = "[redacted]"
 _TEXT_FIELDS = frozenset({"text"})
@@ -89,17 +96,14 @@ class Redactor:
                           or m.group(), text)
 
 
-def redactor_for(db: sqlite3.Connection, key: bytes,
-                 selection: EventFilter = EVERYTHING) -> Redactor:
+def redactor_for(log: LogReader, key: bytes, selection: Selection = EVERYTHING) -> Redactor:
     """A redactor that knows every user id and display name in the events selected."""
     user_ids: set[str] = set()
     names: set[str] = set()
-    types = frozenset({"MessageReceived", "ConversationReset", "PersonaTriggered",
-                       "TriggerRejected", "ModelReplied"})
-    for row in iter_rows(db, EventFilter(selection.streams, selection.personas,
-                                         selection.users, types, selection.since,
-                                         selection.until, selection.after, selection.upto)):
-        data = orjson.loads(row[6])
+    types = frozenset({MessageReceived.type, ConversationReset.type, PersonaTriggered.type,
+                       TriggerRejected.type, ModelReplied.type})
+    for event in log.scan(replace(selection, types=types).as_filter()):
+        data = event.data
         for field in ("author_id", "by_user"):
             if data.get(field):
                 user_ids.add(str(data[field]))

@@ -11,32 +11,23 @@ delivered, and of a type no projection counts (quotas and open replies ignore it
 from __future__ import annotations
 
 import difflib
-import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-from eventstore import EventLog, NewEvent
+from eventstore import Log, LogReader, NewEvent
 
-from ..context.builder import ContextTarget, build_context
-from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
-from ..dispatcher.dispatcher import ModelClient
-from ..dispatcher.events import ModelReplied, PersonaTriggered, trigger_event_id
-from ..dispatcher.projection import read_positions
+from ..context.builder import build_context
+from ..context.history import context_events
+from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt, target_of, trigger_of
 from ..dispatcher.requests import model_request
-from ..gateway.model import ChatMessage, ModelOutcome
+from ..events import ModelFailed, ModelReplied, RerunRecorded, from_recorded
+from ..events.ids import reply_prefix, rerun_event_id, rerun_stream
+from ..gateway.model import ChatMessage, ModelClient, ModelOutcome
 from ..personas.model import Persona
-from .calls import EveryProvider, MessageRef, events_with_prefix, find_message
-
-RERUN_EVENT = "RerunRecorded"
+from .calls import EveryProvider, MessageRef, find_message
 
 
-def rerun_stream(platform: str, message_id: str) -> str:
-    """The stream holding the reruns of one message's calls."""
-    return f"rerun:{platform}:{message_id}"
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RerunPlan:
     """A recorded call and the prompt it would get now."""
 
@@ -56,7 +47,7 @@ class RerunPlan:
             tofile=f"now ({self.persona.version[:12]})", lineterm=""))
 
 
-def plan_rerun(log: EventLog, asked: str, persona: Persona | None = None, *,
+def plan_rerun(log: LogReader, asked: str, persona: Persona | None = None, *,
                persona_id: str | None = None, provider: str | None = None,
                known_providers: Collection[str] = EveryProvider()) -> RerunPlan:
     """The rerun of the call behind ``asked`` (a message or reply id): ``persona``
@@ -64,25 +55,23 @@ def plan_rerun(log: EventLog, asked: str, persona: Persona | None = None, *,
     say what was sent."""
     ref = find_message(log, asked)
     wanted = persona_id or ref.persona_id or (persona.id if persona else None)
-    outcome = None
-    for event in events_with_prefix(log.connection, f"reply:{ref.platform}:{ref.message_id}:"):
-        if wanted is None or event.data.get("persona_id") == wanted:
-            outcome = event
-            break
-    if outcome is None:
+    recorded = next((e for e in log.with_id_prefix(reply_prefix(ref.platform, ref.message_id))
+                     if wanted is None or e.data.get("persona_id") == wanted), None)
+    if recorded is None:
         who = f" by {wanted}" if wanted else ""
         raise RebuildError(f"message {ref.message_id} has no recorded model call{who} to rerun")
-    old = rebuild_prompt(log, outcome.event_id, known_providers)
+    old = rebuild_prompt(log, recorded.event_id, known_providers)
+    outcome = from_recorded(recorded)
+    assert isinstance(outcome, ModelReplied | ModelFailed)
+    trigger = trigger_of(log, outcome)
+    if trigger is None:
+        raise RebuildError(f"the trigger of {recorded.event_id} is not in the log")
     chosen = persona or old.persona
-    trigger_event = log.get(trigger_event_id(ref.platform, ref.message_id,
-                                             str(outcome.data["persona_id"])))
-    trigger = PersonaTriggered.from_data(trigger_event.data)  # type: ignore[union-attr]
-    built = build_context(
-        chosen, read_positions(log, list(old.positions)),
-        ContextTarget(trigger.source_event_id, trigger.author_id, trigger.is_dm),
-        dict(outcome.data.get("variables") or {}))
-    old_text = outcome.data.get("text") if outcome.type == ModelReplied.type else None
-    return RerunPlan(ref, outcome.event_id, old_text, old, chosen, built.messages, provider)
+    built = build_context(chosen, context_events(log.read_positions(old.positions)),
+                          target_of(trigger), dict(outcome.variables))
+    old_text = outcome.text if isinstance(outcome, ModelReplied) else None
+    return RerunPlan(ref=ref, source_event_id=recorded.event_id, old_text=old_text,
+                     old_prompt=old, persona=chosen, messages=built.messages, provider=provider)
 
 
 async def run_rerun(plan: RerunPlan, model: ModelClient) -> ModelOutcome:
@@ -94,25 +83,22 @@ async def run_rerun(plan: RerunPlan, model: ModelClient) -> ModelOutcome:
 def rerun_event(plan: RerunPlan, outcome: ModelOutcome) -> NewEvent:
     """The event recording a rerun's result (with the prompt, so it can be inspected)."""
     usage = outcome.usage
-    data: dict[str, Any] = {
-        "platform": plan.ref.platform, "message_id": plan.ref.message_id,
-        "source_event_id": plan.source_event_id, "persona_id": plan.persona.id,
-        "persona_version": plan.persona.version,
-        "recorded_version": plan.old_prompt.persona.version,
-        "persona_path": str(plan.persona.source_path) if plan.persona.source_path else None,
-        "provider": outcome.provider, "model": outcome.model, "ok": outcome.ok,
-        "text": outcome.text, "error_class": outcome.error_class, "error": outcome.error,
-        "usage": {"prompt_tokens": usage.prompt_tokens,
-                  "completion_tokens": usage.completion_tokens,
-                  "total_tokens": usage.total_tokens, "estimated": usage.estimated},
-        "latency_s": round(outcome.latency_s, 6), "attempts": outcome.attempts,
-        "prompt": [m.to_openai() for m in plan.messages],
-    }
-    return NewEvent(RERUN_EVENT, data, event_id=f"rerun:{uuid.uuid4()}",
-                    causation_id=plan.source_event_id)
+    return RerunRecorded(
+        platform=plan.ref.platform, message_id=plan.ref.message_id,
+        source_event_id=plan.source_event_id, persona_id=plan.persona.id,
+        persona_version=plan.persona.version, recorded_version=plan.old_prompt.persona.version,
+        persona_path=str(plan.persona.source_path) if plan.persona.source_path else None,
+        provider=outcome.provider, model=outcome.model, ok=outcome.ok, text=outcome.text,
+        error_class=outcome.error_class, error=outcome.error,
+        usage={"prompt_tokens": usage.prompt_tokens,
+               "completion_tokens": usage.completion_tokens,
+               "total_tokens": usage.total_tokens, "estimated": usage.estimated},
+        latency_s=round(outcome.latency_s, 6), attempts=outcome.attempts,
+        prompt=tuple(m.to_openai() for m in plan.messages),
+    ).new_event(rerun_event_id(), causation_id=plan.source_event_id)
 
 
-def record_rerun(log: EventLog, plan: RerunPlan, outcome: ModelOutcome) -> int:
+def record_rerun(log: Log, plan: RerunPlan, outcome: ModelOutcome) -> int:
     """Append the rerun to its own stream; returns its position."""
     result = log.append(rerun_stream(plan.ref.platform, plan.ref.message_id),
                         [rerun_event(plan, outcome)])

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import csv
 import math
-import sqlite3
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-import orjson
+from eventstore import LogReader, NoSuchTable
 
-from .selection import EVERYTHING, EventFilter, iter_rows
+from ..events import MessageReceived, ModelFailed, ModelReplied, PersonaTriggered, TriggerRejected
+from .selection import EVERYTHING, Selection
 
 DIMENSIONS = ("persona", "user", "guild", "day")
-_TYPES = frozenset({"MessageReceived", "PersonaTriggered", "TriggerRejected", "ModelReplied",
-                    "ModelFailed"})
+_TYPES = frozenset({MessageReceived.type, PersonaTriggered.type, TriggerRejected.type,
+                    ModelReplied.type, ModelFailed.type})
 NO_GUILD = "(DM)"
 CSV_COLUMNS = ("dimension", "key", "messages", "triggers", "refusals", "replies", "failures",
                "prompt_tokens", "completion_tokens", "total_tokens", "latency_p50_s",
@@ -64,7 +64,7 @@ class GroupStats:
         return self.refusals / decisions if decisions else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QuotaUse:
     """A persona's current-window usage for one scope key (from the quota projection)."""
 
@@ -75,7 +75,7 @@ class QuotaUse:
     messages: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UsageStats:
     """Figures per dimension (``persona``, ``user``, ``guild``, ``day``) and key."""
 
@@ -87,7 +87,7 @@ class UsageStats:
         return sorted((day, g.total_tokens) for day, g in self.groups["day"].items())
 
 
-def compute_stats(db: sqlite3.Connection, selection: EventFilter = EVERYTHING) -> UsageStats:
+def compute_stats(log: LogReader, selection: Selection = EVERYTHING) -> UsageStats:
     """Usage figures over the events ``selection`` admits (its types are ignored)."""
     groups: dict[str, dict[str, GroupStats]] = {d: {} for d in DIMENSIONS}
     senders: dict[tuple[str, str], tuple[str, str]] = {}
@@ -102,11 +102,9 @@ def compute_stats(db: sqlite3.Connection, selection: EventFilter = EVERYTHING) -
             found.append(group)
         return found
 
-    wanted = EventFilter(selection.streams, selection.personas, selection.users, _TYPES,
-                         selection.since, selection.until, selection.after, selection.upto)
-    for row in iter_rows(db, wanted):
-        kind, d = row[4], orjson.loads(row[6])
-        day = datetime.fromtimestamp(row[7], UTC).strftime("%Y-%m-%d")
+    for event in log.scan(replace(selection, types=_TYPES).as_filter()):
+        kind, d = event.type, event.data
+        day = datetime.fromtimestamp(event.recorded_at, UTC).strftime("%Y-%m-%d")
         if kind == "MessageReceived":
             guild = d.get("guild_id") or NO_GUILD
             senders[(d.get("platform"), d.get("message_id"))] = (d.get("author_id"), guild)
@@ -149,16 +147,15 @@ def compute_stats(db: sqlite3.Connection, selection: EventFilter = EVERYTHING) -
                 g.completion_tokens += int(usage.get("completion_tokens") or 0)
                 g.total_tokens += int(usage.get("total_tokens") or 0)
                 g.latencies.append(latency)
-    return UsageStats(groups, _quota_use(db))
+    return UsageStats(groups=groups, quotas=_quota_use(log))
 
 
-def _quota_use(db: sqlite3.Connection) -> tuple[QuotaUse, ...]:
+def _quota_use(log: LogReader) -> tuple[QuotaUse, ...]:
     try:
-        rows = db.execute("SELECT persona_id, scope, scope_key, tokens, messages FROM "
-                          "quota_usage ORDER BY persona_id, scope, scope_key").fetchall()
-    except sqlite3.OperationalError:  # the quota projection has never run on this log
+        rows = log.rows("quota_usage", order_by=("persona_id", "scope", "scope_key"))
+    except NoSuchTable:  # the quota projection has never run on this log
         return ()
-    return tuple(QuotaUse(*row) for row in rows)
+    return tuple(QuotaUse(**row) for row in rows)
 
 
 def _number(value: float | None, digits: int = 3) -> str:

@@ -5,7 +5,7 @@ triggered and why, refusals and their reason, model calls with tokens, latency a
 attempts, deliveries with their platform message ids, quota resets, persona
 versions, gateway connects and resumes); unknown kinds show their data. Lines are
 coloured with rich on a terminal and plain when piped; ``--json`` lines have the
-shape of ``personae events --json`` and are written straight from the stored JSON.
+shape of ``personae events --json``.
 """
 
 from __future__ import annotations
@@ -19,12 +19,31 @@ import orjson
 from rich.console import Console
 from rich.text import Text
 
-from .selection import Row
+from eventstore import RecordedEvent
+
+from ..events import (
+    ConversationReset,
+    GatewayConnected,
+    GatewayDisconnected,
+    GatewayResumed,
+    MessageDeleted,
+    MessageEdited,
+    MessageReceived,
+    ModelFailed,
+    ModelReplied,
+    PersonaTriggered,
+    PersonaVersionRecorded,
+    QuotaReset,
+    ReplyDelivered,
+    ReplyFailed,
+    RerunRecorded,
+    TriggerRejected,
+)
 
 MAX_TEXT = 160
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TimelineLine:
     """One event as the timeline shows it: when, where, what kind, and a sentence."""
 
@@ -120,50 +139,53 @@ def _rerun(d: Mapping[str, Any]) -> str:
 
 
 _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
-    "MessageReceived": ("cyan", _received),
-    "MessageEdited": ("cyan", lambda d: f"message {d.get('message_id')} edited to "
+    MessageReceived.type: ("cyan", _received),
+    MessageEdited.type: ("cyan", lambda d: f"message {d.get('message_id')} edited to "
                                         f"{_quote(d.get('text'))}"),
-    "MessageDeleted": ("cyan", lambda d: f"message {d.get('message_id')} deleted"),
-    "ConversationReset": ("magenta", lambda d: f"conversation reset by {d.get('by_user')}"),
-    "PersonaTriggered": ("green", _triggered),
-    "TriggerRejected": ("yellow", _rejected),
-    "ModelReplied": ("bold green", _replied),
-    "ModelFailed": ("bold red", _failed),
-    "ReplyDelivered": ("green", lambda d: (
+    MessageDeleted.type: ("cyan", lambda d: f"message {d.get('message_id')} deleted"),
+    ConversationReset.type: ("magenta", lambda d: f"conversation reset by {d.get('by_user')}"),
+    PersonaTriggered.type: ("green", _triggered),
+    TriggerRejected.type: ("yellow", _rejected),
+    ModelReplied.type: ("bold green", _replied),
+    ModelFailed.type: ("bold red", _failed),
+    ReplyDelivered.type: ("green", lambda d: (
         f"{d.get('persona_id')}'s reply to {d.get('message_id')} delivered as "
         f"{', '.join(str(i) for i in d.get('delivered_ids') or ()) or 'nothing'}")),
-    "ReplyFailed": ("red", lambda d: f"{d.get('persona_id')}'s reply to {d.get('message_id')} "
+    ReplyFailed.type: ("red", lambda d: f"{d.get('persona_id')}'s reply to {d.get('message_id')} "
                                      f"not delivered: {d.get('error')}"),
-    "QuotaReset": ("blue", _reset),
-    "PersonaVersionRecorded": ("blue", lambda d: (
+    QuotaReset.type: ("blue", _reset),
+    PersonaVersionRecorded.type: ("blue", lambda d: (
         f"persona {d.get('persona_id')} version {str(d.get('version'))[:12]} loaded"
         f"{' from ' + str(d['path']) if d.get('path') else ''}")),
-    "GatewayConnected": ("blue", _gateway("connected")),
-    "GatewayResumed": ("blue", _gateway("resumed")),
-    "GatewayDisconnected": ("yellow", _gateway("disconnected")),
-    "RerunRecorded": ("magenta", _rerun),
+    GatewayConnected.type: ("blue", _gateway("connected")),
+    GatewayResumed.type: ("blue", _gateway("resumed")),
+    GatewayDisconnected.type: ("yellow", _gateway("disconnected")),
+    RerunRecorded.type: ("magenta", _rerun),
 }
 
 
-def describe(row: Row, data: Mapping[str, Any] | None = None) -> TimelineLine:
-    """The timeline line of one stored row."""
-    data = orjson.loads(row[6]) if data is None else data
-    when = datetime.fromtimestamp(row[7], UTC).strftime("%Y-%m-%d %H:%M:%S")
-    style, sentence = _DESCRIBE.get(row[4], ("white", None))
+def describe(event: RecordedEvent) -> TimelineLine:
+    """The timeline line of one event. Its data is read as stored, not as the catalogue
+    types it: a timeline must show an event it cannot type too."""
+    data = event.data
+    when = datetime.fromtimestamp(event.recorded_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    style, sentence = _DESCRIBE.get(event.type, ("white", None))
     if sentence is None:
-        text = orjson.dumps(data).decode()
+        text = orjson.dumps(dict(data)).decode()
         summary = text if len(text) <= 2 * MAX_TEXT else text[:2 * MAX_TEXT - 1] + "…"
     else:
         summary = sentence(data)
-    return TimelineLine(row[0], when, row[2], row[4], summary, style)
+    return TimelineLine(position=event.position, when=when, stream_id=event.stream_id,
+                        type=event.type, summary=summary, style=style)
 
 
-def json_line(row: Row) -> bytes:
-    """The ``--json`` line of a row (the stored data is copied, not re-encoded)."""
+def json_line(event: RecordedEvent) -> bytes:
+    """The ``--json`` line of an event: every stored column."""
     return orjson.dumps({
-        "position": row[0], "event_id": row[1], "stream_id": row[2], "version": row[3],
-        "type": row[4], "schema_version": row[5], "data": orjson.Fragment(row[6]),
-        "recorded_at": row[7], "correlation_id": row[8], "causation_id": row[9],
+        "position": event.position, "event_id": event.event_id, "stream_id": event.stream_id,
+        "version": event.version, "type": event.type, "schema_version": event.schema_version,
+        "data": dict(event.data), "recorded_at": event.recorded_at,
+        "correlation_id": event.correlation_id, "causation_id": event.causation_id,
     }, option=orjson.OPT_APPEND_NEWLINE)
 
 
@@ -196,13 +218,14 @@ def _flush(out: TextIO, buffer: Any, chunk: list[bytes]) -> None:
         out.flush()
 
 
-def write_timeline(rows: Iterable[Row], console: Console, *, flush_each: bool = False) -> int:
-    """Write ``rows`` as timeline lines: coloured on a terminal, plain when piped
+def write_timeline(events: Iterable[RecordedEvent], console: Console, *,
+                   flush_each: bool = False) -> int:
+    """Write ``events`` as timeline lines: coloured on a terminal, plain when piped
     (``flush_each`` when following, so each event shows as it comes)."""
     count = 0
     plain = not console.is_terminal
-    for row in rows:
-        line = describe(row)
+    for event in events:
+        line = describe(event)
         count += 1
         if plain:
             console.file.write(f"{line.position:>8}  {line.when}  {line.stream_id}  "

@@ -2,7 +2,7 @@
 
 An export line holds every stored column of one event, ``data`` as stored (not
 upcast), in position order. Importing an export into an empty log writes the same
-rows: same positions, ids, streams, versions, types, schema versions, data,
+events: same positions, ids, streams, versions, types, schema versions, data,
 timestamps and correlation/causation ids, in one transaction (a bad line leaves
 the log empty). Projections are not exported: the bot rebuilds them on start.
 """
@@ -15,21 +15,22 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from eventstore import EventLog, EventStoreError
-from eventstore.log import encode_data
+from eventstore import Log, LogReader, RecordedEvent
+from eventstore.errors import EventStoreError
 
-from .selection import COLUMNS, EVERYTHING, EventFilter, Row, iter_rows
+from .selection import EVERYTHING, Selection
 
 EXPORT_FORMAT = "personae-events"
-_INSERT = (f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES "
-           f"({', '.join('?' * len(COLUMNS))})")
+COLUMNS = ("position", "event_id", "stream_id", "version", "type", "schema_version", "data",
+           "recorded_at", "correlation_id", "causation_id")
+"""The fields of an export line: every stored column of an event."""
 
 
 class ImportRefused(EventStoreError):
     """The import file or the target log is not fit for an import; nothing was written."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ImportResult:
     """How many events were imported and the last position written."""
 
@@ -37,21 +38,16 @@ class ImportResult:
     last_position: int
 
 
-def export_lines(log: EventLog, selection: EventFilter = EVERYTHING,
+def export_lines(log: LogReader, selection: Selection = EVERYTHING,
                  transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
                  ) -> Iterator[bytes]:
     """Each event as one JSON line (``transform`` may rewrite each record: redaction)."""
-    for row in iter_rows(log.connection, selection):
-        record = _record(row)
+    for event in log.scan(selection.as_filter(), upcast=False):
+        record = {name: getattr(event, name) for name in COLUMNS}
+        record["data"] = dict(event.data)
         if transform is not None:
             record = transform(record)
         yield orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
-
-
-def _record(row: Row) -> dict[str, Any]:
-    record = dict(zip(COLUMNS, row, strict=True))
-    record["data"] = orjson.loads(row[6])
-    return record
 
 
 def write_export(lines: Iterable[bytes], out: BinaryIO) -> int:
@@ -69,55 +65,35 @@ def write_export(lines: Iterable[bytes], out: BinaryIO) -> int:
     return count
 
 
-def import_lines(log: EventLog, lines: Iterable[bytes | str], *, source: str = "<input>"
+def import_lines(log: Log, lines: Iterable[bytes | str], *, source: str = "<input>"
                  ) -> ImportResult:
     """Write the exported ``lines`` into ``log``, which must hold no events."""
-    db = log.connection
-    if log.last_position():
-        raise ImportRefused(f"{log.path} already holds events; import only into an empty log "
-                            "(point database.path at a new file)")
-    rows: list[tuple[Any, ...]] = []
-    versions: dict[str, int] = {}
-    last = 0
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    where = source
+
+    def events() -> Iterator[RecordedEvent]:
+        nonlocal where
         for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            row = _parse(line, f"{source}:{number}")
-            position, stream, version = row[0], row[2], row[3]
-            if position <= last:
-                raise ImportRefused(f"{source}:{number}: position {position} is not after "
-                                    f"{last}; an export lists events in position order")
-            if version != versions.get(stream, 0) + 1:
-                raise ImportRefused(f"{source}:{number}: stream {stream!r} jumps to version "
-                                    f"{version} after {versions.get(stream, 0)}")
-            versions[stream] = version
-            last = position
-            rows.append(row)
-            if len(rows) >= 5000:
-                _insert(db, rows, source)
-        _insert(db, rows, source)
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    return ImportResult(sum(versions.values()), last)
+            if line.strip():
+                where = f"{source}:{number}"
+                yield _parse(line, where)
 
-
-def _insert(db: Any, rows: list[tuple[Any, ...]], source: str) -> None:
+    if log.last_position():
+        raise ImportRefused(f"{log.location} already holds events; import only into an "
+                            "empty log (point database.path at a new file)")
     try:
-        db.executemany(_INSERT, rows)
-    except Exception as exc:  # a duplicate event id, mostly
-        raise ImportRefused(f"{source}: the events cannot be written as they are: {exc}") from None
-    rows.clear()
+        count, last = log.load(events())
+    except ImportRefused:
+        raise
+    except EventStoreError as exc:
+        raise ImportRefused(f"{where}: {exc}") from None
+    return ImportResult(events=count, last_position=last)
 
 
 _REQUIRED = {"position": int, "event_id": str, "stream_id": str, "version": int, "type": str,
              "schema_version": int, "data": dict, "recorded_at": (int, float)}
 
 
-def _parse(line: bytes | str, where: str) -> tuple[Any, ...]:
+def _parse(line: bytes | str, where: str) -> RecordedEvent:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -132,10 +108,8 @@ def _parse(line: bytes | str, where: str) -> tuple[Any, ...]:
     for name in ("correlation_id", "causation_id"):
         if record.get(name) is not None and not isinstance(record[name], str):
             raise ImportRefused(f"{where}: field {name!r} must be a string or null")
-    try:
-        data = encode_data(record["data"])
-    except (TypeError, ValueError) as exc:
-        raise ImportRefused(f"{where}: its data cannot be stored ({exc})") from None
-    return (record["position"], record["event_id"], record["stream_id"], record["version"],
-            record["type"], record["schema_version"], data, float(record["recorded_at"]),
-            record.get("correlation_id"), record.get("causation_id"))
+    return RecordedEvent(
+        position=record["position"], event_id=record["event_id"], stream_id=record["stream_id"],
+        version=record["version"], type=record["type"], schema_version=record["schema_version"],
+        data=record["data"], recorded_at=float(record["recorded_at"]),
+        correlation_id=record.get("correlation_id"), causation_id=record.get("causation_id"))

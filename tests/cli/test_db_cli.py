@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from core.cli import cli
-from eventstore import SCHEMA_VERSION, EventLog, NewEvent
+from eventstore import SCHEMA_VERSION, NewEvent, SQLiteLog
 from tests.eventstore.directories import ReadOnlyDirectory, directory_state
 
 
@@ -42,7 +42,7 @@ def _invoke(config: Path, *args: str) -> tuple[int, str, str]:
 
 
 def _fill(path: Path) -> None:
-    log = EventLog.open(path)
+    log = SQLiteLog.open(path)
     try:
         for i in range(1, 7):
             log.append("chan-a" if i % 2 else "chan-b",

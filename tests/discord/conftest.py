@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
+import eventstore
 from core.adapters.discord import PLATFORM, DiscordAdapter, DiscordAdapterSettings
-from core.config import ProviderSettings
+from core.app import build_dispatcher
+from core.commands import CommandSet
+from core.config import AdminSettings, ProviderSettings
 from core.credentials import Secrets
 from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
-from core.dispatcher.projection import DispatchProjection
+from core.dispatcher.projection import projections
 from core.gateway.gateway import ModelGateway
-from core.limits.quotas import QuotaProjection
 from core.personas.loader import load_persona_text
 from core.personas.model import Persona
 from core.personas.registry import PersonaRegistry
@@ -92,8 +94,7 @@ def providers(fake: FakeOpenAI | None) -> dict[str, ProviderSettings]:
 
 
 async def open_store(path: Path) -> EventStore:
-    return await EventStore.open(path, synchronous="normal",
-                                 projections=[DispatchProjection(), QuotaProjection()])
+    return await eventstore.open_store(path, synchronous="normal", projections=projections())
 
 
 @contextlib.asynccontextmanager
@@ -103,6 +104,7 @@ async def running_bot(
     dispatcher_settings: DispatcherSettings | None = None,
     registry: PersonaRegistry | None = None,
     reload: Callable[[], Awaitable[Sequence[Problem]]] | None = None,
+    admins: AdminSettings | None = None,
 ) -> AsyncIterator[Bot]:
     """Start the whole bot in this process; shut it down like ``personae run`` does."""
     store = await open_store(db_path)
@@ -110,15 +112,17 @@ async def running_bot(
     gateway = ModelGateway(providers(fake), Secrets({}))
     adapter = DiscordAdapter(store, registry, settings or DiscordAdapterSettings(),
                              client_options=fast_client_options())
-    dispatcher = Dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
-                            dispatcher_settings or DispatcherSettings(shutdown_deadline_s=5))
+    dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
+                                  dispatcher_settings or DispatcherSettings(shutdown_deadline_s=5))
 
     async def reload_and_record() -> Sequence[Problem]:
         problems = await reload() if reload is not None else ()
         await dispatcher.personas_changed()
         return problems
 
-    adapter.attach(dispatcher, reload=reload_and_record)
+    adapter.attach(dispatcher, CommandSet(dispatcher=dispatcher, personas=registry,
+                                          admins=admins or AdminSettings(),
+                                          reload=reload_and_record))
     await dispatcher.start(schedule_resets=False)
     try:
         async with running_client(adapter.client, emu.token):

@@ -133,9 +133,8 @@ async def test_reload_is_for_admins_and_reports_problems(
     watcher = PersonaWatcher(folder, registry, defaults={}, known_providers=PROVIDERS,
                              on_problems=lambda problems: None)
     await watcher.reload()
-    settings = DiscordAdapterSettings(admins=AdminSettings(users=frozenset({
-        str(server.alice.id)})))
-    async with running_bot(emu, tmp_path / "log.db", (), settings=settings, registry=registry,
+    admins = AdminSettings(users=frozenset({str(server.alice.id)}))
+    async with running_bot(emu, tmp_path / "log.db", (), admins=admins, registry=registry,
                            reload=watcher.reload):
         await emu.wait_for_command("reload")
         refused = await answer_of(emu, await emu.user_invokes("reload", {}, server.general,

@@ -189,10 +189,15 @@ async def test_a_reply_recovered_before_the_gateway_connects_waits_for_it(
     store = await open_store(tmp_path / "log.db")
     adapter = DiscordAdapter(store, PersonaRegistry([persona("ada")]), DiscordAdapterSettings(),
                              client_options=fast_client_options())
-    target = ReplyTarget(PLATFORM, str(server.general.id), "42", str(server.alice.id),
-                         str(server.guild.id))
+    target = ReplyTarget(
+        platform=PLATFORM,
+        channel_id=str(server.general.id),
+        message_id="42",
+        author_id=str(server.alice.id),
+        guild_id=str(server.guild.id),
+    )
     delivering = asyncio.create_task(adapter.sink.deliver(
-        OutboundReply(target, "ada", "Ada", "back after the restart")))
+        OutboundReply(target=target, persona_id="ada", persona_name="Ada", text="back after the restart")))
     try:
         await asyncio.sleep(0.2)
         assert not delivering.done()
@@ -210,9 +215,16 @@ async def test_a_recovered_reply_that_discord_already_has_is_not_posted_again(
     # kill -9 between Discord accepting a reply and the log recording it: on restart the
     # dispatcher delivers it again, marked recovered; the adapter finds the earlier post.
     asked = await emu.user_says(server.alice, server.general, "hello?")
-    target = ReplyTarget(PLATFORM, str(server.general.id), str(asked.id), str(server.alice.id),
-                         str(server.guild.id))
-    reply = OutboundReply(target, "ada", "Ada", "posted once, before the crash")
+    target = ReplyTarget(
+        platform=PLATFORM,
+        channel_id=str(server.general.id),
+        message_id=str(asked.id),
+        author_id=str(server.alice.id),
+        guild_id=str(server.guild.id),
+    )
+    reply = OutboundReply(
+        target=target, persona_id="ada", persona_name="Ada", text="posted once, before the crash"
+    )
     store = await open_store(tmp_path / "log.db")
     try:
         adapter = DiscordAdapter(store, PersonaRegistry([persona("ada")]),

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import eventstore
+from core.app import build_dispatcher
 from core.config import ProviderSettings
 from core.credentials import Secrets
 from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
@@ -23,9 +25,8 @@ from core.dispatcher.messages import (
     OutboundReply,
     ReplyTarget,
 )
-from core.dispatcher.projection import DispatchProjection
+from core.dispatcher.projection import projections
 from core.gateway.gateway import ModelGateway
-from core.limits.quotas import QuotaProjection
 from core.personas.loader import load_persona_text
 from core.personas.model import Persona
 from core.personas.registry import PersonaRegistry
@@ -62,7 +63,7 @@ def human(author: str = "u1", text: str = "hello", *, channel: str = "c1", guild
     is_bot = bool(fields.pop("is_bot", False))
     return InboundMessage(
         platform="test", message_id=message_id or f"m{next(_ids)}", channel_id=channel,
-        author=Author(author, name or author.upper(), is_bot=is_bot, roles=roles),
+        author=Author(id=author, display_name=name or author.upper(), is_bot=is_bot, roles=roles),
         text=text, guild_id=guild, **fields)  # type: ignore[arg-type]
 
 
@@ -80,7 +81,7 @@ class RecordingSink:
         if self.fail_with is not None:
             raise self.fail_with
         self.replies.append(reply)
-        return DeliveryReceipt((f"out{next(self._ids)}",))
+        return DeliveryReceipt(message_ids=(f"out{next(self._ids)}",))
 
     async def notice(self, notice: Notice) -> None:
         self.notices.append(notice)
@@ -106,13 +107,8 @@ class Harness:
         return await self.store.read_all(types=types or None)
 
 
-def projections() -> list:
-    """The projections the dispatcher's store needs."""
-    return [DispatchProjection(), QuotaProjection()]
-
-
 async def open_store(path: Path) -> EventStore:
-    return await EventStore.open(path, synchronous="normal", projections=projections())
+    return await eventstore.open_store(path, synchronous="normal", projections=projections())
 
 
 @pytest.fixture
@@ -137,8 +133,7 @@ async def make_harness(tmp_path: Path, personas: Iterable[Persona], fake: FakeOp
     gateway = gateway_for(fake)
     sink = RecordingSink()
     kwargs = {"clock": clock} if clock is not None else {}
-    dispatcher = Dispatcher(store, registry, gateway, {"test": sink},
-                            settings or DispatcherSettings(), **kwargs)
+    dispatcher = build_dispatcher(store, registry, gateway, {"test": sink}, settings, **kwargs)
     if start:
         await dispatcher.start(schedule_resets=False)
     return Harness(store, dispatcher, sink, registry, gateway)

@@ -15,9 +15,9 @@ import asyncio
 import sys
 from pathlib import Path
 
+from core.app import build_dispatcher
 from core.config import ProviderSettings
 from core.credentials import Secrets
-from core.dispatcher.dispatcher import Dispatcher
 from core.dispatcher.messages import DeliveryReceipt, Notice, OutboundReply, ReplyTarget
 from core.gateway.gateway import ModelGateway
 from core.personas.registry import PersonaRegistry
@@ -43,8 +43,8 @@ class _HangingSink:
 async def _main(db: Path, base_url: str) -> None:
     store = await open_store(db)
     gateway = ModelGateway({"fake": ProviderSettings("fake", base_url=base_url)}, Secrets({}))
-    dispatcher = Dispatcher(store, PersonaRegistry([load_persona("ada")]), gateway,
-                            {"test": _HangingSink()})
+    dispatcher = build_dispatcher(store, PersonaRegistry([load_persona("ada")]), gateway,
+                                  {"test": _HangingSink()})
     await dispatcher.start(schedule_resets=False)
     await dispatcher.ingest(human(text="@ada survive this", message_id="crash-1"))
     print("ingested", flush=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from core.cli import cli
-from eventstore import EventLog
+from eventstore import SQLiteLog
 
 from .conftest import persona_yaml
 
@@ -53,7 +53,7 @@ def test_chat_through_stdin_streams_replies_and_runs_the_commands(tmp_path):
     assert any(line == "* no persona 'nobody'; known: ada, bob" for line in lines)
     assert "never read" not in run.stdout
 
-    log = EventLog.open(tmp_path / "data" / "log.db", create=False)
+    log = SQLiteLog.open(tmp_path / "data" / "log.db", create=False)
     try:
         stream = log.read_stream("conv:console:grace")
         assert [e.data["text"] for e in stream if e.type == "MessageReceived"] == [

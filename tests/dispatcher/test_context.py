@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from core.context.builder import ContextTarget, build_context
-from core.dispatcher.events import (
+from core.context.history import context_events
+from core.events import (
     ConversationReset,
     MessageDeleted,
     MessageEdited,
@@ -13,8 +14,8 @@ from core.dispatcher.events import (
     ModelReplied,
     ReplyDelivered,
     ReplyFailed,
-    message_event_id,
 )
+from core.events.ids import message_event_id
 from core.personas.model import ContextSpec, Example, Lorebook, LoreEntry, PromptSpec
 from eventstore import RecordedEvent
 
@@ -30,35 +31,76 @@ class Conversation:
         self.events: list[RecordedEvent] = []
 
     def _add(self, event, event_id: str) -> RecordedEvent:
-        recorded = RecordedEvent(len(self.events) + 1, event_id, "conv:test:c1",
-                                 len(self.events) + 1, event.type, 1, event.to_data(), 0.0)
+        recorded = RecordedEvent(
+            position=len(self.events) + 1,
+            event_id=event_id,
+            stream_id="conv:test:c1",
+            version=len(self.events) + 1,
+            type=event.type,
+            schema_version=1,
+            data=event.to_data(),
+            recorded_at=0.0,
+        )
         self.events.append(recorded)
         return recorded
 
     def say(self, mid: str, text: str, author: str = "u1", name: str = "Grace") -> str:
-        self._add(MessageReceived("test", mid, "c1", author, name, text), f"msg:test:{mid}")
+        self._add(
+            MessageReceived(
+                platform="test",
+                message_id=mid,
+                channel_id="c1",
+                author_id=author,
+                author_name=name,
+                text=text,
+            ),
+            f"msg:test:{mid}",
+        )
         return message_event_id("test", mid)
 
     def reply(self, mid: str, text: str, persona: str = "ada", author: str = "u1") -> None:
-        self._add(ModelReplied("test", mid, persona, "v", "fake", "m", text, author,
-                               persona.capitalize()), f"reply:test:{mid}:{persona}")
+        self._add(
+            ModelReplied(
+                platform="test",
+                message_id=mid,
+                persona_id=persona,
+                persona_version="v",
+                provider="fake",
+                model="m",
+                text=text,
+                author_id=author,
+                persona_name=persona.capitalize(),
+            ),
+            f"reply:test:{mid}:{persona}",
+        )
 
     def edit(self, mid: str, text: str) -> None:
-        self._add(MessageEdited("test", mid, text, "e"), f"edit:test:{mid}:e")
+        self._add(
+            MessageEdited(platform="test", message_id=mid, text=text, edited_at="e"), f"edit:test:{mid}:e"
+        )
 
     def delete(self, mid: str) -> None:
-        self._add(MessageDeleted("test", mid), f"delete:test:{mid}")
+        self._add(MessageDeleted(platform="test", message_id=mid), f"delete:test:{mid}")
 
     def reset(self) -> None:
-        self._add(ConversationReset("test", "c1", "u1"), f"reset:{len(self.events)}")
+        self._add(
+            ConversationReset(platform="test", channel_id="c1", by_user="u1"), f"reset:{len(self.events)}"
+        )
 
     def undelivered(self, mid: str, persona: str = "ada") -> None:
-        self._add(ReplyFailed("test", mid, persona, "x"), f"delivered:test:{mid}:{persona}")
+        self._add(
+            ReplyFailed(platform="test", message_id=mid, persona_id=persona, error="x"),
+            f"delivered:test:{mid}:{persona}",
+        )
 
 
 def build(persona, conversation: Conversation, source: str, author: str = "u1", dm=False):
-    return build_context(persona, conversation.events, ContextTarget(source, author, dm),
-                         {"user": "Grace", "channel": "general"})
+    return build_context(
+        persona,
+        context_events(conversation.events),
+        ContextTarget(source_event_id=source, author_id=author, is_dm=dm),
+        {"user": "Grace", "channel": "general"},
+    )
 
 
 def history(built) -> list[tuple[str, str, str | None]]:
@@ -198,7 +240,10 @@ def test_an_echo_of_our_reply_recorded_before_its_delivery_is_left_out():
     c.say("1", "hi ada")
     c.reply("1", "hello!")
     c.say("out-1", "hello!", author="webhook", name="Ada")  # the echo won the race
-    c._add(ReplyDelivered("test", "1", "ada", ("out-1",)), "delivered:test:1:ada")
+    c._add(
+        ReplyDelivered(platform="test", message_id="1", persona_id="ada", delivered_ids=("out-1",)),
+        "delivered:test:1:ada",
+    )
     source = c.say("2", "how are you?")
     assert [t[1] for t in history(build(ADA, c, source))] == ["hi ada", "hello!",
                                                               "how are you?"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from core.context.rebuild import rebuild_prompt
-from core.dispatcher.events import reply_event_id
 from core.dispatcher.messages import InboundEdit
+from core.events.ids import reply_event_id
 from tests.fakes.openai_server import Fault
 
 from .conftest import PROVIDERS, close_harness, human, load_persona, make_harness, settle
@@ -69,8 +69,15 @@ async def test_the_recorded_prompt_rebuilds_exactly_what_the_server_received(
         ]
         for message in conversation:
             await settle(await harness.dispatcher.ingest(message))
-        await harness.dispatcher.edit(InboundEdit("test", conversation[0].message_id, "c1",
-                                                  "@ada hello there (edited)", "e1"))
+        await harness.dispatcher.edit(
+            InboundEdit(
+                platform="test",
+                message_id=conversation[0].message_id,
+                channel_id="c1",
+                text="@ada hello there (edited)",
+                edited_at="e1",
+            )
+        )
         await settle(await harness.dispatcher.ingest(human("u1", "@ada and a generator?")))
         replies = await harness.events("ModelReplied")
         assert len(replies) == 4 and len(fake_openai.requests) == 4
@@ -170,8 +177,15 @@ async def test_history_is_read_further_back_when_the_latest_events_hold_too_few_
         first = human(text="@ada one")
         await settle(await harness.dispatcher.ingest(first))
         for i in range(30):  # many events that are not turns
-            await harness.dispatcher.edit(InboundEdit("test", first.message_id, "c1",
-                                                      f"@ada one, edit {i}", str(i)))
+            await harness.dispatcher.edit(
+                InboundEdit(
+                    platform="test",
+                    message_id=first.message_id,
+                    channel_id="c1",
+                    text=f"@ada one, edit {i}",
+                    edited_at=str(i),
+                )
+            )
         await settle(await harness.dispatcher.ingest(human(text="@ada two")))
         # system, "one" (latest edit), ada's reply, "two"
         assert ", 4 messages). You said: @ada two" in harness.sink.replies[-1].text

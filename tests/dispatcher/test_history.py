@@ -7,13 +7,7 @@ import random
 
 from core.context.builder import conversation_turns
 from core.context.history import CONTEXT_TYPES, ConversationHistory
-from core.dispatcher.events import (
-    ConversationReset,
-    MessageEdited,
-    MessageReceived,
-    ModelReplied,
-    PersonaTriggered,
-)
+from core.events import ConversationReset, MessageEdited, MessageReceived, ModelReplied, PersonaTriggered
 from eventstore import NewEvent
 
 from .conftest import open_store
@@ -33,19 +27,58 @@ def _random_events(rng: random.Random, n: int) -> list[NewEvent]:
     kind = rng.choice(["message", "reply", "edit", "trigger", "reset"])
     mid = f"m{n}"
     if kind == "message":
-        return [MessageReceived("test", mid, "c1", "u1", "U", f"text {n}").new_event(
-            f"msg:{mid}")]
+        return [
+            MessageReceived(
+                platform="test",
+                message_id=mid,
+                channel_id="c1",
+                author_id="u1",
+                author_name="U",
+                text=f"text {n}",
+            ).new_event(f"msg:{mid}")
+        ]
     if kind == "reply":
-        return [ModelReplied("test", f"m{n - 1}", "ada", "v", "p", "m", f"reply {n}", "u1",
-                             context_positions=(1, 2)).new_event(f"reply:{mid}")]
+        return [
+            ModelReplied(
+                platform="test",
+                message_id=f"m{n - 1}",
+                persona_id="ada",
+                persona_version="v",
+                provider="p",
+                model="m",
+                text=f"reply {n}",
+                author_id="u1",
+                context_positions=(1, 2),
+            ).new_event(f"reply:{mid}")
+        ]
     if kind == "edit":
-        return [MessageEdited("test", f"m{rng.randrange(max(1, n))}", "edited", str(n))
-                .new_event(f"edit:{mid}")]
+        return [
+            MessageEdited(
+                platform="test", message_id=f"m{rng.randrange(max(1, n))}", text="edited", edited_at=str(n)
+            ).new_event(f"edit:{mid}")
+        ]
     if kind == "trigger":
-        return [MessageReceived("test", mid, "c1", "u2", "V", f"hi {n}").new_event(
-            f"msg:{mid}"), PersonaTriggered("test", mid, "ada", "v", "mention", "c1", "u2",
-                                            f"msg:{mid}").new_event(f"trigger:{mid}")]
-    return [ConversationReset("test", "c1", "u1").new_event(f"reset:{mid}")]
+        return [
+            MessageReceived(
+                platform="test",
+                message_id=mid,
+                channel_id="c1",
+                author_id="u2",
+                author_name="V",
+                text=f"hi {n}",
+            ).new_event(f"msg:{mid}"),
+            PersonaTriggered(
+                platform="test",
+                message_id=mid,
+                persona_id="ada",
+                persona_version="v",
+                reason="mention",
+                channel_id="c1",
+                author_id="u2",
+                source_event_id=f"msg:{mid}",
+            ).new_event(f"trigger:{mid}"),
+        ]
+    return [ConversationReset(platform="test", channel_id="c1", by_user="u1").new_event(f"reset:{mid}")]
 
 
 async def test_the_cache_matches_a_fresh_read_of_the_log_after_random_appends(tmp_path):
@@ -73,13 +106,25 @@ async def test_an_append_by_someone_else_is_noticed_and_the_log_read_again(tmp_p
     store = await open_store(tmp_path / "log.db")
     try:
         history = ConversationHistory(store)
-        await history.append(STREAM, MessageReceived("test", "1", "c1", "u", "U", "one")
-                             .new_event("msg:1"))
+        await history.append(
+            STREAM,
+            MessageReceived(
+                platform="test", message_id="1", channel_id="c1", author_id="u", author_name="U", text="one"
+            ).new_event("msg:1"),
+        )
         await history.recent(STREAM, 5)
-        await store.append(STREAM, MessageReceived("test", "2", "c1", "u", "U", "two")
-                           .new_event("msg:2"))  # behind the cache's back
-        await history.append(STREAM, MessageReceived("test", "3", "c1", "u", "U", "three")
-                             .new_event("msg:3"))
+        await store.append(
+            STREAM,
+            MessageReceived(
+                platform="test", message_id="2", channel_id="c1", author_id="u", author_name="U", text="two"
+            ).new_event("msg:2"),
+        )  # behind the cache's back
+        await history.append(
+            STREAM,
+            MessageReceived(
+                platform="test", message_id="3", channel_id="c1", author_id="u", author_name="U", text="three"
+            ).new_event("msg:3"),
+        )
         texts = [e.data["text"] for e in await history.recent(STREAM, 5)]
         assert texts == ["one", "two", "three"]
     finally:
@@ -92,8 +137,17 @@ async def test_reads_racing_appends_never_leave_a_stale_entry(tmp_path):
         history = ConversationHistory(store)
 
         async def writer(n: int) -> None:
-            await history.append(STREAM, MessageReceived("test", str(n), "c1", "u", "U",
-                                                         f"t{n}").new_event(f"msg:{n}"))
+            await history.append(
+                STREAM,
+                MessageReceived(
+                    platform="test",
+                    message_id=str(n),
+                    channel_id="c1",
+                    author_id="u",
+                    author_name="U",
+                    text=f"t{n}",
+                ).new_event(f"msg:{n}"),
+            )
 
         async def reader() -> None:
             await history.recent(STREAM, 200)
@@ -114,15 +168,33 @@ async def test_the_cache_stays_within_its_event_budget(tmp_path):
         for c in range(20):
             stream = f"conv:test:c{c}"
             for i in range(5):
-                await history.append(stream, MessageReceived("test", f"{c}-{i}", f"c{c}", "u",
-                                                             "U", "x").new_event(f"m{c}-{i}"))
+                await history.append(
+                    stream,
+                    MessageReceived(
+                        platform="test",
+                        message_id=f"{c}-{i}",
+                        channel_id=f"c{c}",
+                        author_id="u",
+                        author_name="U",
+                        text="x",
+                    ).new_event(f"m{c}-{i}"),
+                )
             await history.recent(stream, 3)
             assert len(history) <= 50
         long = "conv:test:long"
         await history.recent(long, 3)
         for i in range(200):
-            await history.append(long, MessageReceived("test", f"l{i}", "long", "u", "U", "y")
-                                 .new_event(f"long-{i}"))
+            await history.append(
+                long,
+                MessageReceived(
+                    platform="test",
+                    message_id=f"l{i}",
+                    channel_id="long",
+                    author_id="u",
+                    author_name="U",
+                    text="y",
+                ).new_event(f"long-{i}"),
+            )
         assert len(history) <= 50
         recent = await history.recent(long, 3)
         assert [e.event_id for e in recent][-3:] == ["long-197", "long-198", "long-199"]
@@ -149,12 +221,20 @@ async def test_a_read_that_overlapped_an_append_is_not_kept(tmp_path):
     store = await open_store(tmp_path / "log.db")
     try:
         history = ConversationHistory(_SlowReads(store))  # type: ignore[arg-type]
-        await history.append(STREAM, MessageReceived("test", "1", "c1", "u", "U", "one")
-                             .new_event("msg:1"))
+        await history.append(
+            STREAM,
+            MessageReceived(
+                platform="test", message_id="1", channel_id="c1", author_id="u", author_name="U", text="one"
+            ).new_event("msg:1"),
+        )
         slow_read = asyncio.ensure_future(history.recent(STREAM, 5))
         await asyncio.sleep(0.03)  # the read has its snapshot and is on its way back
-        await history.append(STREAM, MessageReceived("test", "2", "c1", "u", "U", "two")
-                             .new_event("msg:2"))
+        await history.append(
+            STREAM,
+            MessageReceived(
+                platform="test", message_id="2", channel_id="c1", author_id="u", author_name="U", text="two"
+            ).new_event("msg:2"),
+        )
         assert [e.data["text"] for e in await slow_read] == ["one"]
         assert [e.data["text"] for e in await history.recent(STREAM, 5)] == ["one", "two"]
     finally:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.dispatcher.events import ModelReplied, QuotaReset
+from core.events import ModelReplied, QuotaReset
 from core.limits.buckets import BucketKey, NoticeGate, RateLimiter, TokenBucket
 from core.limits.quotas import QuotaLedger, QuotaProjection, QuotaUsage, read_usage
 from core.limits.schedule import cron_trigger, latest_fire_time
@@ -215,8 +215,18 @@ async def test_the_quota_ledger_cache_agrees_with_the_projection_under_concurren
         fresh = QuotaLedger(store)
 
         async def reply(i: int) -> None:
-            event = ModelReplied("test", f"m{i}", "ada", "v", "p", "m", "hi", "u1",
-                                 usage={"total_tokens": 10}, scope_keys={"user": "u1"})
+            event = ModelReplied(
+                platform="test",
+                message_id=f"m{i}",
+                persona_id="ada",
+                persona_version="v",
+                provider="p",
+                model="m",
+                text="hi",
+                author_id="u1",
+                usage={"total_tokens": 10},
+                scope_keys={"user": "u1"},
+            )
             result = await store.append("conv:test:c1", event.new_event(f"reply:{i}"))
             for each in (ledger, fresh):
                 each.observe_reply("ada", {"user": "u1"}, 10, result.positions[0])
@@ -224,10 +234,10 @@ async def test_the_quota_ledger_cache_agrees_with_the_projection_under_concurren
         await asyncio.gather(*(reply(i) for i in range(60)),
                              *(fresh.usage([key]) for _ in range(60)))
         truth = await store.read(lambda log: read_usage(log, *key))
-        assert truth == QuotaUsage(600, 60)
+        assert truth == QuotaUsage(tokens=600, messages=60)
         assert (await ledger.usage([key]))[key] == truth
         assert (await fresh.usage([key]))[key] == truth
-        reset = QuotaReset("ada", 1.0, "0 0 * * *")
+        reset = QuotaReset(persona_id="ada", scheduled_for=1.0, cron="0 0 * * *")
         await store.append("quota:ada", reset.new_event("quota-reset:ada:1"))
         ledger.observe_reset("ada")
         assert (await ledger.usage([key]))[key] == QuotaUsage()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from eventstore import EventStore
 
 from .directories import ReadOnlyDirectory
 
@@ -15,15 +13,6 @@ from .directories import ReadOnlyDirectory
 @pytest.fixture
 def log_path(tmp_path: Path) -> Path:
     return tmp_path / "log.db"
-
-
-@pytest.fixture
-async def store(log_path: Path) -> AsyncIterator[EventStore]:
-    opened = await EventStore.open(log_path)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture

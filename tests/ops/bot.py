@@ -12,13 +12,15 @@ from pathlib import Path
 import aiohttp
 from prometheus_client import CollectorRegistry
 
+import eventstore
 from core.adapters.discord import PLATFORM, DiscordAdapter, DiscordAdapterSettings
-from core.config import Config, DatabaseSettings, MetricsSettings, ProviderSettings
+from core.app import build_dispatcher
+from core.commands import CommandSet
+from core.config import AdminSettings, Config, DatabaseSettings, MetricsSettings, ProviderSettings
 from core.credentials import Secrets
 from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
-from core.dispatcher.projection import DispatchProjection
+from core.dispatcher.projection import projections
 from core.gateway.gateway import ModelGateway
-from core.limits.quotas import QuotaProjection
 from core.ops.observability import Observability, start_observability
 from core.personas.loader import load_persona_text
 from core.personas.model import Persona
@@ -39,13 +41,13 @@ def persona(persona_id: str = "ada", extra: str = "") -> Persona:
 def ops_config(folder: Path, port: int | None = 0) -> Config:
     """A Config for start_observability: the log in ``folder``, the endpoint on a free port."""
     return Config(source=folder / "config.yaml",
-                  database=DatabaseSettings(path=folder / "log.db", synchronous="normal"),
+                  database=DatabaseSettings(url=f"sqlite:///{folder / 'log.db'}",
+                                            path=folder / "log.db", synchronous="normal"),
                   personas_dir=folder / "personas", metrics=MetricsSettings(port=port))
 
 
 async def open_store(path: Path) -> EventStore:
-    return await EventStore.open(path, synchronous="normal",
-                                 projections=[DispatchProjection(), QuotaProjection()])
+    return await eventstore.open_store(path, synchronous="normal", projections=projections())
 
 
 @dataclass
@@ -75,11 +77,12 @@ async def observed_bot(emu: DiscordEmulator, folder: Path, personas: list[Person
     registry = PersonaRegistry(personas)
     gateway = ModelGateway({"fake": ProviderSettings("fake", base_url=fake.base_url)},
                            Secrets({}))
-    adapter = DiscordAdapter(ops.store, registry, DiscordAdapterSettings(),  # type: ignore[arg-type]
+    adapter = DiscordAdapter(ops.store, registry, DiscordAdapterSettings(),
                              client_options=fast_client_options())
-    dispatcher = Dispatcher(ops.store, registry, ops.timed_model(gateway),  # type: ignore[arg-type]
-                            {PLATFORM: adapter.sink}, DispatcherSettings(shutdown_deadline_s=5))
-    adapter.attach(dispatcher)
+    dispatcher = build_dispatcher(ops.store, registry, ops.timed_model(gateway),
+                                  {PLATFORM: adapter.sink}, DispatcherSettings(shutdown_deadline_s=5))
+    adapter.attach(dispatcher, CommandSet(dispatcher=dispatcher, personas=registry,
+                                          admins=AdminSettings()))
     await dispatcher.start(schedule_resets=False)
     try:
         async with running_client(adapter.client, emu.token):

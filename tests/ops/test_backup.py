@@ -11,7 +11,8 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from core.cli import cli
-from eventstore import EventLog, EventStore, NewEvent, check_log
+from eventstore import NewEvent, SQLiteLog, open_store
+from eventstore.sqlite import check_log
 
 
 def write_config(folder: Path) -> Path:
@@ -31,7 +32,7 @@ async def personae(config: Path, *args: str) -> tuple[int, str, str]:
 
 
 def events_of(path: Path) -> list[tuple[int, str, str, dict]]:
-    log = EventLog.open(path, create=False)
+    log = SQLiteLog.open(path, create=False)
     try:
         return [(e.position, e.event_id, e.stream_id, dict(e.data)) for e in log.read_all()]
     finally:
@@ -40,7 +41,7 @@ def events_of(path: Path) -> list[tuple[int, str, str, dict]]:
 
 async def test_backup_while_writing_is_a_checked_prefix_of_the_log(tmp_path: Path) -> None:
     config = write_config(tmp_path)
-    store = await EventStore.open(tmp_path / "data" / "log.db", synchronous="normal")
+    store = await open_store(tmp_path / "data" / "log.db", synchronous="normal")
     written = 0
     stop = asyncio.Event()
     progress = asyncio.Condition()
@@ -96,7 +97,7 @@ def test_backup_refuses_to_overwrite_and_reports_a_missing_log(tmp_path: Path) -
     missing = backup(str(tmp_path / "copy.db"))
     assert missing.exit_code == 2 and "there is no event log at" in missing.stderr
 
-    log = EventLog.open(tmp_path / "data" / "log.db")
+    log = SQLiteLog.open(tmp_path / "data" / "log.db")
     log.append("s", [NewEvent("Thing", {}, event_id="one")])
     log.close()
     (tmp_path / "copy.db").write_text("precious")

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from core.ops.doctor import DoctorReport, diagnose
-from eventstore import EventLog, NewEvent
+from eventstore import NewEvent, SQLiteLog
 from tests.fakes.openai_server import FakeOpenAI
 
 from .conftest import GOOD_PERSONA, bot_token, closed_port, http_server, read_only, write_setup
@@ -149,7 +149,7 @@ async def test_unwritable_database_directory(tmp_path: Path, fake: FakeOpenAI) -
 
 async def test_unhealthy_log_says_restore_from_a_backup(tmp_path: Path, fake: FakeOpenAI) -> None:
     path = tmp_path / "data" / "log.db"
-    log = EventLog.open(path)
+    log = SQLiteLog.open(path)
     log.append("s", [NewEvent("Thing", {"n": 1})])
     log.close()
     conn = sqlite3.connect(path)

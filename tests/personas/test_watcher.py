@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from core.events import PersonaVersionRecorded
 from core.personas.model import Persona
 from core.personas.registry import PersonaRegistry, RegistryChange
-from core.personas.versions import VERSION_EVENT, record_versions
+from core.personas.versions import record_versions
 from core.personas.watcher import PersonaWatcher
 from core.problems import Problem
-from eventstore import EventStore
+from eventstore import open_store
 
 from .conftest import MINIMAL, PROVIDERS
 
@@ -42,7 +43,7 @@ async def test_edit_break_fix_delete_add_while_running(tmp_path: Path) -> None:
     def on_reloaded(change: RegistryChange) -> None:
         reloaded.set()
 
-    async with await EventStore.open(tmp_path / "log.db") as store:
+    async with await open_store(tmp_path / "log.db") as store:
         async def on_loaded(personas: Sequence[Persona]) -> None:
             for persona in personas:  # recorded before serving
                 assert registry.get(persona.id) is not persona
@@ -82,7 +83,7 @@ async def test_edit_break_fix_delete_add_while_running(tmp_path: Path) -> None:
             await asyncio.gather(task, return_exceptions=True)
         assert not watcher.ready.is_set()
 
-        recorded = await store.read_all(types=[VERSION_EVENT])
+        recorded = await store.read_all(types=[PersonaVersionRecorded.type])
         names = {e.data["source_text"].split("name: ")[1].split("\n")[0] for e in recorded
                  if e.data["persona_id"] == "ada"}
         assert names == {"Ada", "Ada Two", "Ada Three"}

@@ -16,9 +16,9 @@ from rich.console import Console
 from core.cli import cli
 from core.gateway.model import ChatMessage
 from core.gateway.offline import offline_reply
-from core.replay.selection import EVERYTHING, iter_rows
+from core.replay.selection import EVERYTHING
 from core.replay.timeline import write_timeline
-from eventstore import EventLog
+from eventstore import SQLiteLog
 from tests.dispatcher.conftest import persona_yaml
 
 from .conftest import ROOT
@@ -40,7 +40,7 @@ def _chat_log(tmp_path: Path) -> Path:
 
 def test_a_terminal_chat_log_explains_and_replays(tmp_path):
     config = _chat_log(tmp_path)
-    log = EventLog.open(tmp_path / "log.db", create=False)
+    log = SQLiteLog.open(tmp_path / "log.db", create=False)
     try:
         replies = log.read_all(types=["ModelReplied"])
     finally:
@@ -61,9 +61,9 @@ def test_a_terminal_chat_log_explains_and_replays(tmp_path):
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, color_system="standard", width=200)
-    log = EventLog.open(tmp_path / "log.db", create=False)
+    log = SQLiteLog.open(tmp_path / "log.db", create=False)
     try:
-        assert write_timeline(iter_rows(log.connection, EVERYTHING), console) == \
+        assert write_timeline(log.scan(EVERYTHING.as_filter()), console) == \
             log.last_position()
     finally:
         log.close()

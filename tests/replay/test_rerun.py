@@ -8,7 +8,7 @@ import json
 
 from core.dispatcher.projection import DispatchProjection
 from core.limits.quotas import QuotaProjection
-from eventstore import EventLog
+from eventstore import SQLiteLog
 
 from .conftest import Flow
 
@@ -58,7 +58,7 @@ async def test_rerun_with_an_edited_persona_shows_a_new_prompt_and_reply_and_rec
     assert f"rerun of reply:test:{flow.ids['decorator']}:ada" in timeline
     assert new_text in timeline
     # the bot's projections catch up over the rerun when it next opens the log
-    log = EventLog.open(flow.log_path, projections=[DispatchProjection(), QuotaProjection()])
+    log = SQLiteLog.open(flow.log_path, projections=[DispatchProjection(), QuotaProjection()])
     log.close()
     assert _quotas(flow) == quotas, "a rerun is never counted against a quota"
     code, out, _ = flow.invoke("rebuild")

@@ -10,7 +10,7 @@ import sys
 import time
 
 from core.cli.events import event_as_json
-from eventstore import EventLog, NewEvent
+from eventstore import NewEvent, SQLiteLog
 
 from .conftest import GRACE, LINUS, MALLORY, ROOT, Flow
 
@@ -54,7 +54,7 @@ async def test_the_timeline_shows_every_event_kind_in_order(flow: Flow):
 async def test_json_lines_are_the_stored_events(flow: Flow):
     code, out, _ = flow.invoke("replay", "--json")
     assert code == 0
-    log = EventLog.open(flow.log_path, create=False)
+    log = SQLiteLog.open(flow.log_path, create=False)
     try:
         expected = [event_as_json(e) for e in log.read_all()]
     finally:
@@ -101,7 +101,7 @@ async def test_follow_tails_events_another_process_appends(flow: Flow):
         env=env)
     try:
         await asyncio.sleep(0.5)  # let it start and find nothing yet
-        log = EventLog.open(flow.log_path)
+        log = SQLiteLog.open(flow.log_path)
         try:
             for i in range(3):
                 log.append("notes", [NewEvent("Noted", {"i": i}, event_id=f"note-{i}")])

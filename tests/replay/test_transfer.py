@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import check_log
+from eventstore.sqlite import check_log
 
 from .conftest import GRACE, GRACE_NAME, LINUS, LINUS_NAME, MALLORY, Flow
 

@@ -1,11 +1,13 @@
 """The Discord adapter: a disnake client wired to the dispatcher.
 
-Build it, build the dispatcher with :attr:`DiscordAdapter.sink` under the platform
-``discord``, then :meth:`DiscordAdapter.attach` the dispatcher and start the client::
+It is a :class:`core.app.Platform`: build it, build the dispatcher with
+:attr:`DiscordAdapter.sink` under the platform ``discord``, then
+:meth:`DiscordAdapter.attach` the dispatcher and the command set and start the client
+(:class:`core.app.Runtime` does the first three)::
 
     adapter = DiscordAdapter(store, registry, DiscordAdapterSettings(...))
-    dispatcher = Dispatcher(store, registry, gateway, {PLATFORM: adapter.sink}, ...)
-    adapter.attach(dispatcher, reload=...)
+    dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink})
+    adapter.attach(dispatcher, CommandSet(dispatcher=dispatcher, ...))
     await adapter.client.start(token)
 
 Shutting down: :meth:`stop_intake` (new messages are left for the next start's
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import disnake
@@ -26,11 +28,12 @@ from disnake.ext import commands
 
 from eventstore import EventStore
 
-from ...config import AdminSettings
-from ...dispatcher.dispatcher import Dispatcher, PersonaSource
+from ...commands import CommandSet
+from ...dispatcher.admission import PersonaSource
+from ...dispatcher.dispatcher import Dispatcher
 from ...dispatcher.projection import read_persona_messages
 from .catchup import catch_up
-from .commands import CommandContext, Reload, register_commands
+from .commands import register_commands
 from .delivery import STREAM_INTERVAL_S, DiscordSink
 from .gateway_log import GatewayLog
 from .inbound import PLATFORM, inbound_deletion, inbound_edit, inbound_message
@@ -63,18 +66,19 @@ def bot_intents() -> disnake.Intents:
     return intents
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DiscordAdapterSettings:
-    """Tunables of the adapter (config.yaml ``discord`` and ``admins``)."""
+    """Tunables of the adapter (config.yaml ``discord``)."""
 
     catch_up_window_s: float = 600.0
-    admins: AdminSettings = field(default_factory=AdminSettings)
     defer_after_s: float = DEFER_AFTER_S
     stream_interval_s: float = STREAM_INTERVAL_S
 
 
 class DiscordAdapter:
     """Turns gateway events into dispatcher calls and owns the Discord reply sink."""
+
+    name = PLATFORM
 
     def __init__(self, store: EventStore, personas: PersonaSource,
                  settings: DiscordAdapterSettings = DiscordAdapterSettings(), *,
@@ -99,12 +103,10 @@ class DiscordAdapter:
         self.caught_up = asyncio.Event()
         """Set after each catch-up pass (tests and health checks wait on it)."""
 
-    def attach(self, dispatcher: Dispatcher, *, reload: Reload | None = None) -> None:
+    def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
         """Route gateway events to ``dispatcher`` and register the slash commands."""
         self._dispatcher = dispatcher
-        register_commands(self.client, CommandContext(dispatcher, self._personas,
-                                                      self._interactions,
-                                                      self._settings.admins, reload))
+        register_commands(self.client, commands, self._interactions)
         client = self.client
         client.add_listener(self._on_message, "on_message")
         client.add_listener(self._on_raw_message_edit, "on_raw_message_edit")

@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 
 import disnake
 
-from eventstore import EventLog, EventStore
+from eventstore import EventStore, LogReader
 
-from ...dispatcher.events import PersonaTriggered, ReplyDelivered
+from ...events import PersonaTriggered, ReplyDelivered
+from ...events.ids import conversation_prefix
 from .inbound import PLATFORM
 
 log = logging.getLogger(__name__)
@@ -27,15 +28,12 @@ HISTORY_LIMIT = 200
 """At most this many messages are fetched per channel."""
 
 
-def recent_channels(log_: EventLog, since: float) -> list[str]:
+def recent_channels(log_: LogReader, since: float) -> list[str]:
     """Channel ids (threads and DMs included) with persona activity since ``since``."""
-    prefix = f"conv:{PLATFORM}:"
-    rows = log_.connection.execute(
-        "SELECT DISTINCT stream_id FROM events WHERE recorded_at >= ? AND type IN (?, ?) "
-        "AND stream_id LIKE ?",
-        (since, PersonaTriggered.type, ReplyDelivered.type, prefix + "%"),
-    ).fetchall()
-    return sorted(row[0][len(prefix):] for row in rows)
+    prefix = conversation_prefix(PLATFORM)
+    streams = log_.active_streams(since, types=(PersonaTriggered.type, ReplyDelivered.type),
+                                  prefix=prefix)
+    return [stream[len(prefix):] for stream in streams]
 
 
 async def catch_up(client: disnake.Client, store: EventStore, window_s: float,

@@ -126,7 +126,7 @@ class DiscordSink:
             self._recent[message_id] = None
         while len(self._recent) > RECENT_KEPT:
             self._recent.popitem(last=False)
-        return DeliveryReceipt(tuple(ids))
+        return DeliveryReceipt(message_ids=tuple(ids))
 
     async def _already_posted(self, reply: OutboundReply, text: str) -> DeliveryReceipt | None:
         """The messages ``reply`` became before a crash, found in the channel's history
@@ -146,7 +146,7 @@ class DiscordSink:
             ours = message.author.id == me or (hook_id and message.webhook_id == hook_id)
             if ours and message.content in parts:
                 found.append(str(message.id))
-        return DeliveryReceipt(tuple(found)) if found else None
+        return DeliveryReceipt(message_ids=tuple(found)) if found else None
 
     async def notice(self, notice: Notice) -> None:
         """A short line as the persona (privately, for a slash command)."""

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 
-from eventstore import EventStore, NewEvent, RecordedEvent
+from eventstore import EventStore, RecordedEvent
+
+from ...events import GatewayConnected, GatewayDisconnected, GatewayResumed
+from ...events.ids import GATEWAY_STREAM, gateway_event_id
 
 log = logging.getLogger(__name__)
 
-GATEWAY_STREAM = "gateway"
-GATEWAY_CONNECTED = "GatewayConnected"
-GATEWAY_RESUMED = "GatewayResumed"
-GATEWAY_DISCONNECTED = "GatewayDisconnected"
-GATEWAY_EVENT_TYPES = (GATEWAY_CONNECTED, GATEWAY_RESUMED, GATEWAY_DISCONNECTED)
+_GatewayEvent = type[GatewayConnected] | type[GatewayResumed] | type[GatewayDisconnected]
 
 
 class GatewayLog:
@@ -32,24 +30,24 @@ class GatewayLog:
 
     async def connected(self, session_id: str | None, shard_id: int | None = None) -> None:
         """A new gateway session (READY)."""
-        await self._record(GATEWAY_CONNECTED, session_id, shard_id)
+        await self._record(GatewayConnected, session_id, shard_id)
 
     async def resumed(self, session_id: str | None, shard_id: int | None = None) -> None:
         """A session resumed after a dropped connection (RESUMED)."""
-        await self._record(GATEWAY_RESUMED, session_id, shard_id)
+        await self._record(GatewayResumed, session_id, shard_id)
 
     async def disconnected(self, session_id: str | None, shard_id: int | None = None) -> None:
         """The connection was lost or closed."""
-        await self._record(GATEWAY_DISCONNECTED, session_id, shard_id)
+        await self._record(GatewayDisconnected, session_id, shard_id)
 
-    async def _record(self, kind: str, session_id: str | None, shard_id: int | None) -> None:
-        data = {"platform": self._platform, "session_id": session_id, "shard_id": shard_id,
-                "at": time.time()}
+    async def _record(self, kind: _GatewayEvent, session_id: str | None,
+                      shard_id: int | None) -> None:
+        event = kind(platform=self._platform, session_id=session_id, shard_id=shard_id,
+                     at=time.time())
         try:
-            await self._store.append(GATEWAY_STREAM, NewEvent(kind, data,
-                                                              event_id=f"gateway:{uuid.uuid4()}"))
+            await self._store.append(GATEWAY_STREAM, event.new_event(gateway_event_id()))
         except Exception:
-            log.warning("could not record %s in the log", kind, exc_info=True)
+            log.warning("could not record %s in the log", kind.type, exc_info=True)
 
 
 def uptime_s(events: list[RecordedEvent], now: float) -> float:
@@ -58,9 +56,9 @@ def uptime_s(events: list[RecordedEvent], now: float) -> float:
     since: float | None = None
     for event in events:
         at = float(event.data.get("at", event.recorded_at))
-        if event.type in (GATEWAY_CONNECTED, GATEWAY_RESUMED):
+        if event.type in (GatewayConnected.type, GatewayResumed.type):
             since = at if since is None else since
-        elif event.type == GATEWAY_DISCONNECTED and since is not None:
+        elif event.type == GatewayDisconnected.type and since is not None:
             total += at - since
             since = None
     return total + (now - since if since is not None else 0.0)

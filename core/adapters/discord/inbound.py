@@ -58,7 +58,7 @@ def inbound_message(message: disnake.Message, personas: Iterable[Persona], bot_u
         platform=PLATFORM,
         message_id=str(message.id),
         channel_id=str(channel.id),
-        author=Author(str(author.id), author.display_name,
+        author=Author(id=str(author.id), display_name=author.display_name,
                       is_bot=bool(author.bot or message.webhook_id), roles=roles),
         text=text,
         guild_id=str(guild.id) if guild else None,
@@ -86,13 +86,18 @@ def inbound_edit(payload: disnake.RawMessageUpdateEvent, guild: disnake.Guild | 
         channel=lambda cid: _channel_name(guild, cid),
     )
     text = readable_text(data["content"], names, bot_user_id, _bot_role_id(guild, bot_user_id))
-    return InboundEdit(PLATFORM, str(payload.message_id), str(payload.channel_id), text,
-                       str(data["edited_timestamp"]))
+    return InboundEdit(
+        platform=PLATFORM,
+        message_id=str(payload.message_id),
+        channel_id=str(payload.channel_id),
+        text=text,
+        edited_at=str(data["edited_timestamp"]),
+    )
 
 
 def inbound_deletion(message_id: int, channel_id: int) -> InboundDeletion:
     """A deleted message."""
-    return InboundDeletion(PLATFORM, str(message_id), str(channel_id))
+    return InboundDeletion(platform=PLATFORM, message_id=str(message_id), channel_id=str(channel_id))
 
 
 def bot_is_addressed(content: str, bot_user_id: int, bot_role_id: int | None) -> bool:

@@ -12,34 +12,31 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import disnake
 
 from eventstore import EventStore, NewEvent
 
 from ...context.builder import conversation_turns
-from ...dispatcher.events import (
-    ConversationReset,
-    MessageReceived,
-    ModelReplied,
+from ...context.history import context_events
+from ...dispatcher.messages import ReplyTarget
+from ...events import ConversationReset, MessageReceived, ModelReplied, ThreadOpened
+from ...events.ids import (
     conversation_stream,
     message_event_id,
+    seed_event_id,
+    thread_opened_event_id,
 )
-from ...dispatcher.messages import ReplyTarget
 from ...personas.model import Persona
 from .inbound import PLATFORM
 
 log = logging.getLogger(__name__)
 
-THREAD_OPENED = "ThreadOpened"
 SEED_EVENTS = 200
 """How many of the channel's latest events are read to seed a thread."""
 _ARCHIVE_AFTER_MIN = 1440
-
-
-def thread_opened_event_id(thread_id: str) -> str:
-    """The id of the ThreadOpened event of ``thread_id``."""
-    return f"thread:{PLATFORM}:{thread_id}"
 
 
 class ThreadMover:
@@ -75,7 +72,7 @@ class ThreadMover:
         events = await self._store.read_stream_tail(
             conversation_stream(PLATFORM, target.channel_id), SEED_EVENTS)
         source = message_event_id(PLATFORM, target.message_id)
-        turns = conversation_turns(events, source)
+        turns = conversation_turns(context_events(events), source)
         asked = next((t.text for t in turns if t.key == source), "")
         name = f"{persona.name}: {asked}" if asked else f"{persona.name}"
         thread = await channel.create_thread(
@@ -83,16 +80,16 @@ class ThreadMover:
             auto_archive_duration=_ARCHIVE_AFTER_MIN)
         thread_id = str(thread.id)
         by_key = {e.event_id: e for e in events}
-        seed: list[NewEvent] = [NewEvent(THREAD_OPENED, {
-            "platform": PLATFORM, "thread_id": thread_id, "parent_channel_id": target.channel_id,
-            "persona_id": persona.id, "from_message_id": target.message_id,
-        }, event_id=thread_opened_event_id(thread_id))]
+        seed: list[NewEvent] = [ThreadOpened(
+            platform=PLATFORM, thread_id=thread_id, parent_channel_id=target.channel_id,
+            persona_id=persona.id, from_message_id=target.message_id,
+        ).new_event(thread_opened_event_id(PLATFORM, thread_id))]
         for turn in sorted(turns, key=lambda t: t.position):
             original = by_key.get(turn.key)
             if original is None:
                 continue
             seed.append(_seed_copy(original.type, original.data, turn.text, thread_id,
-                                   f"seed:{PLATFORM}:{thread_id}:{turn.key}"))
+                                   seed_event_id(PLATFORM, thread_id, turn.key)))
         await self._store.append(conversation_stream(PLATFORM, thread_id), seed)
         self._owners[thread_id] = persona.id
         return thread
@@ -100,12 +97,14 @@ class ThreadMover:
     async def owner(self, thread_id: str) -> str | None:
         """The persona that opened ``thread_id``, or None for other threads."""
         if thread_id not in self._owners:
-            event = await self._store.get(thread_opened_event_id(thread_id))
-            self._owners[thread_id] = event.data["persona_id"] if event else None
+            event = await self._store.get(thread_opened_event_id(PLATFORM, thread_id))
+            self._owners[thread_id] = (ThreadOpened.from_data(event.data).persona_id
+                                       if event else None)
         return self._owners[thread_id]
 
 
-def _seed_copy(kind: str, data: dict, text: str, thread_id: str, event_id: str) -> NewEvent:
+def _seed_copy(kind: str, data: Mapping[str, Any], text: str, thread_id: str,
+               event_id: str) -> NewEvent:
     if kind == MessageReceived.type:
         copy = dataclasses.replace(MessageReceived.from_data(data), text=text,
                                    channel_id=thread_id)

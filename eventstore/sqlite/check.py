@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import StoreOpenError
+from ..model import Violation
 from . import schema
-from .errors import StoreOpenError
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One broken rule, said in a sentence."""
-
-    rule: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.rule}: {self.detail}"
 
 
 def check_log(path: str | Path) -> list[Violation]:

@@ -1,45 +1,55 @@
-"""The synchronous SQLite event log: appends, reads, projections.
+"""The SQLite backend's :class:`~eventstore.protocol.Log`: one file, WAL mode.
 
-:class:`EventLog` owns one connection and is used from one thread at a time: the
-group-commit writer thread of :class:`~eventstore.store.EventStore`, or a command
-line tool. Asyncio code uses :class:`~eventstore.store.EventStore` instead.
+:class:`SQLiteLog` owns one connection and is used from one thread at a time: the
+writer thread of a :class:`~eventstore.store.ThreadedStore`, a reader thread (through
+:meth:`SQLiteLog.reader`), or a command-line tool.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from . import schema
-from .errors import EventStoreError, WrongExpectedVersion
-from .model import (
+from ..appending import as_store_error, in_load_order, stored_data
+from ..encoding import encode_data
+from ..errors import EventStoreError, WrongExpectedVersion
+from ..filters import EventFilter
+from ..model import (
     ANY,
+    AppendRequest,
     AppendResult,
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    Violation,
     build_recorded_event,
 )
-from .projections import Projection, ProjectionDifference, compare_snapshots
-from .upcasting import Upcasters
+from ..projections import (
+    Projection,
+    ProjectionDifference,
+    Where,
+    apply_events,
+    check_tables,
+    compare_tables,
+)
+from ..tables import MemoryTables
+from ..upcasting import Upcasters
+from . import schema
+from .tables import SQLiteTables
 
 _COLUMNS = (
     "position, event_id, stream_id, version, type, schema_version, data, recorded_at, "
     "correlation_id, causation_id"
 )
-_INSERT = (
-    "INSERT INTO events (position, event_id, stream_id, version, type, schema_version, data, "
-    "recorded_at, correlation_id, causation_id) VALUES "
-)
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES "
 _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # Rows per INSERT statement: each statement costs a statement journal (the triggers
 # make one necessary), so one statement for many rows is much cheaper than one per row.
@@ -55,55 +65,19 @@ _TAIL_AS_JSON = (
     "causation_id)) FROM (SELECT * FROM events WHERE stream_id = ? ORDER BY version DESC "
     "LIMIT ?)"
 )
+# The JSON line of an event, put together by SQLite around the stored data (which is
+# JSON already): everything but recorded_at, whose shortest round-trip form only
+# Python writes (SQLite's 15 digits would not read back as the same float).
+_LINE_HEAD = ("CAST('{\"position\":' || position || ',\"event_id\":' || json_quote(event_id) "
+              "|| ',\"stream_id\":' || json_quote(stream_id) || ',\"version\":' || version "
+              "|| ',\"type\":' || json_quote(type) || ',\"schema_version\":' || schema_version "
+              "|| ',\"data\":' || data || ',\"recorded_at\":' AS BLOB)")
+_LINE_TAIL = ("CAST(',\"correlation_id\":' || json_quote(correlation_id) || "
+              "',\"causation_id\":' || json_quote(causation_id) || '}' AS BLOB)")
 
 
-@dataclass(frozen=True, slots=True)
-class AppendRequest:
-    """One atomic append: all of ``events`` land in ``stream_id`` or none do."""
-
-    stream_id: str
-    events: Sequence[NewEvent]
-    expected_version: ExpectedVersion = ANY
-
-
-# orjson is ten times faster than the json module here. The pass-through options make
-# it refuse datetimes and dataclasses as json does, rather than convert them quietly.
-_ORJSON_OPTIONS = (
-    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-)
-# orjson writes NaN and infinities as null; this strict encoder runs only when a null
-# appears, to refuse them instead, because a number must not come back as None.
-_STRICT_ENCODER = json.JSONEncoder(allow_nan=False)
-
-
-def encode_data(data: Mapping[str, Any]) -> str:
-    """The JSON text stored for an event's data.
-
-    Raises TypeError or ValueError for data that JSON cannot represent exactly
-    (non-JSON types, NaN and infinities, integers beyond 64 bits).
-    """
-    data = data if type(data) is dict else dict(data)
-    text = orjson.dumps(data, option=_ORJSON_OPTIONS)
-    if b"null" in text:
-        _STRICT_ENCODER.encode(data)
-    return text.decode()
-
-
-def _as_store_error(request: AppendRequest, exc: Exception) -> EventStoreError:
-    if isinstance(exc, EventStoreError):
-        return exc
-    if isinstance(exc, TypeError | ValueError):
-        error = EventStoreError(
-            f"append to {request.stream_id!r} refused: its data cannot be stored as JSON ({exc})"
-        )
-    else:
-        error = EventStoreError(f"append to {request.stream_id!r} refused: {exc}")
-    error.__cause__ = exc
-    return error
-
-
-class EventLog:
-    """An open event log file. See the module docstring for threading rules."""
+class SQLiteLog:
+    """An open SQLite event log file. See the module docstring for threading rules."""
 
     def __init__(
         self,
@@ -113,10 +87,13 @@ class EventLog:
         upcasters: Upcasters | None = None,
         projections: Sequence[Projection] = (),
     ) -> None:
+        check_tables(projections)
         self._db = conn
         self.path = path
+        self.location = str(path)
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
+        self._tables = SQLiteTables(conn)
         for projection in self._projections:
             self._prepare_projection(projection)
 
@@ -129,7 +106,7 @@ class EventLog:
         upcasters: Upcasters | None = None,
         projections: Sequence[Projection] = (),
         create: bool = True,
-    ) -> EventLog:
+    ) -> SQLiteLog:
         """Open (creating or migrating) the log at ``path``.
 
         Opening reads no events unless a registered projection is behind the log.
@@ -138,13 +115,17 @@ class EventLog:
         conn = schema.connect(path, synchronous=synchronous, create=create)
         return cls(conn, path, upcasters=upcasters, projections=projections)
 
+    def reader(self) -> SQLiteLog:
+        """Another, query-only connection to this file (WAL lets it read while we write)."""
+        return SQLiteLog(schema.connect_reader(self.path), self.path, upcasters=self._upcasters)
+
     def close(self) -> None:
         """Close the connection. Committed events are durable before this returns."""
         self._db.close()
 
     @property
     def connection(self) -> sqlite3.Connection:
-        """The underlying connection, for projection queries in the same thread."""
+        """The underlying connection (SQLite's own tools: backup, checks, tests)."""
         return self._db
 
     # -- appending -----------------------------------------------------------------
@@ -153,7 +134,8 @@ class EventLog:
         self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion = ANY
     ) -> AppendResult:
         """Append ``events`` to ``stream_id`` atomically, in their own transaction."""
-        (outcome,) = self.append_batch([AppendRequest(stream_id, events, expected_version)])
+        (outcome,) = self.append_batch([AppendRequest(stream_id, events,
+                                                      expected_version=expected_version)])
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -182,7 +164,7 @@ class EventLog:
                     result = self._append_one(request, now, next_position, recorded)
                 except Exception as exc:
                     self._db.execute("ROLLBACK TO request")
-                    outcomes.append(_as_store_error(request, exc))
+                    outcomes.append(as_store_error(request, exc))
                 else:
                     outcomes.append(result)
                     if result.positions:
@@ -202,7 +184,8 @@ class EventLog:
         current = self.stream_version(stream_id)
         if all(e.event_id in existing for e in request.events):
             positions = tuple(existing[e.event_id] for e in request.events)
-            return AppendResult(positions, current, duplicates=len(positions))
+            return AppendResult(positions=positions, stream_version=current,
+                                duplicates=len(positions))
         expected = request.expected_version
         if expected != ANY and expected != current:
             raise WrongExpectedVersion(stream_id, int(expected), current)
@@ -221,20 +204,24 @@ class EventLog:
                     event.correlation_id, event.causation_id,
                 ))
             positions.append(position)
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            part = rows[start : start + _ROWS_PER_INSERT]
-            self._db.execute(
-                _INSERT + ",".join([_ROW_MARKS] * len(part)),
-                [value for row in part for value in row],
-            )
+        self._insert(rows)
         written: list[RecordedEvent] = []
         if self._projections or recorded:
             # Projections (and followers) see the data as stored (decoded back), exactly
             # as a rebuild from the log will, so they never disagree over tuples or keys.
             written = self._events(rows)
             self._apply_projections(written)
-        return AppendResult(tuple(positions), version, len(request.events) - len(rows),
-                            tuple(written) if recorded else ())
+        return AppendResult(positions=tuple(positions), stream_version=version,
+                            duplicates=len(request.events) - len(rows),
+                            written=tuple(written) if recorded else ())
+
+    def _insert(self, rows: list[tuple]) -> None:
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            part = rows[start : start + _ROWS_PER_INSERT]
+            self._db.execute(
+                _INSERT + ",".join([_ROW_MARKS] * len(part)),
+                [value for row in part for value in row],
+            )
 
     def _existing_positions(self, event_ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -245,6 +232,37 @@ class EventLog:
                 f"SELECT event_id, position FROM events WHERE event_id IN ({marks})", chunk
             ).fetchall())
         return found
+
+    def load(self, events: Iterable[RecordedEvent]) -> tuple[int, int]:
+        """See :meth:`~eventstore.protocol.Log.load`."""
+        if self.last_position():
+            raise EventStoreError(f"{self.location} already holds events; load only into an "
+                                  "empty log")
+        count = last = 0
+        rows: list[tuple] = []
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for event in in_load_order(events):
+                rows.append((event.position, event.event_id, event.stream_id, event.version,
+                             event.type, event.schema_version, stored_data(event),
+                             event.recorded_at, event.correlation_id, event.causation_id))
+                count, last = count + 1, event.position
+                if len(rows) >= _READ_CHUNK:
+                    self._load_rows(rows)
+            self._load_rows(rows)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return count, last
+
+    def _load_rows(self, rows: list[tuple]) -> None:
+        try:
+            self._insert(rows)
+        except sqlite3.IntegrityError as exc:
+            # positions and versions were checked on the way in: the collision is an id
+            raise EventStoreError(f"an event id appears twice ({exc})") from None
+        rows.clear()
 
     # -- reading -------------------------------------------------------------------
 
@@ -267,8 +285,8 @@ class EventLog:
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version >= ? "
             "ORDER BY version LIMIT ?",
             (stream_id, from_version, -1 if limit is None else limit),
-        )
-        return [self._from_row(row) for row in rows]
+        ).fetchall()
+        return self._events(rows)
 
     def read_stream_tail(self, stream_id: str, count: int) -> list[RecordedEvent]:
         """The last ``count`` events of ``stream_id``, oldest first, without a scan."""
@@ -331,55 +349,152 @@ class EventLog:
             return per_type[0]
         return list(itertools.islice(heapq.merge(*per_type), size))
 
+    def read_positions(self, positions: Iterable[int]) -> list[RecordedEvent]:
+        """The events at ``positions`` (those that exist), in position order."""
+        wanted = sorted(set(positions))
+        rows: list[tuple] = []
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            rows += self._db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE position IN "
+                f"({','.join('?' * len(chunk))}) ORDER BY position", chunk).fetchall()
+        return self._events(rows)
+
     def get(self, event_id: str) -> RecordedEvent | None:
         """The event with ``event_id``, or None."""
         row = self._db.execute(
             f"SELECT {_COLUMNS} FROM events WHERE event_id = ?", (event_id,)
         ).fetchone()
-        return self._from_row(row) if row else None
+        return self._events([row])[0] if row else None
 
-    def _events(self, rows: Sequence[Sequence[Any]]) -> list[RecordedEvent]:
-        """:meth:`_from_row` for many rows, with its lookups hoisted: replay's inner loop."""
+    def with_id_prefix(self, prefix: str) -> Iterator[RecordedEvent]:
+        """Events whose id starts with ``prefix``, in id order (a range of the id index)."""
+        rows = self._db.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE event_id >= ? AND event_id < ? "
+            "ORDER BY event_id", (prefix, _after(prefix))).fetchall()
+        return iter(self._events(rows))
+
+    def stream_segments(self, prefix: str) -> list[str]:
+        """The distinct next segments after ``prefix`` of stream ids, found by hopping
+        along the stream index (one probe per segment, however long the log)."""
+        found: list[str] = []
+        low, high = prefix, _after(prefix)
+        while True:
+            row = self._db.execute("SELECT stream_id FROM events WHERE stream_id > ? AND "
+                                   "stream_id < ? ORDER BY stream_id LIMIT 1",
+                                   (low, high)).fetchone()
+            if row is None:
+                return found
+            segment = row[0][len(prefix):].split(":", 1)[0]
+            found.append(segment)
+            low = f"{prefix}{segment};"  # ';' sorts right after ':'
+
+    def active_streams(self, since: float, *, types: Iterable[str], prefix: str) -> list[str]:
+        """Streams under ``prefix`` with an event of ``types`` recorded since ``since``."""
+        kinds = sorted(set(types))
+        rows = self._db.execute(
+            "SELECT DISTINCT stream_id FROM events WHERE recorded_at >= ? AND type IN "
+            f"({','.join('?' * len(kinds))}) AND stream_id >= ? AND stream_id < ?",
+            (since, *kinds, prefix, _after(prefix))).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def scan(self, selection: EventFilter, *, upcast: bool = True) -> Iterator[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.scan`."""
+        where, params = _where(selection)
+        position = selection.after
+        matches = selection.matches
+        while True:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE position > ?{where} ORDER BY position "
+                "LIMIT ?", (position, *params, _READ_CHUNK)).fetchall()
+            for event in self._events(rows, upcast=upcast):
+                if matches is None or matches(event.type, event.data):
+                    yield event
+            if len(rows) < _READ_CHUNK:
+                return
+            position = rows[-1][0]
+
+    def json_lines(self, selection: EventFilter) -> Iterator[bytes]:
+        """See :meth:`~eventstore.protocol.LogReader.json_lines`."""
+        where, params = _where(selection)
+        matches = selection.matches
+        inside = ", type, data" if matches is not None else ""
+        position = selection.after
+        while True:
+            rows = self._db.execute(
+                f"SELECT position, {_LINE_HEAD}, recorded_at, {_LINE_TAIL}{inside} "
+                f"FROM events WHERE position > ?{where} ORDER BY position LIMIT ?",
+                (position, *params, _READ_CHUNK)).fetchall()
+            for row in rows:
+                if matches is None or matches(row[4], orjson.loads(row[5])):
+                    yield b"%b%r%b\n" % (row[1], row[2], row[3])
+            if len(rows) < _READ_CHUNK:
+                return
+            position = rows[-1][0]
+
+    def _events(self, rows: Sequence[Sequence[Any]], *, upcast: bool = True
+                ) -> list[RecordedEvent]:
+        """Rows as events, with the lookups hoisted: replay's inner loop."""
         loads, event = orjson.loads, build_recorded_event
-        upcast, upcast_types = self._upcasters.upcast, self._upcasters.types
+        upcast_step = self._upcasters.upcast
+        upcast_types = self._upcasters.types if upcast else frozenset()
         events = []
         for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
              correlation_id, causation_id) in rows:
             data = loads(data)
             if type_ in upcast_types:
-                schema_version, data = upcast(type_, schema_version, data)
+                schema_version, data = upcast_step(type_, schema_version, data)
             events.append(event(
                 position, event_id, stream_id, version, type_, schema_version, data,
                 recorded_at, correlation_id, causation_id,
             ))
         return events
 
-    def _from_row(self, row: tuple) -> RecordedEvent:
-        return self._events([row])[0]
-
     # -- projections -----------------------------------------------------------------
+
+    def rows(self, table: str, where: Where | None = None, *, order_by: Sequence[str] = (),
+             limit: int | None = None) -> list[dict[str, Any]]:
+        """See :meth:`~eventstore.projections.TableReader.rows`."""
+        return self._tables.rows(table, where, order_by=order_by, limit=limit)
+
+    def projection_state(self, name: str) -> tuple[int, int] | None:
+        """``(version, position)`` of the projection ``name``, None if it never ran here."""
+        row = self._db.execute(
+            "SELECT version, position FROM projection_positions WHERE name = ?", (name,)
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
 
     def projection_position(self, name: str) -> int:
         """How far the projection ``name`` has read, 0 if it never ran."""
-        row = self._db.execute(
-            "SELECT position FROM projection_positions WHERE name = ?", (name,)
-        ).fetchone()
-        return int(row[0]) if row else 0
+        state = self.projection_state(name)
+        return state[1] if state else 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction around the block (a WAL snapshot)."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def _prepare_projection(self, projection: Projection) -> None:
-        row = self._db.execute(
-            "SELECT version FROM projection_positions WHERE name = ?", (projection.name,)
-        ).fetchone()
+        state = self.projection_state(projection.name)
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            if row is None or row[0] != projection.version:
-                projection.drop(self._db, "main")
-                projection.create(self._db, "main")
+            if state is None or state[0] != projection.version:
+                self._tables.drop(projection)
+                self._tables.create(projection)
                 self._db.execute(
                     "INSERT OR REPLACE INTO projection_positions (name, version, position) "
                     "VALUES (?, ?, 0)",
                     (projection.name, projection.version),
                 )
+            else:
+                self._tables.register(projection)
             self._catch_up(projection)
             self._db.execute("COMMIT")
         except BaseException:
@@ -392,19 +507,15 @@ class EventLog:
 
     def _catch_up(self, projection: Projection) -> None:
         position = self.projection_position(projection.name)
-        last = position
-        for event in self.iter_all(position):
-            projection.apply(self._db, "main", event)
-            last = event.position
-        if last != position:
+        last = apply_events(projection, self._tables, self.iter_all(position))
+        if last > position:
             self._set_projection_position(projection.name, last)
 
     def _apply_projections(self, events: list[RecordedEvent]) -> None:
-        if not events or not self._projections:
+        if not events:
             return
         for projection in self._projections:
-            for event in events:
-                projection.apply(self._db, "main", event)
+            apply_events(projection, self._tables, events)
             self._set_projection_position(projection.name, events[-1].position)
 
     def _set_projection_position(self, name: str, position: int) -> None:
@@ -413,24 +524,49 @@ class EventLog:
         )
 
     def rebuild_and_compare(self, projection: Projection) -> list[ProjectionDifference]:
-        """Rebuild ``projection`` from position zero in a scratch database and compare it
-        with the live tables. An empty list means they agree."""
-        self._db.execute("ATTACH DATABASE ':memory:' AS rebuild")
-        try:
-            projection.create(self._db, "rebuild")
-            self._db.execute("BEGIN")
-            try:
-                until = self.projection_position(projection.name)
-                for event in self.iter_all(0, until=until):
-                    projection.apply(self._db, "rebuild", event)
-                live = projection.snapshot(self._db, "main")
-                rebuilt = projection.snapshot(self._db, "rebuild")
-            finally:
-                self._db.execute("ROLLBACK")
-        finally:
-            self._db.execute("DETACH DATABASE rebuild")
-        return compare_snapshots(projection.name, live, rebuilt)
+        """See :meth:`~eventstore.protocol.Log.rebuild_and_compare`."""
+        live = SQLiteTables(self._db)
+        with self.snapshot():
+            until = self.projection_position(projection.name)
+            rebuilt = MemoryTables([projection])
+            apply_events(projection, rebuilt, self.iter_all(0, until=until))
+            return compare_tables(projection, live, rebuilt)
+
+    def check(self) -> list[Violation]:
+        """See :func:`~eventstore.sqlite.check.check_log` (run on this file)."""
+        from .check import check_log
+
+        return check_log(self.path)
+
+
+def _where(selection: EventFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if selection.upto is not None:
+        clauses.append("position <= ?")
+        params.append(selection.upto)
+    if selection.streams:
+        # the (stream_id, version) index: a conversation is read without a scan
+        clauses.append(f"stream_id IN ({','.join('?' * len(selection.streams))})")
+        params.extend(sorted(selection.streams))
+    if selection.types:
+        # "+type": filter while walking positions; the type index would make SQLite sort
+        clauses.append(f"+type IN ({','.join('?' * len(selection.types))})")
+        params.extend(sorted(selection.types))
+    if selection.since is not None:
+        clauses.append("+recorded_at >= ?")
+        params.append(selection.since)
+    if selection.until is not None:
+        clauses.append("+recorded_at <= ?")
+        params.append(selection.until)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def _after(prefix: str) -> str:
+    """The smallest string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _version(row: list[Any]) -> int:
     return row[3]
+

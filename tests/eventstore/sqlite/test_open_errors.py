@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import SCHEMA_VERSION, EventLog, EventStore, NewEvent, StoreOpenError, check_log
+from eventstore import SCHEMA_VERSION, NewEvent, SQLiteLog, StoreOpenError, open_store
+from eventstore.sqlite import check_log
 
-from .directories import ReadOnlyDirectory, directory_state
+from ..directories import ReadOnlyDirectory, directory_state
 
 
 def _real_log_bytes(tmp_path: Path) -> bytes:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    log = EventLog.open(scratch / "real.db")
+    log = SQLiteLog.open(scratch / "real.db")
     log.append("chan", [NewEvent("M", {"i": i, "text": "x" * 200}) for i in range(300)])
     log.close()
     return (scratch / "real.db").read_bytes()
@@ -59,18 +60,18 @@ async def test_a_foreign_or_damaged_file_is_refused_untouched(
     before = directory_state(home)
 
     with pytest.raises(StoreOpenError, match=message) as caught:
-        EventLog.open(path)
+        SQLiteLog.open(path)
     assert str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
     with pytest.raises(StoreOpenError, match=message):
-        await EventStore.open(path)
+        await open_store(path)
 
     assert directory_state(home) == before  # same bytes, no -wal or -shm left behind
 
 
 def test_a_log_from_a_newer_personae_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "log.db"
-    log = EventLog.open(path)
+    log = SQLiteLog.open(path)
     log.append("chan", [NewEvent("M", {})])
     log.close()
     raw = sqlite3.connect(path)
@@ -79,7 +80,7 @@ def test_a_log_from_a_newer_personae_is_refused_untouched(tmp_path: Path) -> Non
     before = directory_state(tmp_path)
 
     with pytest.raises(StoreOpenError, match="newer personae") as caught:
-        EventLog.open(path)
+        SQLiteLog.open(path)
     assert f"log schema {SCHEMA_VERSION + 1}" in str(caught.value)
     assert directory_state(tmp_path) == before
     assert [v.rule for v in check_log(path)] == ["schema"]
@@ -89,7 +90,7 @@ def test_a_log_from_a_newer_personae_is_refused_untouched(tmp_path: Path) -> Non
 def test_a_read_only_directory_is_refused_and_nothing_is_created(
     read_only_dir: ReadOnlyDirectory,
 ) -> None:
-    log = EventLog.open(read_only_dir.writable / "existing.db")
+    log = SQLiteLog.open(read_only_dir.writable / "existing.db")
     log.append("chan", [NewEvent("M", {})])
     log.close()
     sealed = read_only_dir.seal()
@@ -97,10 +98,10 @@ def test_a_read_only_directory_is_refused_and_nothing_is_created(
 
     for name in ("new.db", "existing.db"):
         with pytest.raises(StoreOpenError, match="read-only") as caught:
-            EventLog.open(sealed / name)
+            SQLiteLog.open(sealed / name)
         assert str(sealed) in str(caught.value)
     with pytest.raises(StoreOpenError, match="cannot create the directory"):
-        EventLog.open(sealed / "sub" / "new.db")
+        SQLiteLog.open(sealed / "sub" / "new.db")
 
     assert directory_state(sealed) == before
     assert not (sealed / "sub").exists()
@@ -108,18 +109,18 @@ def test_a_read_only_directory_is_refused_and_nothing_is_created(
 
 def test_a_directory_at_the_path_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreOpenError, match="is a directory"):
-        EventLog.open(tmp_path)
+        SQLiteLog.open(tmp_path)
 
 
 def test_opening_a_missing_log_without_create_says_so(tmp_path: Path) -> None:
     with pytest.raises(StoreOpenError, match="no event log"):
-        EventLog.open(tmp_path / "missing.db", create=False)
+        SQLiteLog.open(tmp_path / "missing.db", create=False)
     assert not (tmp_path / "missing.db").exists()
 
 
 def test_an_older_log_is_migrated_on_open(tmp_path: Path) -> None:
     """A log at schema 1 (before the replace guard) gains it, keeping its events."""
-    from eventstore import schema
+    from eventstore.sqlite import schema
 
     path = tmp_path / "old.db"
     raw = sqlite3.connect(path, isolation_level=None)
@@ -132,7 +133,7 @@ def test_an_older_log_is_migrated_on_open(tmp_path: Path) -> None:
     )
     raw.close()
 
-    log = EventLog.open(path)
+    log = SQLiteLog.open(path)
     try:
         assert log.connection.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert [e.event_id for e in log.read_all()] == ["old"]

@@ -14,7 +14,7 @@ from typing import Literal
 
 import sqlite_utils
 
-from .errors import StoreOpenError
+from ..errors import StoreOpenError
 
 Synchronous = Literal["full", "normal"]
 

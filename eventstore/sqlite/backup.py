@@ -1,4 +1,4 @@
-"""``personae db backup PATH``: a consistent copy of the event log, safe while the bot writes.
+"""A consistent copy of an SQLite event log (``personae db backup``), safe while the bot writes.
 
 SQLite's online backup API copies the database page by page through a read
 transaction. The whole copy is taken in one step, so it is one snapshot: in WAL
@@ -16,8 +16,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from eventstore import EventStoreError, check_log
-from eventstore.schema import connect_reader
+from ..errors import EventStoreError
+from .check import check_log
+from .schema import connect_reader
 
 
 class BackupError(EventStoreError):

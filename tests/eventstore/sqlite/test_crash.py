@@ -11,14 +11,15 @@ import threading
 import time
 from pathlib import Path
 
-from eventstore import EventLog, NewEvent, check_log
+from eventstore import NewEvent, SQLiteLog
+from eventstore.sqlite import check_log
 
 _APPENDER = """
 import asyncio, sys
-from eventstore import EventStore, NewEvent
+from eventstore import NewEvent, open_store
 
 async def main(path, run):
-    store = await EventStore.open(path, synchronous="full")
+    store = await open_store(path, synchronous="full")
 
     async def worker(w):
         i = 0
@@ -81,7 +82,7 @@ def test_every_acknowledged_event_survives_kill_9(tmp_path: Path) -> None:
         total_acknowledged += len(acknowledged)
 
         assert check_log(path) == []
-        log = EventLog.open(path)
+        log = SQLiteLog.open(path)
         try:
             for line in acknowledged:
                 event_id, position, version = line.split()

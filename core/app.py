@@ -1,0 +1,143 @@
+"""The application wiring: one place that builds the runtime from config, for
+``personae run``, ``personae chat``, the benchmarks and the tests.
+
+:func:`build_dispatcher` assembles the dispatcher from its parts. :class:`Runtime`
+opens everything a running bot needs (the event log with its projections, the
+persona registry, the model gateway, the dispatcher, the command set), plugs in the
+platforms (Discord, the console) through the small :class:`Platform` protocol, and
+shuts it all down in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from eventstore import EventStore, open_store
+
+from .commands import CommandSet, Reload
+from .config import Config
+from .context.history import ConversationHistory
+from .credentials import Secrets
+from .dispatcher.admission import Admission, PersonaSource
+from .dispatcher.dispatcher import Dispatcher, DispatcherParts, DispatcherSettings
+from .dispatcher.projection import projections
+from .dispatcher.sink import ReplySink
+from .dispatcher.workqueue import WorkQueue
+from .events import upcasters
+from .gateway.gateway import ModelGateway
+from .gateway.model import ModelClient
+from .limits.quotas import QuotaLedger
+from .limits.schedule import QuotaResetScheduler
+from .personas.registry import PersonaRegistry
+from .personas.versions import VersionRecorder
+
+log = logging.getLogger(__name__)
+
+
+def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelClient,
+                     sinks: Mapping[str, ReplySink],
+                     settings: DispatcherSettings | None = None, *,
+                     clock: Callable[[], float] = time.time) -> Dispatcher:
+    """A dispatcher over ``store`` answering as ``personas`` through ``model``, delivering
+    to ``sinks`` (one per platform name), within ``settings`` (default: the defaults)."""
+    settings = settings or DispatcherSettings()
+    queue = WorkQueue(max_pending=settings.queue_size, max_concurrent=settings.max_concurrent)
+    ledger = QuotaLedger(store)
+    versions = VersionRecorder(store)
+    admission = Admission(personas=personas, queue=queue, ledger=ledger, versions=versions,
+                          admins=settings.admins, clock=clock)
+    return Dispatcher(DispatcherParts(
+        store=store, personas=personas, model=model, sinks=dict(sinks), queue=queue,
+        history=ConversationHistory(store, max_events=settings.history_cache_events),
+        ledger=ledger, versions=versions, admission=admission,
+        resets=QuotaResetScheduler(store, clock, on_reset=ledger.observe_reset), clock=clock,
+    ), settings)
+
+
+async def open_log_store(config: Config) -> EventStore:
+    """The event log config.yaml names, with the bot's projections and upcasters."""
+    return await open_store(config.database.url, synchronous=config.database.synchronous,
+                            upcasters=upcasters(), projections=projections())
+
+
+class Platform(Protocol):
+    """A transport (Discord, the console) as the runtime sees it."""
+
+    name: str
+    """The platform's name in events and streams (``discord``, ``console``)."""
+
+    @property
+    def sink(self) -> ReplySink:
+        """Where the dispatcher delivers this platform's replies."""
+        ...
+
+    def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
+        """Take messages to ``dispatcher``; offer ``commands`` to the people here."""
+        ...
+
+    def stop_intake(self) -> None:
+        """Take no more messages (shutdown has begun; replies in flight still go out)."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of connections (after the dispatcher has shut down)."""
+        ...
+
+
+PlatformFactory = Callable[[EventStore, PersonaRegistry], Platform]
+"""Builds a platform once the log and the registry exist."""
+
+
+@dataclass(kw_only=True)
+class Runtime:
+    """Everything a running bot holds, opened by :meth:`open`, closed by :meth:`close`."""
+
+    config: Config
+    store: EventStore
+    registry: PersonaRegistry
+    gateway: ModelGateway
+    dispatcher: Dispatcher
+    commands: CommandSet
+    platforms: Sequence[Platform] = field(default_factory=tuple)
+    owns_store: bool = True
+
+    @classmethod
+    async def open(cls, config: Config, secrets: Secrets, *, registry: PersonaRegistry,
+                   platforms: Sequence[PlatformFactory] = (), reload: Reload | None = None,
+                   model: Callable[[ModelGateway], ModelClient] | None = None,
+                   store: EventStore | None = None) -> Runtime:
+        """Open the log (unless given: then closing it is the caller's), build the
+        gateway, the platforms and the dispatcher; ``model`` may wrap the gateway
+        (metrics time its first tokens)."""
+        owns_store = store is None
+        store = store or await open_log_store(config)
+        gateway = ModelGateway(config.providers, secrets)
+        built = [factory(store, registry) for factory in platforms]
+        dispatcher = build_dispatcher(
+            store, registry, model(gateway) if model is not None else gateway,
+            {p.name: p.sink for p in built}, DispatcherSettings.from_config(config))
+        runtime = cls(config=config, store=store, registry=registry, gateway=gateway,
+                      dispatcher=dispatcher,
+                      commands=CommandSet(dispatcher=dispatcher, personas=registry,
+                                          admins=config.admins, reload=reload),
+                      platforms=tuple(built), owns_store=owns_store)
+        for platform in built:
+            platform.attach(dispatcher, runtime.commands)
+        return runtime
+
+    async def close(self) -> None:
+        """Stop intake, finish replies up to the shutdown deadline, close everything."""
+        for platform in self.platforms:
+            platform.stop_intake()
+        cut = await self.dispatcher.shutdown()
+        if cut:
+            log.warning("%d repl(ies) did not finish before the deadline", cut)
+        for platform in self.platforms:
+            await platform.close()
+        await self.gateway.aclose()
+        if self.owns_store:
+            await self.store.close()

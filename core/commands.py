@@ -1,0 +1,219 @@
+"""The commands people give personae, for every platform: ask, personas, reset, usage,
+reload. Discord's slash commands and the terminal's ``/commands`` both call these;
+each platform only turns its own input into a :class:`Caller` and shows the
+:class:`CommandReply` (privately where it can).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .config import AdminSettings
+from .dispatcher.admission import PersonaSource
+from .dispatcher.dispatcher import Dispatcher
+from .dispatcher.messages import Author, InboundMessage
+from .dispatcher.permissions import is_admin
+from .events import Refusal, RefusalKind
+from .limits.quotas import QuotaStatus
+from .personas.model import Persona
+from .problems import Problem
+
+Reload = Callable[[], Awaitable[Sequence[Problem]]]
+"""Reloads the personas and returns the problems found."""
+
+MESSAGE_LIMIT = 2000
+"""The longest reply a command gives (Discord's message limit)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    """Who gave a command, where: what the rules about people and places need."""
+
+    platform: str
+    command_id: str
+    """Unique per command (the interaction id; the terminal's own counter)."""
+    author: Author
+    channel_id: str
+    guild_id: str | None = None
+    parent_channel_id: str | None = None
+    is_dm: bool = False
+    channel_name: str | None = None
+    guild_name: str | None = None
+    sent_at: float | None = None
+
+    def message(self, text: str, persona_id: str | None) -> InboundMessage:
+        """The command as a neutral message to ``persona_id`` (its id is the command's)."""
+        return InboundMessage(
+            platform=self.platform, message_id=self.command_id, channel_id=self.channel_id,
+            author=self.author, text=text, guild_id=self.guild_id,
+            parent_channel_id=self.parent_channel_id, is_dm=self.is_dm,
+            invoked_persona=persona_id, sent_at=self.sent_at or time.time(),
+            channel_name=self.channel_name, guild_name=self.guild_name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """What one persona's limits leave a caller: the quota (None: it has none) and the
+    rate-limit tokens (None: no limit, or a full bucket never used)."""
+
+    persona: Persona
+    quota: QuotaStatus | None
+    rate_tokens: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandReply:
+    """What a command answers: one text, private to the caller unless ``public``."""
+
+    text: str
+    public: bool = False
+
+
+class Style(Protocol):
+    """How a platform writes emphasis and identifiers."""
+
+    def bold(self, text: str) -> str:
+        """``text`` emphasised."""
+        ...
+
+    def code(self, text: str) -> str:
+        """``text`` as an identifier to type."""
+        ...
+
+
+class PlainStyle:
+    """No markup (the terminal)."""
+
+    def bold(self, text: str) -> str:
+        """``text`` as it is."""
+        return text
+
+    def code(self, text: str) -> str:
+        """``text`` as it is."""
+        return text
+
+
+def find_persona(personas: PersonaSource, wanted: str) -> Persona | None:
+    """The persona whose id or name is ``wanted`` (case-insensitive)."""
+    key = wanted.strip().lower()
+    return next((p for p in personas.all() if key in (p.id.lower(), p.name.lower())), None)
+
+
+def refusal_line(persona: Persona, reason: Refusal) -> str:
+    """The one line a user sees when ``persona`` will not answer them."""
+    kind = reason.kind
+    if kind == RefusalKind.PERMISSION:
+        return f"You can't talk to {persona.name} here."
+    if kind == RefusalKind.RATE_LIMITED:
+        return persona.delivery.rate_limited_notice
+    if kind == RefusalKind.QUOTA:
+        return f"You've used your quota with {persona.name} for now; /usage shows when it resets."
+    if kind == RefusalKind.BUSY:
+        return persona.delivery.busy_notice
+    return f"{persona.name} will not answer that ({kind.value})."
+
+
+def fit(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters, saying so."""
+    return text if len(text) <= limit else text[:limit - 2] + " …"
+
+
+class CommandSet:
+    """The commands, over one dispatcher and persona registry."""
+
+    def __init__(self, *, dispatcher: Dispatcher, personas: PersonaSource,
+                 admins: AdminSettings, reload: Reload | None = None) -> None:
+        self._dispatcher = dispatcher
+        self._personas = personas
+        self._admins = admins
+        self._reload = reload
+
+    def find(self, wanted: str) -> Persona | None:
+        """The persona ``wanted`` names (id or name, any case)."""
+        return find_persona(self._personas, wanted)
+
+    def all_personas(self) -> Sequence[Persona]:
+        """Every serving persona (for completing names as they are typed)."""
+        return self._personas.all()
+
+    def unknown(self, wanted: str) -> CommandReply:
+        """The answer to a persona name that names nobody."""
+        return CommandReply(text=f"There is no persona called {wanted!r}; /personas lists them.")
+
+    async def ask(self, caller: Caller, wanted: str, prompt: str, *,
+                  before: Callable[[InboundMessage], None] | None = None) -> CommandReply | None:
+        """Ask ``wanted`` something: the persona answers through the dispatcher like any
+        message. Returns the line to show the caller now (a refusal), or None (the answer
+        comes as the persona's reply). ``before`` sees the message before it is taken in."""
+        persona = self.find(wanted)
+        if persona is None:
+            return self.unknown(wanted)
+        if not persona.triggers.slash:
+            return CommandReply(text=f"{persona.name} does not answer slash commands.")
+        message = caller.message(prompt, persona.id)
+        if before is not None:
+            before(message)
+        result = await self._dispatcher.ingest(message)
+        if result.rejected:
+            return CommandReply(text=refusal_line(persona, result.rejected[0][1]))
+        return None
+
+    def personas(self, style: Style) -> CommandReply:
+        """Who is here, and what they do."""
+        lines = [_describe(p, style) for p in self._personas.all()] or [
+            "No personas are loaded."]
+        return CommandReply(text=fit("\n".join(lines)))
+
+    async def reset(self, caller: Caller, wanted: str | None = None) -> CommandReply:
+        """Forget the conversation where ``caller`` is (for every persona in it)."""
+        if wanted is not None and self.find(wanted) is None:
+            return self.unknown(wanted)
+        await self._dispatcher.reset_conversation(caller.platform, caller.channel_id,
+                                                  caller.author.id, caller.command_id)
+        return CommandReply(text=f"{caller.author.display_name} reset the conversation: "
+                                 "earlier messages here are forgotten.", public=True)
+
+    async def usage(self, caller: Caller, wanted: str | None) -> list[Usage] | CommandReply:
+        """What is left of each persona's limits (or ``wanted``'s) for ``caller``; the
+        platform words it (a persona name that names nobody gets the answer to show)."""
+        if wanted is None:
+            chosen: Sequence[Persona] = self._personas.all()
+        else:
+            persona = self.find(wanted)
+            if persona is None:
+                return self.unknown(wanted)
+            chosen = [persona]
+        message = caller.message("", None)
+        return [Usage(persona=p, quota=await self._dispatcher.quota_status(p.id, message),
+                      rate_tokens=self._dispatcher.rate_tokens(p.id, message)) for p in chosen]
+
+    def reload_refusal(self, caller: Caller) -> CommandReply | None:
+        """Why ``caller`` cannot reload here (None: they can)."""
+        if not is_admin(caller.author, self._admins):
+            return CommandReply(text="Only the bot's admins can run /reload.")
+        if self._reload is None:
+            return CommandReply(text="Reloading is not available in this process.")
+        return None
+
+    async def reload(self, caller: Caller) -> CommandReply:
+        """Reload the persona files (admins only)."""
+        refusal = self.reload_refusal(caller)
+        if refusal is not None:
+            return refusal
+        assert self._reload is not None  # reload_refusal refuses when it is None
+        problems = await self._reload()
+        serving = self._personas.all()
+        names = ", ".join(p.name for p in serving) or "none"
+        text = f"Reloaded: {len(serving)} persona(s) serving ({names})."
+        if problems:
+            text += (f"\n{len(problems)} problem(s); the last good version of those "
+                     "files keeps serving:\n" + "\n".join(f"- {p}" for p in problems))
+        return CommandReply(text=fit(text))
+
+
+def _describe(persona: Persona, style: Style) -> str:
+    line = f"{style.bold(persona.name)} ({style.code(persona.id)})"
+    return f"{line}: {persona.description.strip()}" if persona.description.strip() else line

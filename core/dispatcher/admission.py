@@ -1,0 +1,218 @@
+"""Admission: which personas a message triggers, and whether each may answer now.
+
+For every persona the triggers match (in the order the turn policy gives), in turn:
+the hop limit (persona-to-persona chains), the permission rules (people only), the
+rate limit (a token bucket per scope key), the quota (a projection of the log) and
+room in the reply queue. The first rule that refuses makes a TriggerRejected, with
+at most one short notice per person, persona and kind within a window; otherwise a
+PersonaTriggered. Admission decides; the dispatcher appends the decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from ..config import AdminSettings
+from ..events import PersonaTriggered, Refusal, RefusalKind, TriggerRejected
+from ..limits.buckets import BucketKey, NoticeGate, RateLimiter
+from ..limits.quotas import QuotaLedger, QuotaStatus, QuotaUsage, quota_status
+from ..limits.schedule import next_fire_time
+from ..personas.model import Persona
+from ..personas.versions import VersionRecorder
+from .messages import InboundMessage
+from .permissions import permission_refusal
+from .triggers import TriggerEvaluator, TriggerMatch
+from .workqueue import WorkQueue
+
+BUSY_NOTICE_WINDOW_S = 30.0
+QUOTA_NOTICE_WINDOW_S = 3600.0
+
+
+class PersonaSource(Protocol):
+    """What the dispatcher needs of the persona registry."""
+
+    def get(self, persona_id: str) -> Persona | None:
+        """The serving version of ``persona_id``."""
+        ...
+
+    def all(self) -> Sequence[Persona]:
+        """Every serving persona."""
+        ...
+
+
+class TurnPolicy(Protocol):
+    """Who takes a turn among the personas a message triggered, and in what order."""
+
+    def turns(self, message: InboundMessage,
+              matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
+        """The matches that get a decision, in the order they answer."""
+        ...
+
+
+class EveryMatch:
+    """Every triggered persona answers, strongest trigger first (the matches' order)."""
+
+    def turns(self, message: InboundMessage,
+              matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
+        """All of ``matches``, as they are."""
+        return matches
+
+
+@dataclass(slots=True, kw_only=True)
+class Decision:
+    """One persona's fate for one message, before it is appended: the event, the rate
+    token it took (given back if the append does not happen) and the notice to send."""
+
+    persona: Persona
+    match: TriggerMatch
+    event: PersonaTriggered | TriggerRejected
+    bucket: BucketKey | None = None
+    notice: str | None = None
+
+
+def scope_keys(message: InboundMessage, persona: Persona) -> dict[str, str]:
+    """The key of each limit scope for ``message``'s author talking to ``persona``."""
+    return {
+        "user": message.author.id,
+        "channel": message.channel_id,
+        "guild": message.guild_id or f"dm:{message.author.id}",
+        "persona": persona.id,
+        "provider": persona.model.provider,
+    }
+
+
+class Admission:
+    """Decides about triggered personas (see the module docstring)."""
+
+    def __init__(self, *, personas: PersonaSource, queue: WorkQueue, ledger: QuotaLedger,
+                 versions: VersionRecorder, admins: AdminSettings, clock: Callable[[], float],
+                 triggers: TriggerEvaluator | None = None, policy: TurnPolicy | None = None,
+                 rates: RateLimiter | None = None, notices: NoticeGate | None = None) -> None:
+        self._personas = personas
+        self._queue = queue
+        self._ledger = ledger
+        self._versions = versions
+        self._admins = admins
+        self._clock = clock
+        self._triggers = triggers or TriggerEvaluator()
+        self._policy = policy or EveryMatch()
+        self._rates = rates or RateLimiter(clock)
+        self._notices = notices or NoticeGate(clock)
+
+    def matches(self, message: InboundMessage, *, replied_persona: str | None = None,
+                from_persona: str | None = None, hop: int = 0) -> Sequence[TriggerMatch]:
+        """The personas ``message`` triggers that take a turn, in answering order."""
+        found = self._triggers.evaluate(message, self._personas.all(),
+                                        replied_persona=replied_persona,
+                                        from_persona=from_persona, hop=hop)
+        return self._policy.turns(message, found)
+
+    async def decide(self, message: InboundMessage, matches: Sequence[TriggerMatch],
+                     source_event_id: str) -> list[Decision]:
+        """A decision for each of ``matches``."""
+        personas = [(m, self._personas.get(m.persona_id)) for m in matches]
+        chosen = [(m, p) for m, p in personas if p is not None]
+        await self._versions.record(p for _, p in chosen)
+        usage = await self._quota_usage(message, [p for _, p in chosen])
+        return [self._decide_one(message, match, persona, source_event_id, usage.get(persona.id))
+                for match, persona in chosen]
+
+    def undo(self, decisions: Iterable[Decision]) -> None:
+        """The decisions were not appended (a duplicate, a failed append): give back the
+        queue room and rate tokens the accepted ones took."""
+        for decision in decisions:
+            if isinstance(decision.event, PersonaTriggered):
+                self._queue.release()
+                self._give_back(decision.bucket)
+
+    async def quota_status(self, persona_id: str, message: InboundMessage) -> QuotaStatus | None:
+        """What ``message``'s author has left of the persona's quota there, and when it
+        resets (None: the persona has no quota)."""
+        persona = self._personas.get(persona_id)
+        if persona is None or persona.limits.quota is None:
+            return None
+        quota = persona.limits.quota
+        key = scope_keys(message, persona)[quota.scope]
+        used = await self._ledger.read((persona.id, quota.scope, key))
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        return quota_status(persona.id, quota, key, used, next_fire_time(quota, now))
+
+    def rate_tokens(self, persona_id: str, message: InboundMessage) -> float | None:
+        """Messages left in the persona's rate-limit bucket for ``message``'s author
+        (None: no rate limit, or a full bucket that was never used)."""
+        persona = self._personas.get(persona_id)
+        if persona is None or persona.limits.rate is None:
+            return None
+        rate = persona.limits.rate
+        return self._rates.tokens(BucketKey(persona.id, rate.scope,
+                                            scope_keys(message, persona)[rate.scope]))
+
+    def _decide_one(self, message: InboundMessage, match: TriggerMatch, persona: Persona,
+                    source_event_id: str, used: QuotaUsage | None) -> Decision:
+        keys = scope_keys(message, persona)
+
+        def reject(refusal: Refusal, detail: str = "", *, retry_after: float | None = None,
+                   notice: str | None = None, window_s: float = 0.0) -> Decision:
+            send = notice is not None and match.hop == 0 and self._notices.allow(
+                (message.platform, message.author.id, persona.id, refusal.kind.value), window_s)
+            event = TriggerRejected(
+                platform=message.platform, message_id=message.message_id, persona_id=persona.id,
+                reason=refusal, author_id=message.author.id, detail=detail,
+                retry_after_s=retry_after, notice_sent=send)
+            return Decision(persona=persona, match=match, event=event,
+                            notice=notice if send else None)
+
+        if match.hop > persona.triggers.max_hops:
+            return reject(Refusal.of(RefusalKind.HOP_LIMIT),
+                          f"hop {match.hop} > max_hops {persona.triggers.max_hops}")
+        if match.hop == 0:
+            rule = permission_refusal(message, persona.permissions, self._admins)
+            if rule is not None:
+                return reject(Refusal.of(RefusalKind.PERMISSION, rule))
+        bucket = None
+        rate = persona.limits.rate
+        if rate is not None:
+            bucket = BucketKey(persona.id, rate.scope, keys[rate.scope])
+            allowed = self._rates.take(bucket, rate.capacity, rate.per_s)
+            if not allowed.allowed:
+                return reject(Refusal.of(RefusalKind.RATE_LIMITED, rate.scope),
+                              f"{rate.capacity} per {rate.per_s:g}s",
+                              retry_after=round(allowed.retry_after_s, 3),
+                              notice=persona.delivery.rate_limited_notice, window_s=rate.per_s)
+        quota = persona.limits.quota
+        if quota is not None and used is not None:
+            status = quota_status(persona.id, quota, keys[quota.scope], used, None)
+            if status.exhausted:
+                self._give_back(bucket)
+                when = next_fire_time(quota, datetime.fromtimestamp(self._clock(), UTC))
+                reset = when.strftime("%Y-%m-%d %H:%M %Z") if when else "never"
+                return reject(Refusal.of(RefusalKind.QUOTA, status.exhausted), f"resets {reset}",
+                              notice=persona.delivery.quota_notice.replace("{reset}", reset),
+                              window_s=QUOTA_NOTICE_WINDOW_S)
+        if not self._queue.reserve():
+            self._give_back(bucket)
+            return reject(Refusal.of(RefusalKind.BUSY), f"{self._queue.pending} replies waiting",
+                          notice=persona.delivery.busy_notice, window_s=BUSY_NOTICE_WINDOW_S)
+        event = PersonaTriggered(
+            platform=message.platform, message_id=message.message_id, persona_id=persona.id,
+            persona_version=persona.version, reason=match.reason, channel_id=message.channel_id,
+            author_id=message.author.id, source_event_id=source_event_id,
+            guild_id=message.guild_id, is_dm=message.is_dm, hop=match.hop,
+            provider=persona.model.provider, scope_keys=keys)
+        return Decision(persona=persona, match=match, event=event, bucket=bucket)
+
+    async def _quota_usage(self, message: InboundMessage,
+                           personas: Iterable[Persona]) -> Mapping[str, QuotaUsage]:
+        wanted = [(p.id, p.limits.quota.scope, scope_keys(message, p)[p.limits.quota.scope])
+                  for p in personas if p.limits.quota is not None]
+        if not wanted:
+            return {}
+        usage = await self._ledger.usage(wanted)
+        return {key[0]: used for key, used in usage.items()}
+
+    def _give_back(self, bucket: BucketKey | None) -> None:
+        if bucket is not None:
+            self._rates.give_back(bucket)

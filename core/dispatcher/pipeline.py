@@ -1,0 +1,258 @@
+"""The reply pipeline: from an accepted trigger to a delivered reply, every step an event.
+
+A job builds the prompt from the conversation's events, calls the model (streaming
+pieces to the adapter as they arrive), records ModelReplied or ModelFailed, hands
+the reply to the platform's sink, records ReplyDelivered or ReplyFailed, and then
+lets the dispatcher offer the delivered reply to personas that answer other
+personas (chaining). A failure at any step is recorded and the user told, once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from eventstore import EventStore
+
+from ..context.builder import BuiltContext, build_context
+from ..context.history import ConversationHistory, context_events
+from ..context.rebuild import target_of
+from ..events import (
+    MessageReceived,
+    ModelFailed,
+    ModelReplied,
+    PersonaTriggered,
+    ReplyDelivered,
+    ReplyFailed,
+    Typed,
+)
+from ..events.ids import delivered_event_id, reply_event_id, trigger_event_id
+from ..gateway.model import ModelClient, ModelOutcome
+from ..limits.quotas import QuotaLedger
+from ..personas.model import Persona
+from ..personas.versions import VersionRecorder
+from .admission import PersonaSource
+from .background import Background
+from .messages import OutboundReply, ReplyTarget
+from .notices import FALLBACK_FAILURE_NOTICE, Notifier
+from .requests import model_request
+from .sink import DeliveryError, ReplySink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyJob:
+    """One accepted trigger to answer, in its conversation's stream."""
+
+    trigger: PersonaTriggered
+    stream_id: str
+    target: ReplyTarget
+
+    @classmethod
+    def of(cls, trigger: PersonaTriggered, stream_id: str) -> ReplyJob:
+        """The job of a recorded trigger (recovery: the message itself is not at hand)."""
+        return cls(trigger=trigger, stream_id=stream_id, target=ReplyTarget(
+            platform=trigger.platform, channel_id=trigger.channel_id,
+            message_id=trigger.message_id, author_id=trigger.author_id,
+            guild_id=trigger.guild_id, is_dm=trigger.is_dm))
+
+
+Settle = Callable[[PersonaTriggered, str, str], None]
+"""Told how a trigger's reply ended: (trigger, outcome event type, reply text)."""
+Chain = Callable[[ReplyJob, Persona, ModelReplied, ReplyDelivered], Awaitable[None]]
+"""Offers a delivered reply to the personas that answer other personas."""
+
+
+class ReplyPipeline:
+    """Runs reply jobs (see the module docstring)."""
+
+    def __init__(self, *, store: EventStore, personas: PersonaSource, model: ModelClient,
+                 sinks: Mapping[str, ReplySink], history: ConversationHistory,
+                 ledger: QuotaLedger, versions: VersionRecorder, notifier: Notifier,
+                 background: Background, clock: Callable[[], float], settle: Settle,
+                 chain: Chain) -> None:
+        self._store = store
+        self._personas = personas
+        self._model = model
+        self._sinks = sinks
+        self._history = history
+        self._ledger = ledger
+        self._versions = versions
+        self._notifier = notifier
+        self._background = background
+        self._clock = clock
+        self._settle = settle
+        self._chain = chain
+
+    async def run(self, job: ReplyJob) -> None:
+        """Answer ``job``'s trigger: prompt, model call, record, deliver."""
+        trigger = job.trigger
+        persona = self._personas.get(trigger.persona_id)
+        if persona is None:
+            await self.fail(job, "persona_gone", "the persona is no longer loaded", None)
+            return
+        await self._versions.record([persona])
+        sink = self._sinks.get(trigger.platform)
+        events = await self._history.recent(job.stream_id, turns_wanted(persona))
+        if not any(e.event_id == trigger.source_event_id for e in events):
+            # answering a message older than the history read (a recovered trigger)
+            source = await self._store.get(trigger.source_event_id)
+            events = [*events, *context_events([source])] if source is not None else events
+        variables = self._variables(persona, events, job)
+        context = build_context(persona, events, target_of(trigger), variables)
+        request = model_request(persona, context.messages)
+        on_delta = None
+        streamed: list[str] = []
+        if sink is not None:
+            self._background.hint(sink.typing(job.target, persona.id))
+
+            async def on_delta(text: str) -> None:
+                streamed.append(text)
+                await sink.stream_delta(job.target, persona.id, text)
+
+        try:
+            outcome = await self._model.complete(request, on_delta)
+        except Exception as exc:  # the gateway promises not to raise; a bug must not hang a reply
+            log.exception("the model gateway raised")
+            outcome = ModelOutcome(False, "", persona.model.provider, persona.model.name,
+                                   error_class="internal_error",
+                                   error=f"the model gateway failed: {type(exc).__name__}")
+        if not outcome.ok:
+            await self.fail(job, outcome.error_class or "model_error",
+                            outcome.error or "the model did not answer", persona,
+                            outcome=outcome, context=context, variables=variables)
+            return
+        replied = ModelReplied(
+            platform=trigger.platform, message_id=trigger.message_id, persona_id=persona.id,
+            persona_version=persona.version, provider=outcome.provider, model=outcome.model,
+            text=outcome.text, author_id=trigger.author_id, persona_name=persona.name,
+            usage=_usage(outcome), latency_s=round(outcome.latency_s, 6),
+            attempts=outcome.attempts, truncated=outcome.truncated,
+            used_fallback=outcome.used_fallback, finish_reason=outcome.finish_reason,
+            context_positions=context.positions, variables=variables,
+            scope_keys=trigger.scope_keys, hop=trigger.hop)
+        result = await self._history.append(job.stream_id, replied.new_event(
+            reply_event_id(trigger.platform, trigger.message_id, persona.id),
+            causation_id=trigger_event_id(trigger.platform, trigger.message_id, persona.id)))
+        if result.duplicates:
+            self._settle(trigger, ModelReplied.type, outcome.text)
+            return
+        self._ledger.observe_reply(persona.id, trigger.scope_keys, outcome.usage.total_tokens,
+                                   result.positions[0])
+        await self.deliver(job, persona, replied, streamed=bool(streamed))
+
+    async def deliver(self, job: ReplyJob, persona: Persona, replied: ModelReplied, *,
+                      streamed: bool, recovered: bool = False) -> None:
+        """Hand ``replied`` to the platform and record what came of it."""
+        trigger = job.trigger
+        sink = self._sinks.get(trigger.platform)
+        event_id = delivered_event_id(trigger.platform, trigger.message_id, persona.id)
+        delivered: ReplyDelivered | None = None
+        outcome: ReplyDelivered | ReplyFailed
+        if sink is None:
+            outcome = self._undelivered(trigger, f"no adapter for platform {trigger.platform!r}")
+        else:
+            reply = OutboundReply(
+                target=job.target, persona_id=persona.id, persona_name=persona.name,
+                text=replied.text, avatar_url=persona.avatar_url,
+                webhook=persona.delivery.webhook,
+                allowed_mentions=persona.delivery.allowed_mentions, streamed=streamed,
+                truncated=replied.truncated, recovered=recovered)
+            try:
+                receipt = await sink.deliver(reply)
+                delivered = ReplyDelivered(
+                    platform=trigger.platform, message_id=trigger.message_id,
+                    persona_id=persona.id, delivered_ids=receipt.message_ids, hop=trigger.hop)
+                outcome = delivered
+            except DeliveryError as exc:
+                outcome = self._undelivered(trigger, str(exc))
+            except Exception as exc:
+                log.exception("the %s adapter failed to deliver", trigger.platform)
+                outcome = self._undelivered(trigger, f"the adapter failed: {type(exc).__name__}")
+        await self._history.append(job.stream_id, outcome.new_event(event_id))
+        self._settle(trigger, outcome.type, replied.text)
+        if delivered is not None and delivered.delivered_ids:
+            await self._chain(job, persona, replied, delivered)
+
+    async def fail(self, job: ReplyJob, error_class: str, error: str, persona: Persona | None,
+                   *, outcome: ModelOutcome | None = None, context: BuiltContext | None = None,
+                   variables: Mapping[str, str] | None = None) -> None:
+        """Record that ``job`` got no reply (and tell the user, once)."""
+        trigger = job.trigger
+        sink = self._sinks.get(trigger.platform)
+        failed = ModelFailed(
+            platform=trigger.platform, message_id=trigger.message_id,
+            persona_id=trigger.persona_id, error_class=error_class, error=error,
+            persona_version=persona.version if persona else trigger.persona_version,
+            provider=outcome.provider if outcome else trigger.provider,
+            model=outcome.model if outcome else "",
+            latency_s=round(outcome.latency_s, 6) if outcome else 0.0,
+            attempts=outcome.attempts if outcome else 0,
+            context_positions=context.positions if context else (),
+            variables=dict(variables or {}), notice_sent=sink is not None)
+        result = await self._history.append(job.stream_id, failed.new_event(
+            reply_event_id(trigger.platform, trigger.message_id, trigger.persona_id),
+            causation_id=trigger_event_id(trigger.platform, trigger.message_id,
+                                          trigger.persona_id)))
+        self._settle(trigger, ModelFailed.type, "")
+        if not result.duplicates and sink is not None:
+            text = persona.delivery.failure_notice if persona else FALLBACK_FAILURE_NOTICE
+            await self._notifier.send(job.target, persona, "failure", text,
+                                      persona_id=trigger.persona_id)
+
+    async def close_undelivered(self, job: ReplyJob, error: str) -> bool:
+        """Record that ``job``'s recorded reply will not be delivered; False when its
+        delivery outcome was recorded already."""
+        failed = self._undelivered(job.trigger, error)
+        trigger = job.trigger
+        result = await self._history.append(job.stream_id, failed.new_event(delivered_event_id(
+            trigger.platform, trigger.message_id, trigger.persona_id)))
+        return not result.duplicates
+
+    async def abandon(self, job: ReplyJob) -> None:
+        """Shutdown cut this reply short: record it and tell the user."""
+        outcome = await self._store.get(reply_event_id(
+            job.trigger.platform, job.trigger.message_id, job.trigger.persona_id))
+        if outcome is None:
+            await self.fail(job, "shutdown", "the bot shut down before the reply was ready",
+                            self._personas.get(job.trigger.persona_id))
+
+    def _undelivered(self, trigger: PersonaTriggered, error: str) -> ReplyFailed:
+        return ReplyFailed(platform=trigger.platform, message_id=trigger.message_id,
+                           persona_id=trigger.persona_id, error=error)
+
+    def _variables(self, persona: Persona, events: Sequence[Typed],
+                   job: ReplyJob) -> dict[str, str]:
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        source = next((e.event for e in reversed(events)
+                       if e.event_id == job.trigger.source_event_id), None)
+        if isinstance(source, MessageReceived):
+            speaker, channel, guild = source.author_name, source.channel_name, source.guild_name
+        elif isinstance(source, ModelReplied):
+            speaker, channel, guild = source.persona_name, None, None
+        else:
+            speaker, channel, guild = "", None, None
+        return {
+            "user": speaker or job.trigger.author_id,
+            "channel": channel or ("DM" if job.trigger.is_dm else job.trigger.channel_id),
+            "guild": guild or "",
+            "date": now.strftime("%Y-%m-%d"),
+            "time": now.strftime("%H:%M UTC"),
+        }
+
+
+def turns_wanted(persona: Persona) -> int:
+    """Turns of history a prompt may use: the message budget, the lorebook's scan depth,
+    and one more to know the budget was the limit."""
+    book = persona.lorebook
+    depths = [book.scan_depth, *(e.scan_depth or 0 for e in book.entries)]
+    return max(persona.context.max_messages, *depths) + 1
+
+
+def _usage(outcome: ModelOutcome) -> dict[str, object]:
+    usage = outcome.usage
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens, "estimated": usage.estimated}

@@ -1,0 +1,153 @@
+"""The event catalogue: every event type the log can hold, and how to read one back.
+
+Writers build an event type and call ``new_event(id)``; readers call
+:func:`from_recorded` to get the typed event back (upcast to its newest shape by the
+store, see :func:`upcasters`). Nothing writes a type this catalogue does not list.
+Adding an event type: docs/architecture.md, "The event catalogue".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from eventstore import RecordedEvent, Upcasters
+
+from .base import DomainEvent
+from .conversation import (
+    ConversationReset,
+    MessageDeleted,
+    MessageEdited,
+    MessageReceived,
+    ThreadOpened,
+)
+from .operations import (
+    GatewayConnected,
+    GatewayDisconnected,
+    GatewayResumed,
+    LogCreated,
+    PersonaVersionRecorded,
+    QuotaReset,
+    RerunRecorded,
+)
+from .replies import (
+    OUTCOME_TYPES,
+    ModelFailed,
+    ModelReplied,
+    PersonaTriggered,
+    Refusal,
+    RefusalKind,
+    ReplyDelivered,
+    ReplyFailed,
+    TriggerReason,
+    TriggerRejected,
+)
+
+E = TypeVar("E", bound=DomainEvent)
+
+CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
+    MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ThreadOpened,
+    PersonaTriggered, TriggerRejected, ModelReplied, ModelFailed, ReplyDelivered, ReplyFailed,
+    QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
+    LogCreated, RerunRecorded,
+)}
+"""Every event type, by its stored name."""
+
+
+class UnknownEventType(ValueError):
+    """An event whose type the catalogue does not list (written by a newer personae?)."""
+
+
+def from_recorded(event: RecordedEvent) -> DomainEvent:
+    """The typed event a recorded one holds (raises UnknownEventType)."""
+    cls = CATALOGUE.get(event.type)
+    if cls is None:
+        raise UnknownEventType(f"event {event.event_id!r} has the type {event.type!r}, "
+                               "which this personae does not know")
+    return cls.from_data(event.data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Typed:
+    """A recorded event with its typed content: where it is in the log, and what it says."""
+
+    recorded: RecordedEvent
+    event: DomainEvent
+
+    @property
+    def position(self) -> int:
+        """Its global position."""
+        return self.recorded.position
+
+    @property
+    def event_id(self) -> str:
+        """Its id."""
+        return self.recorded.event_id
+
+    @property
+    def version(self) -> int:
+        """Its version in its stream."""
+        return self.recorded.version
+
+    @property
+    def type(self) -> str:
+        """Its type's name."""
+        return self.recorded.type
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """Its data as stored (upcast)."""
+        return self.recorded.data
+
+
+def typed(events: Iterable[RecordedEvent], types: Iterable[type[DomainEvent]] | None = None
+          ) -> list[Typed]:
+    """``events`` read back typed; with ``types``, only the events of those types."""
+    if types is None:
+        return [Typed(recorded=e, event=from_recorded(e)) for e in events]
+    wanted = {cls.type: cls for cls in types}
+    return [Typed(recorded=e, event=wanted[e.type].from_data(e.data))
+            for e in events if e.type in wanted]
+
+
+def upcasters() -> Upcasters:
+    """The upcasting steps of every catalogued type, for the store to apply on read."""
+    registry = Upcasters()
+    for cls in CATALOGUE.values():
+        for version, step in cls.upcasts.items():
+            registry.register(cls.type, version, step)
+    return registry
+
+
+__all__ = [
+    "CATALOGUE",
+    "OUTCOME_TYPES",
+    "ConversationReset",
+    "DomainEvent",
+    "GatewayConnected",
+    "GatewayDisconnected",
+    "GatewayResumed",
+    "LogCreated",
+    "MessageDeleted",
+    "MessageEdited",
+    "MessageReceived",
+    "ModelFailed",
+    "ModelReplied",
+    "PersonaTriggered",
+    "PersonaVersionRecorded",
+    "QuotaReset",
+    "Refusal",
+    "RefusalKind",
+    "ReplyDelivered",
+    "ReplyFailed",
+    "RerunRecorded",
+    "ThreadOpened",
+    "TriggerReason",
+    "TriggerRejected",
+    "Typed",
+    "UnknownEventType",
+    "from_recorded",
+    "typed",
+    "upcasters",
+]

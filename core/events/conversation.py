@@ -1,0 +1,80 @@
+"""Conversation events: what people (and personas) said, edited, deleted, reset; threads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .base import DomainEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageReceived(DomainEvent):
+    """An inbound message, recorded before anything else happens to it.
+
+    ``from_persona`` is set when the message is the platform's echo of one of the
+    framework's own replies (its text is already in the log as ModelReplied).
+    """
+
+    type: ClassVar[str] = "MessageReceived"
+    platform: str
+    message_id: str
+    channel_id: str
+    author_id: str
+    author_name: str
+    text: str
+    author_is_bot: bool = False
+    author_roles: tuple[str, ...] = ()
+    guild_id: str | None = None
+    parent_channel_id: str | None = None
+    is_dm: bool = False
+    reply_to: str | None = None
+    mentions: tuple[str, ...] = ()
+    invoked_persona: str | None = None
+    sent_at: float | None = None
+    channel_name: str | None = None
+    guild_name: str | None = None
+    from_persona: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageEdited(DomainEvent):
+    """A message's new text; context shows the latest."""
+
+    type: ClassVar[str] = "MessageEdited"
+    platform: str
+    message_id: str
+    text: str
+    edited_at: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageDeleted(DomainEvent):
+    """A deleted message; context leaves it out from then on."""
+
+    type: ClassVar[str] = "MessageDeleted"
+    platform: str
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationReset(DomainEvent):
+    """Everything before this event is left out of the conversation's context."""
+
+    type: ClassVar[str] = "ConversationReset"
+    platform: str
+    channel_id: str
+    by_user: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThreadOpened(DomainEvent):
+    """A persona moved a conversation into a thread it owns (first event of the
+    thread's stream, before the seeded copies of the turns that led to it)."""
+
+    type: ClassVar[str] = "ThreadOpened"
+    platform: str
+    thread_id: str
+    parent_channel_id: str
+    persona_id: str
+    from_message_id: str

@@ -1,0 +1,112 @@
+"""Event ids and stream names. Ids derive from platform ids, so a second delivery of
+the same thing is a no-op; streams group the events that must stay in order."""
+
+from __future__ import annotations
+
+import uuid
+
+GATEWAY_STREAM = "gateway"
+"""The stream of gateway connects, resumes and disconnects."""
+LOG_STREAM = "personae"
+"""The stream of the log's own life (its creation)."""
+LOG_CREATED_ID = "log:created"
+
+
+def conversation_stream(platform: str, channel_id: str) -> str:
+    """The stream of one conversation: a channel, a thread or a DM channel."""
+    return f"conv:{platform}:{channel_id}"
+
+
+def conversation_prefix(platform: str) -> str:
+    """What every conversation stream of ``platform`` starts with."""
+    return f"conv:{platform}:"
+
+
+def message_event_id(platform: str, message_id: str) -> str:
+    """The id of a MessageReceived."""
+    return f"msg:{platform}:{message_id}"
+
+
+def edit_event_id(platform: str, message_id: str, edited_at: str) -> str:
+    """The id of a MessageEdited (one per distinct edit)."""
+    return f"edit:{platform}:{message_id}:{edited_at}"
+
+
+def delete_event_id(platform: str, message_id: str) -> str:
+    """The id of a MessageDeleted."""
+    return f"delete:{platform}:{message_id}"
+
+
+def reset_event_id(platform: str, channel_id: str, reset_id: str) -> str:
+    """The id of a ConversationReset; ``reset_id`` is the command's own id."""
+    return f"reset:{platform}:{channel_id}:{reset_id}"
+
+
+def trigger_event_id(platform: str, message_id: str, persona_id: str) -> str:
+    """The id of the one decision (PersonaTriggered or TriggerRejected) per message and persona."""
+    return f"trigger:{platform}:{message_id}:{persona_id}"
+
+
+def trigger_prefix(platform: str, message_id: str) -> str:
+    """What the ids of every decision about one message start with."""
+    return f"trigger:{platform}:{message_id}:"
+
+
+def reply_event_id(platform: str, message_id: str, persona_id: str) -> str:
+    """The id of the one model outcome (ModelReplied or ModelFailed)."""
+    return f"reply:{platform}:{message_id}:{persona_id}"
+
+
+def reply_prefix(platform: str, message_id: str) -> str:
+    """What the ids of every model outcome for one message start with."""
+    return f"reply:{platform}:{message_id}:"
+
+
+def delivered_event_id(platform: str, message_id: str, persona_id: str) -> str:
+    """The id of the one delivery outcome (ReplyDelivered or ReplyFailed)."""
+    return f"delivered:{platform}:{message_id}:{persona_id}"
+
+
+def quota_stream(persona_id: str) -> str:
+    """The stream of a persona's quota resets."""
+    return f"quota:{persona_id}"
+
+
+def quota_reset_event_id(persona_id: str, scheduled_for: float) -> str:
+    """The id of the reset due at ``scheduled_for``: a job run twice records it once."""
+    return f"quota-reset:{persona_id}:{int(scheduled_for)}"
+
+
+def version_stream(persona_id: str) -> str:
+    """The stream holding every version of ``persona_id``."""
+    return f"persona:{persona_id}"
+
+
+def version_event_id(persona_id: str, version: str) -> str:
+    """The idempotency key of one version: recording it twice writes it once."""
+    return f"persona-version:{persona_id}:{version}"
+
+
+def thread_opened_event_id(platform: str, thread_id: str) -> str:
+    """The id of the ThreadOpened event of ``thread_id``."""
+    return f"thread:{platform}:{thread_id}"
+
+
+def seed_event_id(platform: str, thread_id: str, copied_id: str) -> str:
+    """The id of a turn copied into a new thread's stream."""
+    return f"seed:{platform}:{thread_id}:{copied_id}"
+
+
+def gateway_event_id() -> str:
+    """A fresh id for a gateway life-cycle event (each one happens once)."""
+    return f"gateway:{uuid.uuid4()}"
+
+
+def rerun_stream(platform: str, message_id: str) -> str:
+    """The stream holding the reruns of one message's calls."""
+    return f"rerun:{platform}:{message_id}"
+
+
+def rerun_event_id() -> str:
+    """A fresh id for a rerun (every rerun is recorded)."""
+    return f"rerun:{uuid.uuid4()}"

@@ -1,0 +1,102 @@
+"""Events about the running system rather than a conversation: quota windows, persona
+versions, the gateway connection, the log's own creation, reruns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .base import DomainEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuotaReset(DomainEvent):
+    """A persona's quota window starts again. ``scheduled_for`` is the cron fire time
+    (Unix seconds); ``catch_up`` is true when it fell due while the bot was down."""
+
+    type: ClassVar[str] = "QuotaReset"
+    persona_id: str
+    scheduled_for: float
+    cron: str
+    timezone: str = "UTC"
+    catch_up: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersonaVersionRecorded(DomainEvent):
+    """One distinct version of a persona: its file's text and the defaults applied,
+    recorded once, so the persona behind any reply can be rebuilt exactly."""
+
+    type: ClassVar[str] = "PersonaVersionRecorded"
+    persona_id: str
+    version: str
+    source_text: str
+    path: str | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConnected(DomainEvent):
+    """A new gateway session (after IDENTIFY)."""
+
+    type: ClassVar[str] = "GatewayConnected"
+    platform: str
+    session_id: str | None
+    at: float
+    shard_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayResumed(DomainEvent):
+    """A gateway session resumed after a dropped connection."""
+
+    type: ClassVar[str] = "GatewayResumed"
+    platform: str
+    session_id: str | None
+    at: float
+    shard_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayDisconnected(DomainEvent):
+    """The gateway connection was lost or closed."""
+
+    type: ClassVar[str] = "GatewayDisconnected"
+    platform: str
+    session_id: str | None
+    at: float
+    shard_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogCreated(DomainEvent):
+    """``personae db init`` made this log."""
+
+    type: ClassVar[str] = "LogCreated"
+    schema: str = "personae"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RerunRecorded(DomainEvent):
+    """``personae rerun`` asked the model again what a recorded call asked: never part
+    of a conversation, never delivered, counted in no quota."""
+
+    type: ClassVar[str] = "RerunRecorded"
+    platform: str
+    message_id: str
+    source_event_id: str
+    persona_id: str
+    persona_version: str
+    recorded_version: str
+    provider: str
+    model: str
+    ok: bool
+    text: str
+    prompt: tuple[Mapping[str, Any], ...]
+    persona_path: str | None = None
+    error_class: str | None = None
+    error: str | None = None
+    usage: Mapping[str, Any] = field(default_factory=dict)
+    latency_s: float = 0.0
+    attempts: int = 0

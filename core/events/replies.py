@@ -1,0 +1,176 @@
+"""Reply events: who answers (decisions), what the model said and what reached the
+platform (outcomes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from .base import DomainEvent
+
+
+class TriggerReason(StrEnum):
+    """Why a persona was triggered, strongest first (personas answer in this order)."""
+
+    INVOKED = "invoked"
+    MENTION = "mention"
+    REPLY = "reply"
+    DM = "dm"
+    KEYWORD = "keyword"
+    PATTERN = "pattern"
+    CHANNEL = "channel"
+
+
+class RefusalKind(StrEnum):
+    """The kinds of reasons a triggered persona does not answer."""
+
+    PERMISSION = "permission"
+    RATE_LIMITED = "rate_limited"
+    QUOTA = "quota"
+    BUSY = "busy"
+    HOP_LIMIT = "hop_limit"
+
+
+class Refusal(str):
+    """Why a persona will not answer: a :class:`RefusalKind` and its detail (the
+    permission rule, the rate-limit scope, the exhausted quota: ``tokens`` or
+    ``messages``). It is its stored text, ``kind:detail`` (``permission:role_denied``,
+    ``busy``), and reads back as its parts."""
+
+    __slots__ = ()
+
+    def __new__(cls, text: str) -> Refusal:
+        RefusalKind(text.partition(":")[0])  # refuses a kind the catalogue does not know
+        return super().__new__(cls, text)
+
+    @classmethod
+    def of(cls, kind: RefusalKind, detail: str = "") -> Refusal:
+        """The refusal of ``kind`` with ``detail``."""
+        return cls(f"{kind.value}:{detail}" if detail else kind.value)
+
+    @property
+    def kind(self) -> RefusalKind:
+        """What kind of refusal it is."""
+        return RefusalKind(self.partition(":")[0])
+
+    @property
+    def detail(self) -> str:
+        """The rule, scope or quota behind it ("" for kinds without one)."""
+        return self.partition(":")[2]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PersonaTriggered(DomainEvent):
+    """A persona will answer ``message_id``. ``source_event_id`` is the event holding
+    the text being answered (a MessageReceived, or a ModelReplied for persona-to-persona
+    turns); ``hop`` counts persona-to-persona replies in a row (0 for a person)."""
+
+    type: ClassVar[str] = "PersonaTriggered"
+    decoders: ClassVar[Mapping[str, Any]] = {"reason": TriggerReason}
+    platform: str
+    message_id: str
+    persona_id: str
+    persona_version: str
+    reason: TriggerReason
+    channel_id: str
+    author_id: str
+    source_event_id: str
+    guild_id: str | None = None
+    is_dm: bool = False
+    hop: int = 0
+    provider: str = ""
+    scope_keys: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TriggerRejected(DomainEvent):
+    """A persona was triggered but will not answer, and why (see :class:`Refusal`)."""
+
+    type: ClassVar[str] = "TriggerRejected"
+    decoders: ClassVar[Mapping[str, Any]] = {"reason": Refusal}
+    platform: str
+    message_id: str
+    persona_id: str
+    reason: Refusal
+    author_id: str
+    detail: str = ""
+    retry_after_s: float | None = None
+    notice_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelReplied(DomainEvent):
+    """The model's reply, with everything needed to rebuild the exact prompt:
+    the persona version, the event positions that formed the context and the
+    variables the system prompt was rendered with."""
+
+    type: ClassVar[str] = "ModelReplied"
+    platform: str
+    message_id: str
+    persona_id: str
+    persona_version: str
+    provider: str
+    model: str
+    text: str
+    author_id: str
+    persona_name: str = ""
+    usage: Mapping[str, Any] = field(default_factory=dict)
+    latency_s: float = 0.0
+    attempts: int = 1
+    truncated: bool = False
+    used_fallback: bool = False
+    finish_reason: str | None = None
+    context_positions: tuple[int, ...] = ()
+    variables: Mapping[str, str] = field(default_factory=dict)
+    scope_keys: Mapping[str, str] = field(default_factory=dict)
+    hop: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelFailed(DomainEvent):
+    """No reply: the model failed, the reply was abandoned at shutdown, or a trigger
+    left open by a crash was too old to re-run (``error_class`` says which)."""
+
+    type: ClassVar[str] = "ModelFailed"
+    platform: str
+    message_id: str
+    persona_id: str
+    error_class: str
+    error: str
+    persona_version: str = ""
+    provider: str = ""
+    model: str = ""
+    latency_s: float = 0.0
+    attempts: int = 0
+    context_positions: tuple[int, ...] = ()
+    variables: Mapping[str, str] = field(default_factory=dict)
+    notice_sent: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyDelivered(DomainEvent):
+    """The reply reached the platform as the messages ``delivered_ids``."""
+
+    type: ClassVar[str] = "ReplyDelivered"
+    platform: str
+    message_id: str
+    persona_id: str
+    delivered_ids: tuple[str, ...]
+    hop: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplyFailed(DomainEvent):
+    """The adapter could not deliver the reply."""
+
+    type: ClassVar[str] = "ReplyFailed"
+    platform: str
+    message_id: str
+    persona_id: str
+    error: str
+
+
+OUTCOME_TYPES = (ModelReplied.type, ModelFailed.type)
+"""The events that close a trigger's model call."""

@@ -1,0 +1,51 @@
+"""Rules of appending and loading that every backend applies the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .encoding import encode_data
+from .errors import EventStoreError
+from .model import AppendRequest, RecordedEvent
+
+
+def as_store_error(request: AppendRequest, exc: Exception) -> EventStoreError:
+    """The refusal of one append request, as the sentence its caller receives."""
+    if isinstance(exc, EventStoreError):
+        return exc
+    if isinstance(exc, TypeError | ValueError):
+        error = EventStoreError(
+            f"append to {request.stream_id!r} refused: its data cannot be stored as JSON ({exc})"
+        )
+    else:
+        error = EventStoreError(f"append to {request.stream_id!r} refused: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def in_load_order(events: Iterable[RecordedEvent]) -> Iterator[RecordedEvent]:
+    """``events``, checked as a load needs them: positions rising, each stream's versions
+    gap-free from 1 (the backend refuses a repeated event id). Raises EventStoreError at
+    the first that is not."""
+    versions: dict[str, int] = {}
+    last = 0
+    for event in events:
+        if event.position <= last:
+            raise EventStoreError(f"position {event.position} is not after {last}; events "
+                                  "load in position order")
+        expected = versions.get(event.stream_id, 0) + 1
+        if event.version != expected:
+            raise EventStoreError(f"stream {event.stream_id!r} jumps to version {event.version} "
+                                  f"after {expected - 1}")
+        versions[event.stream_id] = event.version
+        last = event.position
+        yield event
+
+
+def stored_data(event: RecordedEvent) -> str:
+    """The JSON text a loaded event's data is stored as (EventStoreError if it has none)."""
+    try:
+        return encode_data(event.data)
+    except (TypeError, ValueError) as exc:
+        raise EventStoreError(f"event {event.event_id!r}: its data cannot be stored as JSON "
+                              f"({exc})") from None

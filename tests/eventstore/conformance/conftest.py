@@ -1,0 +1,28 @@
+"""Every test in this folder runs on every backend (the ``backend`` fixture is
+parametrised), as the eventsourcing library's recorder tests do: a backend is
+correct when it passes them all."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from eventstore import EventStore
+
+from ..backends import BACKENDS, MemoryBackend, SQLiteBackend, open_store
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> SQLiteBackend | MemoryBackend:
+    return BACKENDS[request.param](tmp_path)
+
+
+@pytest.fixture
+async def store(backend: SQLiteBackend | MemoryBackend) -> AsyncIterator[EventStore]:
+    opened = await open_store(backend)
+    try:
+        yield opened
+    finally:
+        await opened.close()
