@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -194,7 +194,8 @@ class ThreadedStore:
         recent = self._recent
         if not recent or not recent[0].position - 1 <= after <= recent[-1].position:
             return None
-        found = itertools.islice(recent, after + 1 - recent[0].position, None)
+        found: Iterator[RecordedEvent] = itertools.islice(recent, after + 1 - recent[0].position,
+                                                          None)
         if types is not None:
             found = (event for event in found if event.type in types)
         return list(itertools.islice(found, limit))

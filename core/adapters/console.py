@@ -134,7 +134,7 @@ class ConsoleChat:
         for persona_id, reason in result.rejected:
             if reason.kind not in _NOTICED:
                 self._say(f"({persona_id} will not answer: {reason})")
-        await asyncio.gather(*result.replies)  # type: ignore[arg-type]
+        await asyncio.gather(*result.replies)
         await self._dispatcher.wait_idle()
 
     async def _command(self, text: str) -> bool:

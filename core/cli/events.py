@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import click
 
@@ -26,6 +27,7 @@ def events(ctx: CliContext, stream: str | None, types: tuple[str, ...], after: i
     """Print the event log in position order."""
     log = ctx.open_log()
     try:
+        selected: Iterator[RecordedEvent]
         if stream is not None:
             selected = (
                 e for e in log.read_stream(stream)

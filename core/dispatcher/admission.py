@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ..config import AdminSettings
-from ..events import PersonaTriggered, Refusal, RefusalKind, TriggerRejected
+from ..events import PersonaTriggered, Refusal, RefusalKind, TriggerReason, TriggerRejected
 from ..limits.buckets import BucketKey, NoticeGate, RateLimiter
-from ..limits.quotas import QuotaLedger, QuotaStatus, QuotaUsage, quota_status
+from ..limits.quotas import QuotaLedger, QuotaStatus, QuotaUsage, UsageKey, quota_status
 from ..limits.schedule import next_fire_time
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
@@ -198,7 +198,8 @@ class Admission:
                           notice=persona.delivery.busy_notice, window_s=BUSY_NOTICE_WINDOW_S)
         event = PersonaTriggered(
             platform=message.platform, message_id=message.message_id, persona_id=persona.id,
-            persona_version=persona.version, reason=match.reason, channel_id=message.channel_id,
+            persona_version=persona.version, reason=TriggerReason(match.reason),
+            channel_id=message.channel_id,
             author_id=message.author.id, source_event_id=source_event_id,
             guild_id=message.guild_id, is_dm=message.is_dm, hop=match.hop,
             provider=persona.model.provider, scope_keys=keys)
@@ -206,8 +207,9 @@ class Admission:
 
     async def _quota_usage(self, message: InboundMessage,
                            personas: Iterable[Persona]) -> Mapping[str, QuotaUsage]:
-        wanted = [(p.id, p.limits.quota.scope, scope_keys(message, p)[p.limits.quota.scope])
-                  for p in personas if p.limits.quota is not None]
+        wanted: list[UsageKey] = [
+            (p.id, p.limits.quota.scope, scope_keys(message, p)[p.limits.quota.scope])
+            for p in personas if p.limits.quota is not None]
         if not wanted:
             return {}
         usage = await self._ledger.usage(wanted)

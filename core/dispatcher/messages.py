@@ -9,6 +9,7 @@ strings, and ``platform`` names where they are unique.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from ..events import Refusal
@@ -140,7 +141,7 @@ class IngestResult:
     position: int
     triggered: tuple[str, ...] = ()
     rejected: tuple[tuple[str, Refusal], ...] = ()
-    replies: tuple[object, ...] = field(default=(), repr=False)
+    replies: tuple[Awaitable[ReplyResult], ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

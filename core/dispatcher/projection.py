@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from eventstore import Column, LogReader, Projection, RecordedEvent, Table, TableWriter
 
-from ..events import ModelFailed, ModelReplied, PersonaTriggered, ReplyDelivered, ReplyFailed
+from ..events import (
+    ModelFailed,
+    ModelReplied,
+    PersonaTriggered,
+    ReplyDelivered,
+    ReplyFailed,
+    from_recorded,
+)
 from ..events.ids import trigger_event_id
 from ..limits.quotas import QuotaProjection
 
@@ -42,24 +49,26 @@ class DispatchProjection(Projection):
     )
 
     def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
-        kind, data = event.type, event.data
-        key = trigger_event_id(data["platform"], data["message_id"], data["persona_id"])
-        if kind == PersonaTriggered.type:
+        step = from_recorded(event)
+        assert isinstance(step, PersonaTriggered | ModelReplied | ModelFailed | ReplyDelivered
+                          | ReplyFailed)
+        key = trigger_event_id(step.platform, step.message_id, step.persona_id)
+        if isinstance(step, PersonaTriggered):
             tables.insert("open_replies", {
                 "trigger_id": key, "stage": "model", "trigger_position": event.position,
                 "reply_position": None, "stream_id": event.stream_id,
                 "recorded_at": event.recorded_at}, on_conflict="ignore")
-        elif kind == ModelReplied.type:
+        elif isinstance(step, ModelReplied):
             tables.update("open_replies", {"trigger_id": key},
                           {"stage": "delivery", "reply_position": event.position})
         else:
             tables.delete("open_replies", {"trigger_id": key})
-            if kind == ReplyDelivered.type:
-                for delivered in data.get("delivered_ids", ()):
+            if isinstance(step, ReplyDelivered):
+                for delivered in step.delivered_ids:
                     tables.insert("persona_messages", {
-                        "platform": data["platform"], "message_id": str(delivered),
-                        "persona_id": data["persona_id"], "hop": int(data.get("hop", 0)),
-                        "answered_message_id": str(data["message_id"])}, on_conflict="replace")
+                        "platform": step.platform, "message_id": str(delivered),
+                        "persona_id": step.persona_id, "hop": step.hop,
+                        "answered_message_id": step.message_id}, on_conflict="replace")
 
 
 def projections() -> tuple[Projection, ...]:

@@ -7,7 +7,7 @@ knows nothing of retries, breakers, limits or what users see.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,7 +28,7 @@ class Backend(Protocol):
     """One provider's way of producing a reply."""
 
     def pieces(self, model: str, messages: Sequence[ChatMessage], params: Mapping[str, Any],
-               *, stream: bool, timeout_s: float) -> AsyncIterator[Piece]:
+               *, stream: bool, timeout_s: float) -> AsyncGenerator[Piece, None]:
         """The reply to ``messages``, piece by piece (one piece when not streaming)."""
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from .backend import Piece
@@ -39,7 +39,7 @@ class OfflineBackend:
 
     async def pieces(self, model: str, messages: Sequence[ChatMessage],
                      params: Mapping[str, Any], *, stream: bool,
-                     timeout_s: float) -> AsyncIterator[Piece]:
+                     timeout_s: float) -> AsyncGenerator[Piece, None]:
         """The reply, cut into a few pieces when streaming."""
         text = offline_reply(messages)
         usage = _usage(messages, text)

@@ -16,7 +16,7 @@ they are, so any server-specific option (``top_k``, ``min_p``, ...) works.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 import openai
@@ -58,7 +58,7 @@ class OpenAIBackend:
 
     async def pieces(self, model: str, messages: Sequence[ChatMessage],
                      params: Mapping[str, Any], *, stream: bool,
-                     timeout_s: float) -> AsyncIterator[Piece]:
+                     timeout_s: float) -> AsyncGenerator[Piece, None]:
         """The reply, streamed with usage in the last chunk, or as one piece."""
         body: dict[str, Any] = {
             **self._extra_body,

@@ -38,15 +38,15 @@ class QuotaProjection(Projection):
     )
 
     def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
-        data = event.data
         if event.type == ModelReplied.type:
-            tokens = int((data.get("usage") or {}).get("total_tokens") or 0)
-            for scope, key in (data.get("scope_keys") or {}).items():
-                tables.add("quota_usage", {"persona_id": data["persona_id"], "scope": scope,
+            replied = ModelReplied.from_data(event.data)
+            tokens = int(replied.usage.get("total_tokens") or 0)
+            for scope, key in replied.scope_keys.items():
+                tables.add("quota_usage", {"persona_id": replied.persona_id, "scope": scope,
                                            "scope_key": str(key)},
                            {"tokens": tokens, "messages": 1})
         else:
-            reset = QuotaReset.from_data(data)
+            reset = QuotaReset.from_data(event.data)
             tables.delete("quota_usage", {"persona_id": reset.persona_id})
             tables.insert("quota_windows", {"persona_id": reset.persona_id,
                                             "started_at": reset.scheduled_for,

@@ -37,6 +37,7 @@ from ..events import (
     ReplyDelivered,
     ReplyFailed,
     TriggerRejected,
+    from_recorded,
 )
 from ..gateway.model import ModelClient, ModelOutcome, ModelRequest, OnDelta
 
@@ -195,73 +196,66 @@ class MetricsRecorder:
             self.state.last_append_error = str(error)
 
     def observe(self, event: RecordedEvent) -> None:
-        """Account for one event."""
+        """Account for one event (a malformed one raises; :meth:`_follow` logs it)."""
         handler = _HANDLERS.get(event.type)
         if handler is not None:
-            handler(self, event)
+            handler(self, from_recorded(event), event)
 
     # -- per event type --------------------------------------------------------------
 
-    def _message(self, event: RecordedEvent) -> None:
-        self._metrics.messages.labels(str(event.data.get("platform", ""))).inc()
+    def _message(self, event: MessageReceived, _: RecordedEvent) -> None:
+        self._metrics.messages.labels(event.platform).inc()
 
-    def _triggered(self, event: RecordedEvent) -> None:
-        data = event.data
-        self._metrics.triggers.labels(str(data.get("persona_id", "")),
-                                      str(data.get("reason", ""))).inc()
-        key = _reply_key(data)
+    def _triggered(self, event: PersonaTriggered, _: RecordedEvent) -> None:
+        self._metrics.triggers.labels(event.persona_id, event.reason.value).inc()
+        key = _reply_key(event.platform, event.message_id, event.persona_id)
         self.state.awaiting_model.add(key)
         self.state.unfinished.add(key)
 
-    def _rejected(self, event: RecordedEvent) -> None:
-        self._metrics.refusals.labels(str(event.data.get("persona_id", "")),
-                                      str(event.data.get("reason", ""))).inc()
+    def _rejected(self, event: TriggerRejected, _: RecordedEvent) -> None:
+        self._metrics.refusals.labels(event.persona_id, str(event.reason)).inc()
 
-    def _replied(self, event: RecordedEvent) -> None:
-        data, m = event.data, self._metrics
-        persona, provider = str(data.get("persona_id", "")), str(data.get("provider", ""))
-        usage = data.get("usage") or {}
+    def _replied(self, event: ModelReplied, _: RecordedEvent) -> None:
+        m, persona, provider = self._metrics, event.persona_id, event.provider
+        usage = event.usage
         m.replies.labels(persona, provider).inc()
-        m.latency.labels(persona, provider).observe(float(data.get("latency_s") or 0.0))
+        m.latency.labels(persona, provider).observe(float(event.latency_s or 0.0))
         m.tokens.labels(persona, provider, "prompt").inc(int(usage.get("prompt_tokens") or 0))
         m.tokens.labels(persona, provider, "completion").inc(
             int(usage.get("completion_tokens") or 0))
-        m.retries.labels(persona, provider).inc(max(0, int(data.get("attempts") or 1) - 1))
-        key = _reply_key(data)
+        m.retries.labels(persona, provider).inc(max(0, int(event.attempts or 1) - 1))
+        key = _reply_key(event.platform, event.message_id, event.persona_id)
         self.state.awaiting_model.discard(key)
         self._replies[key] = {
-            "provider": provider, "model": data.get("model", ""),
-            "latency_s": data.get("latency_s"), "attempts": data.get("attempts"),
-            "prompt_tokens": usage.get("prompt_tokens"),
-            "completion_tokens": usage.get("completion_tokens"),
-            "truncated": bool(data.get("truncated")),
+            "provider": provider, "model": event.model, "latency_s": event.latency_s,
+            "attempts": event.attempts, "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"), "truncated": event.truncated,
         }
 
-    def _failed(self, event: RecordedEvent) -> None:
-        data, m = event.data, self._metrics
-        persona, provider = str(data.get("persona_id", "")), str(data.get("provider", ""))
-        error_class = str(data.get("error_class", ""))
-        m.failures.labels(persona, provider, error_class).inc()
-        m.retries.labels(persona, provider).inc(max(0, int(data.get("attempts") or 0) - 1))
-        key = _reply_key(data)
+    def _failed(self, event: ModelFailed, recorded: RecordedEvent) -> None:
+        m, persona, provider = self._metrics, event.persona_id, event.provider
+        m.failures.labels(persona, provider, event.error_class).inc()
+        m.retries.labels(persona, provider).inc(max(0, int(event.attempts or 0) - 1))
+        key = _reply_key(event.platform, event.message_id, event.persona_id)
         self.state.awaiting_model.discard(key)
         self.state.unfinished.discard(key)
-        _log_reply(event, "failed", {
-            "provider": provider, "error_class": error_class,
-            "latency_s": data.get("latency_s"), "attempts": data.get("attempts")})
+        _log_reply(recorded, persona, "failed", {
+            "provider": provider, "error_class": event.error_class,
+            "latency_s": event.latency_s, "attempts": event.attempts})
 
-    def _delivered(self, event: RecordedEvent) -> None:
-        self._finished(event, "delivered")
-        self._metrics.delivered.labels(str(event.data.get("persona_id", ""))).inc()
+    def _delivered(self, event: ReplyDelivered, recorded: RecordedEvent) -> None:
+        self._finished(event, recorded, "delivered")
+        self._metrics.delivered.labels(event.persona_id).inc()
 
-    def _delivery_failed(self, event: RecordedEvent) -> None:
-        self._finished(event, "undelivered")
-        self._metrics.delivery_failures.labels(str(event.data.get("persona_id", ""))).inc()
+    def _delivery_failed(self, event: ReplyFailed, recorded: RecordedEvent) -> None:
+        self._finished(event, recorded, "undelivered")
+        self._metrics.delivery_failures.labels(event.persona_id).inc()
 
-    def _finished(self, event: RecordedEvent, outcome: str) -> None:
-        key = _reply_key(event.data)
+    def _finished(self, event: ReplyDelivered | ReplyFailed, recorded: RecordedEvent,
+                  outcome: str) -> None:
+        key = _reply_key(event.platform, event.message_id, event.persona_id)
         self.state.unfinished.discard(key)
-        _log_reply(event, outcome, self._replies.pop(key, {}))
+        _log_reply(recorded, event.persona_id, outcome, self._replies.pop(key, {}))
 
     def _gateway_up(self, kind: str) -> None:
         if self._seen_disconnect:
@@ -269,13 +263,14 @@ class MetricsRecorder:
         self.state.gateway_connected = True
         self._metrics.gateway_connected.set(1)
 
-    def _gateway_down(self, event: RecordedEvent) -> None:
+    def _gateway_down(self, event: GatewayDisconnected, _: RecordedEvent) -> None:
         self._seen_disconnect = True
         self.state.gateway_connected = False
         self._metrics.gateway_connected.set(0)
 
 
-_HANDLERS: dict[str, Callable[[MetricsRecorder, RecordedEvent], None]] = {
+_Handler = Callable[[MetricsRecorder, Any, RecordedEvent], None]
+_HANDLERS: dict[str, _Handler] = {
     MessageReceived.type: MetricsRecorder._message,
     PersonaTriggered.type: MetricsRecorder._triggered,
     TriggerRejected.type: MetricsRecorder._rejected,
@@ -283,21 +278,21 @@ _HANDLERS: dict[str, Callable[[MetricsRecorder, RecordedEvent], None]] = {
     ModelFailed.type: MetricsRecorder._failed,
     ReplyDelivered.type: MetricsRecorder._delivered,
     ReplyFailed.type: MetricsRecorder._delivery_failed,
-    GatewayConnected.type: lambda recorder, _: recorder._gateway_up("identify"),
-    GatewayResumed.type: lambda recorder, _: recorder._gateway_up("resume"),
+    GatewayConnected.type: lambda recorder, _, __: recorder._gateway_up("identify"),
+    GatewayResumed.type: lambda recorder, _, __: recorder._gateway_up("resume"),
     GatewayDisconnected.type: MetricsRecorder._gateway_down,
 }
 
 
-def _reply_key(data: Mapping[str, Any]) -> str:
-    return f"{data.get('platform')}:{data.get('message_id')}:{data.get('persona_id')}"
+def _reply_key(platform: str, message_id: str, persona_id: str) -> str:
+    return f"{platform}:{message_id}:{persona_id}"
 
 
-def _log_reply(event: RecordedEvent, outcome: str, details: Mapping[str, Any]) -> None:
+def _log_reply(event: RecordedEvent, persona_id: str, outcome: str,
+               details: Mapping[str, Any]) -> None:
     """The one log line per reply: persona, conversation (the stream), outcome, figures."""
     reply_log.info("reply %s", outcome, extra={"fields": {
-        "persona": str(event.data.get("persona_id", "")), "conversation": event.stream_id,
-        "outcome": outcome, **details}})
+        "persona": persona_id, "conversation": event.stream_id, "outcome": outcome, **details}})
 
 
 def _is_write_failure(exc: EventStoreError) -> bool:

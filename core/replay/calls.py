@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eventstore import EventFilter, LogReader
 
 from ..dispatcher.projection import DispatchProjection, read_persona_messages
-from ..events import ReplyDelivered
+from ..events import MessageReceived, ReplyDelivered
 from ..events.ids import message_event_id, trigger_prefix
 from .selection import platforms
 
@@ -51,7 +51,7 @@ def find_message(log: LogReader, asked: str) -> MessageRef:
         bare = asked
     for candidate in candidates:
         received = log.get(message_event_id(candidate, bare))
-        if received is not None and received.data.get("from_persona"):
+        if received is not None and MessageReceived.from_data(received.data).from_persona:
             continue  # our own reply, seen coming back: found below as a reply
         if received is not None or next(log.with_id_prefix(trigger_prefix(candidate, bare)),
                                         None) is not None:

@@ -8,7 +8,7 @@ the reply and where it was delivered. A message no persona took up says why.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from eventstore import LogReader, RecordedEvent
 
 from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
 from ..dispatcher.requests import sampling_params
-from ..events import ModelFailed, ReplyFailed, TriggerRejected
+from ..events import MessageReceived, ModelFailed, ReplyFailed, TriggerRejected, from_recorded
 from ..events.ids import delivered_event_id, message_event_id, reply_event_id, trigger_prefix
 from ..problems import ProblemsError
 from .calls import EveryProvider, MessageRef, find_message
@@ -36,19 +36,20 @@ class CallExplanation:
     @property
     def stopped_by(self) -> str | None:
         """The rule or failure that kept this persona's reply from the user, or None."""
-        if self.decision.type == TriggerRejected.type:
-            detail = self.decision.data.get("detail")
-            return f"refused: {self.decision.data.get('reason')}" + (f" ({detail})" if detail
-                                                                     else "")
+        decision = from_recorded(self.decision)
+        if isinstance(decision, TriggerRejected):
+            detail = f" ({decision.detail})" if decision.detail else ""
+            return f"refused: {decision.reason}{detail}"
         if self.outcome is None:
             return "no model outcome recorded yet (still running, or the bot stopped)"
-        if self.outcome.type == ModelFailed.type:
-            return (f"model call failed: {self.outcome.data.get('error_class')}: "
-                    f"{self.outcome.data.get('error')}")
+        outcome = from_recorded(self.outcome)
+        if isinstance(outcome, ModelFailed):
+            return f"model call failed: {outcome.error_class}: {outcome.error}"
         if self.delivery is None:
             return "replied, but no delivery recorded yet"
-        if self.delivery.type == ReplyFailed.type:
-            return f"delivery failed: {self.delivery.data.get('error')}"
+        delivery = from_recorded(self.delivery)
+        if isinstance(delivery, ReplyFailed):
+            return f"delivery failed: {delivery.error}"
         return None
 
     @property
@@ -70,10 +71,10 @@ class Explanation:
         """Why no persona took the message up at all (None when one did)."""
         if self.calls:
             return None
-        data: Mapping[str, Any] = self.message.data if self.message else {}
-        if data.get("from_persona"):
-            return f"it is the platform's echo of {data['from_persona']}'s own reply"
-        if data.get("author_is_bot"):
+        message = from_recorded(self.message) if self.message else None
+        if isinstance(message, MessageReceived) and message.from_persona:
+            return f"it is the platform's echo of {message.from_persona}'s own reply"
+        if isinstance(message, MessageReceived) and message.author_is_bot:
             return "its author is a bot, and no persona accepts replies from it"
         return ("no persona's trigger matched it (no mention, reply, DM, keyword, pattern "
                 "or answer-everything channel), or the bot was not accepting messages")
@@ -86,7 +87,7 @@ def explain(log: LogReader, asked: str,
     message = log.get(message_event_id(ref.platform, ref.message_id))
     calls = []
     for decision in log.with_id_prefix(trigger_prefix(ref.platform, ref.message_id)):
-        persona_id = str(decision.data["persona_id"])
+        persona_id = from_recorded(decision).persona_id  # type: ignore[attr-defined]
         outcome_id = reply_event_id(ref.platform, ref.message_id, persona_id)
         outcome = log.get(outcome_id)
         prompt, problem = None, None

@@ -56,7 +56,8 @@ def plan_rerun(log: LogReader, asked: str, persona: Persona | None = None, *,
     ref = find_message(log, asked)
     wanted = persona_id or ref.persona_id or (persona.id if persona else None)
     recorded = next((e for e in log.with_id_prefix(reply_prefix(ref.platform, ref.message_id))
-                     if wanted is None or e.data.get("persona_id") == wanted), None)
+                     if wanted is None or from_recorded(e).persona_id == wanted),  # type: ignore[attr-defined]
+                    None)
     if recorded is None:
         who = f" by {wanted}" if wanted else ""
         raise RebuildError(f"message {ref.message_id} has no recorded model call{who} to rerun")

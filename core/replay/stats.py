@@ -18,7 +18,14 @@ from typing import Any, TextIO
 
 from eventstore import LogReader, NoSuchTable
 
-from ..events import MessageReceived, ModelFailed, ModelReplied, PersonaTriggered, TriggerRejected
+from ..events import (
+    MessageReceived,
+    ModelFailed,
+    ModelReplied,
+    PersonaTriggered,
+    TriggerRejected,
+    from_recorded,
+)
 from .selection import EVERYTHING, Selection
 
 DIMENSIONS = ("persona", "user", "guild", "day")
@@ -102,51 +109,52 @@ def compute_stats(log: LogReader, selection: Selection = EVERYTHING) -> UsageSta
             found.append(group)
         return found
 
-    for event in log.scan(replace(selection, types=_TYPES).as_filter()):
-        kind, d = event.type, event.data
-        day = datetime.fromtimestamp(event.recorded_at, UTC).strftime("%Y-%m-%d")
-        if kind == "MessageReceived":
-            guild = d.get("guild_id") or NO_GUILD
-            senders[(d.get("platform"), d.get("message_id"))] = (d.get("author_id"), guild)
-            if not d.get("author_is_bot") and not d.get("from_persona"):
-                for g in bump((("user", d["author_id"]), ("guild", guild), ("day", day))):
+    for recorded in log.scan(replace(selection, types=_TYPES).as_filter()):
+        event = from_recorded(recorded)
+        day = datetime.fromtimestamp(recorded.recorded_at, UTC).strftime("%Y-%m-%d")
+        if isinstance(event, MessageReceived):
+            guild = event.guild_id or NO_GUILD
+            senders[(event.platform, event.message_id)] = (event.author_id, guild)
+            if not event.author_is_bot and not event.from_persona:
+                for g in bump((("user", event.author_id), ("guild", guild), ("day", day))):
                     g.messages += 1
             continue
-        persona = d.get("persona_id", "?")
-        message = (d.get("platform"), d.get("message_id"))
+        assert isinstance(event, PersonaTriggered | TriggerRejected | ModelReplied | ModelFailed)
+        persona = event.persona_id
+        message = (event.platform, event.message_id)
         key = (*message, persona)
-        if kind == "PersonaTriggered":
-            who = askers[key] = (d.get("author_id", "?"), d.get("guild_id") or NO_GUILD)
-        elif kind == "TriggerRejected":
-            who = (d.get("author_id", "?"), senders.get(message, ("", "?"))[1])
-        elif kind == "ModelReplied":
-            guild = str((d.get("scope_keys") or {}).get("guild") or "?")
-            who = askers.pop(key, None) or (
-                d.get("author_id", "?"), NO_GUILD if guild.startswith("dm:") else guild)
+        who: tuple[str, str]
+        if isinstance(event, PersonaTriggered):
+            who = askers[key] = (event.author_id, event.guild_id or NO_GUILD)
+        elif isinstance(event, TriggerRejected):
+            who = (event.author_id, senders.get(message, ("", "?"))[1])
+        elif isinstance(event, ModelReplied):
+            guild = str(event.scope_keys.get("guild") or "?")
+            who = askers.pop(key) if key in askers else (
+                event.author_id, NO_GUILD if guild.startswith("dm:") else guild)
         else:
-            who = askers.pop(key, None) or senders.get(message) or ("?", "?")
+            who = askers.pop(key) if key in askers else senders.get(message, ("?", "?"))
         touched = bump((("persona", persona), ("user", who[0]), ("guild", who[1]),
                         ("day", day)))
-        if kind == "PersonaTriggered":
+        if isinstance(event, PersonaTriggered):
             touched[0].messages += 1
             for g in touched:
                 g.triggers += 1
-        elif kind == "TriggerRejected":
+        elif isinstance(event, TriggerRejected):
             touched[0].messages += 1
             for g in touched:
                 g.refusals += 1
-        elif kind == "ModelFailed":
+        elif isinstance(event, ModelFailed):
             for g in touched:
                 g.failures += 1
         else:
-            usage = d.get("usage") or {}
-            latency = float(d.get("latency_s") or 0.0)
+            usage = event.usage
             for g in touched:
                 g.replies += 1
                 g.prompt_tokens += int(usage.get("prompt_tokens") or 0)
                 g.completion_tokens += int(usage.get("completion_tokens") or 0)
                 g.total_tokens += int(usage.get("total_tokens") or 0)
-                g.latencies.append(latency)
+                g.latencies.append(float(event.latency_s or 0.0))
     return UsageStats(groups=groups, quotas=_quota_use(log))
 
 

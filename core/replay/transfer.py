@@ -89,8 +89,9 @@ def import_lines(log: Log, lines: Iterable[bytes | str], *, source: str = "<inpu
     return ImportResult(events=count, last_position=last)
 
 
-_REQUIRED = {"position": int, "event_id": str, "stream_id": str, "version": int, "type": str,
-             "schema_version": int, "data": dict, "recorded_at": (int, float)}
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "position": int, "event_id": str, "stream_id": str, "version": int, "type": str,
+    "schema_version": int, "data": dict, "recorded_at": (int, float)}
 
 
 def _parse(line: bytes | str, where: str) -> RecordedEvent:

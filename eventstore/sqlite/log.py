@@ -183,9 +183,8 @@ class SQLiteLog:
         existing = self._existing_positions([e.event_id for e in request.events])
         current = self.stream_version(stream_id)
         if all(e.event_id in existing for e in request.events):
-            positions = tuple(existing[e.event_id] for e in request.events)
-            return AppendResult(positions=positions, stream_version=current,
-                                duplicates=len(positions))
+            known = tuple(existing[e.event_id] for e in request.events)
+            return AppendResult(positions=known, stream_version=current, duplicates=len(known))
         expected = request.expected_version
         if expected != ANY and expected != current:
             raise WrongExpectedVersion(stream_id, int(expected), current)

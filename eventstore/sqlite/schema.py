@@ -48,12 +48,11 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
             "event_id", "stream_id", "version", "type", "schema_version", "data", "recorded_at",
         },
     )
-    db["events"].create_index(["event_id"], unique=True, index_name="events_event_id")
-    db["events"].create_index(
-        ["stream_id", "version"], unique=True, index_name="events_stream_version"
-    )
-    db["events"].create_index(["type", "position"], index_name="events_type_position")
-    db["events"].create_index(["recorded_at"], index_name="events_recorded_at")
+    events = db.table("events")
+    events.create_index(["event_id"], unique=True, index_name="events_event_id")
+    events.create_index(["stream_id", "version"], unique=True, index_name="events_stream_version")
+    events.create_index(["type", "position"], index_name="events_type_position")
+    events.create_index(["recorded_at"], index_name="events_recorded_at")
     for trigger in _APPEND_ONLY_TRIGGERS:
         db.execute(trigger)
     db["projection_positions"].create(  # type: ignore[union-attr]

@@ -148,6 +148,7 @@ class DiscordAdapter:
             await self._ingest(message)
 
     async def _ingest(self, message: disnake.Message) -> None:
+        assert self._dispatcher is not None  # ingest() takes nothing in before attach()
         try:
             inbound = inbound_message(message, self._personas.all(), self.client.user.id)
             if inbound.reply_to and self.sink.posted_recently(inbound.reply_to):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import disnake
 from disnake.ext import commands
+from disnake.interactions import ApplicationCommandInteraction
 
 from ...commands import Caller, CommandReply, CommandSet, Usage, fit
 from ...dispatcher.messages import Author
@@ -40,7 +41,7 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
     style = DiscordStyle()
 
     @bot.slash_command(name="ask", description="Ask a persona something")
-    async def ask(inter: disnake.ApplicationCommandInteraction,
+    async def ask(inter: ApplicationCommandInteraction,
                   persona: str = commands.Param(description="Who to ask"),
                   prompt: str = commands.Param(description="What to say")) -> None:
         caller = command_caller(inter)
@@ -52,7 +53,7 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
             await _show(inter, refused)
 
     @ask.autocomplete("persona")
-    async def persona_choices(inter: disnake.ApplicationCommandInteraction,
+    async def persona_choices(inter: ApplicationCommandInteraction,
                               typed: str) -> dict[str, str]:
         wanted = typed.lower()
         matches = [p for p in commands_.all_personas() if p.triggers.slash and (
@@ -61,11 +62,11 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
         return {_choice_label(p): p.id for p in matches[:AUTOCOMPLETE_CHOICES]}
 
     @bot.slash_command(name="personas", description="Who is here, and what they do")
-    async def personas(inter: disnake.ApplicationCommandInteraction) -> None:
+    async def personas(inter: ApplicationCommandInteraction) -> None:
         await _show(inter, commands_.personas(style))
 
     @bot.slash_command(name="reset", description="Forget this channel's conversation so far")
-    async def reset(inter: disnake.ApplicationCommandInteraction,
+    async def reset(inter: ApplicationCommandInteraction,
                     persona: str | None = commands.Param(
                         default=None, description="Only check that this persona is here")
                     ) -> None:
@@ -74,7 +75,7 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
     reset.autocomplete("persona")(persona_choices)
 
     @bot.slash_command(name="usage", description="Your remaining quota and its next reset")
-    async def usage(inter: disnake.ApplicationCommandInteraction,
+    async def usage(inter: ApplicationCommandInteraction,
                     persona: str | None = commands.Param(default=None,
                                                          description="Only this persona")
                     ) -> None:
@@ -89,7 +90,7 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
     usage.autocomplete("persona")(persona_choices)
 
     @bot.slash_command(name="reload", description="Reload the persona files (admins only)")
-    async def reload(inter: disnake.ApplicationCommandInteraction) -> None:
+    async def reload(inter: ApplicationCommandInteraction) -> None:
         caller = command_caller(inter)
         refusal = commands_.reload_refusal(caller)
         if refusal is not None:
@@ -118,7 +119,7 @@ def usage_line(usage: Usage) -> str | None:
     return f"**{usage.persona.name}**: {'; '.join(parts)}" if parts else None
 
 
-def command_caller(inter: disnake.ApplicationCommandInteraction) -> Caller:
+def command_caller(inter: ApplicationCommandInteraction) -> Caller:
     """Who gave the slash command, where (its id is the interaction's)."""
     channel = inter.channel
     guild = inter.guild
@@ -136,7 +137,7 @@ def command_caller(inter: disnake.ApplicationCommandInteraction) -> Caller:
         sent_at=inter.created_at.timestamp())
 
 
-async def _show(inter: disnake.ApplicationCommandInteraction, answer: CommandReply) -> None:
+async def _show(inter: ApplicationCommandInteraction, answer: CommandReply) -> None:
     await inter.response.send_message(answer.text, ephemeral=not answer.public,
                                       allowed_mentions=disnake.AllowedMentions.none())
 

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import disnake
+from disnake.utils import MISSING
+from disnake.webhook import Webhook, WebhookMessage
 
 from ...dispatcher.dispatcher import PersonaSource
 from ...dispatcher.messages import DeliveryReceipt, Notice, OutboundReply, ReplyTarget
@@ -57,8 +59,8 @@ class _Stream:
     """A reply being shown while it arrives."""
 
     text: str = ""
-    message: disnake.Message | disnake.WebhookMessage | None = None
-    hook: disnake.Webhook | None = None
+    message: disnake.Message | WebhookMessage | None = None
+    hook: Webhook | None = None
     last_edit: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     flush: asyncio.Task[None] | None = None
@@ -69,7 +71,7 @@ class _Where:
     """Where to post: the channel, and the webhook (plus thread) when there is one."""
 
     channel: disnake.abc.Messageable
-    hook: disnake.Webhook | None
+    hook: Webhook | None
     thread: disnake.Thread | None
 
 
@@ -140,7 +142,7 @@ class DiscordSink:
         hook_id = where.hook.id if where.hook is not None else None
         me = self._client.user.id if self._client.user else None
         found: list[str] = []
-        history = (where.thread or where.channel).history(  # type: ignore[union-attr]
+        history = (where.thread or where.channel).history(
             after=disnake.Object(int(target.message_id)), limit=_RECOVERY_SCAN, oldest_first=True)
         async for message in history:
             ours = message.author.id == me or (hook_id and message.webhook_id == hook_id)
@@ -230,7 +232,7 @@ class DiscordSink:
         if not webhook or target.is_dm:
             return _Where(channel, None, None)
         thread = channel if isinstance(channel, disnake.Thread) else None
-        base = channel.parent if thread is not None else channel
+        base = thread.parent if thread is not None else channel
         hook = await self._webhooks.get(base) if isinstance(base, disnake.TextChannel) else None
         return _Where(channel, hook, thread)
 
@@ -252,11 +254,10 @@ class DiscordSink:
         assert where.hook is not None
         ids = []
         for part in split_message(text):
-            extra = {"thread": where.thread} if where.thread is not None else {}
-            if avatar_url:
-                extra["avatar_url"] = avatar_url
             message = await where.hook.send(part, username=_webhook_name(name),
-                                            allowed_mentions=allowed, wait=True, **extra)
+                                            avatar_url=avatar_url or MISSING,
+                                            allowed_mentions=allowed, wait=True,
+                                            thread=where.thread or MISSING)
             assert message is not None
             if keep is not None and keep.message is None:
                 keep.message = message
@@ -269,13 +270,14 @@ class DiscordSink:
         ids = []
         same_channel = getattr(channel, "id", None) == int(target.channel_id)
         for index, part in enumerate(_headed(name, text)):
-            reference = None
             if index == 0 and same_channel and target.message_id.isdigit():
                 reference = disnake.MessageReference(
                     message_id=int(target.message_id), channel_id=int(target.channel_id),
                     guild_id=int(target.guild_id) if target.guild_id else None,
                     fail_if_not_exists=False)
-            message = await channel.send(part, reference=reference, allowed_mentions=allowed)
+                message = await channel.send(part, reference=reference, allowed_mentions=allowed)
+            else:
+                message = await channel.send(part, allowed_mentions=allowed)
             if keep is not None and keep.message is None:
                 keep.message = message
             ids.append(str(message.id))
@@ -322,14 +324,13 @@ class DiscordSink:
                 if stream.hook is not None:
                     thread = stream.message.channel if isinstance(
                         stream.message.channel, disnake.Thread) else None
-                    extra = {"thread": thread} if thread is not None else {}
-                    if reply.avatar_url:
-                        extra["avatar_url"] = reply.avatar_url
-                    message = await stream.hook.send(part, username=_webhook_name(
-                        reply.persona_name), allowed_mentions=allowed, wait=True, **extra)
+                    sent: disnake.Message = await stream.hook.send(
+                        part, username=_webhook_name(reply.persona_name),
+                        avatar_url=reply.avatar_url or MISSING, allowed_mentions=allowed,
+                        wait=True, thread=thread or MISSING)
                 else:
-                    message = await stream.message.channel.send(part, allowed_mentions=allowed)
-                ids.append(str(message.id))  # type: ignore[union-attr]
+                    sent = await stream.message.channel.send(part, allowed_mentions=allowed)
+                ids.append(str(sent.id))
             return ids
 
     async def _edit(self, stream: _Stream, text: str, allowed: disnake.AllowedMentions) -> None:

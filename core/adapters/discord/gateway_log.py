@@ -12,7 +12,7 @@ import time
 
 from eventstore import EventStore, RecordedEvent
 
-from ...events import GatewayConnected, GatewayDisconnected, GatewayResumed
+from ...events import GatewayConnected, GatewayDisconnected, GatewayResumed, typed
 from ...events.ids import GATEWAY_STREAM, gateway_event_id
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,11 @@ def uptime_s(events: list[RecordedEvent], now: float) -> float:
     """Seconds connected, from the gateway stream's events (oldest first)."""
     total = 0.0
     since: float | None = None
-    for event in events:
-        at = float(event.data.get("at", event.recorded_at))
-        if event.type in (GatewayConnected.type, GatewayResumed.type):
+    for item in typed(events, (GatewayConnected, GatewayResumed, GatewayDisconnected)):
+        at = item.event.at  # type: ignore[attr-defined]
+        if isinstance(item.event, GatewayConnected | GatewayResumed):
             since = at if since is None else since
-        elif event.type == GatewayDisconnected.type and since is not None:
+        elif isinstance(item.event, GatewayDisconnected) and since is not None:
             total += at - since
             since = None
     return total + (now - since if since is not None else 0.0)

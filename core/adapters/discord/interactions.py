@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import disnake
+from disnake.interactions import ApplicationCommandInteraction
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ FINISHED_KEPT = 1000
 
 @dataclass(slots=True)
 class _Pending:
-    interaction: disnake.ApplicationCommandInteraction
+    interaction: ApplicationCommandInteraction
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     deferred: bool = False
     answered: bool = False
@@ -39,7 +40,7 @@ class InteractionReplies:
         self._pending: dict[str, _Pending] = {}
         self._finished: deque[str] = deque(maxlen=FINISHED_KEPT)
 
-    def expect(self, message_id: str, interaction: disnake.ApplicationCommandInteraction) -> None:
+    def expect(self, message_id: str, interaction: ApplicationCommandInteraction) -> None:
         """The reply to ``message_id`` answers ``interaction``; defer it if it is slow."""
         pending = _Pending(interaction)
         pending.timer = asyncio.create_task(self._defer_later(pending))
@@ -58,6 +59,7 @@ class InteractionReplies:
         async with pending.lock:
             _stop(pending)
             ids = []
+            first: disnake.Message
             if pending.answered:
                 first = await inter.followup.send(parts[0], allowed_mentions=allowed, wait=True)
             elif pending.deferred:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import disnake
 
@@ -22,7 +22,7 @@ from eventstore import EventStore, NewEvent
 from ...context.builder import conversation_turns
 from ...context.history import context_events
 from ...dispatcher.messages import ReplyTarget
-from ...events import ConversationReset, MessageReceived, ModelReplied, ThreadOpened
+from ...events import ConversationReset, DomainEvent, MessageReceived, ModelReplied, ThreadOpened
 from ...events.ids import (
     conversation_stream,
     message_event_id,
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SEED_EVENTS = 200
 """How many of the channel's latest events are read to seed a thread."""
-_ARCHIVE_AFTER_MIN = 1440
+_ARCHIVE_AFTER_MIN: Final = 1440
 
 
 class ThreadMover:
@@ -59,10 +59,10 @@ class ThreadMover:
         events = await self._store.read_stream_tail(
             conversation_stream(PLATFORM, target.channel_id), SEED_EVENTS)
         replies = 0
-        for event in events:
-            if event.type == ConversationReset.type:
+        for item in context_events(events):
+            if isinstance(item.event, ConversationReset):
                 replies = 0
-            elif event.type == ModelReplied.type and event.data.get("persona_id") == persona.id:
+            elif isinstance(item.event, ModelReplied) and item.event.persona_id == persona.id:
                 replies += 1
         return replies > spec.after_turns
 
@@ -105,6 +105,7 @@ class ThreadMover:
 
 def _seed_copy(kind: str, data: Mapping[str, Any], text: str, thread_id: str,
                event_id: str) -> NewEvent:
+    copy: DomainEvent
     if kind == MessageReceived.type:
         copy = dataclasses.replace(MessageReceived.from_data(data), text=text,
                                    channel_id=thread_id)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 
 import disnake
+from disnake.webhook import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,11 @@ class WebhookCache:
 
     def __init__(self, client: disnake.Client) -> None:
         self._client = client
-        self._hooks: dict[int, disnake.Webhook] = {}
+        self._hooks: dict[int, Webhook] = {}
         self._ids: set[int] = set()  # of the hooks above: every inbound message asks
         self._locks: dict[int, asyncio.Lock] = {}
 
-    async def get(self, channel: disnake.TextChannel) -> disnake.Webhook | None:
+    async def get(self, channel: disnake.TextChannel) -> Webhook | None:
         """The webhook to post through in ``channel``; None without Manage Webhooks."""
         me = channel.guild.me
         if me is None or not channel.permissions_for(me).manage_webhooks:
@@ -57,7 +58,7 @@ class WebhookCache:
         if hook is not None:
             self._ids.discard(hook.id)
 
-    async def _find_or_create(self, channel: disnake.TextChannel) -> disnake.Webhook | None:
+    async def _find_or_create(self, channel: disnake.TextChannel) -> Webhook | None:
         user = self._client.user
         try:
             for hook in await channel.webhooks():
