@@ -206,8 +206,8 @@ class _InstantModel:
         if on_delta is not None:
             await on_delta(text)
         self._timings.replied[key] = time.perf_counter()
-        return ModelOutcome(True, text, request.provider, request.model,
-                            Usage(100, 20, 120))
+        return ModelOutcome(ok=True, text=text, provider=request.provider, model=request.model,
+                            usage=Usage(prompt_tokens=100, completion_tokens=20, total_tokens=120))
 
 
 class _Sink:

@@ -88,7 +88,7 @@ async def _timed(call: Any, count: int) -> list[float]:
 async def _compare(base_url: str, calls: int, stream: bool) -> dict[str, Any]:
     client = AsyncOpenAI(base_url=base_url, api_key="bench", max_retries=0)
     gateway = ModelGateway({"fake": ProviderSettings("fake", base_url=base_url)}, Secrets({}))
-    request = ModelRequest("fake", "fake-model", MESSAGES, stream=stream)
+    request = ModelRequest(provider="fake", model="fake-model", messages=MESSAGES, stream=stream)
 
     async def through_gateway() -> None:
         outcome = await gateway.complete(request)
@@ -118,7 +118,7 @@ async def _compare(base_url: str, calls: int, stream: bool) -> dict[str, Any]:
 
 async def _offline(calls: int) -> dict[str, float]:
     gateway = ModelGateway({}, Secrets({}))
-    request = ModelRequest("offline", "stand-in", MESSAGES)
+    request = ModelRequest(provider="offline", model="stand-in", messages=MESSAGES)
 
     async def call() -> None:
         await gateway.complete(request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +23,7 @@ CONFIG_ENV = "PERSONAE_CONFIG"
 DEFAULT_DISCORD_API = "https://discord.com/api/v10"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DatabaseSettings:
     """Where the event log lives and how hard each commit is made durable. ``url``
     names the backend and the place (``sqlite:////abs/path.db``, ``memory://``);
@@ -34,7 +34,7 @@ class DatabaseSettings:
     synchronous: Literal["full", "normal"] = "full"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DiscordSettings:
     """How to reach Discord. ``token_env`` names the variable holding the bot token."""
 
@@ -49,6 +49,7 @@ class ProviderSettings:
     """One model provider: an OpenAI-compatible server, or the built-in offline stand-in."""
 
     name: str
+    _: KW_ONLY
     kind: Literal["openai", "offline"] = "openai"
     base_url: str | None = None
     api_key_env: str | None = None
@@ -70,7 +71,7 @@ class ProviderSettings:
         return self.api_key_env or (None if self.base_url else "OPENAI_API_KEY")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AdminSettings:
     """Who may run admin commands (``/reload``): user and role ids."""
 
@@ -78,7 +79,7 @@ class AdminSettings:
     roles: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LimitSettings:
     """Framework-wide bounds on work in flight."""
 
@@ -88,7 +89,7 @@ class LimitSettings:
     shutdown_deadline_s: float = 20.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSettings:
     """Log level and format (``text`` for people, ``json`` for log shippers)."""
 
@@ -96,7 +97,7 @@ class LoggingSettings:
     format: Literal["text", "json"] = "text"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsSettings:
     """The optional Prometheus and health endpoint; off when ``port`` is None."""
 
@@ -104,7 +105,7 @@ class MetricsSettings:
     host: str = "127.0.0.1"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """Everything in config.yaml, with defaults filled in and paths made absolute."""
 

@@ -202,10 +202,10 @@ def _message(persona: Persona, turn: Turn, target: ContextTarget) -> ChatMessage
     if turn.persona_id == persona.id:
         return ChatMessage("assistant", turn.text)
     if turn.persona_id is not None:
-        return ChatMessage("user", turn.text, speaker_name(turn.speaker, turn.persona_id))
+        return ChatMessage("user", turn.text, name=speaker_name(turn.speaker, turn.persona_id))
     if target.is_dm:
         return ChatMessage("user", turn.text)
-    return ChatMessage("user", turn.text, speaker_name(turn.speaker, turn.author_id))
+    return ChatMessage("user", turn.text, name=speaker_name(turn.speaker, turn.author_id))
 
 
 def _cost(message: ChatMessage) -> int:

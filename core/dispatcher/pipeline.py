@@ -117,9 +117,14 @@ class ReplyPipeline:
             outcome = await self._model.complete(request, on_delta)
         except Exception as exc:  # the gateway promises not to raise; a bug must not hang a reply
             log.exception("the model gateway raised")
-            outcome = ModelOutcome(False, "", persona.model.provider, persona.model.name,
-                                   error_class="internal_error",
-                                   error=f"the model gateway failed: {type(exc).__name__}")
+            outcome = ModelOutcome(
+                ok=False,
+                text="",
+                provider=persona.model.provider,
+                model=persona.model.name,
+                error_class="internal_error",
+                error=f"the model gateway failed: {type(exc).__name__}",
+            )
         if not outcome.ok:
             await self.fail(job, outcome.error_class or "model_error",
                             outcome.error or "the model did not answer", persona,

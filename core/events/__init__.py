@@ -111,10 +111,11 @@ def typed(events: Iterable[RecordedEvent], types: Iterable[type[DomainEvent]] | 
             for e in events if e.type in wanted]
 
 
-def upcasters() -> Upcasters:
-    """The upcasting steps of every catalogued type, for the store to apply on read."""
+def upcasters(types: Iterable[type[DomainEvent]] | None = None) -> Upcasters:
+    """The upcasting steps of every catalogued type (or of ``types``), for the store to
+    apply on read."""
     registry = Upcasters()
-    for cls in CATALOGUE.values():
+    for cls in CATALOGUE.values() if types is None else types:
         for version, step in cls.upcasts.items():
             registry.register(cls.type, version, step)
     return registry

@@ -268,7 +268,12 @@ class ModelGateway:
         if usage is None:
             prompt = self.calibration.estimate(name, model, reply.messages)
             completion = estimate_tokens(text) + estimate_tokens(reply.reasoning)
-            usage = Usage(prompt, completion, prompt + completion, estimated=True)
+            usage = Usage(
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=prompt + completion,
+                estimated=True,
+            )
         if provider.limits.tokens is not None:
             provider.limits.tokens.charge(usage.completion_tokens)
         return ModelOutcome(
@@ -286,12 +291,25 @@ class ModelGateway:
         prompt = self.calibration.estimate(name, model, messages)
         completion = estimate_tokens(arrived)
         return ModelOutcome(
-            ok=True, text="".join(call.shown), provider=name, model=model,
-            usage=Usage(prompt, completion, prompt + completion, estimated=True),
+            ok=True,
+            text="".join(call.shown),
+            provider=name,
+            model=model,
+            usage=Usage(
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                total_tokens=prompt + completion,
+                estimated=True,
+            ),
             latency_s=self._clock() - call.started,
-            time_to_first_token_s=self._first_token(call), attempts=call.attempts,
-            waits_s=tuple(call.waits), truncated=True, finish_reason="truncated",
-            error_class=failure.error_class, error=failure.sentence, queued_s=call.queued_s,
+            time_to_first_token_s=self._first_token(call),
+            attempts=call.attempts,
+            waits_s=tuple(call.waits),
+            truncated=True,
+            finish_reason="truncated",
+            error_class=failure.error_class,
+            error=failure.sentence,
+            queued_s=call.queued_s,
         )
 
     def _failed(self, name: str, model: str, call: _Call, failure: Failure) -> ModelOutcome:

@@ -9,7 +9,7 @@ never an exception, for anything the model server does.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant"]
@@ -21,6 +21,7 @@ class ChatMessage:
 
     role: Role
     content: str
+    _: KW_ONLY
     name: str | None = None
 
     def to_openai(self) -> dict[str, str]:
@@ -31,7 +32,7 @@ class ChatMessage:
         return message
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelRequest:
     """Everything one reply needs from a model.
 
@@ -50,7 +51,7 @@ class ModelRequest:
     show_reasoning: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
     """Token counts as the server reported them (estimates when it reported none)."""
 
@@ -62,7 +63,7 @@ class Usage:
     estimated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModelOutcome:
     """The result of a request: a reply (``ok``) or a failure with its class.
 

@@ -70,7 +70,7 @@ async def test_provider_headers_body_query_and_params_are_sent(
     settings = provider_for(fake, headers={"HTTP-Referer": "https://example.org"},
                             extra_body={"top_k": 20}, extra_query={"api-version": "x1"})
     gateway = await make_gateway(settings)
-    request = ModelRequest("fake", "m", (ChatMessage("user", "hi", name="ada"),),
+    request = ModelRequest(provider="fake", model="m", messages=(ChatMessage("user", "hi", name="ada"),),
                            params={"temperature": 0.3, "max_tokens": 3, "model": "ignored"})
     outcome = await gateway.complete(request)
     sent = fake.requests[0]

@@ -52,7 +52,7 @@ def test_a_terminal_chat_log_explains_and_replays(tmp_path):
                                      replied.data["message_id"], "--json"])
         assert result.exit_code == 0, result.output
         (call,) = json.loads(result.stdout)["calls"]
-        messages = [ChatMessage(m["role"], m["content"], m.get("name"))
+        messages = [ChatMessage(m["role"], m["content"], name=m.get("name"))
                     for m in call["messages"]]
         # the offline provider's reply is a digest of the exact prompt it was given
         assert offline_reply(messages) == replied.data["text"]
