@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from eventstore import EventStore, open_store
 
@@ -28,12 +28,14 @@ from .dispatcher.projection import projections
 from .dispatcher.sink import ReplySink
 from .dispatcher.workqueue import WorkQueue
 from .events import upcasters
-from .gateway.gateway import ModelGateway
 from .gateway.model import ModelClient
 from .limits.quotas import QuotaLedger
 from .limits.schedule import QuotaResetScheduler
 from .personas.registry import PersonaRegistry
 from .personas.versions import VersionRecorder
+
+if TYPE_CHECKING:
+    from .gateway.gateway import ModelGateway
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,10 @@ class Runtime:
         """Open the log (unless given: then closing it is the caller's), build the
         gateway, the platforms and the dispatcher; ``model`` may wrap the gateway
         (metrics time its first tokens)."""
+        # imported here: the SDK costs a second and tens of MB, and build_dispatcher
+        # (benchmarks, tests with a model of their own) needs none of it
+        from .gateway.gateway import ModelGateway
+
         owns_store = store is None
         store = store or await open_log_store(config)
         gateway = ModelGateway(config.providers, secrets)

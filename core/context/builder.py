@@ -98,6 +98,7 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
     for item in in_order:
         event = item.event
         later = source_position is not None and item.position > source_position
+        # the most frequent kinds first: this loop runs over every event of every prompt
         if isinstance(event, MessageReceived):
             if later or event.from_persona:
                 continue  # later messages, and echoes of our own replies (ModelReplied has them)
@@ -105,6 +106,14 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
             turns[key] = Turn(key=key, position=item.position, author_id=event.author_id,
                               speaker=event.author_name, text=event.text,
                               positions=(item.position,))
+        elif isinstance(event, ModelReplied):
+            key = reply_event_id(event.platform, event.message_id, event.persona_id)
+            turns[key] = Turn(key=key, position=item.position, author_id=event.persona_id,
+                              speaker=event.persona_name or event.persona_id, text=event.text,
+                              positions=(item.position,), persona_id=event.persona_id,
+                              answered_author=event.author_id)
+        elif isinstance(event, ReplyDelivered):
+            ours.update(message_event_id(event.platform, m) for m in event.delivered_ids)
         elif isinstance(event, MessageEdited):
             key = message_event_id(event.platform, event.message_id)
             if key in turns:
@@ -116,16 +125,8 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
         elif isinstance(event, ConversationReset):
             if not later:
                 turns.clear()
-        elif isinstance(event, ModelReplied):
-            key = reply_event_id(event.platform, event.message_id, event.persona_id)
-            turns[key] = Turn(key=key, position=item.position, author_id=event.persona_id,
-                              speaker=event.persona_name or event.persona_id, text=event.text,
-                              positions=(item.position,), persona_id=event.persona_id,
-                              answered_author=event.author_id)
         elif isinstance(event, ReplyFailed):
             turns.pop(reply_event_id(event.platform, event.message_id, event.persona_id), None)
-        elif isinstance(event, ReplyDelivered):
-            ours.update(message_event_id(event.platform, m) for m in event.delivered_ids)
     # an echo of our own reply may be recorded before we knew its id: ModelReplied has it
     ordered = sorted((t for t in turns.values() if t.key not in ours), key=lambda t: t.position)
     source = [t for t in ordered if t.key == source_event_id]

@@ -48,8 +48,8 @@ collection pauses (every cached event is a few Python containers)."""
 
 def context_events(events: Sequence[RecordedEvent]) -> list[Typed]:
     """The events of ``events`` a prompt is built from, typed."""
-    return [Typed(recorded=e, event=CONTEXT_TYPES[e.type].from_data(e.data))
-            for e in events if e.type in CONTEXT_TYPES]
+    of, kinds = Typed.of, CONTEXT_TYPES
+    return [of(e, kinds[e.type].from_data(e.data)) for e in events if e.type in kinds]
 
 
 @dataclass(slots=True)
@@ -135,8 +135,7 @@ class ConversationHistory:
                         version=entry.version + offset + 1, type=event.type,
                         schema_version=event.schema_version, data=event.data, recorded_at=now,
                         correlation_id=event.correlation_id, causation_id=event.causation_id)
-                    entry.events.append(Typed(recorded=recorded,
-                                              event=kind.from_data(event.data)))
+                    entry.events.append(Typed.of(recorded, kind.from_data(event.data)))
                     entry.turns += event.type in _TURN_TYPES
                     self._cached += 1
             entry.version = result.stream_version
