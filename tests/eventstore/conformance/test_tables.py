@@ -18,9 +18,7 @@ from eventstore import (
     TableWriter,
 )
 
-from ..backends import MemoryBackend, SQLiteBackend
-
-Backend = SQLiteBackend | MemoryBackend
+from ..backends import Backend
 
 
 class Ledger(Projection):
