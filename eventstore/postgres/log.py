@@ -157,7 +157,7 @@ class PostgresLog:
         def connect() -> psycopg.Connection:
             return psycopg.connect(**target.connect_kwargs(
                 autocommit=True, options=_session_options(target.schema, writer),
-                application_name="personae listener"))
+                application_name=f"personae listener {target.schema}"[:63]))
 
         return PostgresCommitSignal(connect, f"{schema.CHANNEL_PREFIX}{self._events_oid}",
                                     own_writer=writer, location=self.location)
