@@ -6,8 +6,9 @@
 Each prints ``ready`` and waits for a line on standard input before it starts.
 
 ``writer`` appends BATCHES single-event transactions to stream NAME and prints, for each,
-``<position> <time.time() it started> <time.time() it was acknowledged>``. With ``--slow S`` each of its events is a
-``Slow`` one, which the ``Dawdle`` projection takes S seconds to apply: the transaction
+``<position> <time.time() it started> <time.time() it was acknowledged>``. With
+``--slow S`` each of its events is a ``Slow`` one, which the ``Dawdle`` projection takes
+S seconds to apply: the transaction
 holds its positions (its rows are inserted) and sleeps before COMMIT, while the other
 writers try to commit theirs.
 
