@@ -153,12 +153,14 @@ def schema_version(conn: psycopg.Connection, schema: str) -> int | None:
 
 
 def prepare(conn: psycopg.Connection, schema: str, location: str, *, create: bool,
-            migrations: Sequence[Migration] = MIGRATIONS) -> None:
+            migrations: Sequence[Migration] | None = None) -> None:
     """Make ``schema`` a log of the newest version (``create``), or check it is one.
 
-    Raises :class:`StoreOpenError` for a log written by a newer personae, a schema
-    holding someone else's tables, or (without ``create``) no log at all.
+    ``migrations`` defaults to :data:`MIGRATIONS`. Raises :class:`StoreOpenError` for a
+    log written by a newer personae, a schema holding someone else's tables, or (without
+    ``create``) no log at all.
     """
+    migrations = MIGRATIONS if migrations is None else migrations
     newest = len(migrations)
     with conn.transaction():
         found = schema_version(conn, schema)

@@ -37,6 +37,8 @@ class PostgresTarget:
     schema: str
     location: str
     password: str | None = field(default=None, repr=False)
+    hidden: tuple[str, ...] = field(default=(), repr=False)
+    """Every form of password the URL and the caller gave, for redaction."""
 
     @classmethod
     def parse(cls, url: str, *, password: str | None = None) -> PostgresTarget:
@@ -57,8 +59,9 @@ class PostgresTarget:
                                                              if k != "schema"])))
             params: dict[str, str] = {k: str(v) for k, v in conninfo_to_dict(rest).items()}
         except psycopg.ProgrammingError as exc:
+            reason = next((line for line in str(exc).splitlines() if line.strip()), "")
             raise StoreOpenError(f"{redact(url, secrets)} is not a valid PostgreSQL URL: "
-                                 f"{redact(str(exc), secrets)}") from None
+                                 f"{redact(reason.strip(), secrets)}") from None
         except ValueError as exc:
             raise StoreOpenError(f"{redact(url, secrets)} is not a valid URL ({exc})") from None
         if not _SCHEMA_NAME.fullmatch(schema) or schema.startswith("pg_"):
@@ -66,9 +69,12 @@ class PostgresTarget:
                 f"schema={schema!r} in {redact(url, secrets)} cannot hold a log: use lower-case "
                 "letters, digits and _ (at most 63, not starting with a digit or pg_)")
         found = params.pop("password", None)
+        if found:
+            secrets.append(found)
         params.setdefault("connect_timeout", str(CONNECT_TIMEOUT_S))
-        return cls(params=params, schema=schema, location=_location(params, schema),
-                   password=password or found)
+        return cls(params=params, schema=schema,
+                   location=redact(_location(params, schema), secrets),
+                   password=password or found, hidden=tuple(secrets))
 
     def connect_kwargs(self, **extra: Any) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect``: the URL's parameters, the password
@@ -90,7 +96,7 @@ class PostgresTarget:
 
     def redact(self, text: str) -> str:
         """``text`` with the password, wherever it appears, replaced by ``***``."""
-        return redact(text, [self.password] if self.password else [])
+        return redact(text, list(self.hidden))
 
 
 def redact(text: str, secrets: list[str]) -> str:
