@@ -174,7 +174,7 @@ def test_a_schema_holding_other_tables_is_refused_untouched(url: str) -> None:
 
 
 def test_opening_without_create_a_log_that_is_not_there_says_so(url: str) -> None:
-    with pytest.raises(StoreOpenError, match="there is no event log at .* yet"):
+    with pytest.raises(StoreOpenError, match=r"there is no event log at .* yet"):
         PostgresLog.open(url, create=False)
     with pgserver.admin() as conn:
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
