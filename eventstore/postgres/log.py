@@ -14,6 +14,7 @@ under that lock, and so they are gap-free and in commit order.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -73,6 +74,43 @@ _LOCK_TIMEOUT = "60s"
 _IDLE_IN_TRANSACTION_TIMEOUT = "30s"
 """A process stopped inside a transaction (SIGSTOP, a network partition) lets go of the
 append lock after this, so it cannot stall every other writer."""
+
+
+_INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Planned:
+    """A request checked and numbered: its result, its rows, the ids it writes."""
+
+    result: AppendResult
+    rows: tuple[tuple[Any, ...], ...]
+    fresh: dict[str, int]
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL text can hold ``text``: no NUL, and a UTF-8 form."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_text(text: str | None, stream_id: str) -> None:
+    """Refuse text PostgreSQL cannot store: with a NUL character, or with no UTF-8 form."""
+    if text is None:
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise EventStoreError(f"append to {stream_id!r} refused: {text!r} is not valid "
+                              "Unicode text") from None
+    if "\x00" in text:
+        raise EventStoreError(f"append to {stream_id!r} refused: {text!r} contains a NUL "
+                              "character, which PostgreSQL text cannot hold")
 
 
 class _JsonText(Loader):
@@ -205,64 +243,137 @@ class PostgresLog:
     def append_batch(self, requests: Sequence[AppendRequest], *, recorded: bool = False
                      ) -> list[AppendResult | EventStoreError]:
         """See :meth:`~eventstore.protocol.Log.append_batch`: one transaction under the
-        append lock, a savepoint per request, one COMMIT."""
+        append lock, one COMMIT.
+
+        Round trips are what an append costs here, so they are few: one query finds every
+        requested stream's version and existing id; a request is checked and numbered in
+        Python; the rows of requests no projection reads go in one INSERT at the end (they
+        cannot fail in the database: what could is refused before). A request that a
+        projection reads gets a savepoint around its rows and the projection's changes,
+        so a projection that fails fails its request alone. Projection positions are
+        written once, at the end.
+        """
         outcomes: list[AppendResult | EventStoreError] = []
         now = time.time()
         with self._connection() as conn, _committing(self, conn):
             conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
             next_position = self._catch_up_projections(conn) + 1
+            versions, existing = self._lookup(conn, requests)
+            pending: list[tuple[Any, ...]] = []  # rows of requests without a savepoint
+            reached: dict[str, int] = {}  # projection -> position, as requests succeed
             for request in requests:
                 try:
-                    with conn.transaction():
-                        result = self._append_one(conn, request, now, next_position, recorded)
+                    planned = self._plan(request, now, next_position, versions, existing)
                 except Exception as exc:
-                    if conn.broken:
-                        raise
                     outcomes.append(as_store_error(request, exc))
+                    continue
+                projections = self._readers_of(planned.rows) if planned.rows else []
+                if not projections:
+                    pending += planned.rows
+                    written = self._written(planned.rows) if recorded else []
                 else:
-                    outcomes.append(result)
-                    if result.positions:
-                        next_position = max(next_position, max(result.positions) + 1)
+                    self._insert(conn, pending)  # a failure here is the transaction's own
+                    try:
+                        with conn.transaction():
+                            self._insert(conn, list(planned.rows))
+                            written = self._written(planned.rows)
+                            tables = PostgresTables(conn, self._catalog)
+                            for projection in projections:
+                                apply_events(projection, tables, written)
+                    except Exception as exc:
+                        if conn.broken:
+                            raise
+                        outcomes.append(as_store_error(request, exc))
+                        continue
+                outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
+                                if recorded else planned.result)
+                versions[request.stream_id] = planned.result.stream_version
+                existing.update(planned.fresh)
+                if planned.rows:
+                    next_position = planned.rows[-1][0] + 1
+                    for projection in self._projections:
+                        reached[projection.name] = planned.rows[-1][0]
+            self._insert(conn, pending)
+            if reached:
+                conn.execute("UPDATE projection_positions SET position = u.position FROM "
+                             "unnest(%s::text[], %s::bigint[]) AS u(name, position) "
+                             "WHERE projection_positions.name = u.name",
+                             (list(reached), list(reached.values())))
         return outcomes
 
-    def _append_one(self, conn: psycopg.Connection, request: AppendRequest, now: float,
-                    next_position: int, recorded: bool) -> AppendResult:
+    @staticmethod
+    def _lookup(conn: psycopg.Connection, requests: Sequence[AppendRequest]
+                ) -> tuple[dict[str, int], dict[str, int]]:
+        """Every requested stream's version and every requested id that exists, in one
+        query: one index probe each."""
+        # text PostgreSQL cannot hold is refused with its request later, not sent
+        streams = sorted({r.stream_id for r in requests if _storable(r.stream_id)})
+        ids = sorted({e.event_id for r in requests for e in r.events if _storable(e.event_id)})
+        rows = conn.execute(
+            "SELECT s, NULL::bigint, (SELECT coalesce(max(version), 0) FROM events "
+            "WHERE stream_id = s) FROM unnest(%s::text[]) AS s UNION ALL "
+            "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%s::text[])",
+            (streams, ids)).fetchall()
+        versions = {stream: int(version) for stream, _, version in rows if version is not None}
+        existing = {event_id: int(position) for event_id, position, version in rows
+                    if version is None}
+        return versions, existing
+
+    @staticmethod
+    def _plan(request: AppendRequest, now: float, next_position: int,
+              versions: dict[str, int], known: dict[str, int]) -> _Planned:
+        """Check ``request`` against the log as this transaction has it, and number its
+        new events from ``next_position``. Raises what refuses the request."""
         stream_id = request.stream_id
-        found = conn.execute(
-            "SELECT NULL, coalesce(max(version), 0) FROM events WHERE stream_id = %s "
-            "UNION ALL SELECT event_id, position FROM events WHERE event_id = ANY(%s::text[])",
-            (stream_id, [e.event_id for e in request.events])).fetchall()
-        current = int(found[0][1])
-        existing: dict[str, int] = {event_id: position for event_id, position in found[1:]}
+        current = versions.get(stream_id, 0)
+        existing = {e.event_id: known[e.event_id] for e in request.events
+                    if e.event_id in known}
         if all(e.event_id in existing for e in request.events):
             positions = tuple(existing[e.event_id] for e in request.events)
-            return AppendResult(positions=positions, stream_version=current,
-                                duplicates=len(positions))
+            return _Planned(AppendResult(positions=positions, stream_version=current,
+                                         duplicates=len(positions)), (), {})
         expected = request.expected_version
         if expected != ANY and expected != current:
             raise WrongExpectedVersion(stream_id, int(expected), current)
         positions: list[int] = []
         rows: list[tuple[Any, ...]] = []
+        fresh: dict[str, int] = {}
         version = current
+        _storable_text(stream_id, stream_id)
         for event in request.events:
             position = existing.get(event.event_id)
             if position is None:
+                for text in (event.event_id, event.type, event.correlation_id,
+                             event.causation_id):
+                    _storable_text(text, stream_id)
+                if not _INT4_MIN <= event.schema_version <= _INT4_MAX:
+                    raise EventStoreError(f"append to {stream_id!r} refused: schema_version "
+                                          f"{event.schema_version} is out of range")
                 position, next_position = next_position, next_position + 1
                 version += 1
-                existing[event.event_id] = position
+                existing[event.event_id] = fresh[event.event_id] = position
                 rows.append((position, event.event_id, stream_id, version, event.type,
                              event.schema_version, encode_data(event.data), now,
                              event.correlation_id, event.causation_id))
             positions.append(position)
-        conn.execute(_INSERT, [list(column) for column in zip(*rows, strict=True)])
-        written: list[RecordedEvent] = []
-        if self._projections or recorded:
-            # what a read returns: data decoded from the text as stored
-            written = self._events([(*row[:6], orjson.loads(row[6]), *row[7:]) for row in rows])
-            self._apply_projections(conn, written)
-        return AppendResult(positions=tuple(positions), stream_version=version,
-                            duplicates=len(request.events) - len(rows),
-                            written=tuple(written) if recorded else ())
+        return _Planned(AppendResult(positions=tuple(positions), stream_version=version,
+                                     duplicates=len(request.events) - len(rows)),
+                        tuple(rows), fresh)
+
+    def _readers_of(self, rows: Sequence[tuple[Any, ...]]) -> list[Projection]:
+        """The registered projections that read any of ``rows``' event types."""
+        kinds = {row[4] for row in rows}
+        return [p for p in self._projections if p.types is None or not p.types.isdisjoint(kinds)]
+
+    def _written(self, rows: Sequence[tuple[Any, ...]]) -> list[RecordedEvent]:
+        """``rows`` as a read returns them: data decoded from the text as stored."""
+        return self._events([(*row[:6], orjson.loads(row[6]), *row[7:]) for row in rows])
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            conn.execute(_INSERT, [list(column) for column in zip(*rows, strict=True)])
+            rows.clear()
 
     def load(self, events: Iterable[RecordedEvent]) -> tuple[int, int]:
         """See :meth:`~eventstore.protocol.Log.load`: one transaction, rows streamed in
@@ -530,14 +641,6 @@ class PostgresLog:
         if last > position:
             self._set_projection_position(conn, projection.name, last)
 
-    def _apply_projections(self, conn: psycopg.Connection, events: list[RecordedEvent]) -> None:
-        if not events:
-            return
-        tables = PostgresTables(conn, self._catalog)
-        for projection in self._projections:
-            apply_events(projection, tables, events)
-            self._set_projection_position(conn, projection.name, events[-1].position)
-
     @staticmethod
     def _set_projection_position(conn: psycopg.Connection, name: str, position: int) -> None:
         conn.execute("UPDATE projection_positions SET position = %s WHERE name = %s",
@@ -561,7 +664,10 @@ class PostgresLog:
 
 def _session_options(schema_name: str, writer: str) -> str:
     """libpq ``options``: every setting a log's sessions need, at no extra round trip."""
+    # Custom plans always: a generic plan made while a table was small (a new log) would
+    # keep scanning it sequentially as it grows.
     return (f"-c search_path={schema_name} -c lock_timeout={_LOCK_TIMEOUT} "
+            "-c plan_cache_mode=force_custom_plan "
             f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_TIMEOUT} "
             f"-c {schema.WRITER_SETTING}={writer}")
 

@@ -131,8 +131,10 @@ def _migrate_to_1(conn: psycopg.Connection, schema: str) -> None:
             position bigint NOT NULL
         )""")
     for function, body in trigger_functions(schema).items():
+        # custom plans: a generic one made while the log was small would scan it
         conn.execute(f'CREATE FUNCTION "{schema}".{function}() RETURNS trigger '
-                     f"LANGUAGE plpgsql AS $body${body}$body$")
+                     "LANGUAGE plpgsql SET plan_cache_mode = force_custom_plan "
+                     f"AS $body${body}$body$")
     for name in TRIGGERS:
         conn.execute(trigger_definition(f'"{schema}"', name))
         conn.execute(f'ALTER TABLE "{schema}".events ENABLE ALWAYS TRIGGER {name}')

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from eventstore import NewEvent, StoreOpenError, open_store
+from eventstore import AppendRequest, EventStoreError, NewEvent, StoreOpenError, open_store
 from eventstore.postgres import PostgresLog, PostgresTarget, schema
 
 from .. import pgserver
@@ -263,3 +263,18 @@ def test_check_finds_a_trigger_dropped_or_redefined(log: PostgresLog) -> None:
     assert any(d.startswith("append-only: the trigger events_no_update was redefined: "
                             "CREATE TRIGGER events_no_update BEFORE UPDATE") for d in details)
     assert len(details) == 3
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    (AppendRequest("with\x00nul", [NewEvent("M", {})]), "contains a NUL character"),
+    (AppendRequest("s", [NewEvent("M\x00", {})]), "contains a NUL character"),
+    (AppendRequest("s", [NewEvent("M", {}, event_id="\udc80")]), "is not valid Unicode"),
+    (AppendRequest("s", [NewEvent("M", {}, schema_version=2**31)]), "out of range"),
+])
+def test_text_postgresql_cannot_hold_fails_its_request_alone(
+        log: PostgresLog, request_: AppendRequest, message: str) -> None:
+    outcomes = log.append_batch([AppendRequest("ok", [NewEvent("M", {})]), request_,
+                                 AppendRequest("ok", [NewEvent("M", {})])])
+    assert isinstance(outcomes[1], EventStoreError) and message in str(outcomes[1])
+    assert [o.positions for o in (outcomes[0], outcomes[2])] == [(3,), (4,)]  # type: ignore[union-attr]
+    assert [e.stream_id for e in log.read_all()] == ["chan", "chan", "ok", "ok"]
