@@ -3,31 +3,87 @@
     python bench/eventstore.py            # the 1,000,000-event log the issue asks for
     python bench/eventstore.py --json     # one JSON object on stdout
     python bench/eventstore.py --events 100000   # a smaller log, for a quick look
+    python bench/eventstore.py --url sqlite --url postgresql://postgres@127.0.0.1/test
+                                          # the same workload on both, ratios to the first
 
 Appends go through :class:`eventstore.EventStore` (the asyncio face, with its writer
-thread and group commit). The large log is built with :meth:`eventstore.SQLiteLog.append_batch`
-(the same code path the writer thread runs), 100 requests of 100 events per transaction.
+thread and group commit). The large log is built with ``Log.append_batch`` (the same code
+path the writer thread runs), 100 requests of 100 events per transaction.
+
+``--url sqlite`` (the default) puts SQLite files in a temporary directory;
+``--url postgresql://...`` puts each log in a schema of its own in that database
+(``bench_<pid>_<name>``), dropped at the end. With several ``--url`` the backends take
+turns within each repeat, so they share the machine's noise, and every figure is also
+given as a ratio to the first backend's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import json
+import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path and this file's name
 # would shadow the eventstore package it measures.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
-from eventstore import AppendRequest, NewEvent, SQLiteLog, open_store  # noqa: E402
+from eventstore import AppendRequest, LogReader, NewEvent, open_log, open_store  # noqa: E402
+from eventstore.postgres import PostgresTarget  # noqa: E402
 
 _TEXT = "a message of ordinary length, about as long as a line of chat in a busy channel"
+
+
+class Scratch:
+    """Where a backend's scratch logs go: files in a directory, or schemas of a database."""
+
+    def __init__(self, url: str, work: Path) -> None:
+        self.url = url
+        self.name = "sqlite" if url == "sqlite" else url.split("://", 1)[0]
+        self._work = work / self.name
+        self._work.mkdir(exist_ok=True)
+        self._schemas: list[str] = []
+        self._numbers = itertools.count()
+
+    def log(self, name: str) -> str:
+        """The target of a new, empty log called ``name``."""
+        if self.url == "sqlite":
+            return str(self._work / f"{name}.db")
+        schema = f"bench_{os.getpid()}_{next(self._numbers)}_{name.replace('-', '_')}"
+        self._schemas.append(schema)
+        return f"{self.url}{'&' if '?' in self.url else '?'}schema={schema}"
+
+    def bytes(self, target: str) -> int:
+        """The size of the log ``target``, indexes included."""
+        if self.url == "sqlite":
+            path = Path(target)
+            return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+        import psycopg
+
+        parsed = PostgresTarget.parse(target)
+        with psycopg.connect(**parsed.connect_kwargs()) as conn:
+            row = conn.execute("SELECT pg_total_relation_size(%s)",
+                               (f'"{parsed.schema}".events',)).fetchone()
+        return int(row[0]) if row else 0
+
+    def clean_up(self) -> None:
+        if not self._schemas:
+            return
+        import psycopg
+
+        with psycopg.connect(**PostgresTarget.parse(self.url).connect_kwargs(autocommit=True)
+                             ) as conn:
+            for schema in self._schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _event(stream: int, n: int) -> NewEvent:
@@ -38,7 +94,7 @@ def _event(stream: int, n: int) -> NewEvent:
     )
 
 
-async def _append_batched(path: Path, batches: int, synchronous: str) -> tuple[float, float]:
+async def _append_batched(path: str, batches: int, synchronous: str) -> tuple[float, float]:
     """One caller appending 100 events at a time, each append awaited (one commit each).
 
     Returns events per second of wall time and per second of this process's CPU time
@@ -54,7 +110,7 @@ async def _append_batched(path: Path, batches: int, synchronous: str) -> tuple[f
 
 
 async def _append_concurrent(
-    path: Path, per_task: int, synchronous: str
+    path: str, per_task: int, synchronous: str
 ) -> tuple[float, float]:
     """100 tasks, each awaiting one single-event append after another: group commit's case."""
     work = [[_event(100_000 + t, i) for i in range(per_task)] for t in range(100)]
@@ -70,7 +126,7 @@ async def _append_concurrent(
     return 100 * per_task / elapsed, 100 * per_task / cpu
 
 
-async def _append_latency_ms(path: Path, appends: int, synchronous: str) -> float:
+async def _append_latency_ms(path: str, appends: int, synchronous: str) -> float:
     """Median time one lone caller waits for one single-event append (one commit)."""
     work = [_event(200_000, i) for i in range(appends)]
     latencies = []
@@ -82,9 +138,9 @@ async def _append_latency_ms(path: Path, appends: int, synchronous: str) -> floa
     return statistics.median(latencies) * 1000
 
 
-def _build_large_log(path: Path, events: int, streams: int) -> float:
+def _build_large_log(path: str, events: int, streams: int) -> float:
     """Append ``events`` spread round-robin over ``streams``; return events per second."""
-    log = SQLiteLog.open(path, synchronous="normal")
+    log = open_log(path, synchronous="normal")
     per_stream = -(-events // streams)
     start = time.perf_counter()
     written = 0
@@ -109,7 +165,7 @@ def _build_large_log(path: Path, events: int, streams: int) -> float:
         log.close()
 
 
-async def _open_seconds(path: Path, repeats: int) -> float:
+async def _open_seconds(path: str, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -119,7 +175,7 @@ async def _open_seconds(path: Path, repeats: int) -> float:
     return statistics.median(times)
 
 
-async def _tail_p99_ms(path: Path, streams: int, reads: int) -> float:
+async def _tail_p99_ms(path: str, streams: int, reads: int) -> float:
     rng = random.Random(7)
     latencies = []
     async with await open_store(path) as store:
@@ -133,10 +189,10 @@ async def _tail_p99_ms(path: Path, streams: int, reads: int) -> float:
     return latencies[int(len(latencies) * 0.99) - 1] * 1000
 
 
-async def _replay_eps(path: Path, expected: int) -> tuple[float, float]:
+async def _replay_eps(path: str, expected: int) -> tuple[float, float]:
     """(events per second of wall time, per second of the reader thread's CPU time)."""
 
-    def replay(log: SQLiteLog) -> tuple[int, float]:
+    def replay(log: LogReader) -> tuple[int, float]:
         cpu = time.thread_time()
         count = sum(1 for _ in log.iter_all(0))
         return count, time.thread_time() - cpu
@@ -149,42 +205,69 @@ async def _replay_eps(path: Path, expected: int) -> tuple[float, float]:
     return count / elapsed, count / cpu
 
 
-def _file_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+async def run(events: int, streams: int, synchronous: str, scratches: list[Scratch],
+              repeat: int) -> dict[str, dict[str, float]]:
+    """Every figure of every backend, each the median of ``repeat`` runs; the backends
+    take turns within each repeat."""
+    runs: dict[str, dict[str, list[float]]] = {s.name: {} for s in scratches}
 
-
-async def run(
-    events: int, streams: int, synchronous: str, work: Path, repeat: int
-) -> dict[str, float]:
-    """Every figure is the median of ``repeat`` runs."""
-    runs: dict[str, list[float]] = {}
-
-    def note(name: str, value: float) -> None:
-        runs.setdefault(name, []).append(value)
+    def note(scratch: Scratch, name: str, value: float) -> None:
+        runs[scratch.name].setdefault(name, []).append(value)
 
     for r in range(repeat):
-        wall, cpu = await _append_batched(work / f"batched-{r}.db", 300, synchronous)
-        note("append_batched_eps", wall)
-        note("append_batched_cpu_eps", cpu)
-        wall, cpu = await _append_concurrent(work / f"concurrent-{r}.db", 50, synchronous)
-        note("append_concurrent_eps", wall)
-        note("append_concurrent_cpu_eps", cpu)
-        note("append_latency_p50_ms",
-             await _append_latency_ms(work / f"latency-{r}.db", 300, synchronous))
-    large = work / "large.db"
-    note("build_eps", await asyncio.to_thread(_build_large_log, large, events, streams))
+        for scratch in scratches:
+            wall, cpu = await _append_batched(scratch.log(f"batched-{r}"), 300, synchronous)
+            note(scratch, "append_batched_eps", wall)
+            note(scratch, "append_batched_cpu_eps", cpu)
+            wall, cpu = await _append_concurrent(scratch.log(f"concurrent-{r}"), 50,
+                                                 synchronous)
+            note(scratch, "append_concurrent_eps", wall)
+            note(scratch, "append_concurrent_cpu_eps", cpu)
+            note(scratch, "append_latency_p50_ms",
+                 await _append_latency_ms(scratch.log(f"latency-{r}"), 300, synchronous))
+    large = {scratch.name: scratch.log("large") for scratch in scratches}
+    for scratch in scratches:
+        note(scratch, "build_eps", await asyncio.to_thread(
+            _build_large_log, large[scratch.name], events, streams))
     for _ in range(repeat):
-        note("open_s", await _open_seconds(large, 5))
-        note("tail40_p99_ms", await _tail_p99_ms(large, streams, 2000))
-        wall, cpu = await _replay_eps(large, events)
-        note("replay_eps", wall)
-        note("replay_cpu_eps", cpu)
-    figures = {name: statistics.median(values) for name, values in runs.items()}
-    figures["bytes_per_event"] = _file_bytes(large) / events
-    figures["events"] = events
-    figures["streams"] = streams
-    figures["repeat"] = repeat
+        for scratch in scratches:
+            target = large[scratch.name]
+            note(scratch, "open_s", await _open_seconds(target, 5))
+            note(scratch, "tail40_p99_ms", await _tail_p99_ms(target, streams, 2000))
+            wall, cpu = await _replay_eps(target, events)
+            note(scratch, "replay_eps", wall)
+            note(scratch, "replay_cpu_eps", cpu)
+    figures: dict[str, dict[str, float]] = {}
+    for scratch in scratches:
+        mine = {name: statistics.median(values) for name, values in runs[scratch.name].items()}
+        mine["bytes_per_event"] = scratch.bytes(large[scratch.name]) / events
+        mine.update(events=events, streams=streams, repeat=repeat)
+        figures[scratch.name] = mine
     return figures
+
+
+@contextlib.contextmanager
+def _scratches(urls: list[str], directory: Path | None) -> Iterator[list[Scratch]]:
+    with tempfile.TemporaryDirectory(dir=directory, prefix="bench-eventstore-") as tmp:
+        scratches = [Scratch(url, Path(tmp)) for url in urls]
+        try:
+            yield scratches
+        finally:
+            for scratch in scratches:
+                scratch.clean_up()
+
+
+def _print(figures: dict[str, dict[str, float]]) -> None:
+    names = list(figures)
+    first = figures[names[0]]
+    header = "".join(f"{n:>16}" for n in names)
+    ratios = "".join(f"{n + '/' + names[0]:>18}" for n in names[1:])
+    print(f"{'':>26}{header}{ratios}")
+    for figure in first:
+        values = "".join(f"{figures[n][figure]:>16,.3f}" for n in names)
+        shares = "".join(f"{figures[n][figure] / first[figure]:>18.2f}" if first[figure]
+                         else f"{'':>18}" for n in names[1:])
+        print(f"{figure:>26}{values}{shares}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,22 +279,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synchronous", choices=["full", "normal"], default="full",
                         help="durability of the append benchmarks (default full)")
     parser.add_argument("--dir", type=Path, default=None,
-                        help="where to put the scratch logs (default: a temporary directory)")
+                        help="where to put the scratch SQLite logs (default: a temporary "
+                             "directory)")
+    parser.add_argument("--url", action="append", default=None,
+                        help="a backend to measure: sqlite (files in --dir) or a "
+                             "postgresql:// database (a schema per log); repeat for several "
+                             "(default: sqlite)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs per figure; the median is reported (default 3)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.events < args.streams * 40:
         parser.error("--events must give every stream at least 40 events (events >= 40 x streams)")
-    with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-eventstore-") as tmp:
+    urls = args.url or ["sqlite"]
+    with _scratches(urls, args.dir) as scratches:
+        if len({s.name for s in scratches}) < len(scratches):
+            parser.error("name each backend once")
         figures = asyncio.run(
-            run(args.events, args.streams, args.synchronous, Path(tmp), args.repeat)
-        )
+            run(args.events, args.streams, args.synchronous, scratches, args.repeat))
     if args.json:
-        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+        rounded = {name: {k: round(v, 4) for k, v in mine.items()}
+                   for name, mine in figures.items()}
+        print(json.dumps(rounded if len(rounded) > 1 else next(iter(rounded.values()))))
     else:
-        for name, value in figures.items():
-            print(f"{name:>24}  {value:,.3f}")
+        _print(figures)
     return 0
 
 

@@ -60,10 +60,13 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
     ), settings)
 
 
-async def open_log_store(config: Config) -> EventStore:
-    """The event log config.yaml names, with the bot's projections and upcasters."""
+async def open_log_store(config: Config, secrets: Secrets | None = None) -> EventStore:
+    """The event log config.yaml names, with the bot's projections and upcasters
+    (``secrets``, default the environment over config.yaml's .env, hold its password)."""
+    secrets = secrets or Secrets.load(config.env_file)
     return await open_store(config.database.url, synchronous=config.database.synchronous,
-                            upcasters=upcasters(), projections=projections())
+                            upcasters=upcasters(), projections=projections(),
+                            password=config.database.password(secrets))
 
 
 class Platform(Protocol):
@@ -120,7 +123,7 @@ class Runtime:
         from .gateway.gateway import ModelGateway
 
         owns_store = store is None
-        store = store or await open_log_store(config)
+        store = store or await open_log_store(config, secrets)
         gateway = ModelGateway(config.providers, secrets)
         built = [factory(store, registry) for factory in platforms]
         dispatcher = build_dispatcher(

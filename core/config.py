@@ -12,12 +12,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .durations import parse_duration
 from .problems import Problem, ProblemsError
 from .schemacheck import bundled_schema, schema_problems, validator_for
-from .yamldoc import load_yaml
+from .yamldoc import YamlDocument, load_yaml
+
+if TYPE_CHECKING:
+    from .credentials import Secrets
 
 CONFIG_ENV = "PERSONAE_CONFIG"
 DEFAULT_DISCORD_API = "https://discord.com/api/v10"
@@ -26,12 +29,22 @@ DEFAULT_DISCORD_API = "https://discord.com/api/v10"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DatabaseSettings:
     """Where the event log lives and how hard each commit is made durable. ``url``
-    names the backend and the place (``sqlite:////abs/path.db``, ``memory://``);
-    ``path`` is the file of an SQLite log (None for other backends)."""
+    names the backend and the place (``sqlite:////abs/path.db``, ``memory://``,
+    ``postgresql://user@host/db``); ``path`` is the file of an SQLite log (None for other
+    backends); ``password_env`` names the variable holding a PostgreSQL password."""
 
     url: str
     path: Path | None
     synchronous: Literal["full", "normal"] = "full"
+    password_env: str | None = None
+
+    def password(self, secrets: Secrets) -> str | None:
+        """The password ``password_env`` names (MissingSecret when it is unset), None
+        when the config names none."""
+        if self.password_env is None:
+            return None
+        return secrets.require(self.password_env, "with the password of database.url "
+                               "(database.password_env names it)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +141,8 @@ class Config:
     def secret_names(self) -> list[str]:
         """Every environment variable this config names as holding a secret."""
         names = [self.discord.token_env]
+        if self.database.password_env:
+            names.append(self.database.password_env)
         names += [p.api_key_env for p in self.providers.values() if p.api_key_env]
         return names
 
@@ -156,9 +171,26 @@ def load_config(path: str | Path) -> Config:
     if not isinstance(data, dict):
         raise ProblemsError([document.problem((), "config.yaml must be a mapping of sections")])
     problems = schema_problems(document, validator_for(bundled_schema("core", "config.schema.json")))
+    problems += _password_in_url(document)
     if problems:
         raise ProblemsError(problems)
     return _build(path.resolve(), data)
+
+
+def _password_in_url(document: YamlDocument) -> list[Problem]:
+    """A database URL may not carry a password (the message does not repeat the URL)."""
+    database = document.data.get("database")
+    url = database.get("url") if isinstance(database, dict) else None
+    if not isinstance(url, str) or "://" not in url:
+        return []
+    authority = url.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+    query = url.split("?", 1)[1] if "?" in url else ""
+    if ":" in authority.rpartition("@")[0] or any(
+            part.startswith("password=") for part in query.split("&")):
+        return [document.problem(("database", "url"), "holds a password, which never goes in "
+                                 "this file: put it in an environment variable (or .env) and "
+                                 "name that in database.password_env")]
+    return []
 
 
 def _build(source: Path, data: Mapping[str, Any]) -> Config:
@@ -201,12 +233,15 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
 def _database(base: Path, data: Mapping[str, Any]) -> DatabaseSettings:
     synchronous = data.get("synchronous", "full")
     url = data.get("url")
+    password_env = data.get("password_env")
     if url is None or url.startswith("sqlite://"):
         relative = url[len("sqlite:///"):] if url is not None else data.get("path",
                                                                            "data/personae.db")
         path = base / relative  # an absolute path stays absolute
-        return DatabaseSettings(url=f"sqlite:///{path}", path=path, synchronous=synchronous)
-    return DatabaseSettings(url=url, path=None, synchronous=synchronous)
+        return DatabaseSettings(url=f"sqlite:///{path}", path=path, synchronous=synchronous,
+                                password_env=password_env)
+    return DatabaseSettings(url=url, path=None, synchronous=synchronous,
+                            password_env=password_env)
 
 
 def _provider(name: str, data: Mapping[str, Any]) -> ProviderSettings:

@@ -3,10 +3,13 @@
 The interface is in :mod:`eventstore.protocol`: asyncio code uses an
 :class:`EventStore` (open one with :func:`open_store`); command-line tools use a
 backend's synchronous :class:`Log` (:func:`open_log`). Backends: SQLite
-(:mod:`eventstore.sqlite`, the embedded default) and memory (:mod:`eventstore.memory`).
+(:mod:`eventstore.sqlite`, the embedded default), PostgreSQL (:mod:`eventstore.postgres`,
+one log for several processes) and memory (:mod:`eventstore.memory`); :func:`copy_log`
+copies a log from one to another.
 See ``docs/eventstore.md``.
 """
 
+from .copying import CopyError, LogDigest, backup_to_sqlite, copy_log, digest_log
 from .errors import (
     EventStoreError,
     NoSuchTable,
@@ -26,8 +29,9 @@ from .model import (
     RecordedEvent,
     Violation,
 )
+from .postgres.log import PostgresLog
 from .projections import Column, Projection, ProjectionDifference, Table, TableReader, TableWriter
-from .protocol import EventStore, Log, LogReader
+from .protocol import CommitSignal, EventStore, Log, LogReader
 from .sqlite.log import SQLiteLog
 from .sqlite.schema import SCHEMA_VERSION, Synchronous
 from .store import ThreadedStore
@@ -42,15 +46,19 @@ __all__ = [
     "AppendRequest",
     "AppendResult",
     "Column",
+    "CommitSignal",
+    "CopyError",
     "EventFilter",
     "EventStore",
     "EventStoreError",
     "ExpectedVersion",
     "Log",
+    "LogDigest",
     "LogReader",
     "MemoryLog",
     "NewEvent",
     "NoSuchTable",
+    "PostgresLog",
     "Projection",
     "ProjectionDifference",
     "RecordedEvent",
@@ -65,6 +73,9 @@ __all__ = [
     "Upcasters",
     "Violation",
     "WrongExpectedVersion",
+    "backup_to_sqlite",
+    "copy_log",
+    "digest_log",
     "open_log",
     "open_store",
     "sqlite_path",

@@ -84,6 +84,10 @@ class MemoryLog:
         """Another connection to the same state."""
         return MemoryLog(self.state, upcasters=self._upcasters, location=self.location)
 
+    def listen(self) -> None:
+        """None: every connection to the state lives in this process."""
+        return None
+
     def close(self) -> None:
         """Nothing to release: the state lives as long as someone holds it."""
 

@@ -40,6 +40,27 @@ AppendObserver = Callable[[float, EventStoreError | None], None]
 how the metrics time appends without wrapping the store."""
 
 
+class CommitSignal(Protocol):
+    """Hears of commits made by other connections to a log (other processes, other
+    machines), so followers need not poll. It only ever says "look again": a follower
+    always re-reads by position, so a signal that is late or lost costs latency, never an
+    event."""
+
+    def wait(self, timeout: float) -> int | None:
+        """Block up to ``timeout`` seconds for another connection's commit; return the
+        log's last position after it (or after reconnecting, when commits may have been
+        missed), or None when nothing was heard or :meth:`interrupt` was called."""
+        ...
+
+    def interrupt(self) -> None:
+        """Make a :meth:`wait` in another thread return now (thread-safe)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of the connection (after the last :meth:`wait` has returned)."""
+        ...
+
+
 class LogReader(TableReader, Protocol):
     """Reading a log: its events, in several orders, and its projections' tables."""
 
@@ -161,6 +182,12 @@ class Log(LogReader, Protocol):
 
     def reader(self) -> LogReader:
         """Another, read-only connection to the same log (for a reader thread)."""
+        ...
+
+    def listen(self) -> CommitSignal | None:
+        """A signal of other connections' commits (not this one's: its writer knows of
+        them), or None when the backend has none: then followers of a store are woken by
+        that store's own commits only. Cheap: the signal connects on its first wait."""
         ...
 
 

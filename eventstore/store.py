@@ -7,6 +7,9 @@ on a small pool of reader threads, each with its own connection to the log
 (:meth:`~eventstore.protocol.Log.reader`). Live followers are woken after each commit and
 handed what it wrote from memory (the last :data:`RECENT_EVENTS` events, as the writer
 recorded them), so following the log does not read back every event just written.
+When the backend can hear other connections' commits (:meth:`~eventstore.protocol.Log.listen`:
+PostgreSQL's LISTEN/NOTIFY), a listener thread wakes followers for those too; they then
+read the log by position, so a late or lost notification costs latency, never an event.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import TypeVar
 from .errors import EventStoreError, StoreClosedError
 from .model import ANY, AppendRequest, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
 from .projections import Projection, ProjectionDifference
-from .protocol import AppendObserver, Log, LogReader
+from .protocol import AppendObserver, CommitSignal, Log, LogReader
 
 T = TypeVar("T")
 
@@ -35,6 +38,8 @@ MAX_BATCH_REQUESTS = 1000
 RECENT_EVENTS = 1024
 """Events committed through this store kept in memory for followers."""
 
+LISTEN_WAIT_S = 5.0
+"""How long the listener thread blocks in one wait for other connections' commits."""
 
 
 @dataclass(slots=True)
@@ -59,6 +64,8 @@ class ThreadedStore:
         # Contiguous positions, oldest first; filled only while someone follows.
         self._recent: deque[RecordedEvent] = deque(maxlen=RECENT_EVENTS)
         self._followers = 0
+        # The last position known to be committed, by this store or (heard of) another.
+        self._log_end = 0
         self._loop = asyncio.get_running_loop()
         self._local = threading.local()
         self._reader_logs: list[LogReader] = []
@@ -67,6 +74,13 @@ class ThreadedStore:
             target=self._write_forever, name="eventstore-writer", daemon=True
         )
         self._writer.start()
+        self._signal = log.listen()
+        self._listener: threading.Thread | None = None
+        if self._signal is not None:
+            self._listener = threading.Thread(
+                target=self._listen_forever, args=(self._signal,),
+                name="eventstore-listener", daemon=True)
+            self._listener.start()
 
     def observe_appends(self, observer: AppendObserver | None) -> None:
         """Tell ``observer`` of every append from now on (None: nobody)."""
@@ -84,6 +98,9 @@ class ThreadedStore:
             return
         self._closed = True
         self._queue.put(None)
+        if self._signal is not None and self._listener is not None:
+            self._signal.interrupt()
+            await asyncio.to_thread(self._listener.join)
         await asyncio.to_thread(self._writer.join)
         self._readers.shutdown(wait=True)
         for reader in self._reader_logs:
@@ -171,8 +188,31 @@ class ThreadedStore:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+        self._wake_followers()
+
+    def _wake_followers(self) -> None:
         self._commit_event.set()
         self._commit_event = asyncio.Event()
+
+    def _listen_forever(self, signal: CommitSignal) -> None:
+        try:
+            while not self._closed:
+                last = signal.wait(LISTEN_WAIT_S)
+                if last is None or self._closed:
+                    continue
+                try:
+                    self._loop.call_soon_threadsafe(self._heard, last)
+                except RuntimeError:
+                    return  # the loop is closed: nobody follows any more
+        finally:
+            signal.close()
+
+    def _heard(self, last: int) -> None:
+        """Another connection committed up to ``last``: followers must read the log, the
+        in-memory window does not hold those events."""
+        if last > self._log_end:
+            self._log_end = last
+        self._wake_followers()
 
     def _remember(self, result: AppendResult) -> None:
         """Keep what ``result`` wrote for followers; forget everything on a gap (a batch
@@ -186,13 +226,18 @@ class ThreadedStore:
             if recent and event.position != recent[-1].position + 1:
                 recent.clear()
             recent.append(event)
+        if recent and recent[-1].position > self._log_end:
+            self._log_end = recent[-1].position
 
     def _recent_after(self, after: int, types: tuple[str, ...] | None,
                       limit: int) -> list[RecordedEvent] | None:
         """Up to ``limit`` events after ``after`` from memory; None when memory cannot
-        say (``after`` is older than what is kept, or ahead of it)."""
+        say (``after`` is older than what is kept, or ahead of it, or another connection
+        has committed past it)."""
         recent = self._recent
         if not recent or not recent[0].position - 1 <= after <= recent[-1].position:
+            return None
+        if recent[-1].position < self._log_end:
             return None
         found: Iterator[RecordedEvent] = itertools.islice(recent, after + 1 - recent[0].position,
                                                           None)
@@ -270,7 +315,8 @@ class ThreadedStore:
     ) -> AsyncIterator[RecordedEvent]:
         """Every event after ``after``, then each new one as it commits, forever.
 
-        Followers in this process are woken by the writer's commits, not by polling.
+        Followers are woken by the writer's commits and, when the backend can hear
+        them, by other connections' commits; never by polling.
         """
         type_list = None if types is None else tuple(types)
         self._followers += 1

@@ -107,7 +107,7 @@ class MemoryTables:
         """See :meth:`~eventstore.projections.TableWriter.update`."""
         spec = self._tables[table]
         names = spec.column_names
-        changes = {names.index(c): _coerce(spec, c, v) for c, v in values.items()}
+        changes = {names.index(c): coerce(spec, c, v) for c, v in values.items()}
         for row in list(self._matching(spec, where)):
             new = tuple(changes.get(i, value) for i, value in enumerate(row))
             old_key = _key_of(spec, row)
@@ -131,9 +131,9 @@ class MemoryTables:
         for column, wanted in where.items():
             index = names.index(column)
             if isinstance(wanted, list | tuple | set | frozenset):
-                tests.append((index, {_coerce(spec, column, w) for w in wanted}))
+                tests.append((index, {coerce(spec, column, w) for w in wanted}))
             else:
-                tests.append((index, {_coerce(spec, column, wanted)}))
+                tests.append((index, {coerce(spec, column, wanted)}))
         if len(where) == len(spec.key) and all(c in where for c in spec.key) and all(
                 len(t[1]) == 1 for t in tests):
             key = tuple(next(iter(dict(tests)[names.index(c)])) for c in spec.key)
@@ -151,7 +151,10 @@ class MemoryTables:
             rows[key] = row
 
 
-def _coerce(spec: Table, column: str, value: Any) -> Any:
+def coerce(spec: Table, column: str, value: Any) -> Any:
+    """``value`` as ``spec``'s ``column`` holds it (ValueError: no such column, or a null
+    where none is allowed). Backends that cannot coerce as SQLite does coerce with this,
+    so every backend stores what a rebuild in memory stores."""
     column_spec = next((c for c in spec.columns if c.name == column), None)
     if column_spec is None:
         raise ValueError(f"{spec.name} has no column {column!r}")
@@ -166,7 +169,7 @@ def _row(spec: Table, row: Mapping[str, Any]) -> _Row:
     unknown = set(row) - set(spec.column_names)
     if unknown:
         raise ValueError(f"{spec.name} has no column(s) {sorted(unknown)}")
-    return tuple(_coerce(spec, c.name, row.get(c.name)) for c in spec.columns)
+    return tuple(coerce(spec, c.name, row.get(c.name)) for c in spec.columns)
 
 
 def _key_of(spec: Table, row: _Row) -> _Key:

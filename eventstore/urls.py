@@ -2,7 +2,10 @@
 
 - ``sqlite:///data/personae.db`` (relative), ``sqlite:////srv/personae.db`` (absolute),
   or a plain path: the embedded SQLite file;
-- ``memory://``: a fresh in-memory log (tests, trials; nothing is kept).
+- ``memory://``: a fresh in-memory log (tests, trials; nothing is kept);
+- ``postgresql://user@host:5432/dbname?schema=personae``: a schema of a PostgreSQL
+  database, shared by several processes (see :mod:`eventstore.postgres.target`). The
+  password comes apart (``password=``), from the environment.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from pathlib import Path
 
 from .errors import StoreOpenError
 from .memory import MemoryLog
+from .postgres.log import PostgresLog
+from .postgres.target import SCHEMES as POSTGRES_SCHEMES
 from .projections import Projection
 from .protocol import Log
 from .sqlite.log import SQLiteLog
@@ -20,7 +25,7 @@ from .sqlite.schema import Synchronous
 from .store import ThreadedStore
 from .upcasting import Upcasters
 
-SCHEMES = ("sqlite", "memory")
+SCHEMES = ("sqlite", "memory", *POSTGRES_SCHEMES)
 
 
 def sqlite_path(target: str | Path) -> Path | None:
@@ -40,8 +45,12 @@ def sqlite_path(target: str | Path) -> Path | None:
 
 def open_log(target: str | Path, *, synchronous: Synchronous = "full",
              upcasters: Upcasters | None = None, projections: Sequence[Projection] = (),
-             create: bool = True) -> Log:
-    """Open (creating or migrating, when ``create``) the log ``target`` names."""
+             create: bool = True, password: str | None = None) -> Log:
+    """Open (creating or migrating, when ``create``) the log ``target`` names.
+
+    ``synchronous`` is SQLite's; a PostgreSQL server's durability is its own
+    ``synchronous_commit``. ``password`` is PostgreSQL's (None: the URL's, or libpq's
+    usual PGPASSWORD and ~/.pgpass)."""
     path = sqlite_path(target)
     if path is not None:
         return SQLiteLog.open(path, synchronous=synchronous, upcasters=upcasters,
@@ -49,16 +58,21 @@ def open_log(target: str | Path, *, synchronous: Synchronous = "full",
     scheme = str(target).partition("://")[0]
     if scheme == "memory":
         return MemoryLog(upcasters=upcasters, projections=projections, location=str(target))
+    if scheme in POSTGRES_SCHEMES:
+        return PostgresLog.open(str(target), password=password, upcasters=upcasters,
+                                projections=projections, create=create)
     raise StoreOpenError(f"unknown database URL scheme {scheme!r} in {_safe(str(target))}; "
                          f"use one of {', '.join(s + '://' for s in SCHEMES)}")
 
 
 async def open_store(target: str | Path, *, synchronous: Synchronous = "full",
                      upcasters: Upcasters | None = None,
-                     projections: Sequence[Projection] = (), readers: int = 2) -> ThreadedStore:
+                     projections: Sequence[Projection] = (), readers: int = 2,
+                     password: str | None = None) -> ThreadedStore:
     """Open the log ``target`` names for asyncio code, without blocking the loop."""
     log = await asyncio.to_thread(open_log, target, synchronous=synchronous,
-                                  upcasters=upcasters, projections=projections)
+                                  upcasters=upcasters, projections=projections,
+                                  password=password)
     return ThreadedStore(log, readers=readers)
 
 

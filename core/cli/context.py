@@ -57,7 +57,7 @@ class CliContext:
 
         database = self.config.database
         return open_log(database.url, synchronous=database.synchronous, upcasters=upcasters(),
-                        create=create)
+                        create=create, password=database.password(self.secrets))
 
     @property
     def secrets(self) -> Secrets:

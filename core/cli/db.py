@@ -1,4 +1,4 @@
-"""``personae db``: create and check the event log."""
+"""``personae db``: create, check, back up and copy the event log, on every backend."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eventstore import sqlite_path
+from eventstore import Log, Violation, backup_to_sqlite, copy_log, open_log, sqlite_path
 from eventstore.sqlite import backup_log
 
 from ..events import LogCreated
@@ -16,7 +16,7 @@ from .context import CliContext, pass_context, user_errors
 
 @click.group()
 def db() -> None:
-    """Create, check and back up the event log."""
+    """Create, check, back up and copy the event log."""
 
 
 @db.command("init")
@@ -34,13 +34,20 @@ def init(ctx: CliContext) -> None:
 
 
 @db.command("check")
+@click.option("--projections/--no-projections", default=True, show_default=True,
+              help="Also rebuild the bot's projections from the events and compare them with "
+                   "the live tables (reads the whole log).")
 @pass_context
 @user_errors
-def check(ctx: CliContext) -> None:
-    """Run SQLite's integrity check and the log's own invariants; exit 1 on any violation."""
+def check(ctx: CliContext, projections: bool) -> None:
+    """Check the log: the backend's own integrity (SQLite's integrity check; PostgreSQL's
+    triggers), the log's invariants and, unless told not to, its projections. Exit 1 on
+    any violation."""
     log = ctx.open_log()
     try:
         violations = log.check()
+        if projections and not violations:
+            violations += _projection_violations(log)
     finally:
         log.close()
     for violation in violations:
@@ -50,17 +57,69 @@ def check(ctx: CliContext) -> None:
     ctx.out.print(f"ok: {log.location} passes the integrity check and the log's invariants")
 
 
+def _projection_violations(log: Log) -> list[Violation]:
+    """The bot's projections that a rebuild from the events does not reproduce (those
+    never run on this log are skipped)."""
+    from ..dispatcher.projection import projections
+
+    return [Violation("projection", str(difference))
+            for projection in projections() if log.projection_state(projection.name)
+            for difference in log.rebuild_and_compare(projection)]
+
+
 @db.command("backup")
 @click.argument("path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--overwrite", is_flag=True, help="Replace PATH if it exists.")
 @pass_context
 @user_errors
 def backup(ctx: CliContext, path: Path, overwrite: bool) -> None:
-    """Copy the event log to PATH, consistently, even while the bot is running."""
+    """Copy the event log to the SQLite file PATH, consistently, even while the bot is
+    running (a PostgreSQL log is copied event by event from one snapshot, as `db copy`
+    does; restore it with `db copy PATH postgresql://...`)."""
     source = sqlite_path(ctx.config.database.url)
-    if source is None:
-        raise click.ClickException(f"`db backup` copies SQLite logs; {ctx.config.database.url} "
-                                   "is not one")
-    result = backup_log(source, path, overwrite=overwrite)
+    if source is not None:
+        result = backup_log(source, path, overwrite=overwrite)
+    else:
+        log = ctx.open_log()
+        try:
+            result = backup_to_sqlite(log, path, overwrite=overwrite)
+        finally:
+            log.close()
     ctx.out.print(f"backed up {result.events} events (up to position {result.last_position}, "
                   f"{result.bytes} bytes) to {result.path}; the copy passes `db check`")
+
+
+@db.command("copy")
+@click.argument("source")
+@click.argument("target")
+@pass_context
+@user_errors
+def copy(ctx: CliContext, source: str, target: str) -> None:
+    """Copy the log SOURCE into the empty log TARGET and verify the copy.
+
+    SOURCE and TARGET are database URLs (sqlite:///..., postgresql://...) or SQLite file
+    paths. The copy holds every event exactly as stored, in one transaction; it is then
+    read back and its number of events, last position and SHA-256 of every event compared
+    with the source's. A TARGET that holds events is refused. A PostgreSQL URL's password
+    is database.password_env's when the URL is config.yaml's database.url, else libpq's
+    (PGPASSWORD, ~/.pgpass).
+    """
+    reader = open_log(source, create=False, password=_password(ctx, source))
+    try:
+        writer = open_log(target, create=True, password=_password(ctx, target))
+        try:
+            copied = copy_log(reader, writer)
+        finally:
+            writer.close()
+    finally:
+        reader.close()
+    ctx.out.print(f"copied {copied.events} events (up to position {copied.last_position}, "
+                  f"sha256 {copied.sha256}) from {reader.location} to {writer.location}; "
+                  "counts, positions and content verified")
+
+
+def _password(ctx: CliContext, url: str) -> str | None:
+    if not ctx.config_path.is_file():
+        return None
+    database = ctx.config.database
+    return database.password(ctx.secrets) if database.url == url else None

@@ -119,6 +119,11 @@ class SQLiteLog:
         """Another, query-only connection to this file (WAL lets it read while we write)."""
         return SQLiteLog(schema.connect_reader(self.path), self.path, upcasters=self._upcasters)
 
+    def listen(self) -> None:
+        """None: another process's commits are seen at a follower's next wake-up (an
+        SQLite log has one writing process, the bot; others are tools run by hand)."""
+        return None
+
     def close(self) -> None:
         """Close the connection. Committed events are durable before this returns."""
         self._db.close()

@@ -1,4 +1,5 @@
-"""Fixtures for the event store tests: real SQLite files in a temporary directory."""
+"""Fixtures for the event store tests: real SQLite files in a temporary directory, schemas
+on the PostgreSQL test server."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from .backends import PostgresBackend
 from .directories import ReadOnlyDirectory
 
 
@@ -22,3 +24,10 @@ def read_only_dir(tmp_path: Path) -> Iterator[ReadOnlyDirectory]:
         yield directory
     finally:
         directory.release()
+
+
+@pytest.fixture(autouse=True)
+def _close_postgres_logs() -> Iterator[None]:
+    """Close what a test opened on PostgreSQL and drop its schemas."""
+    yield
+    PostgresBackend.clean_up()

@@ -11,16 +11,16 @@ import pytest
 
 from eventstore import EventStore
 
-from ..backends import BACKENDS, MemoryBackend, SQLiteBackend, open_store
+from ..backends import BACKENDS, Backend, open_store
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> SQLiteBackend | MemoryBackend:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return BACKENDS[request.param](tmp_path)
 
 
 @pytest.fixture
-async def store(backend: SQLiteBackend | MemoryBackend) -> AsyncIterator[EventStore]:
+async def store(backend: Backend) -> AsyncIterator[EventStore]:
     opened = await open_store(backend)
     try:
         yield opened

@@ -19,9 +19,7 @@ from eventstore import (
     WrongExpectedVersion,
 )
 
-from ..backends import MemoryBackend, SQLiteBackend, open_store
-
-Backend = SQLiteBackend | MemoryBackend
+from ..backends import Backend, open_store
 
 
 async def test_appending_an_existing_event_id_writes_nothing_and_returns_its_position(

@@ -25,9 +25,7 @@ from eventstore import (
     Upcasters,
 )
 
-from ..backends import BACKENDS, MemoryBackend, SQLiteBackend, open_store
-
-Backend = SQLiteBackend | MemoryBackend
+from ..backends import BACKENDS, Backend, open_store
 
 
 class Totals(Projection):

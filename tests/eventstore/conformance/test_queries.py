@@ -15,9 +15,7 @@ from eventstore import (
     RecordedEvent,
 )
 
-from ..backends import MemoryBackend, SQLiteBackend, open_store
-
-Backend = SQLiteBackend | MemoryBackend
+from ..backends import Backend, open_store
 
 
 def _filled(backend: Backend) -> Log:

@@ -9,9 +9,7 @@ import pytest
 
 from eventstore import EventStore, NewEvent, RecordedEvent, ThreadedStore
 
-from ..backends import MemoryBackend, SQLiteBackend
-
-Backend = SQLiteBackend | MemoryBackend
+from ..backends import Backend
 
 
 async def _fill(store: EventStore) -> None:

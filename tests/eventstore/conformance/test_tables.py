@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import pytest
 
 from eventstore import (
+    AppendRequest,
     Column,
     EventStoreError,
     NewEvent,
@@ -18,9 +19,7 @@ from eventstore import (
     TableWriter,
 )
 
-from ..backends import MemoryBackend, SQLiteBackend
-
-Backend = SQLiteBackend | MemoryBackend
+from ..backends import Backend
 
 
 class Ledger(Projection):
@@ -137,3 +136,33 @@ def test_two_projections_may_not_claim_one_table(backend: Backend) -> None:
 
     with pytest.raises(ValueError, match="both declare the table ledger"):
         backend.open_log(projections=[Ledger(), Copy()])
+
+
+def test_a_batch_mixing_projected_and_other_requests_keeps_each_outcome(
+        backend: Backend) -> None:
+    """Requests the projection reads and requests it does not, in one group commit; one
+    of the former fails in its projection: only it is undone, positions stay contiguous,
+    the projection's position is the batch's end."""
+    log = backend.open_log(projections=[Ledger()])
+    try:
+        _ops(log, {"op": "insert", "row": _row("a", "x", 1)})
+        outcomes = log.append_batch([
+            AppendRequest("plain", [NewEvent("Said", {}), NewEvent("Said", {})]),
+            AppendRequest("ops", [NewEvent("Op", {"op": "insert", "row": _row("b", "x", 2)})]),
+            AppendRequest("plain", [NewEvent("Said", {})]),
+            AppendRequest("ops", [NewEvent("Op", {"op": "insert", "row": _row("a", "x", 9)})]),
+            AppendRequest("plain", [NewEvent("Said", {})]),
+        ], recorded=True)
+        assert [type(o).__name__ for o in outcomes] == [
+            "AppendResult", "AppendResult", "AppendResult", "EventStoreError", "AppendResult"]
+        assert [o.positions for o in outcomes if not isinstance(o, Exception)] == [
+            (2, 3), (4,), (5,), (6,)]
+        assert [[e.position for e in o.written] for o in outcomes
+                if not isinstance(o, Exception)] == [[2, 3], [4], [5], [6]]
+        assert [(e.position, e.stream_id) for e in log.read_all()] == [
+            (1, "ops"), (2, "plain"), (3, "plain"), (4, "ops"), (5, "plain"), (6, "plain")]
+        assert log.rows("ledger", order_by=["account"]) == [_row("a", "x", 1), _row("b", "x", 2)]
+        assert log.projection_state("ledger") == (1, 6)
+        assert log.rebuild_and_compare(Ledger()) == []
+    finally:
+        log.close()

@@ -1,0 +1,729 @@
+"""The PostgreSQL backend's :class:`~eventstore.protocol.Log`: one schema of a database,
+shared by every process of a bot.
+
+A :class:`PostgresLog` and the readers it hands out share one psycopg connection pool:
+each call borrows a connection for as long as it needs one, so a connection lost to a
+server restart costs the call that found it broken, not the store. A log object is used
+from one thread at a time (a :class:`~eventstore.store.ThreadedStore` gives each thread
+its own); :meth:`PostgresLog.snapshot` keeps one connection for the whole block.
+
+Appends take the log's append lock first (see :mod:`eventstore.postgres.schema`): writers
+in every process commit one transaction at a time, positions are handed out as last + 1
+under that lock, and so they are gap-free and in commit order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.adapt import AdaptersMap, Loader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..appending import as_store_error, in_load_order, stored_data
+from ..encoding import encode_data
+from ..errors import EventStoreError, StoreOpenError, WrongExpectedVersion
+from ..filters import EventFilter
+from ..model import (
+    ANY,
+    AppendRequest,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    Violation,
+    build_recorded_event,
+)
+from ..projections import (
+    Projection,
+    ProjectionDifference,
+    Where,
+    apply_events,
+    check_tables,
+    compare_tables,
+)
+from ..tables import MemoryTables
+from ..upcasting import Upcasters
+from . import schema
+from .notify import PostgresCommitSignal
+from .tables import PostgresTables, TableCatalog
+from .target import PostgresTarget
+
+_COLUMNS = ("position, event_id, stream_id, version, type, schema_version, data, recorded_at, "
+            "correlation_id, causation_id")
+_SELECT = f"SELECT {_COLUMNS} FROM events"
+_INSERT = (f"INSERT INTO events ({_COLUMNS}) SELECT p, e, s, v, t, sv, d::json, r, c, ca FROM "
+           "unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], "
+           "%s::integer[], %s::text[], %s::double precision[], %s::text[], %s::text[]) "
+           "AS u(p, e, s, v, t, sv, d, r, c, ca)")
+_COPY = f"COPY events ({_COLUMNS}) FROM STDIN"
+_LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
+_READ_CHUNK = 5000
+_POOL_SIZE = 8
+"""Connections a log and its readers may hold at once (a store uses one per thread)."""
+_POOL_WAIT_S = 30.0
+"""How long a call waits for a connection before it fails."""
+_LOCK_TIMEOUT = "60s"
+"""How long an append waits for another process's transaction before it fails."""
+_IDLE_IN_TRANSACTION_TIMEOUT = "30s"
+"""A process stopped inside a transaction (SIGSTOP, a network partition) lets go of the
+append lock after this, so it cannot stall every other writer."""
+
+
+_INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Planned:
+    """A request checked and numbered: its result, its rows, the ids it writes."""
+
+    result: AppendResult
+    rows: tuple[tuple[Any, ...], ...]
+    fresh: dict[str, int]
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL text can hold ``text``: no NUL, and a UTF-8 form."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_text(text: str | None, stream_id: str) -> None:
+    """Refuse text PostgreSQL cannot store: with a NUL character, or with no UTF-8 form."""
+    if text is None:
+        return
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise EventStoreError(f"append to {stream_id!r} refused: {text!r} is not valid "
+                              "Unicode text") from None
+    if "\x00" in text:
+        raise EventStoreError(f"append to {stream_id!r} refused: {text!r} contains a NUL "
+                              "character, which PostgreSQL text cannot hold")
+
+
+class _JsonText(Loader):
+    """``json`` values decoded with orjson straight from the wire (no str in between)."""
+
+    def load(self, data: Any) -> Any:
+        return orjson.loads(data)
+
+
+def _adapters() -> AdaptersMap:
+    adapters = AdaptersMap(psycopg.adapters)
+    adapters.register_loader("json", _JsonText)
+    return adapters
+
+
+class PostgresLog:
+    """An open PostgreSQL event log. See the module docstring for threading rules."""
+
+    def __init__(self, target: PostgresTarget, pool: ConnectionPool, *, events_oid: int,
+                 writer: str, upcasters: Upcasters | None = None,
+                 projections: Sequence[Projection] = (), owns_pool: bool = True,
+                 catalog: TableCatalog | None = None) -> None:
+        check_tables(projections)
+        self.target = target
+        self.location = target.location
+        self._pool = pool
+        self._owns_pool = owns_pool
+        self._events_oid = events_oid
+        self._writer = writer
+        self._upcasters = upcasters or Upcasters()
+        self._projections = tuple(projections)
+        self._catalog = catalog or TableCatalog(target.schema)
+        self._pinned: psycopg.Connection | None = None
+        for projection in self._projections:
+            self._prepare_projection(projection)
+
+    @classmethod
+    def open(cls, url: str | PostgresTarget, *, password: str | None = None,
+             upcasters: Upcasters | None = None, projections: Sequence[Projection] = (),
+             create: bool = True) -> PostgresLog:
+        """Open (creating or migrating, when ``create``) the log ``url`` names.
+
+        Raises :class:`~eventstore.errors.StoreOpenError` with one sentence (and never the
+        password) when no server answers, the login or database is refused, or the schema
+        is not a log this personae can use.
+        """
+        target = url if isinstance(url, PostgresTarget) else PostgresTarget.parse(
+            url, password=password)
+        writer = uuid.uuid4().hex
+        options = _session_options(target.schema, writer)
+        try:
+            with psycopg.connect(**target.connect_kwargs(autocommit=True,
+                                                         options=options)) as conn:
+                schema.prepare(conn, target.schema, target.location, create=create)
+                events_oid = _events_oid(conn, target.schema)
+        except psycopg.Error as exc:
+            raise _open_error(target, exc) from None
+        pool = ConnectionPool(
+            kwargs=target.connect_kwargs(autocommit=True, options=options,
+                                         context=_adapters(), application_name="personae"),
+            min_size=1, max_size=_POOL_SIZE, timeout=_POOL_WAIT_S, open=False,
+            name=f"personae {target.location}")
+        pool.open(wait=False)
+        try:
+            return cls(target, pool, events_oid=events_oid, writer=writer,
+                       upcasters=upcasters, projections=projections)
+        except BaseException:
+            pool.close()
+            raise
+
+    def reader(self) -> PostgresLog:
+        """Another log object on the same pool, for another thread."""
+        return PostgresLog(self.target, self._pool, events_oid=self._events_oid,
+                           writer=self._writer, upcasters=self._upcasters, owns_pool=False,
+                           catalog=self._catalog)
+
+    def listen(self) -> PostgresCommitSignal:
+        """A signal of other connections' commits (LISTEN on the log's channel); it
+        connects on its first wait."""
+        target, writer = self.target, self._writer
+
+        def connect() -> psycopg.Connection:
+            return psycopg.connect(**target.connect_kwargs(
+                autocommit=True, options=_session_options(target.schema, writer),
+                application_name=f"personae listener {target.schema}"[:63]))
+
+        return PostgresCommitSignal(connect, f"{schema.CHANNEL_PREFIX}{self._events_oid}",
+                                    own_writer=writer, location=self.location)
+
+    def close(self) -> None:
+        """Close the pool (the log's own object only; a reader's close lets go of
+        nothing the log still needs)."""
+        if self._owns_pool:
+            self._pool.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._pinned is not None:
+            try:
+                yield self._pinned
+            except psycopg.OperationalError as exc:
+                raise EventStoreError(self.target.redact(
+                    f"the event log {self.location} failed: {_first_line(exc)}")) from None
+            return
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout:
+            raise EventStoreError(f"no connection to the event log {self.location} within "
+                                  f"{_POOL_WAIT_S:.0f} s; is the server up?") from None
+        except psycopg.OperationalError as exc:  # the connection, a lock or statement timeout
+            raise EventStoreError(self.target.redact(
+                f"the event log {self.location} failed: {_first_line(exc)}")) from None
+
+    def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return conn.execute(query, params).fetchall()
+
+    # -- appending -----------------------------------------------------------------
+
+    def append(self, stream_id: str, events: Sequence[NewEvent],
+               expected_version: ExpectedVersion = ANY) -> AppendResult:
+        """See :meth:`~eventstore.protocol.Log.append`."""
+        (outcome,) = self.append_batch([AppendRequest(stream_id, events,
+                                                      expected_version=expected_version)])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def append_batch(self, requests: Sequence[AppendRequest], *, recorded: bool = False
+                     ) -> list[AppendResult | EventStoreError]:
+        """See :meth:`~eventstore.protocol.Log.append_batch`: one transaction under the
+        append lock, one COMMIT.
+
+        Round trips are what an append costs here, so they are few: one query finds every
+        requested stream's version and existing id; a request is checked and numbered in
+        Python; the rows of requests no projection reads go in one INSERT at the end (they
+        cannot fail in the database: what could is refused before). A request that a
+        projection reads gets a savepoint around its rows and the projection's changes,
+        so a projection that fails fails its request alone. Projection positions are
+        written once, at the end.
+        """
+        outcomes: list[AppendResult | EventStoreError] = []
+        now = time.time()
+        with self._connection() as conn, _committing(self, conn):
+            conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
+            next_position = self._catch_up_projections(conn) + 1
+            versions, existing = self._lookup(conn, requests)
+            pending: list[tuple[Any, ...]] = []  # rows of requests without a savepoint
+            reached: dict[str, int] = {}  # projection -> position, as requests succeed
+            for request in requests:
+                try:
+                    planned = self._plan(request, now, next_position, versions, existing)
+                except Exception as exc:
+                    outcomes.append(as_store_error(request, exc))
+                    continue
+                projections = self._readers_of(planned.rows) if planned.rows else []
+                if not projections:
+                    pending += planned.rows
+                    written = self._written(planned.rows) if recorded else []
+                else:
+                    self._insert(conn, pending)  # a failure here is the transaction's own
+                    try:
+                        with conn.transaction():
+                            self._insert(conn, list(planned.rows))
+                            written = self._written(planned.rows)
+                            tables = PostgresTables(conn, self._catalog)
+                            for projection in projections:
+                                apply_events(projection, tables, written)
+                    except Exception as exc:
+                        if conn.broken:
+                            raise
+                        outcomes.append(as_store_error(request, exc))
+                        continue
+                outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
+                                if recorded else planned.result)
+                versions[request.stream_id] = planned.result.stream_version
+                existing.update(planned.fresh)
+                if planned.rows:
+                    next_position = planned.rows[-1][0] + 1
+                    for projection in self._projections:
+                        reached[projection.name] = planned.rows[-1][0]
+            self._insert(conn, pending)
+            if reached:
+                conn.execute("UPDATE projection_positions SET position = u.position FROM "
+                             "unnest(%s::text[], %s::bigint[]) AS u(name, position) "
+                             "WHERE projection_positions.name = u.name",
+                             (list(reached), list(reached.values())))
+        return outcomes
+
+    @staticmethod
+    def _lookup(conn: psycopg.Connection, requests: Sequence[AppendRequest]
+                ) -> tuple[dict[str, int], dict[str, int]]:
+        """Every requested stream's version and every requested id that exists, in one
+        query: one index probe each."""
+        # text PostgreSQL cannot hold is refused with its request later, not sent
+        streams = sorted({r.stream_id for r in requests if _storable(r.stream_id)})
+        ids = sorted({e.event_id for r in requests for e in r.events if _storable(e.event_id)})
+        rows = conn.execute(
+            "SELECT s, NULL::bigint, (SELECT coalesce(max(version), 0) FROM events "
+            "WHERE stream_id = s) FROM unnest(%s::text[]) AS s UNION ALL "
+            "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%s::text[])",
+            (streams, ids)).fetchall()
+        versions = {stream: int(version) for stream, _, version in rows if version is not None}
+        existing = {event_id: int(position) for event_id, position, version in rows
+                    if version is None}
+        return versions, existing
+
+    @staticmethod
+    def _plan(request: AppendRequest, now: float, next_position: int,
+              versions: dict[str, int], known: dict[str, int]) -> _Planned:
+        """Check ``request`` against the log as this transaction has it, and number its
+        new events from ``next_position``. Raises what refuses the request."""
+        stream_id = request.stream_id
+        current = versions.get(stream_id, 0)
+        existing = {e.event_id: known[e.event_id] for e in request.events
+                    if e.event_id in known}
+        if all(e.event_id in existing for e in request.events):
+            positions = tuple(existing[e.event_id] for e in request.events)
+            return _Planned(AppendResult(positions=positions, stream_version=current,
+                                         duplicates=len(positions)), (), {})
+        expected = request.expected_version
+        if expected != ANY and expected != current:
+            raise WrongExpectedVersion(stream_id, int(expected), current)
+        positions: list[int] = []
+        rows: list[tuple[Any, ...]] = []
+        fresh: dict[str, int] = {}
+        version = current
+        _storable_text(stream_id, stream_id)
+        for event in request.events:
+            position = existing.get(event.event_id)
+            if position is None:
+                for text in (event.event_id, event.type, event.correlation_id,
+                             event.causation_id):
+                    _storable_text(text, stream_id)
+                if not _INT4_MIN <= event.schema_version <= _INT4_MAX:
+                    raise EventStoreError(f"append to {stream_id!r} refused: schema_version "
+                                          f"{event.schema_version} is out of range")
+                position, next_position = next_position, next_position + 1
+                version += 1
+                existing[event.event_id] = fresh[event.event_id] = position
+                rows.append((position, event.event_id, stream_id, version, event.type,
+                             event.schema_version, encode_data(event.data), now,
+                             event.correlation_id, event.causation_id))
+            positions.append(position)
+        return _Planned(AppendResult(positions=tuple(positions), stream_version=version,
+                                     duplicates=len(request.events) - len(rows)),
+                        tuple(rows), fresh)
+
+    def _readers_of(self, rows: Sequence[tuple[Any, ...]]) -> list[Projection]:
+        """The registered projections that read any of ``rows``' event types."""
+        kinds = {row[4] for row in rows}
+        return [p for p in self._projections if p.types is None or not p.types.isdisjoint(kinds)]
+
+    def _written(self, rows: Sequence[tuple[Any, ...]]) -> list[RecordedEvent]:
+        """``rows`` as a read returns them: data decoded from the text as stored."""
+        return self._events([(*row[:6], orjson.loads(row[6]), *row[7:]) for row in rows])
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            conn.execute(_INSERT, [list(column) for column in zip(*rows, strict=True)])
+            rows.clear()
+
+    def load(self, events: Iterable[RecordedEvent]) -> tuple[int, int]:
+        """See :meth:`~eventstore.protocol.Log.load`: one transaction, rows streamed in
+        with COPY (the triggers still take the lock and check the positions)."""
+        count = last = 0
+        try:
+            with self._connection() as conn, conn.transaction():
+                conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
+                if self._last_position(conn):
+                    raise EventStoreError(f"{self.location} already holds events; load only "
+                                          "into an empty log")
+                with conn.cursor() as cursor, cursor.copy(_COPY) as copy:
+                    for event in in_load_order(events):
+                        copy.write_row((event.position, event.event_id, event.stream_id,
+                                        event.version, event.type, event.schema_version,
+                                        stored_data(event), event.recorded_at,
+                                        event.correlation_id, event.causation_id))
+                        count, last = count + 1, event.position
+        except psycopg.errors.UniqueViolation as exc:
+            # positions and versions were checked on the way in: the collision is an id
+            detail = exc.diag.message_detail or _first_line(exc)
+            raise EventStoreError(f"an event id appears twice ({detail})") from None
+        except psycopg.Error as exc:
+            raise EventStoreError(self.target.redact(
+                f"could not load into {self.location}: {_first_line(exc)}")) from None
+        return count, last
+
+    # -- reading -------------------------------------------------------------------
+
+    def stream_version(self, stream_id: str) -> int:
+        """See :meth:`~eventstore.protocol.LogReader.stream_version`."""
+        rows = self._fetch("SELECT coalesce(max(version), 0) FROM events WHERE stream_id = %s",
+                           (stream_id,))
+        return int(rows[0][0])
+
+    def last_position(self) -> int:
+        """See :meth:`~eventstore.protocol.LogReader.last_position`."""
+        with self._connection() as conn:
+            return self._last_position(conn)
+
+    @staticmethod
+    def _last_position(conn: psycopg.Connection) -> int:
+        row = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
+        return int(row[0]) if row else 0
+
+    def read_stream(self, stream_id: str, from_version: int = 1,
+                    limit: int | None = None) -> list[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.read_stream`."""
+        return self._events(self._fetch(
+            f"{_SELECT} WHERE stream_id = %s AND version >= %s ORDER BY version LIMIT %s",
+            (stream_id, from_version, limit)))
+
+    def read_stream_tail(self, stream_id: str, count: int) -> list[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.read_stream_tail`: the stream index
+        read backwards."""
+        rows = self._fetch(f"{_SELECT} WHERE stream_id = %s ORDER BY version DESC LIMIT %s",
+                           (stream_id, max(count, 0)))
+        rows.reverse()
+        return self._events(rows)
+
+    def read_all(self, after: int = 0, *, types: Iterable[str] | None = None,
+                 until: int | None = None, limit: int | None = None) -> list[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.read_all`."""
+        return list(self.iter_all(after, types=types, until=until, limit=limit))
+
+    def iter_all(self, after: int = 0, *, types: Iterable[str] | None = None,
+                 until: int | None = None, limit: int | None = None) -> Iterator[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.iter_all`: chunks by position, each
+        on a connection borrowed for that chunk alone."""
+        selection = EventFilter(types=frozenset(types) if types is not None else frozenset(),
+                                upto=until, after=after)
+        if types is not None and not selection.types:
+            return
+        where, params = _where(selection)
+        for rows in self._chunks(f"{_SELECT} WHERE position > %s{where} ORDER BY position "
+                                 "LIMIT %s", after, params, limit):
+            yield from self._events(rows)
+
+    def read_positions(self, positions: Iterable[int]) -> list[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.read_positions`."""
+        wanted = sorted(set(positions))
+        if not wanted:
+            return []
+        return self._events(self._fetch(
+            f"{_SELECT} WHERE position = ANY(%s::bigint[]) ORDER BY position", (wanted,)))
+
+    def get(self, event_id: str) -> RecordedEvent | None:
+        """See :meth:`~eventstore.protocol.LogReader.get`."""
+        rows = self._fetch(f"{_SELECT} WHERE event_id = %s", (event_id,))
+        return self._events(rows)[0] if rows else None
+
+    def with_id_prefix(self, prefix: str) -> Iterator[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.with_id_prefix`: a range of the id index
+        (ids sort in code point order)."""
+        return iter(self._events(self._fetch(
+            f"{_SELECT} WHERE event_id >= %s AND event_id < %s ORDER BY event_id",
+            (prefix, _after(prefix)))))
+
+    def stream_segments(self, prefix: str) -> list[str]:
+        """See :meth:`~eventstore.protocol.LogReader.stream_segments`: one probe of the stream
+        index per segment, however long the log."""
+        found: list[str] = []
+        low, high = prefix, _after(prefix)
+        with self._connection() as conn:
+            while True:
+                row = conn.execute("SELECT stream_id FROM events WHERE stream_id > %s AND "
+                                   "stream_id < %s ORDER BY stream_id LIMIT 1",
+                                   (low, high)).fetchone()
+                if row is None:
+                    return found
+                segment = row[0][len(prefix):].split(":", 1)[0]
+                found.append(segment)
+                low = f"{prefix}{segment};"  # ';' sorts right after ':'
+
+    def active_streams(self, since: float, *, types: Iterable[str], prefix: str) -> list[str]:
+        """See :meth:`~eventstore.protocol.LogReader.active_streams`."""
+        rows = self._fetch(
+            "SELECT DISTINCT stream_id FROM events WHERE recorded_at >= %s AND "
+            "type = ANY(%s::text[]) AND stream_id >= %s AND stream_id < %s",
+            (since, sorted(set(types)), prefix, _after(prefix)))
+        return sorted(row[0] for row in rows)
+
+    def scan(self, selection: EventFilter, *, upcast: bool = True) -> Iterator[RecordedEvent]:
+        """See :meth:`~eventstore.protocol.LogReader.scan`."""
+        where, params = _where(selection)
+        matches = selection.matches
+        for rows in self._chunks(f"{_SELECT} WHERE position > %s{where} ORDER BY position "
+                                 "LIMIT %s", selection.after, params):
+            for event in self._events(rows, upcast=upcast):
+                if matches is None or matches(event.type, event.data):
+                    yield event
+
+    def json_lines(self, selection: EventFilter) -> Iterator[bytes]:
+        """See :meth:`~eventstore.protocol.LogReader.json_lines`: ``data`` spliced in as
+        the text stored."""
+        where, params = _where(selection)
+        matches = selection.matches
+        dumps, fragment = orjson.dumps, orjson.Fragment
+        option = orjson.OPT_APPEND_NEWLINE
+        query = ("SELECT position, event_id, stream_id, version, type, schema_version, "
+                 "data::text, recorded_at, correlation_id, causation_id FROM events "
+                 f"WHERE position > %s{where} ORDER BY position LIMIT %s")
+        for rows in self._chunks(query, selection.after, params):
+            for (position, event_id, stream_id, version, type_, schema_version, data,
+                 recorded_at, correlation_id, causation_id) in rows:
+                if matches is not None and not matches(type_, orjson.loads(data)):
+                    continue
+                yield dumps({"position": position, "event_id": event_id,
+                             "stream_id": stream_id, "version": version, "type": type_,
+                             "schema_version": schema_version, "data": fragment(data),
+                             "recorded_at": recorded_at, "correlation_id": correlation_id,
+                             "causation_id": causation_id}, option=option)
+
+    def _chunks(self, query: str, after: int, params: list[Any], limit: int | None = None
+                ) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of ``query`` (``position > %s ... LIMIT %s``) chunk by chunk, each on
+        a connection borrowed for that chunk alone; ``limit`` rows at most."""
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = _READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining)
+            rows = self._fetch(query, (after, *params, size))
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1][0]
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def _events(self, rows: Sequence[Sequence[Any]], *, upcast: bool = True
+                ) -> list[RecordedEvent]:
+        """Rows (``data`` decoded already) as events."""
+        event = build_recorded_event
+        upcast_step = self._upcasters.upcast
+        upcast_types = self._upcasters.types if upcast else frozenset()
+        events = []
+        for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
+             correlation_id, causation_id) in rows:
+            if type_ in upcast_types:
+                schema_version, data = upcast_step(type_, schema_version, data)
+            events.append(event(position, event_id, stream_id, version, type_, schema_version,
+                                data, recorded_at, correlation_id, causation_id))
+        return events
+
+    # -- projections -----------------------------------------------------------------
+
+    def rows(self, table: str, where: Where | None = None, *, order_by: Sequence[str] = (),
+             limit: int | None = None) -> list[dict[str, Any]]:
+        """See :meth:`~eventstore.projections.TableReader.rows`."""
+        with self._connection() as conn:
+            return PostgresTables(conn, self._catalog).rows(table, where, order_by=order_by,
+                                                            limit=limit)
+
+    def projection_state(self, name: str) -> tuple[int, int] | None:
+        """See :meth:`~eventstore.protocol.LogReader.projection_state`."""
+        rows = self._fetch("SELECT version, position FROM projection_positions WHERE name = %s",
+                           (name,))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def projection_position(self, name: str) -> int:
+        """See :meth:`~eventstore.protocol.LogReader.projection_position`."""
+        state = self.projection_state(name)
+        return state[1] if state else 0
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One REPEATABLE READ transaction on one connection around the block: every
+        read inside sees the same committed prefix of the log."""
+        if self._pinned is not None:
+            yield
+            return
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            self._pinned = conn
+            try:
+                yield
+            finally:
+                self._pinned = None
+
+    def _prepare_projection(self, projection: Projection) -> None:
+        with self._connection() as conn, conn.transaction():
+            conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
+            row = conn.execute("SELECT version FROM projection_positions WHERE name = %s",
+                               (projection.name,)).fetchone()
+            if row is None or row[0] != projection.version:
+                self._catalog.drop(conn, projection)
+                self._catalog.create(conn, projection)
+                conn.execute(
+                    "INSERT INTO projection_positions (name, version, position) "
+                    "VALUES (%s, %s, 0) ON CONFLICT (name) DO UPDATE SET version = "
+                    "EXCLUDED.version, position = 0", (projection.name, projection.version))
+            else:
+                self._catalog.register(projection)
+            self._catch_up(conn, projection)
+
+    def _catch_up_projections(self, conn: psycopg.Connection) -> int:
+        """Bring every registered projection up to the log (another process or a tool
+        may have appended without it); returns the log's last position. One query when
+        they are all caught up."""
+        if not self._projections:
+            return self._last_position(conn)
+        rows = conn.execute(
+            "SELECT (SELECT coalesce(max(position), 0) FROM events), name, position "
+            "FROM projection_positions WHERE name = ANY(%s::text[])",
+            ([p.name for p in self._projections],)).fetchall()
+        if not rows:
+            return self._last_position(conn)
+        last = int(rows[0][0])
+        behind = {name for _, name, position in rows if position < last}
+        for projection in self._projections:
+            if projection.name in behind:
+                self._catch_up(conn, projection)
+        return last
+
+    def _catch_up(self, conn: psycopg.Connection, projection: Projection) -> None:
+        row = conn.execute("SELECT position FROM projection_positions WHERE name = %s",
+                           (projection.name,)).fetchone()
+        position = int(row[0]) if row else 0
+        pinned, self._pinned = self._pinned, conn
+        try:
+            last = apply_events(projection, PostgresTables(conn, self._catalog),
+                                self.iter_all(position))
+        finally:
+            self._pinned = pinned
+        if last > position:
+            self._set_projection_position(conn, projection.name, last)
+
+    @staticmethod
+    def _set_projection_position(conn: psycopg.Connection, name: str, position: int) -> None:
+        conn.execute("UPDATE projection_positions SET position = %s WHERE name = %s",
+                     (position, name))
+
+    def rebuild_and_compare(self, projection: Projection) -> list[ProjectionDifference]:
+        """See :meth:`~eventstore.protocol.LogReader.rebuild_and_compare`: in one snapshot."""
+        with self.snapshot(), self._connection() as conn:
+            until = self.projection_position(projection.name)
+            rebuilt = MemoryTables([projection])
+            apply_events(projection, rebuilt, self.iter_all(0, until=until))
+            return compare_tables(projection, PostgresTables(conn, self._catalog), rebuilt)
+
+    def check(self) -> list[Violation]:
+        """See :func:`~eventstore.postgres.check.check_log` (run on this log)."""
+        from .check import check_log
+
+        with self._connection() as conn:
+            return check_log(conn, self.target.schema)
+
+
+def _session_options(schema_name: str, writer: str) -> str:
+    """libpq ``options``: every setting a log's sessions need, at no extra round trip."""
+    # Custom plans always: a generic plan made while a table was small (a new log) would
+    # keep scanning it sequentially as it grows.
+    return (f"-c search_path={schema_name} -c lock_timeout={_LOCK_TIMEOUT} "
+            "-c plan_cache_mode=force_custom_plan "
+            f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_TIMEOUT} "
+            f"-c {schema.WRITER_SETTING}={writer}")
+
+
+def _events_oid(conn: psycopg.Connection, schema_name: str) -> int:
+    row = conn.execute("SELECT %s::regclass::oid::bigint", (f'"{schema_name}".events',)
+                       ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@contextmanager
+def _committing(log: PostgresLog, conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction whose own failure (not a request's) is an EventStoreError."""
+    try:
+        with conn.transaction():
+            yield
+    except psycopg.Error as exc:
+        if isinstance(exc, psycopg.OperationalError):
+            raise  # _connection says what happened to the connection
+        raise EventStoreError(log.target.redact(
+            f"the event log {log.location} could not commit: {_first_line(exc)}")) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()),
+                type(exc).__name__)
+
+
+def _open_error(target: PostgresTarget, exc: psycopg.Error) -> StoreOpenError:
+    """One sentence for a failure to open: the first line of libpq's reason, no password."""
+    reason = _first_line(exc).removeprefix("connection failed: ")
+    return StoreOpenError(target.redact(f"cannot open the event log {target.location}: "
+                                        f"{reason}"))
+
+
+def _where(selection: EventFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if selection.upto is not None:
+        clauses.append("position <= %s")
+        params.append(selection.upto)
+    if selection.streams:
+        clauses.append("stream_id = ANY(%s::text[])")
+        params.append(sorted(selection.streams))
+    if selection.types:
+        clauses.append("type = ANY(%s::text[])")
+        params.append(sorted(selection.types))
+    if selection.since is not None:
+        clauses.append("recorded_at >= %s")
+        params.append(selection.since)
+    if selection.until is not None:
+        clauses.append("recorded_at <= %s")
+        params.append(selection.until)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def _after(prefix: str) -> str:
+    """The smallest string greater than every string starting with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
