@@ -17,9 +17,11 @@ from typing import Any, Literal
 from .durations import parse_duration
 from .problems import Problem, ProblemsError
 from .schemacheck import bundled_schema, schema_problems, validator_for
-from .yamldoc import load_yaml
+from .yamldoc import YamlLimits, load_yaml, read_yaml_file
 
 CONFIG_ENV = "PERSONAE_CONFIG"
+CONFIG_LIMITS = YamlLimits(max_bytes=1024 * 1024, max_nodes=50_000, max_depth=64)
+"""config.yaml: 1 MiB, 50,000 values, 64 levels (a real one is a few KiB)."""
 DEFAULT_DISCORD_API = "https://discord.com/api/v10"
 
 
@@ -141,15 +143,15 @@ def load_config(path: str | Path) -> Config:
     """Read, validate and resolve the config file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_file(path, CONFIG_LIMITS)
     except FileNotFoundError:
         raise ProblemsError([Problem(
             str(path), 1, 1, "",
             "no such config file (pass --config PATH or set PERSONAE_CONFIG)",
         )]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ProblemsError([Problem(str(path), 1, 1, "", f"cannot read the file: {exc}")]) from None
-    document = load_yaml(text, str(path))
+    document = load_yaml(text, str(path), CONFIG_LIMITS)
     if document.data is None:  # an empty file means "all defaults"
         document = dataclasses.replace(document, data={})
     data = document.data

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import logging
 import re
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -28,13 +29,12 @@ from typing import Any, Protocol
 
 import fastjsonschema
 import jsonschema
-import yaml
 from apscheduler.triggers.cron import CronTrigger
 
 from ..durations import parse_duration
 from ..problems import Problem, ProblemsError
 from ..schemacheck import bundled_schema, schema_problems, validator_for
-from ..yamldoc import FieldPath, YamlDocument, load_yaml
+from ..yamldoc import FieldPath, YamlDocument, YamlLimits, load_yaml, quick_load, read_yaml_file
 from .defaults import LocatedDefaults
 from .model import (
     AllowedMentions,
@@ -57,8 +57,11 @@ from .model import (
 from .prompt import template_errors
 
 PERSONA_SUFFIXES = (".yaml", ".yml")
-_STR_TAG = "tag:yaml.org,2002:str"
 SCHEMA_FILE = "persona.schema.json"
+log = logging.getLogger(__name__)
+PERSONA_LIMITS = YamlLimits(max_bytes=4 * 1024 * 1024, max_nodes=200_000, max_depth=64)
+"""A persona file: 4 MiB (big character cards are a few MiB of text), 200,000 values
+(a lorebook of thousands of entries), 64 levels of nesting."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,13 @@ class LoadCache:
                     text, str(path), resolved, defaults, known_providers)
             except ProblemsError as exc:
                 result = exc
+            except Exception as exc:
+                # A bug, not the file's fault: still only this file is left out, and the
+                # others load (a reload never fails as a whole).
+                log.exception("loading %s failed", path)
+                result = ProblemsError([Problem(
+                    str(path), 1, 1, "", f"this file could not be loaded ({type(exc).__name__}; "
+                    "a bug in personae, please report it with the file)")])
             cached = self._results[resolved] = (text, result)
         if isinstance(cached[1], ProblemsError):
             raise cached[1]
@@ -166,7 +176,7 @@ def load_persona_files(
             failed.add(resolved)
             continue
         if persona.id in personas:
-            document = load_yaml(persona.source_text, str(path))  # loaded before: parses
+            document = load_yaml(persona.source_text, str(path), PERSONA_LIMITS)  # parsed before
             problems.append(document.problem(
                 ("id",), f"id '{persona.id}' is already used by {owners[persona.id]} "
                 "(ids must be unique; this file is ignored)",
@@ -209,13 +219,9 @@ def persona_version(source_text: str, defaults: Mapping[str, Any]) -> str:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_yaml_file(path, PERSONA_LIMITS)
     except FileNotFoundError:
         raise ProblemsError([Problem(str(path), 1, 1, "", "no such file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ProblemsError([Problem(
-            str(path), 1, 1, "", f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
-        )]) from None
     except OSError as exc:
         raise ProblemsError([Problem(str(path), 1, 1, "", f"cannot read the file: {exc}")]) from None
 
@@ -227,7 +233,7 @@ def _load(
     """Most files are valid, and a valid file needs no positions: try the quick way
     first, and take the located way (which explains every problem) on any doubt."""
     plain_defaults = _plain(defaults)
-    data = _parse_quickly(text)
+    data = quick_load(text, file, PERSONA_LIMITS)
     if isinstance(data, dict):
         merged = _deep_merge(plain_defaults, data)
         if _passes_fast_schema(merged) and not _rule_problems(_Unlocated(merged), known_providers):
@@ -239,7 +245,7 @@ def _load_located(
     text: str, file: str, path: Path | None, defaults: Mapping[str, Any],
     known_providers: Collection[str],
 ) -> Persona:
-    document = load_yaml(text, file)
+    document = load_yaml(text, file, PERSONA_LIMITS)
     if document.data is None:
         raise ProblemsError([Problem(
             file, 1, 1, "", "the file is empty: a persona needs at least id, name and prompt.system",
@@ -275,36 +281,6 @@ def _passes_fast_schema(data: Any) -> bool:
     except Exception:  # any doubt goes to the thorough validator
         return False
     return True
-
-
-class _QuickLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):
-    """Parses without positions; gives up (to the located parser) on anything the
-    located parser treats specially: duplicate keys and keys that are not text."""
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        # Most values are text: skip the constructor's bookkeeping for them.
-        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
-            return node.value
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        self.flatten_mapping(node)
-        keys = [key.value for key, _ in node.value if key.tag == _STR_TAG]
-        if len(keys) != len(node.value) or len(set(keys)) != len(keys):
-            raise _NeedsLocatedParse
-        return super().construct_mapping(node, deep=deep)
-
-
-class _NeedsLocatedParse(Exception):
-    pass
-
-
-def _parse_quickly(text: str) -> Any:
-    """The YAML data, or None when only the located parser can say what is wrong."""
-    try:
-        return yaml.load(text, Loader=_QuickLoader)
-    except (yaml.YAMLError, _NeedsLocatedParse):
-        return None
 
 
 class _Locator(Protocol):
@@ -434,7 +410,23 @@ def _plain(value: Any) -> Any:
 def _canonical_json(value: Any) -> str:
     if isinstance(value, LocatedDefaults):
         value = value.data
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_json_default)
+    return json.dumps(_text_keys(value), sort_keys=True, ensure_ascii=False,
+                      default=_json_default)
+
+
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping key as JSON writes it (``50256`` -> ``"50256"``), so
+    that keys of several kinds in one mapping can be sorted."""
+    if isinstance(value, Mapping):
+        return {_json_key(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_keys(v) for v in value]
+    return value
+
+
+def _json_key(key: Any) -> str:
+    return key if isinstance(key, str) else json.dumps(key) if key is None or isinstance(
+        key, bool | int | float) else str(key)
 
 
 def _json_default(value: Any) -> Any:
