@@ -117,16 +117,26 @@ def _default_message(error: ValidationError) -> str:
             return f"{_show(instance)} does not match the pattern {error.validator_value}"
         case "minItems":
             return f"needs at least {error.validator_value} item(s)"
+        case "maxItems":
+            return f"has {len(instance)} items, more than the {error.validator_value} allowed"
+        case "maxLength":
+            return (f"is {len(instance):,} characters long, more than the "
+                    f"{error.validator_value:,} allowed")
         case _:
-            return error.message
+            return _shortened(error.message, 300)
 
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        # A problem quotes the value, not a whole prompt pasted where a number belongs.
+        return json.dumps(_shortened(value, 60), ensure_ascii=False)
     if isinstance(value, dict | list):
         return "a mapping" if isinstance(value, dict) else "a list"
     return json.dumps(value)
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _quoted_from_message(message: str) -> str:

@@ -22,6 +22,7 @@ import re
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
@@ -31,7 +32,7 @@ import fastjsonschema
 import jsonschema
 from apscheduler.triggers.cron import CronTrigger
 
-from ..durations import parse_duration
+from ..durations import DAY, HOUR, parse_duration
 from ..problems import Problem, ProblemsError
 from ..schemacheck import bundled_schema, schema_problems, validator_for
 from ..yamldoc import FieldPath, YamlDocument, YamlLimits, load_yaml, quick_load, read_yaml_file
@@ -516,16 +517,15 @@ def _limit_problems(doc: _Locator, limits: Any, max_tokens: Any) -> list[Problem
         elif "capacity" not in rate and "messages" not in rate:
             problems.append(doc.problem(("limits", "rate"),
                                         "missing required key 'capacity' (messages per period)"))
-        if _seconds(rate.get("per")) == 0:
+        if _seconds(doc, ("limits", "rate", "per"), rate.get("per"), problems) == 0:
             problems.append(doc.problem(("limits", "rate", "per"),
                                         "must be longer than 0s (the time the bucket takes to refill)"))
     quota = _get(limits, "quota")
     if isinstance(quota, dict):
         problems += _quota_problems(doc, quota, max_tokens)
-    deadline = _seconds(_get(limits, "reply_deadline"))
-    if deadline is not None and deadline <= 0:
-        problems.append(doc.problem(("limits", "reply_deadline"),
-                                    "must be longer than 0s, or no reply could ever finish"))
+    path = ("limits", "reply_deadline")
+    if _seconds(doc, path, _get(limits, "reply_deadline"), problems) == 0:
+        problems.append(doc.problem(path, "must be longer than 0s, or no reply could ever finish"))
     return problems
 
 
@@ -555,31 +555,54 @@ def _quota_problems(doc: _Locator, quota: dict, max_tokens: Any) -> list[Problem
             timezone = "UTC"
     reset = quota.get("reset", "0 0 * * *")
     if isinstance(reset, str):
-        error = _cron_error(reset, timezone if isinstance(timezone, str) else "UTC")
+        error = _cron_problem(reset, timezone if isinstance(timezone, str) else "UTC")
         if error:
-            problems.append(doc.problem(
-                ("limits", "quota", "reset"),
-                f"{json.dumps(reset)} is not a valid cron expression: {error} (five fields: "
-                "minute hour day month weekday, e.g. \"0 0 * * *\")",
-            ))
+            problems.append(doc.problem(("limits", "quota", "reset"), error))
     return problems
 
 
+_CYCLE = (2000, 2399)
+"""A whole cycle of the Gregorian calendar (400 years: every date falls on every
+weekday): a schedule that fires at all fires within it."""
+
+
 @lru_cache(maxsize=256)
-def _cron_error(expression: str, timezone: str) -> str | None:
-    """Why APScheduler rejects ``expression``, or None (cached: a few distinct
-    expressions repeat across hundreds of files)."""
+def _cron_problem(expression: str, timezone: str) -> str | None:
+    """What is wrong with ``expression`` as a quota reset, or None (cached: a few
+    distinct expressions repeat across hundreds of files)."""
     try:
         CronTrigger.from_crontab(expression, timezone=timezone)
     except ValueError as exc:
-        return str(exc)
+        return (f"{json.dumps(expression)} is not a valid cron expression: {exc} (five fields: "
+                "minute hour day month weekday, e.g. \"0 0 * * *\")")
+    # Searching for a fire time that never comes takes APScheduler ~0.15 s (it gives
+    # up in year 9999), on every refused message: bound the search to one cycle.
+    minute, hour, day, month, weekday = expression.split()
+    zone = zoneinfo.ZoneInfo(timezone)
+    cycle = CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekday,
+                        year=f"{_CYCLE[0]}-{_CYCLE[1]}", timezone=zone)
+    if cycle.get_next_fire_time(None, datetime(_CYCLE[0], 1, 1, tzinfo=zone)) is None:
+        return (f"{json.dumps(expression)}: this schedule never fires (no such date: "
+                "check the day and month fields, e.g. day 31 of a 30-day month), so the "
+                "quota would never reset")
     return None
 
 
-def _seconds(value: Any) -> float | None:
+# The longest each duration setting may be: a bucket refilled over more than a year,
+# or a reply allowed more than an hour, cannot be what was meant.
+_LONGEST = {("limits", "rate", "per"): 366 * DAY, ("limits", "reply_deadline"): HOUR}
+
+
+def _seconds(doc: _Locator, path: FieldPath, value: Any, problems: list[Problem]
+             ) -> float | None:
+    """The duration at ``path`` in seconds, or None when it is missing or unusable
+    (then with a problem in ``problems``)."""
+    if value is None or not isinstance(value, str | int | float):
+        return None  # the schema says what is wrong with it
     try:
-        return parse_duration(value) if value is not None else None
-    except (ValueError, TypeError):
+        return parse_duration(value, maximum=_LONGEST[path])
+    except ValueError as exc:
+        problems.append(doc.problem(path, str(exc)))
         return None
 
 
