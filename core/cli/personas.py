@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 
 from ..config import Config
+from ..patterns import Regex
 from ..personas.cards import MODELINE, card_to_persona, read_card
 from ..personas.defaults import defaults_from_config, known_providers_from_config
 from ..personas.loader import (
@@ -265,11 +266,11 @@ def _trigger_summary(persona: Persona) -> str:
 
 
 def _as_plain(value: Any) -> Any:
+    if isinstance(value, re.Pattern | Regex):
+        return value.pattern
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _as_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if f.name not in ("source_text", "applied_defaults")}
-    if isinstance(value, re.Pattern):
-        return value.pattern
     if isinstance(value, frozenset):
         return sorted(_as_plain(v) for v in value)
     if isinstance(value, tuple | list):

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..patterns import PatternError, compile_regex
 from ..problems import Problem, ProblemsError
 from .yamlout import dump_yaml
 
@@ -359,8 +360,8 @@ def _lore_entry(raw: dict, where: str, name: str, warnings: list[str]) -> dict[s
         entry["regex"] = True
         for key in keys + secondary:
             try:
-                re.compile(key)
-            except re.error as exc:
+                compile_regex(key, case_sensitive=True)
+            except PatternError as exc:
                 warnings.append(f"{where}: {key!r} is not a valid regex ({exc}); imported disabled")
                 entry["regex"] = False
                 enabled = False

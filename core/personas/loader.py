@@ -2,10 +2,10 @@
 
 A file is merged over ``persona_defaults`` (the persona overrides only what it sets;
 lists replace, mappings merge), and the MERGED document is checked twice: against
-``persona.schema.json``, then by the rules a schema cannot express (regexes compile,
-cron and time zone exist, providers are known, limits are possible, templates name
-known variables). Each problem is located in the persona's file, or in config.yaml
-when the bad value is an inherited default.
+``persona.schema.json``, then by the rules a schema cannot express (regexes compile
+for RE2 within their size, cron schedules fire, time zones exist, providers are known,
+limits are possible, templates name known variables). Each problem is located in the
+persona's file, or in config.yaml when the bad value is an inherited default.
 
 Valid files are the common case and need no positions, so a file is first parsed
 and checked the quick way; only a file with a problem is parsed again with positions
@@ -18,7 +18,6 @@ import difflib
 import hashlib
 import json
 import logging
-import re
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import jsonschema
 from apscheduler.triggers.cron import CronTrigger
 
 from ..durations import DAY, HOUR, parse_duration
+from ..patterns import MAX_PERSONA_PROGRAM, PatternError, compile_regex
 from ..problems import Problem, ProblemsError
 from ..schemacheck import bundled_schema, schema_problems, validator_for
 from ..yamldoc import FieldPath, YamlDocument, YamlLimits, load_yaml, quick_load, read_yaml_file
@@ -444,10 +444,7 @@ def _rule_problems(doc: _Locator, known_providers: Collection[str]) -> list[Prob
     problems: list[Problem] = []
     problems += _provider_problems(doc, _get(data, "model"), known_providers)
     problems += _template_problems(doc, _get(data, "prompt"))
-    triggers = _get(data, "triggers")
-    flags = 0 if _get(triggers, "case_sensitive") else re.IGNORECASE
-    for i, pattern in enumerate(_list(_get(triggers, "patterns"))):
-        problems += _regex_problems(doc, ("triggers", "patterns", i), pattern, flags)
+    problems += _regex_problems(doc, data)
     problems += _limit_problems(doc, _get(data, "limits"), _get(_get(data, "model"), "max_tokens"))
     problems += _lorebook_problems(doc, _get(data, "lorebook"))
     return problems
@@ -494,16 +491,47 @@ def _template_problems(doc: _Locator, prompt: Any) -> list[Problem]:
             for mistake in template_errors(text)]
 
 
-def _regex_problems(doc: _Locator, path: FieldPath, pattern: Any, flags: int) -> list[Problem]:
-    if not isinstance(pattern, str):
-        return []
-    try:
-        re.compile(pattern, flags)
-    except re.error as exc:
-        where = f" at position {exc.pos + 1}" if exc.pos is not None else ""
-        return [doc.problem(path, f"{json.dumps(pattern)} is not a valid regular expression: "
-                                  f"{exc.msg}{where}")]
-    return []
+def _regex_problems(doc: _Locator, data: Any) -> list[Problem]:
+    """Every regular expression compiles for RE2 (linear-time matching) and all of them
+    together stay within :data:`MAX_PERSONA_PROGRAM`, which bounds what one message
+    can cost this persona."""
+    problems: list[Problem] = []
+    total = 0
+    for path, pattern, case_sensitive in _regexes(data):
+        try:
+            total += compile_regex(pattern, case_sensitive=case_sensitive).program_size
+        except PatternError as exc:
+            problems.append(doc.problem(path, f"{_quoted(pattern)} {exc}"))
+            continue
+        if total > MAX_PERSONA_PROGRAM:
+            problems.append(doc.problem(path, (
+                f"{_quoted(pattern)} brings this persona's regular expressions to {total:,} "
+                f"RE2 instructions, more than the {MAX_PERSONA_PROGRAM:,} allowed together: "
+                "simplify them, or use plain keywords and keys")))
+            break
+    return problems
+
+
+def _regexes(data: Any) -> Iterable[tuple[FieldPath, str, bool]]:
+    """(where, pattern, case sensitive) of every regular expression in a persona."""
+    triggers = _get(data, "triggers")
+    sensitive = bool(_get(triggers, "case_sensitive"))
+    for i, pattern in enumerate(_list(_get(triggers, "patterns"))):
+        if isinstance(pattern, str):
+            yield ("triggers", "patterns", i), pattern, sensitive
+    lorebook = _get(data, "lorebook")
+    base: FieldPath = ("lorebook",) if isinstance(lorebook, list) else ("lorebook", "entries")
+    entries = lorebook if isinstance(lorebook, list) else _list(_get(lorebook, "entries"))
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and entry.get("regex"):
+            for kind in ("keys", "secondary_keys"):
+                for j, key in enumerate(_list(entry.get(kind))):
+                    if isinstance(key, str):
+                        yield (*base, i, kind, j), key, bool(entry.get("case_sensitive"))
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)
 
 
 def _limit_problems(doc: _Locator, limits: Any, max_tokens: Any) -> list[Problem]:
@@ -618,11 +646,6 @@ def _lorebook_problems(doc: _Locator, lorebook: Any) -> list[Problem]:
                 (*base, i), "this entry has no keys and is not constant, so it can never activate "
                 "(add keys, set constant: true, or enabled: false)",
             ))
-        if entry.get("regex"):
-            flags = 0 if entry.get("case_sensitive") else re.IGNORECASE
-            for kind in ("keys", "secondary_keys"):
-                for j, key in enumerate(_list(entry.get(kind))):
-                    problems += _regex_problems(doc, (*base, i, kind, j), key, flags)
     return problems
 
 
@@ -690,14 +713,14 @@ def _ids(values: Iterable[str | int] | None) -> frozenset[str]:
 
 def _triggers(triggers: dict) -> TriggerSpec:
     case_sensitive = triggers.get("case_sensitive", False)
-    flags = 0 if case_sensitive else re.IGNORECASE
     thread = triggers.get("thread")
     return TriggerSpec(
         mention=triggers.get("mention", True),
         dm=triggers.get("dm", True),
         reply=triggers.get("reply", True),
         keywords=tuple(triggers.get("keywords", [])),
-        patterns=tuple(re.compile(p, flags) for p in triggers.get("patterns", [])),
+        patterns=tuple(compile_regex(p, case_sensitive=case_sensitive)
+                       for p in triggers.get("patterns", [])),
         case_sensitive=case_sensitive,
         channels=_ids(triggers.get("channels")),
         slash=triggers.get("slash", True),
