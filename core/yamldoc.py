@@ -421,7 +421,7 @@ class _Builder:
             return self._refuse(node, path, _too_large(node.value))
         try:
             value = self._constructor.construct_object(node, deep=True)
-        except (ValueError, KeyError, TypeError, yaml.YAMLError):
+        except Exception:  # PyYAML's constructors fail in many ways on odd text (!!int '')
             kind = {_INT_TAG: "a whole number", _FLOAT_TAG: "a number"}.get(tag, "true or false")
             return self._refuse(node, path, f"{node.value!r} is not {kind}")
         if isinstance(value, int) and not isinstance(value, bool) and value not in _INT_RANGE:
