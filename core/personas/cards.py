@@ -39,7 +39,8 @@ from .yamlout import dump_yaml
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MACRO = re.compile(r"\{\{\s*(char|user)\s*\}\}|<BOT>|<USER>|[{}]", re.IGNORECASE)
 _ORIGINAL = re.compile(r"\{\{\s*original\s*\}\}", re.IGNORECASE)
-_START = re.compile(r"^\s*<START>\s*$", re.IGNORECASE | re.MULTILINE)
+# Not \s*: it spans newlines, so each of a million blank lines would rescan the rest.
+_START = re.compile(r"^[^\S\n]*<START>[^\S\n]*$", re.IGNORECASE | re.MULTILINE)
 _TURN = re.compile(r"^\s*(\{\{\s*(?:char|user)\s*\}\}|<BOT>|<USER>)\s*:\s?", re.IGNORECASE)
 _SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 _KNOWN_DATA_FIELDS = frozenset({
@@ -419,13 +420,15 @@ def _prompt(fields: _Fields, name: str, description: str, warnings: list[str]) -
 def _examples(text: str, warnings: list[str]) -> list[dict[str, str]]:
     examples: list[dict[str, str]] = []
     for number, block in enumerate(b for b in _START.split(text) if b.strip()):
-        turns: list[list[str]] = []
+        # each turn's lines, joined once (adding line by line was quadratic)
+        lines_of: list[tuple[str, list[str]]] = []
         for line in block.strip().splitlines():
             if match := _TURN.match(line):
                 who = "assistant" if re.search(r"char|bot", match.group(1), re.I) else "user"
-                turns.append([who, line[match.end():]])
-            elif turns:
-                turns[-1][1] += "\n" + line
+                lines_of.append((who, [line[match.end():]]))
+            elif lines_of:
+                lines_of[-1][1].append(line)
+        turns = [(who, "\n".join(lines)) for who, lines in lines_of]
         pending_user: str | None = None
         dropped = 0
         for who, said in turns:

@@ -208,3 +208,16 @@ def test_regex_keys_re2_cannot_take_import_disabled() -> None:
     [entry] = imported.data["lorebook"]["entries"]
     assert entry["enabled"] is False and entry.get("regex", False) is False
     assert any("backreference" in w for w in imported.warnings)
+
+
+def test_example_dialogue_made_of_blank_lines_splits_in_linear_time() -> None:
+    # <START> was found with ^\s*<START>\s*$: \s* spans lines, so each blank line
+    # rescanned all the others, and a turn's lines were added one by one (both
+    # quadratic: 20,000 blank lines took a second)
+    text = "<START>\n{{user}}: hi\n{{char}}: hello\n" + "\n" * 900_000 + " " * 50_000 + "x"
+    started = time.perf_counter()
+    imported = card_to_persona({"spec": "chara_card_v2", "data": {"name": "B",
+                                                                  "mes_example": text}})
+    assert time.perf_counter() - started < 2
+    [example] = imported.data["prompt"]["examples"]
+    assert example["user"] == "hi" and example["assistant"].startswith("hello\n\n")
