@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .durations import DAY, HOUR, parse_duration
-from .problems import Problem, ProblemsError
+from .problems import Problem, ProblemsError, at_most
 from .schemacheck import bundled_schema, schema_problems, validator_for
 from .yamldoc import YamlDocument, YamlLimits, dotted, load_yaml, read_yaml_file
 
@@ -160,7 +160,7 @@ def load_config(path: str | Path) -> Config:
     problems = schema_problems(document, validator_for(bundled_schema("core", "config.schema.json")))
     problems += _duration_problems(document, {p.field for p in problems})
     if problems:
-        raise ProblemsError(problems)
+        raise ProblemsError(at_most(problems))
     return _build(path.resolve(), data)
 
 

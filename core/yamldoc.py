@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from .problems import Problem, ProblemsError
+from .problems import Problem, ProblemsError, at_most
 
 # libyaml composes ten times faster and reports the same marks; PyYAML builds without
 # it fall back to the pure-Python parser.
@@ -145,7 +145,7 @@ def load_yaml(text: str, file: str, limits: YamlLimits = DEFAULT_LIMITS) -> Yaml
     builder = _Builder(file)
     data = builder.build(node, ()) if node is not None else None
     if builder.problems:
-        raise ProblemsError(builder.problems)
+        raise ProblemsError(at_most(builder.problems))
     return YamlDocument(file, data, builder.values, builder.keys)
 
 

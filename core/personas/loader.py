@@ -22,7 +22,7 @@ import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache, lru_cache
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,7 +33,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from ..durations import DAY, HOUR, parse_duration
 from ..patterns import MAX_PERSONA_PROGRAM, PatternError, compile_regex
-from ..problems import Problem, ProblemsError
+from ..problems import Problem, ProblemsError, at_most
 from ..schemacheck import bundled_schema, schema_problems, validator_for
 from ..yamldoc import FieldPath, YamlDocument, YamlLimits, load_yaml, quick_load, read_yaml_file
 from .defaults import LocatedDefaults
@@ -264,7 +264,7 @@ def _load_located(
     problems += [p for p in _rule_problems(merged, known_providers) if p.field not in blamed]
     if problems:
         problems.sort(key=lambda p: (p.file != file, p.line, p.column, p.field))
-        raise ProblemsError(problems)
+        raise ProblemsError(at_most(problems))
     return _build(merged.data, text, path, plain_defaults)
 
 
@@ -334,6 +334,11 @@ class _MergedDocument(YamlDocument):
             return self.defaults.problem(path, message, key=key)
         return self.persona.problem(path, message, key=key)
 
+    @cached_property
+    def source_lines(self) -> list[str]:
+        """The persona file's lines (split once, whatever the number of problems)."""
+        return self.source.split("\n")
+
     def problem_in_text(self, path: FieldPath, value: str, offset: int, token: str,
                         message: str) -> Problem:
         """A problem with ``token`` at ``offset`` in the text value at ``path``, located at
@@ -341,17 +346,17 @@ class _MergedDocument(YamlDocument):
         problem = self.problem(path, message)
         if problem.file != self.persona.file:
             return problem
-        where = _token_position(self.source, problem.line, problem.column, value, offset, token)
+        where = _token_position(self.source_lines, problem.line, problem.column, value, offset,
+                                token)
         if where is None:
             return problem
         return Problem(problem.file, where[0], where[1], problem.field, message)
 
 
-def _token_position(source: str, line: int, column: int, value: str, offset: int,
+def _token_position(lines: Sequence[str], line: int, column: int, value: str, offset: int,
                     token: str) -> tuple[int, int] | None:
-    """Where ``token`` (at ``offset`` in ``value``) is in ``source``, for a value that
-    starts at ``line``:``column``; None when the layout cannot tell (escapes)."""
-    lines = source.split("\n")
+    """Where ``token`` (at ``offset`` in ``value``) is in the source ``lines``, for a value
+    that starts at ``line``:``column``; None when the layout cannot tell (escapes)."""
     if not 1 <= line <= len(lines):
         return None
     start = lines[line - 1][column - 1:column]
@@ -486,9 +491,21 @@ def _template_problems(doc: _Locator, prompt: Any) -> list[Problem]:
     for i, example in enumerate(_list(_get(prompt, "examples"))):
         texts += [(("prompt", "examples", i, side), _get(example, side))
                   for side in ("user", "assistant")]
-    return [doc.problem_in_text(path, text, mistake.offset, mistake.token, mistake.message)
-            for path, text in texts if isinstance(text, str)
-            for mistake in template_errors(text)]
+    problems = []
+    for path, text in texts:
+        mistakes = template_errors(text) if isinstance(text, str) else []
+        # Each is located in the source (a scan of the text): a few per text say enough.
+        shown = [doc.problem_in_text(path, text, m.offset, m.token, m.message)
+                 for m in mistakes[:_MISTAKES_SHOWN]]
+        problems += shown
+        if len(mistakes) > _MISTAKES_SHOWN:
+            last = shown[-1]  # the summary sorts right after the mistakes shown
+            problems.append(Problem(last.file, last.line, last.column, last.field, (
+                f"and {len(mistakes) - _MISTAKES_SHOWN:,} more template mistakes in this text")))
+    return problems
+
+
+_MISTAKES_SHOWN = 10
 
 
 def _regex_problems(doc: _Locator, data: Any) -> list[Problem]:

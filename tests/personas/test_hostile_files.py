@@ -367,3 +367,24 @@ async def test_a_bug_while_reloading_is_a_problem_and_the_old_personas_serve(
     [problem] = await asyncio.wait_for(watcher.reload(), 10)
     assert "reloading the personas failed (RuntimeError)" in problem.message
     assert told == [problem] and registry.get("ada") is not None
+
+
+# -- floods of mistakes ------------------------------------------------------------------------
+
+
+def test_a_flood_of_template_mistakes_is_located_in_bounded_time(tmp_path: Path) -> None:
+    # each mistake was located by rescanning the file: 8,000 of them took 5 s
+    text = BASE.replace("You are {persona}.", "|\n    " + "{u} " * 20_000)
+    with bounded(seconds=2, megabytes=200):
+        problems = problems_of(tmp_path / "ada.yaml", text)
+    assert len(problems) == 11
+    assert all("unknown template variable {u}" in p.message for p in problems[:10])
+    assert problems[10].message == "and 19,990 more template mistakes in this text"
+    assert (problems[10].line, problems[10].column) == (problems[9].line, problems[9].column)
+
+
+def test_a_flood_of_problems_is_cut_to_a_hundred(tmp_path: Path) -> None:
+    text = BASE + "tags: [" + ", ".join(["!!binary aGk="] * 5000) + "]\n"
+    problems = problems_of(tmp_path / "ada.yaml", text)
+    assert len(problems) == 100
+    assert problems[-1].message == "and 4,901 more problems in this file (fix these first)"
