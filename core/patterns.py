@@ -40,7 +40,7 @@ class PatternError(ValueError):
     """A pattern that cannot be used: ``str()`` says why and what to write instead."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Regex:
     """A compiled pattern. :meth:`search` and :meth:`match` take time linear in the text."""
 
@@ -92,7 +92,8 @@ def _compiled(pattern: str, case_sensitive: bool, *, literal: bool) -> Regex:
             f"compiles to {compiled.programsize:,} RE2 instructions, more than the "
             f"{MAX_PROGRAM_SIZE:,} a pattern may use (large counted repetitions such as "
             "{500} and big character classes cost the most): simplify it or split it")
-    return Regex(pattern, case_sensitive, compiled.programsize, compiled)
+    return Regex(pattern=pattern, case_sensitive=case_sensitive,
+                 program_size=compiled.programsize, _compiled=compiled)
 
 
 @lru_cache(maxsize=4096)
