@@ -178,6 +178,7 @@ def _duration_problems(document: YamlDocument, blamed: set[str]) -> list[Problem
     """Durations the schema let through (it checks their spelling) that are too long,
     or 0s where nothing could ever finish."""
     data = document.data
+    settings: list[tuple[tuple[str, ...], Any, tuple[float, bool]]]
     settings = [((section, key), _mapping(data.get(section)).get(key), bounds)
                 for (section, key), bounds in _DURATIONS.items()]
     settings += [(("providers", name, "timeout"), _mapping(provider).get("timeout"),

@@ -301,7 +301,7 @@ def _check_shape(text: str, file: str, limits: YamlLimits) -> None:
                 _shape_problem(file, event, f"the alias *{event.anchor} is inside the value "
                                f"its anchor &{event.anchor} names, so it would never end "
                                "(recursive data is not allowed)")
-            nodes, levels = sizes.get(event.anchor, (1, 0))  # undefined: the composer says so
+            nodes, levels = sizes.get(event.anchor or "", (1, 0))  # undefined: the composer says
             total += nodes
             if len(open_collections) + levels > limits.max_depth:
                 _shape_problem(file, event, f"the alias *{event.anchor} nests lists and "
@@ -320,7 +320,8 @@ def _check_shape(text: str, file: str, limits: YamlLimits) -> None:
 
 def _shape_problem(file: str, event: yaml.Event, message: str) -> None:
     mark = event.start_mark
-    raise ProblemsError([Problem(file, mark.line + 1, mark.column + 1, "", message)])
+    line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    raise ProblemsError([Problem(file, line, column, "", message)])
 
 
 def _problem_at(text: str, file: str, index: int, message: str) -> Problem:

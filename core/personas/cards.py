@@ -485,7 +485,8 @@ def _lore_entry(raw: dict, where: str, name: str, warnings: list[str]) -> dict[s
     if not isinstance(content, str) or not content.strip():
         warnings.append(f"{where}: no content; skipped")
         return None
-    extensions = raw.get("extensions") if isinstance(raw.get("extensions"), dict) else {}
+    extensions: dict[str, Any] = (raw["extensions"] if isinstance(raw.get("extensions"), dict)
+                                  else {})
     entry: dict[str, Any] = {}
     if isinstance(raw.get("name") or raw.get("comment"), str):
         entry["name"] = raw.get("name") or raw.get("comment")

@@ -287,7 +287,8 @@ def _passes_fast_schema(data: Any) -> bool:
 class _Locator(Protocol):
     """What the rules need: the merged data, and a way to say where a problem is."""
 
-    data: Any
+    @property
+    def data(self) -> Any: ...
 
     def problem(self, path: Sequence[str | int], message: str, *, key: bool = False
                 ) -> Problem: ...
@@ -372,7 +373,8 @@ def _token_position(lines: Sequence[str], line: int, column: int, value: str, of
     return row, col
 
 
-def _nth_in_block(lines: list[str], line: int, token: str, nth: int) -> tuple[int, int] | None:
+def _nth_in_block(lines: Sequence[str], line: int, token: str, nth: int
+                  ) -> tuple[int, int] | None:
     content = next((text for text in lines[line:] if text.strip()), "")
     indent = len(content) - len(content.lstrip(" "))
     for row in range(line + 1, len(lines) + 1):
@@ -635,7 +637,8 @@ def _cron_problem(expression: str, timezone: str) -> str | None:
 
 # The longest each duration setting may be: a bucket refilled over more than a year,
 # or a reply allowed more than an hour, cannot be what was meant.
-_LONGEST = {("limits", "rate", "per"): 366 * DAY, ("limits", "reply_deadline"): HOUR}
+_LONGEST: dict[FieldPath, float] = {("limits", "rate", "per"): 366 * DAY,
+                                     ("limits", "reply_deadline"): HOUR}
 
 
 def _seconds(doc: _Locator, path: FieldPath, value: Any, problems: list[Problem]
@@ -793,7 +796,7 @@ def _delivery(delivery: dict) -> DeliverySpec:
 def _lorebook(lorebook: Any) -> Lorebook:
     if not lorebook:
         return Lorebook()
-    book = {"entries": lorebook} if isinstance(lorebook, list) else lorebook
+    book: dict[str, Any] = {"entries": lorebook} if isinstance(lorebook, list) else lorebook
     defaults = Lorebook()
     return Lorebook(
         entries=tuple(LoreEntry(
