@@ -34,7 +34,8 @@ BASE = dedent("""
 
 def message(text: str) -> InboundMessage:
     return InboundMessage(platform="test", message_id="m1", channel_id="c1",
-                          author=Author("u1", "U1"), text=text, guild_id="g1")
+                          author=Author(id="u1", display_name="U1"), text=text,
+                          guild_id="g1")
 
 
 def persona(extra: str):
