@@ -30,6 +30,10 @@ MAX_PERSONA_PROGRAM = 10_000
 and regex lorebook keys) may compile to together."""
 MAX_MEMORY = 1 << 20
 """RE2's memory budget per pattern (its compiled program and matching cache), bytes."""
+WORDS_MEMORY = 8 << 20
+"""The budget of a word list: the longest one a persona may have (200 keywords of 200
+characters, in any script, ignoring case) needs about 5 MiB, so a word list of a
+valid persona always compiles."""
 
 # Not what Python's \w means in text (letters, digits, underscore, in any script):
 # RE2's \w is ASCII only, so word boundaries are spelt with Unicode classes.
@@ -82,7 +86,7 @@ def _compiled(pattern: str, case_sensitive: bool, *, literal: bool) -> Regex:
     options.log_errors = False  # RE2 would print every refused pattern on stderr
     options.never_capture = True  # only "does it match" is ever asked: faster, smaller
     options.case_sensitive = case_sensitive
-    options.max_mem = MAX_MEMORY
+    options.max_mem = WORDS_MEMORY if literal else MAX_MEMORY
     try:
         compiled = re2.compile(pattern, options)
     except re2.error as exc:

@@ -88,11 +88,11 @@ def _matches(key: str, entry: LoreEntry, text: str) -> bool:
 @lru_cache(maxsize=4096)
 def _pattern(key: str, regex: bool, case_sensitive: bool, whole_words: bool) -> Regex | None:
     # The cache keeps per-message matching from recompiling keys. The loader rejects
-    # regexes RE2 cannot take, but a hand-built Lorebook may hold one: it then matches
+    # keys RE2 cannot take, but a hand-built Lorebook may hold one: it then matches
     # nothing rather than failing a reply.
-    if regex:
-        try:
+    try:
+        if regex:
             return compile_regex(key, case_sensitive=case_sensitive)
-        except PatternError:
-            return None
-    return words_regex((key,), case_sensitive=case_sensitive, whole_words=whole_words)
+        return words_regex((key,), case_sensitive=case_sensitive, whole_words=whole_words)
+    except PatternError:
+        return None

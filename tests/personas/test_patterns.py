@@ -197,3 +197,19 @@ def test_names_and_keywords_are_linear_whatever_the_word_list() -> None:
 def test_a_hand_built_entry_re2_cannot_take_matches_nothing() -> None:
     entry = LoreEntry("x", keys=(r"(a)\1",), regex=True)
     assert activate_entries(Lorebook((entry,)), ["aa"], len) == ()
+
+
+def test_the_longest_keyword_list_a_persona_may_have_compiles_in_any_script() -> None:
+    # 200 keywords of 200 characters (the schema's maxima) of 4-byte letters with two
+    # cases, ignoring case: the largest word list there can be, within RE2's budget
+    import random
+
+    from core.patterns import words_regex
+
+    letters = [chr(c) for c in range(0x10400, 0x10450)]  # Deseret
+    random.seed(3)
+    words = [''.join(random.choice(letters) for _ in range(200)) for _ in range(200)]
+    text = BASE + "triggers:\n  keywords:\n" + "".join(f"    - '{w}'\n" for w in words)
+    ada = load_persona_text(text, file="ada.yaml", defaults={}, known_providers=PROVIDERS)
+    pattern = words_regex(ada.triggers.keywords)
+    assert pattern is not None and pattern.search(f"say {words[7].lower()} now")
