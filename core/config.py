@@ -14,15 +14,17 @@ from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .durations import parse_duration
-from .problems import Problem, ProblemsError
+from .durations import DAY, HOUR, parse_duration
+from .problems import Problem, ProblemsError, at_most
 from .schemacheck import bundled_schema, schema_problems, validator_for
-from .yamldoc import YamlDocument, load_yaml
+from .yamldoc import YamlDocument, YamlLimits, dotted, load_yaml, read_yaml_file
 
 if TYPE_CHECKING:
     from .credentials import Secrets
 
 CONFIG_ENV = "PERSONAE_CONFIG"
+CONFIG_LIMITS = YamlLimits(max_bytes=1024 * 1024, max_nodes=50_000, max_depth=64)
+"""config.yaml: 1 MiB, 50,000 values, 64 levels (a real one is a few KiB)."""
 DEFAULT_DISCORD_API = "https://discord.com/api/v10"
 
 
@@ -156,15 +158,15 @@ def load_config(path: str | Path) -> Config:
     """Read, validate and resolve the config file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_file(path, CONFIG_LIMITS)
     except FileNotFoundError:
         raise ProblemsError([Problem(
             str(path), 1, 1, "",
             "no such config file (pass --config PATH or set PERSONAE_CONFIG)",
         )]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ProblemsError([Problem(str(path), 1, 1, "", f"cannot read the file: {exc}")]) from None
-    document = load_yaml(text, str(path))
+    document = load_yaml(text, str(path), CONFIG_LIMITS)
     if document.data is None:  # an empty file means "all defaults"
         document = dataclasses.replace(document, data={})
     data = document.data
@@ -172,8 +174,9 @@ def load_config(path: str | Path) -> Config:
         raise ProblemsError([document.problem((), "config.yaml must be a mapping of sections")])
     problems = schema_problems(document, validator_for(bundled_schema("core", "config.schema.json")))
     problems += _password_in_url(document)
+    problems += _duration_problems(document, {p.field for p in problems})
     if problems:
-        raise ProblemsError(problems)
+        raise ProblemsError(at_most(problems))
     return _build(path.resolve(), data)
 
 
@@ -191,6 +194,45 @@ def _password_in_url(document: YamlDocument) -> list[Problem]:
                                  "this file: put it in an environment variable (or .env) and "
                                  "name that in database.password_env")]
     return []
+
+
+# The longest each duration setting may be, and whether 0s works for it. Longer ones
+# cannot be what was meant (and date arithmetic overflows long before 99999999999d).
+_DURATIONS: Mapping[tuple[str, str], tuple[float, bool]] = {
+    ("discord", "catch_up_window"): (7 * DAY, True),
+    ("limits", "recovery_window"): (7 * DAY, True),
+    ("limits", "shutdown_deadline"): (HOUR, True),
+}
+_PROVIDER_TIMEOUT = (HOUR, False)
+
+
+def _duration_problems(document: YamlDocument, blamed: set[str]) -> list[Problem]:
+    """Durations the schema let through (it checks their spelling) that are too long,
+    or 0s where nothing could ever finish."""
+    data = document.data
+    settings: list[tuple[tuple[str, ...], Any, tuple[float, bool]]]
+    settings = [((section, key), _mapping(data.get(section)).get(key), bounds)
+                for (section, key), bounds in _DURATIONS.items()]
+    settings += [(("providers", name, "timeout"), _mapping(provider).get("timeout"),
+                  _PROVIDER_TIMEOUT)
+                 for name, provider in _mapping(data.get("providers")).items()]
+    problems = []
+    for path, value, (longest, zero_works) in settings:
+        if value is None or dotted(path) in blamed:
+            continue
+        try:
+            seconds = parse_duration(value, maximum=longest)
+        except ValueError as exc:
+            problems.append(document.problem(path, str(exc)))
+            continue
+        if seconds == 0 and not zero_works:
+            problems.append(document.problem(
+                path, "must be longer than 0s, or no request could ever finish"))
+    return problems
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _build(source: Path, data: Mapping[str, Any]) -> Config:

@@ -32,6 +32,21 @@ class Problem:
         }
 
 
+MAX_REPORTED = 100
+"""Problems reported per file at most: past that, one more says how many were left out
+(a file with thousands of mistakes needs the first ones fixed, not a flood)."""
+
+
+def at_most(problems: Sequence[Problem], limit: int = MAX_REPORTED) -> list[Problem]:
+    """The first ``limit`` of ``problems``, then one saying how many more there are."""
+    if len(problems) <= limit:
+        return list(problems)
+    last = problems[limit - 1]
+    return [*problems[:limit - 1], Problem(
+        last.file, last.line, last.column, "",
+        f"and {len(problems) - limit + 1:,} more problems in this file (fix these first)")]
+
+
 class ProblemsError(Exception):
     """A file (or several) has problems; every one of them is in ``problems``."""
 

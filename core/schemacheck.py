@@ -54,7 +54,8 @@ def schema_problems(
 def _leaf_errors(errors: Iterable[ValidationError]) -> Iterable[ValidationError]:
     """Unpack ``anyOf``/``oneOf`` failures to the alternative that came closest."""
     for error in errors:
-        if error.validator in ("anyOf", "oneOf") and error.context and "x-error" not in error.schema:
+        schema = error.schema if isinstance(error.schema, Mapping) else {}
+        if error.validator in ("anyOf", "oneOf") and error.context and "x-error" not in schema:
             best = jsonschema.exceptions.best_match(error.context)
             yield from _leaf_errors([best])
         else:
@@ -82,7 +83,8 @@ def _problem(document: YamlDocument, error: ValidationError, path: tuple) -> Pro
 
 def _unknown_keys(document: YamlDocument, error: ValidationError, path: tuple) -> list[Problem]:
     """One problem per unknown key (jsonschema reports them all in one error)."""
-    known = list(error.schema.get("properties", {}))
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    known = list(schema.get("properties", {}))
     extra = [k for k in error.instance if k not in known] if isinstance(error.instance, dict) else []
     problems = []
     for key in extra or ["?"]:
@@ -99,13 +101,14 @@ def _default_message(error: ValidationError) -> str:
     instance = error.instance
     match error.validator:
         case "type":
-            wanted = error.validator_value
+            wanted: Any = error.validator_value
             names = [wanted] if isinstance(wanted, str) else list(wanted)
             return f"expected {' or '.join(_TYPE_NAMES.get(n, n) for n in names)}, got {_show(instance)}"
         case "enum":
-            options = ", ".join(str(v) for v in error.validator_value)
+            allowed: Any = error.validator_value
+            options = ", ".join(str(v) for v in allowed)
             message = f"{_show(instance)} is not one of: {options}"
-            close = difflib.get_close_matches(str(instance), [str(v) for v in error.validator_value], n=1)
+            close = difflib.get_close_matches(str(instance), [str(v) for v in allowed], n=1)
             return message + (f" (did you mean '{close[0]}'?)" if close else "")
         case "minimum" | "exclusiveMinimum":
             return f"{_show(instance)} is too small (at least {error.validator_value})"
@@ -117,16 +120,26 @@ def _default_message(error: ValidationError) -> str:
             return f"{_show(instance)} does not match the pattern {error.validator_value}"
         case "minItems":
             return f"needs at least {error.validator_value} item(s)"
+        case "maxItems" if isinstance(instance, list):
+            return f"has {len(instance)} items, more than the {error.validator_value} allowed"
+        case "maxLength" if isinstance(instance, str):
+            return (f"is {len(instance):,} characters long, more than the "
+                    f"{error.validator_value:,} allowed")
         case _:
-            return error.message
+            return _shortened(error.message, 300)
 
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        # A problem quotes the value, not a whole prompt pasted where a number belongs.
+        return json.dumps(_shortened(value, 60), ensure_ascii=False)
     if isinstance(value, dict | list):
         return "a mapping" if isinstance(value, dict) else "a list"
     return json.dumps(value)
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _quoted_from_message(message: str) -> str:

@@ -15,9 +15,11 @@ import click
 from rich.table import Table
 
 from ..config import Config
+from ..patterns import Regex
 from ..personas.cards import MODELINE, card_to_persona, read_card
 from ..personas.defaults import defaults_from_config, known_providers_from_config
 from ..personas.loader import (
+    PERSONA_LIMITS,
     SCHEMA_FILE,
     PersonaSet,
     load_persona_files,
@@ -163,7 +165,13 @@ def import_(ctx: CliContext, card_file: Path, persona_id: str | None) -> None:
     if "model" not in ctx.config.persona_defaults:
         imported = dataclasses.replace(
             imported, data={**imported.data, "model": _starter_model(ctx.config)})
-    _check_and_write(ctx, target, imported.to_yaml(card_file.name), imported.persona_id)
+    text = imported.to_yaml(card_file.name)
+    size = len(text.encode("utf-8"))
+    if size > PERSONA_LIMITS.max_bytes:
+        raise ProblemsError([Problem(str(card_file), 1, 1, "", (
+            f"the persona made from this card would be {size / 2**20:.1f} MiB, more than the "
+            f"{PERSONA_LIMITS.max_bytes // 2**20} MiB a persona file may hold"))])
+    _check_and_write(ctx, target, text, imported.persona_id, source=card_file)
     for warning in imported.warnings:
         ctx.err.print(f"[yellow]warning:[/] {card_file}: {warning}", markup=True,
                       highlight=False)
@@ -212,14 +220,25 @@ def _check_id(persona_id: str) -> None:
             "with a letter or digit, at most 64)"))])
 
 
-def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str) -> None:
-    """Validate ``text`` as ``target`` would be read, then create it (never overwrite)."""
+def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str, *,
+                     source: Path | None = None) -> None:
+    """Validate ``text`` as ``target`` would be read, then create it (never overwrite).
+    With ``source`` (the card it was made from), a problem in the text is reported
+    against the source: ``target`` is never written then."""
     config = ctx.config
     if target.exists():
         raise ProblemsError([Problem(str(target), 1, 1, "",
                                      f"already exists; choose another id than '{persona_id}'")])
-    load_persona_text(text, file=str(target), defaults=defaults_from_config(config),
-                      known_providers=known_providers_from_config(config))
+    try:
+        load_persona_text(text, file=str(target), defaults=defaults_from_config(config),
+                          known_providers=known_providers_from_config(config))
+    except ProblemsError as exc:
+        if source is None:
+            raise
+        raise ProblemsError([
+            Problem(str(source), 1, 1, p.field, f"{p.message} (in the persona made from this "
+                                                "card; nothing was written)")
+            if p.file == str(target) else p for p in exc.problems]) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     _ensure_schema(target.parent)
     temporary = target.with_name(f".{target.name}.tmp")
@@ -265,11 +284,11 @@ def _trigger_summary(persona: Persona) -> str:
 
 
 def _as_plain(value: Any) -> Any:
+    if isinstance(value, re.Pattern | Regex):
+        return value.pattern
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _as_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
                 if f.name not in ("source_text", "applied_defaults")}
-    if isinstance(value, re.Pattern):
-        return value.pattern
     if isinstance(value, frozenset):
         return sorted(_as_plain(v) for v in value)
     if isinstance(value, tuple | list):

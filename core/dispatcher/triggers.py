@@ -9,15 +9,19 @@ never trigger anything, except a persona's message to the personas that list it 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..patterns import words_regex
 from ..personas.model import Persona
 from .messages import InboundMessage
 
 REASON_ORDER = ("invoked", "mention", "reply", "dm", "keyword", "pattern", "channel")
 """Reasons from strongest to weakest: personas answer in this order (then by id)."""
+
+SCANNED_CHARS = 4_096
+"""How much of a message keywords, patterns and @names are looked for in: all of any
+Discord message (at most 4,000 characters), a bound on what one costs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,11 +34,8 @@ class TriggerMatch:
 
 
 class TriggerEvaluator:
-    """Evaluates triggers; keeps the compiled keyword and mention patterns it builds."""
-
-    def __init__(self) -> None:
-        self._keyword_patterns: dict[tuple[tuple[str, ...], bool], re.Pattern[str] | None] = {}
-        self._mention_patterns: dict[tuple[str, str], re.Pattern[str]] = {}
+    """Evaluates triggers. Every pattern runs on RE2 (linear time) over at most the first
+    :data:`SCANNED_CHARS` characters of a message."""
 
     def evaluate(
         self,
@@ -72,20 +73,21 @@ class TriggerEvaluator:
         from_persona: bool,
     ) -> str | None:
         triggers = persona.triggers
+        text = message.text[:SCANNED_CHARS]
         if message.invoked_persona is not None:
             return "invoked" if message.invoked_persona == persona.id else None
         if triggers.mention and (
-            persona.id in message.mentions or self._mentions_by_name(message.text, persona)
+            persona.id in message.mentions or _mentions_by_name(text, persona)
         ):
             return "mention"
         if triggers.reply and replied_persona == persona.id:
             return "reply"
         if triggers.dm and message.is_dm and not from_persona:
             return "dm"
-        if triggers.keywords and self._keywords(triggers.keywords, triggers.case_sensitive,
-                                                message.text):
+        keywords = words_regex(triggers.keywords, case_sensitive=triggers.case_sensitive)
+        if keywords is not None and keywords.search(text):
             return "keyword"
-        if any(pattern.search(message.text) for pattern in triggers.patterns):
+        if any(pattern.search(text) for pattern in triggers.patterns):
             return "pattern"
         if triggers.channels and not message.is_dm and (
             message.channel_id in triggers.channels
@@ -94,22 +96,9 @@ class TriggerEvaluator:
             return "channel"
         return None
 
-    def _keywords(self, keywords: tuple[str, ...], case_sensitive: bool, text: str) -> bool:
-        key = (keywords, case_sensitive)
-        if key not in self._keyword_patterns:
-            alternatives = "|".join(re.escape(k) for k in keywords if k)
-            self._keyword_patterns[key] = re.compile(
-                # lookarounds rather than \b: keywords may start or end with punctuation
-                rf"(?<!\w)(?:{alternatives})(?!\w)", 0 if case_sensitive else re.IGNORECASE
-            ) if alternatives else None
-        pattern = self._keyword_patterns[key]
-        return pattern is not None and pattern.search(text) is not None
 
-    def _mentions_by_name(self, text: str, persona: Persona) -> bool:
-        if "@" not in text:
-            return False
-        key = (persona.id, persona.name)
-        if key not in self._mention_patterns:
-            names = "|".join(re.escape(n) for n in {persona.id, persona.name} if n)
-            self._mention_patterns[key] = re.compile(rf"@(?:{names})(?!\w)", re.IGNORECASE)
-        return self._mention_patterns[key].search(text) is not None
+def _mentions_by_name(text: str, persona: Persona) -> bool:
+    if "@" not in text:
+        return False
+    names = words_regex((persona.id, persona.name), prefix="@")
+    return names is not None and names.search(text) is not None

@@ -59,7 +59,7 @@ class DomainEvent:
         reader = cls.__dict__.get("_reader")
         if reader is None:
             reader = cls._reader = _compile_reader(cls)
-        return reader(data)  # type: ignore[no-any-return]
+        return reader(data)
 
     def new_event(self, event_id: str, *, causation_id: str | None = None) -> NewEvent:
         """This event as a :class:`~eventstore.NewEvent` with ``event_id``."""
@@ -99,7 +99,7 @@ def _compile_reader(cls: type[DomainEvent]) -> Callable[[Mapping[str, Any]], Any
         lines.append(f"    set{i}(event, value)")
     lines.append("    return event")
     exec("\n".join(lines), env)  # the source above is made of field names and indexes only
-    return env["read"]  # type: ignore[no-any-return]
+    return env["read"]
 
 
 _SCALARS = frozenset({str, int, float, bool})

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Config
+from ..config import CONFIG_LIMITS, Config
 from ..problems import Problem, ProblemsError
-from ..yamldoc import FieldPath, YamlDocument, dotted, load_yaml
+from ..yamldoc import FieldPath, YamlDocument, dotted, load_yaml, read_yaml_file
 
 DEFAULTS_KEY = "persona_defaults"
 
@@ -45,8 +45,9 @@ class LocatedDefaults(Mapping[str, Any]):
 def defaults_from_config(config: Config) -> LocatedDefaults:
     """``config.persona_defaults``, located in the config file when it can still be read."""
     try:
-        document = load_yaml(config.source.read_text(encoding="utf-8"), str(config.source))
-    except (OSError, UnicodeDecodeError, ProblemsError):
+        document = load_yaml(read_yaml_file(config.source, CONFIG_LIMITS), str(config.source),
+                             CONFIG_LIMITS)
+    except (OSError, ProblemsError):
         document = None
     return LocatedDefaults(dict(config.persona_defaults), document)
 

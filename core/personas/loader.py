@@ -2,10 +2,10 @@
 
 A file is merged over ``persona_defaults`` (the persona overrides only what it sets;
 lists replace, mappings merge), and the MERGED document is checked twice: against
-``persona.schema.json``, then by the rules a schema cannot express (regexes compile,
-cron and time zone exist, providers are known, limits are possible, templates name
-known variables). Each problem is located in the persona's file, or in config.yaml
-when the bad value is an inherited default.
+``persona.schema.json``, then by the rules a schema cannot express (regexes compile
+for RE2 within their size, cron schedules fire, time zones exist, providers are known,
+limits are possible, templates name known variables). Each problem is located in the
+persona's file, or in config.yaml when the bad value is an inherited default.
 
 Valid files are the common case and need no positions, so a file is first parsed
 and checked the quick way; only a file with a problem is parsed again with positions
@@ -17,24 +17,25 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import re
+import logging
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from datetime import datetime
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import fastjsonschema
 import jsonschema
-import yaml
 from apscheduler.triggers.cron import CronTrigger
 
-from ..durations import parse_duration
-from ..problems import Problem, ProblemsError
+from ..durations import DAY, HOUR, parse_duration
+from ..patterns import MAX_PERSONA_PROGRAM, PatternError, compile_regex
+from ..problems import Problem, ProblemsError, at_most
 from ..schemacheck import bundled_schema, schema_problems, validator_for
-from ..yamldoc import FieldPath, YamlDocument, load_yaml
+from ..yamldoc import FieldPath, YamlDocument, YamlLimits, load_yaml, quick_load, read_yaml_file
 from .defaults import LocatedDefaults
 from .model import (
     AllowedMentions,
@@ -57,8 +58,11 @@ from .model import (
 from .prompt import template_errors
 
 PERSONA_SUFFIXES = (".yaml", ".yml")
-_STR_TAG = "tag:yaml.org,2002:str"
 SCHEMA_FILE = "persona.schema.json"
+log = logging.getLogger(__name__)
+PERSONA_LIMITS = YamlLimits(max_bytes=4 * 1024 * 1024, max_nodes=200_000, max_depth=64)
+"""A persona file: 4 MiB (big character cards are a few MiB of text), 200,000 values
+(a lorebook of thousands of entries), 64 levels of nesting."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,13 @@ class LoadCache:
                     text, str(path), resolved, defaults, known_providers)
             except ProblemsError as exc:
                 result = exc
+            except Exception as exc:
+                # A bug, not the file's fault: still only this file is left out, and the
+                # others load (a reload never fails as a whole).
+                log.exception("loading %s failed", path)
+                result = ProblemsError([Problem(
+                    str(path), 1, 1, "", f"this file could not be loaded ({type(exc).__name__}; "
+                    "a bug in personae, please report it with the file)")])
             cached = self._results[resolved] = (text, result)
         if isinstance(cached[1], ProblemsError):
             raise cached[1]
@@ -166,7 +177,7 @@ def load_persona_files(
             failed.add(resolved)
             continue
         if persona.id in personas:
-            document = load_yaml(persona.source_text, str(path))  # loaded before: parses
+            document = load_yaml(persona.source_text, str(path), PERSONA_LIMITS)  # parsed before
             problems.append(document.problem(
                 ("id",), f"id '{persona.id}' is already used by {owners[persona.id]} "
                 "(ids must be unique; this file is ignored)",
@@ -209,13 +220,9 @@ def persona_version(source_text: str, defaults: Mapping[str, Any]) -> str:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_yaml_file(path, PERSONA_LIMITS)
     except FileNotFoundError:
         raise ProblemsError([Problem(str(path), 1, 1, "", "no such file")]) from None
-    except UnicodeDecodeError as exc:
-        raise ProblemsError([Problem(
-            str(path), 1, 1, "", f"not UTF-8 text (byte {exc.start + 1}); save the file as UTF-8",
-        )]) from None
     except OSError as exc:
         raise ProblemsError([Problem(str(path), 1, 1, "", f"cannot read the file: {exc}")]) from None
 
@@ -227,7 +234,7 @@ def _load(
     """Most files are valid, and a valid file needs no positions: try the quick way
     first, and take the located way (which explains every problem) on any doubt."""
     plain_defaults = _plain(defaults)
-    data = _parse_quickly(text)
+    data = quick_load(text, file, PERSONA_LIMITS)
     if isinstance(data, dict):
         merged = _deep_merge(plain_defaults, data)
         if _passes_fast_schema(merged) and not _rule_problems(_Unlocated(merged), known_providers):
@@ -239,7 +246,7 @@ def _load_located(
     text: str, file: str, path: Path | None, defaults: Mapping[str, Any],
     known_providers: Collection[str],
 ) -> Persona:
-    document = load_yaml(text, file)
+    document = load_yaml(text, file, PERSONA_LIMITS)
     if document.data is None:
         raise ProblemsError([Problem(
             file, 1, 1, "", "the file is empty: a persona needs at least id, name and prompt.system",
@@ -257,7 +264,7 @@ def _load_located(
     problems += [p for p in _rule_problems(merged, known_providers) if p.field not in blamed]
     if problems:
         problems.sort(key=lambda p: (p.file != file, p.line, p.column, p.field))
-        raise ProblemsError(problems)
+        raise ProblemsError(at_most(problems))
     return _build(merged.data, text, path, plain_defaults)
 
 
@@ -277,40 +284,11 @@ def _passes_fast_schema(data: Any) -> bool:
     return True
 
 
-class _QuickLoader(yaml.CSafeLoader if hasattr(yaml, "CSafeLoader") else yaml.SafeLoader):
-    """Parses without positions; gives up (to the located parser) on anything the
-    located parser treats specially: duplicate keys and keys that are not text."""
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        # Most values are text: skip the constructor's bookkeeping for them.
-        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
-            return node.value
-        return super().construct_object(node, deep=deep)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        self.flatten_mapping(node)
-        keys = [key.value for key, _ in node.value if key.tag == _STR_TAG]
-        if len(keys) != len(node.value) or len(set(keys)) != len(keys):
-            raise _NeedsLocatedParse
-        return super().construct_mapping(node, deep=deep)
-
-
-class _NeedsLocatedParse(Exception):
-    pass
-
-
-def _parse_quickly(text: str) -> Any:
-    """The YAML data, or None when only the located parser can say what is wrong."""
-    try:
-        return yaml.load(text, Loader=_QuickLoader)
-    except (yaml.YAMLError, _NeedsLocatedParse):
-        return None
-
-
 class _Locator(Protocol):
     """What the rules need: the merged data, and a way to say where a problem is."""
 
-    data: Any
+    @property
+    def data(self) -> Any: ...
 
     def problem(self, path: Sequence[str | int], message: str, *, key: bool = False
                 ) -> Problem: ...
@@ -357,6 +335,11 @@ class _MergedDocument(YamlDocument):
             return self.defaults.problem(path, message, key=key)
         return self.persona.problem(path, message, key=key)
 
+    @cached_property
+    def source_lines(self) -> list[str]:
+        """The persona file's lines (split once, whatever the number of problems)."""
+        return self.source.split("\n")
+
     def problem_in_text(self, path: FieldPath, value: str, offset: int, token: str,
                         message: str) -> Problem:
         """A problem with ``token`` at ``offset`` in the text value at ``path``, located at
@@ -364,17 +347,17 @@ class _MergedDocument(YamlDocument):
         problem = self.problem(path, message)
         if problem.file != self.persona.file:
             return problem
-        where = _token_position(self.source, problem.line, problem.column, value, offset, token)
+        where = _token_position(self.source_lines, problem.line, problem.column, value, offset,
+                                token)
         if where is None:
             return problem
         return Problem(problem.file, where[0], where[1], problem.field, message)
 
 
-def _token_position(source: str, line: int, column: int, value: str, offset: int,
+def _token_position(lines: Sequence[str], line: int, column: int, value: str, offset: int,
                     token: str) -> tuple[int, int] | None:
-    """Where ``token`` (at ``offset`` in ``value``) is in ``source``, for a value that
-    starts at ``line``:``column``; None when the layout cannot tell (escapes)."""
-    lines = source.split("\n")
+    """Where ``token`` (at ``offset`` in ``value``) is in the source ``lines``, for a value
+    that starts at ``line``:``column``; None when the layout cannot tell (escapes)."""
     if not 1 <= line <= len(lines):
         return None
     start = lines[line - 1][column - 1:column]
@@ -390,7 +373,8 @@ def _token_position(source: str, line: int, column: int, value: str, offset: int
     return row, col
 
 
-def _nth_in_block(lines: list[str], line: int, token: str, nth: int) -> tuple[int, int] | None:
+def _nth_in_block(lines: Sequence[str], line: int, token: str, nth: int
+                  ) -> tuple[int, int] | None:
     content = next((text for text in lines[line:] if text.strip()), "")
     indent = len(content) - len(content.lstrip(" "))
     for row in range(line + 1, len(lines) + 1):
@@ -434,7 +418,23 @@ def _plain(value: Any) -> Any:
 def _canonical_json(value: Any) -> str:
     if isinstance(value, LocatedDefaults):
         value = value.data
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=_json_default)
+    return json.dumps(_text_keys(value), sort_keys=True, ensure_ascii=False,
+                      default=_json_default)
+
+
+def _text_keys(value: Any) -> Any:
+    """``value`` with every mapping key as JSON writes it (``50256`` -> ``"50256"``), so
+    that keys of several kinds in one mapping can be sorted."""
+    if isinstance(value, Mapping):
+        return {_json_key(k): _text_keys(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_text_keys(v) for v in value]
+    return value
+
+
+def _json_key(key: Any) -> str:
+    return key if isinstance(key, str) else json.dumps(key) if key is None or isinstance(
+        key, bool | int | float) else str(key)
 
 
 def _json_default(value: Any) -> Any:
@@ -451,10 +451,7 @@ def _rule_problems(doc: _Locator, known_providers: Collection[str]) -> list[Prob
     problems: list[Problem] = []
     problems += _provider_problems(doc, _get(data, "model"), known_providers)
     problems += _template_problems(doc, _get(data, "prompt"))
-    triggers = _get(data, "triggers")
-    flags = 0 if _get(triggers, "case_sensitive") else re.IGNORECASE
-    for i, pattern in enumerate(_list(_get(triggers, "patterns"))):
-        problems += _regex_problems(doc, ("triggers", "patterns", i), pattern, flags)
+    problems += _regex_problems(doc, data)
     problems += _limit_problems(doc, _get(data, "limits"), _get(_get(data, "model"), "max_tokens"))
     problems += _lorebook_problems(doc, _get(data, "lorebook"))
     return problems
@@ -496,21 +493,64 @@ def _template_problems(doc: _Locator, prompt: Any) -> list[Problem]:
     for i, example in enumerate(_list(_get(prompt, "examples"))):
         texts += [(("prompt", "examples", i, side), _get(example, side))
                   for side in ("user", "assistant")]
-    return [doc.problem_in_text(path, text, mistake.offset, mistake.token, mistake.message)
-            for path, text in texts if isinstance(text, str)
-            for mistake in template_errors(text)]
+    problems = []
+    for path, text in texts:
+        mistakes = template_errors(text) if isinstance(text, str) else []
+        # Each is located in the source (a scan of the text): a few per text say enough.
+        shown = [doc.problem_in_text(path, text, m.offset, m.token, m.message)
+                 for m in mistakes[:_MISTAKES_SHOWN]]
+        problems += shown
+        if len(mistakes) > _MISTAKES_SHOWN:
+            last = shown[-1]  # the summary sorts right after the mistakes shown
+            problems.append(Problem(last.file, last.line, last.column, last.field, (
+                f"and {len(mistakes) - _MISTAKES_SHOWN:,} more template mistakes in this text")))
+    return problems
 
 
-def _regex_problems(doc: _Locator, path: FieldPath, pattern: Any, flags: int) -> list[Problem]:
-    if not isinstance(pattern, str):
-        return []
-    try:
-        re.compile(pattern, flags)
-    except re.error as exc:
-        where = f" at position {exc.pos + 1}" if exc.pos is not None else ""
-        return [doc.problem(path, f"{json.dumps(pattern)} is not a valid regular expression: "
-                                  f"{exc.msg}{where}")]
-    return []
+_MISTAKES_SHOWN = 10
+
+
+def _regex_problems(doc: _Locator, data: Any) -> list[Problem]:
+    """Every regular expression compiles for RE2 (linear-time matching) and all of them
+    together stay within :data:`MAX_PERSONA_PROGRAM`, which bounds what one message
+    can cost this persona."""
+    problems: list[Problem] = []
+    total = 0
+    for path, pattern, case_sensitive in _regexes(data):
+        try:
+            total += compile_regex(pattern, case_sensitive=case_sensitive).program_size
+        except PatternError as exc:
+            problems.append(doc.problem(path, f"{_quoted(pattern)} {exc}"))
+            continue
+        if total > MAX_PERSONA_PROGRAM:
+            problems.append(doc.problem(path, (
+                f"{_quoted(pattern)} brings this persona's regular expressions to {total:,} "
+                f"RE2 instructions, more than the {MAX_PERSONA_PROGRAM:,} allowed together: "
+                "simplify them, or use plain keywords and keys")))
+            break
+    return problems
+
+
+def _regexes(data: Any) -> Iterable[tuple[FieldPath, str, bool]]:
+    """(where, pattern, case sensitive) of every regular expression in a persona."""
+    triggers = _get(data, "triggers")
+    sensitive = bool(_get(triggers, "case_sensitive"))
+    for i, pattern in enumerate(_list(_get(triggers, "patterns"))):
+        if isinstance(pattern, str):
+            yield ("triggers", "patterns", i), pattern, sensitive
+    lorebook = _get(data, "lorebook")
+    base: FieldPath = ("lorebook",) if isinstance(lorebook, list) else ("lorebook", "entries")
+    entries = lorebook if isinstance(lorebook, list) else _list(_get(lorebook, "entries"))
+    for i, entry in enumerate(entries):
+        if isinstance(entry, dict) and entry.get("regex"):
+            for kind in ("keys", "secondary_keys"):
+                for j, key in enumerate(_list(entry.get(kind))):
+                    if isinstance(key, str):
+                        yield (*base, i, kind, j), key, bool(entry.get("case_sensitive"))
+
+
+def _quoted(text: str) -> str:
+    return json.dumps(text if len(text) <= 60 else text[:57] + "...", ensure_ascii=False)
 
 
 def _limit_problems(doc: _Locator, limits: Any, max_tokens: Any) -> list[Problem]:
@@ -524,16 +564,15 @@ def _limit_problems(doc: _Locator, limits: Any, max_tokens: Any) -> list[Problem
         elif "capacity" not in rate and "messages" not in rate:
             problems.append(doc.problem(("limits", "rate"),
                                         "missing required key 'capacity' (messages per period)"))
-        if _seconds(rate.get("per")) == 0:
+        if _seconds(doc, ("limits", "rate", "per"), rate.get("per"), problems) == 0:
             problems.append(doc.problem(("limits", "rate", "per"),
                                         "must be longer than 0s (the time the bucket takes to refill)"))
     quota = _get(limits, "quota")
     if isinstance(quota, dict):
         problems += _quota_problems(doc, quota, max_tokens)
-    deadline = _seconds(_get(limits, "reply_deadline"))
-    if deadline is not None and deadline <= 0:
-        problems.append(doc.problem(("limits", "reply_deadline"),
-                                    "must be longer than 0s, or no reply could ever finish"))
+    path = ("limits", "reply_deadline")
+    if _seconds(doc, path, _get(limits, "reply_deadline"), problems) == 0:
+        problems.append(doc.problem(path, "must be longer than 0s, or no reply could ever finish"))
     return problems
 
 
@@ -563,31 +602,55 @@ def _quota_problems(doc: _Locator, quota: dict, max_tokens: Any) -> list[Problem
             timezone = "UTC"
     reset = quota.get("reset", "0 0 * * *")
     if isinstance(reset, str):
-        error = _cron_error(reset, timezone if isinstance(timezone, str) else "UTC")
+        error = _cron_problem(reset, timezone if isinstance(timezone, str) else "UTC")
         if error:
-            problems.append(doc.problem(
-                ("limits", "quota", "reset"),
-                f"{json.dumps(reset)} is not a valid cron expression: {error} (five fields: "
-                "minute hour day month weekday, e.g. \"0 0 * * *\")",
-            ))
+            problems.append(doc.problem(("limits", "quota", "reset"), error))
     return problems
 
 
+_CYCLE = (2000, 2399)
+"""A whole cycle of the Gregorian calendar (400 years: every date falls on every
+weekday): a schedule that fires at all fires within it."""
+
+
 @lru_cache(maxsize=256)
-def _cron_error(expression: str, timezone: str) -> str | None:
-    """Why APScheduler rejects ``expression``, or None (cached: a few distinct
-    expressions repeat across hundreds of files)."""
+def _cron_problem(expression: str, timezone: str) -> str | None:
+    """What is wrong with ``expression`` as a quota reset, or None (cached: a few
+    distinct expressions repeat across hundreds of files)."""
     try:
         CronTrigger.from_crontab(expression, timezone=timezone)
     except ValueError as exc:
-        return str(exc)
+        return (f"{json.dumps(expression)} is not a valid cron expression: {exc} (five fields: "
+                "minute hour day month weekday, e.g. \"0 0 * * *\")")
+    # Searching for a fire time that never comes takes APScheduler ~0.15 s (it gives
+    # up in year 9999), on every refused message: bound the search to one cycle.
+    minute, hour, day, month, weekday = expression.split()
+    zone = zoneinfo.ZoneInfo(timezone)
+    cycle = CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=weekday,
+                        year=f"{_CYCLE[0]}-{_CYCLE[1]}", timezone=zone)
+    if cycle.get_next_fire_time(None, datetime(_CYCLE[0], 1, 1, tzinfo=zone)) is None:
+        return (f"{json.dumps(expression)}: this schedule never fires (no such date: "
+                "check the day and month fields, e.g. day 31 of a 30-day month), so the "
+                "quota would never reset")
     return None
 
 
-def _seconds(value: Any) -> float | None:
+# The longest each duration setting may be: a bucket refilled over more than a year,
+# or a reply allowed more than an hour, cannot be what was meant.
+_LONGEST: dict[FieldPath, float] = {("limits", "rate", "per"): 366 * DAY,
+                                     ("limits", "reply_deadline"): HOUR}
+
+
+def _seconds(doc: _Locator, path: FieldPath, value: Any, problems: list[Problem]
+             ) -> float | None:
+    """The duration at ``path`` in seconds, or None when it is missing or unusable
+    (then with a problem in ``problems``)."""
+    if value is None or not isinstance(value, str | int | float):
+        return None  # the schema says what is wrong with it
     try:
-        return parse_duration(value) if value is not None else None
-    except (ValueError, TypeError):
+        return parse_duration(value, maximum=_LONGEST[path])
+    except ValueError as exc:
+        problems.append(doc.problem(path, str(exc)))
         return None
 
 
@@ -603,11 +666,6 @@ def _lorebook_problems(doc: _Locator, lorebook: Any) -> list[Problem]:
                 (*base, i), "this entry has no keys and is not constant, so it can never activate "
                 "(add keys, set constant: true, or enabled: false)",
             ))
-        if entry.get("regex"):
-            flags = 0 if entry.get("case_sensitive") else re.IGNORECASE
-            for kind in ("keys", "secondary_keys"):
-                for j, key in enumerate(_list(entry.get(kind))):
-                    problems += _regex_problems(doc, (*base, i, kind, j), key, flags)
     return problems
 
 
@@ -675,14 +733,14 @@ def _ids(values: Iterable[str | int] | None) -> frozenset[str]:
 
 def _triggers(triggers: dict) -> TriggerSpec:
     case_sensitive = triggers.get("case_sensitive", False)
-    flags = 0 if case_sensitive else re.IGNORECASE
     thread = triggers.get("thread")
     return TriggerSpec(
         mention=triggers.get("mention", True),
         dm=triggers.get("dm", True),
         reply=triggers.get("reply", True),
         keywords=tuple(triggers.get("keywords", [])),
-        patterns=tuple(re.compile(p, flags) for p in triggers.get("patterns", [])),
+        patterns=tuple(compile_regex(p, case_sensitive=case_sensitive)
+                       for p in triggers.get("patterns", [])),
         case_sensitive=case_sensitive,
         channels=_ids(triggers.get("channels")),
         slash=triggers.get("slash", True),
@@ -738,7 +796,7 @@ def _delivery(delivery: dict) -> DeliverySpec:
 def _lorebook(lorebook: Any) -> Lorebook:
     if not lorebook:
         return Lorebook()
-    book = {"entries": lorebook} if isinstance(lorebook, list) else lorebook
+    book: dict[str, Any] = {"entries": lorebook} if isinstance(lorebook, list) else lorebook
     defaults = Lorebook()
     return Lorebook(
         entries=tuple(LoreEntry(

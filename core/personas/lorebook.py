@@ -1,7 +1,9 @@
 """Which lorebook entries a conversation activates, within the book's token budget.
 
 An entry is active when it is constant, or when one of its keys appears in the last
-``scan_depth`` messages and its secondary keys satisfy its ``selective_logic``:
+``scan_depth`` messages (their newest :data:`SCANNED_CHARS` characters; keys match on
+RE2, in time linear in that text) and its secondary keys satisfy its
+``selective_logic``:
 
 - ``and_any``: at least one secondary key appears (or there are none)
 - ``and_all``: every secondary key appears
@@ -16,10 +18,10 @@ out and smaller ones may still fit. The chosen entries come back in prompt order
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
+from ..patterns import PatternError, Regex, compile_regex, words_regex
 from .model import Lorebook, LoreEntry
 
 
@@ -47,10 +49,15 @@ def activate_entries(
     return tuple(entry for _, entry in chosen)
 
 
+SCANNED_CHARS = 8_192
+"""How much of its scan window an entry's keys are looked for in: the newest 8,192
+characters (several long messages), a bound on what one turn costs."""
+
+
 def _scanned(recent_texts: Sequence[str], entry: LoreEntry, lorebook: Lorebook) -> str:
     depth = entry.scan_depth if entry.scan_depth is not None else lorebook.scan_depth
     # One separator no key can span, so a phrase never matches across two messages.
-    return "\n\x00\n".join(recent_texts[-depth:]) if depth > 0 else ""
+    return "\n\x00\n".join(recent_texts[-depth:])[-SCANNED_CHARS:] if depth > 0 else ""
 
 
 def _is_active(entry: LoreEntry, text: str) -> bool:
@@ -74,21 +81,18 @@ def _is_active(entry: LoreEntry, text: str) -> bool:
 
 
 def _matches(key: str, entry: LoreEntry, text: str) -> bool:
-    return _pattern(key, entry.regex, entry.case_sensitive, entry.whole_words).search(text) is not None
+    pattern = _pattern(key, entry.regex, entry.case_sensitive, entry.whole_words)
+    return pattern is not None and pattern.search(text) is not None
 
 
 @lru_cache(maxsize=4096)
-def _pattern(key: str, regex: bool, case_sensitive: bool, whole_words: bool) -> re.Pattern[str]:
+def _pattern(key: str, regex: bool, case_sensitive: bool, whole_words: bool) -> Regex | None:
     # The cache keeps per-message matching from recompiling keys. The loader rejects
-    # bad regexes, but a hand-built Lorebook may hold one: it then matches nothing
-    # rather than failing a reply.
-    flags = 0 if case_sensitive else re.IGNORECASE
-    if regex:
-        try:
-            return re.compile(key, flags)
-        except re.error:
-            return re.compile(r"(?!)")
-    escaped = re.escape(key)
-    if whole_words:
-        escaped = rf"(?<!\w){escaped}(?!\w)"
-    return re.compile(escaped, flags)
+    # keys RE2 cannot take, but a hand-built Lorebook may hold one: it then matches
+    # nothing rather than failing a reply.
+    try:
+        if regex:
+            return compile_regex(key, case_sensitive=case_sensitive)
+        return words_regex((key,), case_sensitive=case_sensitive, whole_words=whole_words)
+    except PatternError:
+        return None

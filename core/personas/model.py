@@ -7,11 +7,12 @@ model gateway and the adapters only ever read them. Durations are seconds, ids
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from ..patterns import Regex
 
 Scope = Literal["user", "channel", "guild", "persona", "provider"]
 ContextScope = Literal["channel", "thread", "user", "dm"]
@@ -84,13 +85,14 @@ class ThreadSpec:
 
 @dataclass(frozen=True, slots=True)
 class TriggerSpec:
-    """What makes the persona answer. Keywords match on word boundaries."""
+    """What makes the persona answer. Keywords match on word boundaries; patterns are
+    RE2 expressions (linear-time matching)."""
 
     mention: bool = True
     dm: bool = True
     reply: bool = True
     keywords: tuple[str, ...] = ()
-    patterns: tuple[re.Pattern[str], ...] = ()
+    patterns: tuple[Regex, ...] = ()
     case_sensitive: bool = False
     channels: frozenset[str] = frozenset()
     slash: bool = True

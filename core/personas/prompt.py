@@ -16,6 +16,7 @@ from .model import Persona
 TEMPLATE_VARIABLES = frozenset({"persona", "user", "channel", "guild", "date", "time"})
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_KNOWN = ", ".join("{" + v + "}" for v in sorted(TEMPLATE_VARIABLES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +39,9 @@ def template_errors(template: str) -> list[TemplateMistake]:
         if name is None:
             message = f"a lone '{token}' (write '{token * 2}' for a literal brace)"
         elif name.strip() not in TEMPLATE_VARIABLES:
-            message = (
-                f"unknown template variable {{{name}}} (known: "
-                f"{', '.join('{' + v + '}' for v in sorted(TEMPLATE_VARIABLES))}; write {{{{ and }}}} "
-                "for literal braces)"
-            )
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            message = (f"unknown template variable {{{shown}}} (known: {_KNOWN}; write {{{{ and "
+                       "}} for literal braces)")
         else:
             continue
         errors.append(TemplateMistake(match.start(), token, message))

@@ -62,32 +62,54 @@ class PersonaWatcher:
         """Set once changes to the directory are being watched."""
 
     async def reload(self) -> tuple[Problem, ...]:
-        """Load the directory now and serve what is valid; returns the problems found."""
+        """Load the directory now and serve what is valid; returns the problems found.
+
+        Never raises: whatever goes wrong (a bug, a callback that fails) is logged and
+        comes back as a problem, so that ``/reload`` always gets an answer."""
         async with self._lock:
-            loaded = await asyncio.to_thread(
-                load_personas, self._directory, defaults=self._defaults,
-                known_providers=self._known_providers, cache=self._cache,
-            )
-            serving, change = self._registry.preview(loaded)
-            if self._on_loaded is not None and change.changed:
-                try:
-                    await self._on_loaded([serving[i] for i in change.changed])
-                except Exception:
-                    # Serving a version the log cannot name would break replays; keep
-                    # the old snapshot and let the next change (or /reload) retry.
-                    log.exception("could not record new persona versions; keeping the old ones")
-                    return loaded.problems
-            change = self._registry.replace(loaded)
-            for problem in loaded.problems:
-                log.warning("persona problem: %s", problem)
-            if loaded.problems:
-                self._on_problems(loaded.problems)
-            if change.added or change.updated or change.retired:
-                log.info("personas reloaded: added=%s updated=%s retired=%s kept=%s",
-                         change.added, change.updated, change.retired, change.kept)
-            if self._on_reloaded is not None:
-                self._on_reloaded(change)
-            return loaded.problems
+            try:
+                return await self._reload()
+            except Exception as exc:
+                log.exception("reloading personas failed")
+                problem = Problem(str(self._directory), 1, 1, "",
+                                  f"reloading the personas failed ({type(exc).__name__}); the "
+                                  "personas serving before keep serving")
+                self._tell(self._on_problems, (problem,))
+                return (problem,)
+
+    async def _reload(self) -> tuple[Problem, ...]:
+        loaded = await asyncio.to_thread(
+            load_personas, self._directory, defaults=self._defaults,
+            known_providers=self._known_providers, cache=self._cache,
+        )
+        serving, change = self._registry.preview(loaded)
+        if self._on_loaded is not None and change.changed:
+            try:
+                await self._on_loaded([serving[i] for i in change.changed])
+            except Exception:
+                # Serving a version the log cannot name would break replays; keep
+                # the old snapshot and let the next change (or /reload) retry.
+                log.exception("could not record new persona versions; keeping the old ones")
+                return loaded.problems
+        change = self._registry.replace(loaded)
+        for problem in loaded.problems:
+            log.warning("persona problem: %s", problem)
+        if loaded.problems:
+            self._tell(self._on_problems, loaded.problems)
+        if change.added or change.updated or change.retired:
+            log.info("personas reloaded: added=%s updated=%s retired=%s kept=%s",
+                     change.added, change.updated, change.retired, change.kept)
+        if self._on_reloaded is not None:
+            self._tell(self._on_reloaded, change)
+        return loaded.problems
+
+    @staticmethod
+    def _tell(callback: Callable[[Any], None], value: Any) -> None:
+        # A failing listener must not undo a reload that has already been served.
+        try:
+            callback(value)
+        except Exception:
+            log.exception("a persona reload listener failed")
 
     async def run(self) -> None:
         """Watch until cancelled, reloading after each batch of changes. Raises
@@ -103,24 +125,17 @@ class PersonaWatcher:
         next_batch: asyncio.Task[Any] = asyncio.create_task(_next(batches))
         try:
             await asyncio.sleep(0)
-            await self._reload_logged()
+            await self.reload()
             self.ready.set()
             while True:
                 await next_batch
-                await self._reload_logged()
+                await self.reload()
                 next_batch = asyncio.create_task(_next(batches))
         finally:
             next_batch.cancel()
             await asyncio.wait([next_batch])
             self.ready.clear()
             await batches.aclose()
-
-    async def _reload_logged(self) -> None:
-        try:
-            await self.reload()
-        except Exception:
-            # A bug while reloading must not stop the watching; the bot keeps serving.
-            log.exception("reloading personas failed")
 
 
 async def _next(batches: AsyncIterator[Any]) -> Any:

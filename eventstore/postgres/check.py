@@ -74,7 +74,7 @@ def _triggers(conn: psycopg.Connection, name: str) -> Iterator[Violation]:
             yield Violation("append-only", f"the trigger {trigger} is {state}, not ENABLE ALWAYS")
         if definition != schema.trigger_definition(qualified, trigger):
             yield Violation("append-only", f"the trigger {trigger} was redefined: {definition}")
-    bodies = dict(conn.execute(
+    bodies: dict[str, str] = dict(conn.execute(
         "SELECT p.proname, p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
         "WHERE n.nspname = %s", (name,)).fetchall())
     for function, body in schema.trigger_functions(name).items():

@@ -329,9 +329,9 @@ class PostgresLog:
         existing = {e.event_id: known[e.event_id] for e in request.events
                     if e.event_id in known}
         if all(e.event_id in existing for e in request.events):
-            positions = tuple(existing[e.event_id] for e in request.events)
-            return _Planned(AppendResult(positions=positions, stream_version=current,
-                                         duplicates=len(positions)), (), {})
+            known_positions = tuple(existing[e.event_id] for e in request.events)
+            return _Planned(AppendResult(positions=known_positions, stream_version=current,
+                                         duplicates=len(known_positions)), (), {})
         expected = request.expected_version
         if expected != ANY and expected != current:
             raise WrongExpectedVersion(stream_id, int(expected), current)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import disnake
 
 from ...dispatcher.messages import Author, InboundDeletion, InboundEdit, InboundMessage
+from ...dispatcher.triggers import SCANNED_CHARS
+from ...patterns import words_regex
 from ...personas.model import Persona
 
 PLATFORM = "discord"
@@ -139,8 +141,8 @@ def readable_text(content: str, names: Names, bot_user_id: int, bot_role_id: int
 
 
 def _names(text: str, persona: Persona) -> bool:
-    words = "|".join(re.escape(n) for n in {persona.id, persona.name} if n)
-    return re.search(rf"(?<!\w)(?:{words})(?!\w)", text, re.IGNORECASE) is not None
+    names = words_regex((persona.id, persona.name))
+    return names is not None and names.search(text[:SCANNED_CHARS]) is not None
 
 
 def _bot_role_id(guild: disnake.Guild | None, bot_user_id: int) -> int | None:
