@@ -13,6 +13,7 @@ rewritten.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, ClassVar, Self
@@ -78,7 +79,7 @@ def _compile_reader(cls: type[DomainEvent]) -> Callable[[Mapping[str, Any]], Any
                            "_list": list, "_tuple": tuple}
     lines = ["def read(data):", "    event = _new(_cls)", "    get = data.get"]
     for i, field in enumerate(dataclasses.fields(cls)):  # type: ignore[arg-type]
-        env[f"set{i}"] = cls.__dict__[field.name].__set__
+        env[f"set{i}"] = inspect.getattr_static(cls, field.name).__set__
         lines.append(f"    value = get({field.name!r}, _missing)")
         if field.default is not dataclasses.MISSING:
             env[f"default{i}"] = field.default

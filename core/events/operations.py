@@ -37,36 +37,34 @@ class PersonaVersionRecorded(DomainEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayConnected(DomainEvent):
+class GatewayChange(DomainEvent):
+    """What the three gateway events share: which session, of which shard, when."""
+
+    platform: str
+    session_id: str | None
+    at: float
+    shard_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatewayConnected(GatewayChange):
     """A new gateway session (after IDENTIFY)."""
 
     type: ClassVar[str] = "GatewayConnected"
-    platform: str
-    session_id: str | None
-    at: float
-    shard_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayResumed(DomainEvent):
+class GatewayResumed(GatewayChange):
     """A gateway session resumed after a dropped connection."""
 
     type: ClassVar[str] = "GatewayResumed"
-    platform: str
-    session_id: str | None
-    at: float
-    shard_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayDisconnected(DomainEvent):
+class GatewayDisconnected(GatewayChange):
     """The gateway connection was lost or closed."""
 
     type: ClassVar[str] = "GatewayDisconnected"
-    platform: str
-    session_id: str | None
-    at: float
-    shard_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

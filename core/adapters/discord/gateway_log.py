@@ -14,10 +14,10 @@ from eventstore import EventStore, RecordedEvent
 
 from ...events import GatewayConnected, GatewayDisconnected, GatewayResumed, typed
 from ...events.ids import GATEWAY_STREAM, gateway_event_id
+from ...events.operations import GatewayChange
 
 log = logging.getLogger(__name__)
 
-_GatewayEvent = type[GatewayConnected] | type[GatewayResumed] | type[GatewayDisconnected]
 
 
 class GatewayLog:
@@ -40,7 +40,7 @@ class GatewayLog:
         """The connection was lost or closed."""
         await self._record(GatewayDisconnected, session_id, shard_id)
 
-    async def _record(self, kind: _GatewayEvent, session_id: str | None,
+    async def _record(self, kind: type[GatewayChange], session_id: str | None,
                       shard_id: int | None) -> None:
         event = kind(platform=self._platform, session_id=session_id, shard_id=shard_id,
                      at=time.time())
@@ -55,7 +55,8 @@ def uptime_s(events: list[RecordedEvent], now: float) -> float:
     total = 0.0
     since: float | None = None
     for item in typed(events, (GatewayConnected, GatewayResumed, GatewayDisconnected)):
-        at = item.event.at  # type: ignore[attr-defined]
+        assert isinstance(item.event, GatewayChange)
+        at = item.event.at
         if isinstance(item.event, GatewayConnected | GatewayResumed):
             since = at if since is None else since
         elif isinstance(item.event, GatewayDisconnected) and since is not None:
