@@ -80,7 +80,7 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
 async def _chat(config: Config, secrets: Secrets, registry: PersonaRegistry, persona_id: str,
                 user: ConsoleUser) -> None:
     console = ConsoleAdapter(registry, persona_id, user, sys.stdin, sys.stdout,
-                             prompt=sys.stdin.isatty())
+                             prompt=sys.stdin.isatty(), attachments=config.attachments)
     runtime = await Runtime.open(config, secrets, registry=registry,
                                  platforms=[lambda store, personas: console])
     try:
@@ -98,7 +98,8 @@ def _missing_key(config: Config, secrets: Secrets, persona: Persona) -> str | No
 
 
 def _offline(persona: Persona) -> Persona:
-    return replace(persona, model=ModelSpec(provider=OFFLINE_PROVIDER, name=OFFLINE_PROVIDER))
+    return replace(persona, model=ModelSpec(provider=OFFLINE_PROVIDER, name=OFFLINE_PROVIDER,
+                                            vision=persona.model.vision))
 
 
 def _login_name() -> str:

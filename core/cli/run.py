@@ -98,7 +98,8 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
 
     def discord(store: EventStore, personas: PersonaRegistry) -> DiscordAdapter:
         adapter = DiscordAdapter(store, personas, DiscordAdapterSettings(
-            catch_up_window_s=config.discord.catch_up_window_s))
+            catch_up_window_s=config.discord.catch_up_window_s,
+            attachments=config.attachments))
         adapters.append(adapter)
         return adapter
 

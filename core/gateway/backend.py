@@ -49,7 +49,7 @@ class Backend(Protocol):
     """One provider's way of producing a reply."""
 
     def pieces(self, model: str, messages: Sequence[ChatMessage], params: Mapping[str, Any],
-               *, stream: bool, timeout_s: float, offer: Offer = Offer()
+               *, stream: bool, timeout_s: float, offer: Offer | None = None
                ) -> AsyncGenerator[Piece, None]:
         """The reply to ``messages``, piece by piece (one piece when not streaming)."""
         ...

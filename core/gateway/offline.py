@@ -85,9 +85,9 @@ class OfflineBackend:
 
     async def pieces(self, model: str, messages: Sequence[ChatMessage],
                      params: Mapping[str, Any], *, stream: bool,
-                     timeout_s: float, offer: Offer = Offer()) -> AsyncGenerator[Piece, None]:
+                     timeout_s: float, offer: Offer | None = None) -> AsyncGenerator[Piece, None]:
         """The reply, cut into a few pieces when streaming (a tool call's arguments too)."""
-        calls = offline_tool_calls(messages, offer)
+        calls = offline_tool_calls(messages, offer or Offer())
         if calls:
             usage = _usage(messages, "".join(c.name + c.arguments for c in calls))
             for index, call in enumerate(calls):

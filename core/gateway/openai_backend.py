@@ -59,7 +59,7 @@ class OpenAIBackend:
 
     async def pieces(self, model: str, messages: Sequence[ChatMessage],
                      params: Mapping[str, Any], *, stream: bool,
-                     timeout_s: float, offer: Offer = Offer()) -> AsyncGenerator[Piece, None]:
+                     timeout_s: float, offer: Offer | None = None) -> AsyncGenerator[Piece, None]:
         """The reply, streamed with usage in the last chunk, or as one piece."""
         body: dict[str, Any] = {
             **self._extra_body,
@@ -67,7 +67,7 @@ class OpenAIBackend:
             "model": model,
             "messages": [m.to_openai(self._images) for m in messages],
         }
-        if offer.tools:
+        if offer is not None and offer.tools:
             body["tools"] = [t.to_openai() for t in offer.tools]
             if offer.choice is not None:
                 body["tool_choice"] = offer.choice

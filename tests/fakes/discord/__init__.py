@@ -11,7 +11,7 @@ from .disnake_setup import (
     running_client,
     skip_identify_delay,
 )
-from .emulator import DiscordEmulator
+from .emulator import DiscordEmulator, File
 from .gateway import (
     DIRECT_MESSAGES,
     GUILD_MEMBERS,
@@ -42,6 +42,7 @@ from .model import (
 from .recording import RestRequest
 
 __all__ = [
+    "File",
     "DIRECT_MESSAGES",
     "EPHEMERAL",
     "GUILDS",
