@@ -48,7 +48,7 @@ class Attachment:
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Attachment:
         """Read one back (unknown keys ignored, missing ones defaulted)."""
-        known = cls.__dataclass_fields__  # type: ignore[attr-defined]
+        known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in known})
 
 

@@ -167,6 +167,10 @@ def _chunk_piece(chunk: object) -> Piece | None:
                  tool_calls=calls)
 
 
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:
     """Streamed ``tool_calls`` fragments; a server that omits ``index`` sends one call."""
     if not isinstance(value, list):
@@ -177,12 +181,8 @@ def _call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:
         function = _mapping(call.get("function"))
         index = call.get("index")
         deltas.append(ToolCallDelta(
-            index=index if isinstance(index, int) else position,
-            id=call.get("id") if isinstance(call.get("id"), str) else "",
-            name=function.get("name") if isinstance(function.get("name"), str) else "",
-            arguments=(function.get("arguments") if isinstance(function.get("arguments"), str)
-                       else ""),
-        ))
+            index=index if isinstance(index, int) else position, id=_string(call.get("id")),
+            name=_string(function.get("name")), arguments=_string(function.get("arguments"))))
     return tuple(deltas)
 
 

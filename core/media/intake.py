@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
-import imagesize
+import imagesize  # type: ignore[import-untyped]
 
 from ..config import AttachmentSettings
 from ..events.media import Attachment, AttachmentStored
@@ -125,14 +125,15 @@ class AttachmentIntake:
         budget = self.settings.max_message_bytes
         kept = []
         for result in results:
-            if result.content is not None:
-                if result.content.size > budget:
+            content = result.content
+            if content is not None:
+                if content.size > budget:
                     cap = _size(self.settings.max_message_bytes)
                     result = IncomingAttachment(attachment=replace(
                         result.attachment, sha256=None,
                         refused=f"over the cap of {cap} per message"))
                 else:
-                    budget -= result.content.size
+                    budget -= content.size
             kept.append(result)
         return tuple(kept)
 

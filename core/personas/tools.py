@@ -49,7 +49,7 @@ def tools_spec(value: Any) -> ToolsSpec:
     """The persona's tools from its (valid) ``tools`` field."""
     if not value:
         return ToolsSpec()
-    block = {"entries": value} if isinstance(value, list) else value
+    block: dict[str, Any] = {"entries": value} if isinstance(value, list) else value
     defaults = ToolsSpec()
     return ToolsSpec(
         entries=tuple(_entry(e) for e in block.get("entries", [])),

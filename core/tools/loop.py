@@ -149,9 +149,9 @@ async def run_tool_loop(model: ModelClient, request: ModelRequest, *, execute: E
         if not outcome.ok or not outcome.tool_calls or last_round or outcome.truncated:
             if outcome.text:
                 texts.append(outcome.text)
-            final = replace(outcome, text=STEP_SEPARATOR.join(texts),
-                            reasoning=STEP_SEPARATOR.join(reasoning), **totals.fields(clock()
-                                                                                      - started))
+            final = totals.applied(replace(outcome, text=STEP_SEPARATOR.join(texts),
+                                           reasoning=STEP_SEPARATOR.join(reasoning)),
+                                   clock() - started)
             if outcome.ok and not final.text and steps and last_round:
                 final = replace(final, ok=False, error_class="tool_step_limit",
                                 error=f"the model kept calling tools after {max_steps} "
@@ -205,9 +205,9 @@ class _Totals:
         self.waits += outcome.waits_s
         self.queued += outcome.queued_s
 
-    def fields(self, elapsed: float) -> dict[str, object]:
-        return {"usage": Usage(prompt_tokens=self.prompt, completion_tokens=self.completion,
-                               total_tokens=self.prompt + self.completion,
-                               estimated=self.estimated),
-                "attempts": self.attempts, "waits_s": tuple(self.waits),
-                "queued_s": self.queued, "latency_s": elapsed}
+    def applied(self, outcome: ModelOutcome, elapsed: float) -> ModelOutcome:
+        return replace(outcome, usage=Usage(
+            prompt_tokens=self.prompt, completion_tokens=self.completion,
+            total_tokens=self.prompt + self.completion, estimated=self.estimated),
+            attempts=self.attempts, waits_s=tuple(self.waits), queued_s=self.queued,
+            latency_s=elapsed)

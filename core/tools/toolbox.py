@@ -87,7 +87,7 @@ class Toolbox:
                                            f"(tools: {known})")
         try:
             arguments = json.loads(call.arguments or "{}")
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return _failed("invalid_arguments", f"the arguments are not JSON ({exc.msg})")
         if not isinstance(arguments, dict):
             return _failed("invalid_arguments", "the arguments must be a JSON object")
@@ -129,7 +129,9 @@ class Toolbox:
             return HttpTool(spec, self._secrets, self._http_session())
         if spec.kind == "plugin":
             return PluginTool(spec.name)
-        return {"roll": lambda: Roll(self._rng), "now": Now, "lore": Lore}[spec.name]()
+        if spec.name == "roll":
+            return Roll(self._rng)
+        return Now() if spec.name == "now" else Lore()
 
     def _http_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
