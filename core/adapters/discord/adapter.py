@@ -180,7 +180,11 @@ class DiscordAdapter:
             return
         guild = self.client.get_guild(payload.guild_id) if payload.guild_id else None
         edit = inbound_edit(payload, guild, self.client.user.id)
-        if edit is not None:
+        if edit is None:
+            return
+        # after the message itself: its ingest (and its downloads) holds the channel's lock
+        lock = self._channel_locks.setdefault(payload.channel_id, asyncio.Lock())
+        async with lock:
             try:
                 if "attachments" in payload.data:
                     recorded = await self._store.get(message_event_id(PLATFORM, edit.message_id))
