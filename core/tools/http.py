@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -50,8 +50,8 @@ def persona_secret_names(personas: Iterable[Persona]) -> list[str]:
 class HttpTool:
     """One HTTP tool (see the module docstring)."""
 
-    def __init__(self, spec: ToolSpec, secrets: Secrets, session: aiohttp.ClientSession
-                 ) -> None:
+    def __init__(self, spec: ToolSpec, secrets: Secrets,
+                 session: Callable[[], aiohttp.ClientSession]) -> None:
         assert spec.http is not None
         self._spec = spec
         self._http = spec.http
@@ -79,7 +79,7 @@ class HttpTool:
                 {k: _plain(v) for k, v in rest.items()})
         headers, secrets = self._headers()
         try:
-            async with self._session.request(
+            async with self._session().request(
                     http.method, url, headers=headers, json=body, allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(total=http.timeout_s)) as response:
                 raw = await response.content.read(http.max_response_bytes + 1)

@@ -126,7 +126,7 @@ class Toolbox:
 
     def _tool(self, spec: ToolSpec) -> Tool:
         if spec.kind == "http":
-            return HttpTool(spec, self._secrets, self._http_session())
+            return HttpTool(spec, self._secrets, self._http_session)
         if spec.kind == "plugin":
             return PluginTool(spec.name)
         if spec.name == "roll":

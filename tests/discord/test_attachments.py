@@ -12,13 +12,12 @@ import aiohttp
 
 from core.adapters.discord import DiscordAdapterSettings
 from core.config import AttachmentSettings
+from core.personas.loader import load_persona_text
+from core.personas.model import Persona
 from tests.fakes.discord import DiscordEmulator, File
 from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI, image_parts, text_of
 from tests.media.files import pdf, png
-
-from core.personas.loader import load_persona_text
-from core.personas.model import Persona
 
 from .conftest import PROVIDERS, running_bot, until_recorded
 
@@ -67,7 +66,7 @@ async def test_an_image_reaches_a_vision_model_as_an_image_part(
 
 async def test_a_text_file_and_a_pdf_are_inlined_with_headers(
         emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
-    notes = "def add(a, b):\n    return a + b\n".encode()
+    notes = b"def add(a, b):\n    return a + b\n"
     report = pdf(["Revenue grew by 12 percent", "Costs fell by 3 percent"])
     async with running_bot(emu, tmp_path / "log.db", [persona("ada")], fake_openai,
                            settings=settings()) as bot:
@@ -158,10 +157,11 @@ async def test_an_edit_that_removes_a_file_updates_the_context(
 
 async def test_an_expired_link_still_reproduces_the_prompt_from_stored_content(
         emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
-    from tests.replay.conftest import ROOT
     import asyncio
     import os
     import sys
+
+    from tests.replay.conftest import ROOT
 
     image, notes = png(32, 16), b"remember the milk"
     ada = persona("ada", vision=True)

@@ -31,7 +31,7 @@ def _offer(name: str, data: bytes, media_type: str, **fields) -> Offered:
 
 
 async def test_images_text_and_pdfs_are_prepared_for_storing():
-    image, text, document = png(640, 480), "print('hi')\n".encode(), pdf(["Quarterly figures"])
+    image, text, document = png(640, 480), b"print('hi')\n", pdf(["Quarterly figures"])
     fetch, _ = _files(**{"a.png": image, "b.py": text, "c.pdf": document})
     taken = await AttachmentIntake(AttachmentSettings()).take([
         _offer("a.png", image, "image/png"), _offer("b.py", text, "text/x-python"),

@@ -42,7 +42,6 @@ from .model import (
 from .recording import RestRequest
 
 __all__ = [
-    "File",
     "DIRECT_MESSAGES",
     "EPHEMERAL",
     "GUILDS",
@@ -56,6 +55,7 @@ __all__ = [
     "Attachment",
     "Channel",
     "DiscordEmulator",
+    "File",
     "GatewayConnectionRecord",
     "Guild",
     "Interaction",
