@@ -108,6 +108,7 @@ class ModelGateway:
         self._draw = draw
         self._providers: dict[str, _Provider] = {}
         self._unusable: dict[str, Failure] = {}
+        self._toolless: set[tuple[str, str]] = set()
         self.calibration = TokenCalibration()
 
     @property
@@ -240,8 +241,13 @@ class ModelGateway:
         usage: Usage | None = None
         finish: str | None = None
         calls: list[ToolCallDelta] = []
-        offer = (Offer(tools=request.tools, choice=request.tool_choice)
-                 if request.tools and settings.supports_tools(model) else Offer())
+        offer = Offer()
+        if request.tools and settings.supports_tools(model):
+            offer = Offer(tools=request.tools, choice=request.tool_choice)
+        elif request.tools and (settings.name, model) not in self._toolless:
+            self._toolless.add((settings.name, model))
+            log.info("%s/%s is set not to take tools: none are offered to it", settings.name,
+                     model)
         try:
             async with asyncio.timeout(deadline - self._clock()):
                 queued_from = self._clock()

@@ -160,7 +160,7 @@ def _url_problems(doc: _Locator, path: tuple[str | int, ...], url: str,
     if _SECRET.search(url):
         problems.append(doc.problem(path, "secrets go in headers (${NAME}), never in the URL: "
                                           "URLs end up in logs"))
-    placeholders = _PLACEHOLDER.findall(url)
+    placeholders = _PLACEHOLDER.findall(_SECRET.sub("", url))
     for name in placeholders:
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
