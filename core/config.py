@@ -113,8 +113,8 @@ class AttachmentSettings:
     ``max_files`` for its message, is recorded as refused and never downloaded."""
 
     enabled: bool = True
-    max_file_bytes: int = 8 * 1024 * 1024
-    max_message_bytes: int = 20 * 1024 * 1024
+    max_file_bytes: int = 8_000_000
+    max_message_bytes: int = 20_000_000
     max_files: int = 10
     fetch_timeout_s: float = 20.0
     pdf_max_pages: int = 100

@@ -133,7 +133,7 @@ async def run_tool_loop(model: ModelClient, request: ModelRequest, *, execute: E
         if on_delta is not None:
             await on_delta(text)
 
-    calls_made = 0
+    calls_made = len(rounds)  # the resumed rounds' model calls were made before
     while True:
         last_round = step >= max_steps
         asked = replace(request, messages=tuple(messages),
