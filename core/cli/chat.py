@@ -21,6 +21,7 @@ from ..personas.defaults import defaults_from_config, known_providers_from_confi
 from ..personas.loader import load_personas
 from ..personas.model import ModelSpec, Persona
 from ..personas.registry import PersonaRegistry
+from ..tools.http import persona_secret_names
 from .context import CliContext, pass_context, user_errors
 
 
@@ -68,6 +69,7 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
     if offline or missing:
         personas = {pid: _offline(p) for pid, p in personas.items()}
         chosen = personas[chosen.id]
+    ctx.protect(persona_secret_names(personas.values()))
     name = user_name or _login_name()
     if ctx.log_level is None:
         # Start-up chatter (quota windows, the scheduler) would interleave with the

@@ -99,8 +99,8 @@ def _stored(d: Mapping[str, Any]) -> str:
     extra = f", {d['width']}x{d['height']}" if d.get("width") and d.get("height") else ""
     pages = f", {d['pages']} pages" if d.get("pages") else ""
     note = f" ({d['note']})" if d.get("note") else ""
-    return (f"stored a {d.get('kind')} file, {d.get('media_type')}, {d.get('size')} bytes"
-            f"{extra}{pages}{note} (sha256 {str(d.get('sha256'))[:12]})")
+    return (f"stored a file ({d.get('kind')}, {d.get('media_type')}, {d.get('size')} bytes"
+            f"{extra}{pages}){note}, sha256 {str(d.get('sha256'))[:12]}")
 
 
 def _tool_called(d: Mapping[str, Any]) -> str:

@@ -74,3 +74,13 @@ async def test_explain_rebuilds_prompts_with_attachments_and_tools_exactly(
     assert [p["type"] for p in edited_turn["content"]] == ["text", "image_url"], \
         "the edit dropped a.png and d.pdf"
     assert "[file c.txt (text/plain, 5 bytes)]\nthree" in edited_turn["content"][0]["text"]
+    readable = CliRunner().invoke(cli, ["--config", str(config), "explain",
+                                        replies[1].data["message_id"]])
+    assert readable.exit_code == 0, readable.output
+    assert "[image e.png (image/png, 5x5, " in readable.stdout
+    assert "[file c.txt (text/plain, 5 bytes)]" in readable.stdout
+    timeline = " ".join(CliRunner().invoke(cli, ["--config", str(config), "replay"]).stdout
+                        .split())
+    assert "ada called roll({\"expression\": \"d20\"}) in round 1" in timeline
+    assert "roll returned in" in timeline and "stored a file (image, image/png, " in timeline
+    assert "edited to \"fewer files\", now with 2 file(s)" in timeline
