@@ -62,11 +62,11 @@ def offline_reply(messages: Sequence[ChatMessage]) -> str:
 
 def offline_tool_calls(messages: Sequence[ChatMessage], offer: Offer) -> tuple[ToolCall, ...]:
     """The tools the offline provider calls for ``messages`` (see the module docstring)."""
-    if not offer.tools or offer.choice == "none" or not messages or \
-            messages[-1].role != "user":
+    spoken = [m for m in messages if m.role != "system"]  # post-history instructions follow
+    if not offer.tools or offer.choice == "none" or not spoken or spoken[-1].role != "user":
         return ()
     offered = {tool.name for tool in offer.tools}
-    text = messages[-1].text
+    text = spoken[-1].text
     if "roll" in offered and _ROLL.search(text):
         dice = _DICE.search(text)
         expression = re.sub(r"\s+", "", dice.group(1)) if dice else "1d6"

@@ -106,3 +106,22 @@ def test_image_tokens_follow_the_published_tile_formula() -> None:
     plain = estimate_messages_tokens([text])
     assert estimate_messages_tokens([with_image]) >= plain + 765
     assert estimate_messages_tokens([with_image], image_flat=10) < plain + 20
+
+
+async def test_the_offline_provider_calls_roll_when_asked_to_roll() -> None:
+    gateway = ModelGateway({}, Secrets({}))
+    asked = (ChatMessage("system", "You are Ada."), ChatMessage("user", "please roll 3d8+2"),
+             ChatMessage("system", "Keep it short."))  # post-history instructions come last
+    request = ModelRequest(provider="offline", model="offline", messages=asked, tools=(ROLL,))
+    outcome = await gateway.complete(request)
+    (call,) = outcome.tool_calls
+    assert (call.name, json.loads(call.arguments)) == ("roll", {"expression": "3d8+2"})
+    answered = (*asked, ChatMessage("assistant", "", tool_calls=(call,)),
+                ChatMessage("tool", "3d8+2: [1, 2, 3] + 2 = 8", tool_call_id=call.id))
+    outcome = await gateway.complete(ModelRequest(provider="offline", model="offline",
+                                                  messages=answered, tools=(ROLL,)))
+    assert outcome.tool_calls == ()
+    assert outcome.text.endswith("roll said: 3d8+2: [1, 2, 3] + 2 = 8")
+    plain = await gateway.complete(ModelRequest(provider="offline", model="offline",
+                                                messages=asked))
+    assert plain.tool_calls == () and "You said: please roll 3d8+2" in plain.text
