@@ -20,6 +20,7 @@ from eventstore import EventStore, open_store
 
 from .commands import CommandSet, Reload
 from .config import Config
+from .context.blobs import AttachmentContent
 from .context.history import ConversationHistory
 from .credentials import Secrets
 from .dispatcher.admission import Admission, PersonaSource
@@ -33,6 +34,7 @@ from .limits.quotas import QuotaLedger
 from .limits.schedule import QuotaResetScheduler
 from .personas.registry import PersonaRegistry
 from .personas.versions import VersionRecorder
+from .tools.toolbox import Toolbox
 
 if TYPE_CHECKING:
     from .gateway.gateway import ModelGateway
@@ -43,9 +45,12 @@ log = logging.getLogger(__name__)
 def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelClient,
                      sinks: Mapping[str, ReplySink],
                      settings: DispatcherSettings | None = None, *,
-                     clock: Callable[[], float] = time.time) -> Dispatcher:
+                     clock: Callable[[], float] = time.time,
+                     toolbox: Toolbox | None = None) -> Dispatcher:
     """A dispatcher over ``store`` answering as ``personas`` through ``model``, delivering
-    to ``sinks`` (one per platform name), within ``settings`` (default: the defaults)."""
+    to ``sinks`` (one per platform name), within ``settings`` (default: the defaults),
+    calling personas' tools with ``toolbox`` (default: one that knows no secrets; the
+    dispatcher closes it at shutdown)."""
     settings = settings or DispatcherSettings()
     queue = WorkQueue(max_pending=settings.queue_size, max_concurrent=settings.max_concurrent)
     ledger = QuotaLedger(store)
@@ -57,6 +62,7 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
         history=ConversationHistory(store, max_events=settings.history_cache_events),
         ledger=ledger, versions=versions, admission=admission,
         resets=QuotaResetScheduler(store, clock, on_reset=ledger.observe_reset), clock=clock,
+        attachments=AttachmentContent(store), toolbox=toolbox or Toolbox(Secrets({})),
     ), settings)
 
 
@@ -128,7 +134,8 @@ class Runtime:
         built = [factory(store, registry) for factory in platforms]
         dispatcher = build_dispatcher(
             store, registry, model(gateway) if model is not None else gateway,
-            {p.name: p.sink for p in built}, DispatcherSettings.from_config(config))
+            {p.name: p.sink for p in built}, DispatcherSettings.from_config(config),
+            toolbox=Toolbox(secrets))
         runtime = cls(config=config, store=store, registry=registry, gateway=gateway,
                       dispatcher=dispatcher,
                       commands=CommandSet(dispatcher=dispatcher, personas=registry,

@@ -8,6 +8,7 @@ Relative paths in the file are relative to the file's folder.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import os
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
@@ -75,6 +76,19 @@ class ProviderSettings:
     max_concurrency: int = 16
     requests_per_minute: int | None = None
     tokens_per_minute: int | None = None
+    images: Literal["data_url", "url"] = "data_url"
+    """How images are sent: inline (``data_url``, the stored bytes) or as their source URL."""
+    image_tokens: int | None = None
+    """A flat token cost per image for estimates (None: OpenAI's tile formula)."""
+    tools: bool | tuple[str, ...] = True
+    """Whether the provider's models take tools: all, none, or those matching these
+    model-name patterns (``*`` and ``?`` wildcards)."""
+
+    def supports_tools(self, model: str) -> bool:
+        """Whether ``model`` on this provider may be offered tools."""
+        if isinstance(self.tools, bool):
+            return self.tools
+        return any(fnmatch.fnmatchcase(model, pattern) for pattern in self.tools)
 
     @property
     def key_env(self) -> str | None:
@@ -102,6 +116,28 @@ class LimitSettings:
     queue_size: int = 10_000
     recovery_window_s: float = 600.0
     shutdown_deadline_s: float = 20.0
+
+
+DISCORD_CDN_HOSTS = frozenset({"cdn.discordapp.com", "media.discordapp.net"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttachmentSettings:
+    """What the bot fetches of the files people attach, and how much (config.yaml
+    ``attachments``). A file over ``max_file_bytes``, or past ``max_message_bytes`` or
+    ``max_files`` for its message, is recorded as refused and never downloaded."""
+
+    enabled: bool = True
+    max_file_bytes: int = 8_000_000
+    max_message_bytes: int = 20_000_000
+    max_files: int = 10
+    fetch_timeout_s: float = 20.0
+    pdf_max_pages: int = 100
+    extract_timeout_s: float = 15.0
+    max_text_chars: int = 200_000
+    """Most characters of text kept from one text file or PDF."""
+    hosts: frozenset[str] = DISCORD_CDN_HOSTS
+    """Where attachments may be downloaded from (Discord's CDN): anything else is refused."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +170,7 @@ class Config:
     limits: LimitSettings = LimitSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
 
     @property
     def env_file(self) -> Path:
@@ -269,7 +306,40 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
             level=logging.get("level", "info"), format=logging.get("format", "text")
         ),
         metrics=MetricsSettings(port=metrics.get("port"), host=metrics.get("host", "127.0.0.1")),
+        attachments=_attachments(data.get("attachments", {})),
     )
+
+
+def _attachments(data: Mapping[str, Any]) -> AttachmentSettings:
+    defaults = AttachmentSettings()
+    return AttachmentSettings(
+        enabled=data.get("enabled", defaults.enabled),
+        max_file_bytes=parse_size(data.get("max_file_size"), defaults.max_file_bytes),
+        max_message_bytes=parse_size(data.get("max_message_size"), defaults.max_message_bytes),
+        max_files=data.get("max_files", defaults.max_files),
+        fetch_timeout_s=parse_duration(data.get("fetch_timeout", "20s")),
+        pdf_max_pages=data.get("pdf_max_pages", defaults.pdf_max_pages),
+        extract_timeout_s=parse_duration(data.get("extract_timeout", "15s")),
+        max_text_chars=data.get("max_text_chars", defaults.max_text_chars),
+        hosts=frozenset(data["hosts"]) if "hosts" in data else defaults.hosts,
+    )
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3}
+
+
+def parse_size(value: Any, default: int) -> int:
+    """A size: a number of bytes, or text such as ``8MB``/``512KiB`` (the schema checks
+    the form)."""
+    if value is None:
+        return default
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz").strip()
+    unit = text[len(number):].strip() if number else text
+    return int(float(number) * _SIZE_UNITS[unit.strip()])
 
 
 def _database(base: Path, data: Mapping[str, Any]) -> DatabaseSettings:
@@ -299,4 +369,8 @@ def _provider(name: str, data: Mapping[str, Any]) -> ProviderSettings:
         max_concurrency=data.get("max_concurrency", 16),
         requests_per_minute=data.get("requests_per_minute"),
         tokens_per_minute=data.get("tokens_per_minute"),
+        images=data.get("images", "data_url"),
+        image_tokens=data.get("image_tokens"),
+        tools=(tuple(data["tools"]) if isinstance(data.get("tools"), list)
+               else data.get("tools", True)),
     )

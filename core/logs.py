@@ -34,6 +34,11 @@ class Redactor:
         # Longest first, so a secret containing another is replaced whole.
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
 
+    def add(self, secrets: Iterable[str]) -> None:
+        """Redact these values too (secrets named later, e.g. by persona files' tools)."""
+        self._secrets = sorted({*self._secrets, *(s for s in secrets if len(s) >= 4)},
+                               key=len, reverse=True)
+
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:

@@ -4,20 +4,27 @@ Lines are read from stdin one at a time (a terminal or a pipe); each is a messag
 to the current persona (an explicit invocation in a DM-like conversation of the
 user's own, stream ``conv:console:<user>``). Replies stream to stdout as they
 arrive. Commands: ``/reset``, ``/usage``, ``/personas``, ``/reload`` (the shared
-commands of :mod:`core.commands`), ``/persona NAME``, ``/help``, ``/quit``.
+commands of :mod:`core.commands`), ``/persona NAME``, ``/attach PATH`` (a file for the
+next message, taken in like a Discord attachment: the same caps, kinds and stored
+content), ``/help``, ``/quit``. A reasoning model's thinking is shown as the persona's
+``reasoning`` setting says (``spoiler``: a line before the reply; ``attach``: the
+file's text after it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import mimetypes
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TextIO
 
 from ..commands import Caller, CommandReply, CommandSet, PlainStyle
+from ..config import AttachmentSettings
 from ..dispatcher.admission import PersonaSource
 from ..dispatcher.dispatcher import Dispatcher
 from ..dispatcher.messages import (
@@ -29,10 +36,13 @@ from ..dispatcher.messages import (
     ReplyTarget,
 )
 from ..events import RefusalKind
+from ..media.fetch import FetchRefused
+from ..media.intake import AttachmentIntake, IncomingAttachment, Offered
 
 PLATFORM = "console"
 HELP = ("/reset  forget the conversation so far    /usage  your quota and its next reset\n"
         "/persona NAME  talk to another persona   /personas  who is here\n"
+        "/attach PATH  a file for your next message (images, text, PDF)\n"
         "/reload  read the persona files again    /quit  leave (end of input does too)")
 _NOTICED = (RefusalKind.RATE_LIMITED, RefusalKind.QUOTA, RefusalKind.BUSY)
 """Refusals the persona's own notice explains (sent once per window)."""
@@ -51,11 +61,20 @@ class ConsoleSink:
     async def deliver(self, reply: OutboundReply) -> DeliveryReceipt:
         """Finish a streamed reply's line, or print the whole reply."""
         key = (reply.target.message_id, reply.persona_id)
+        thinking = " ".join(reply.spoiler.split())
         if key in self._streaming:
             self._streaming.discard(key)
             self._write("\n")
+            if thinking:
+                self._write(f"  (thinking: {thinking})\n")
         else:
+            if thinking:
+                self._write(f"  (thinking: {thinking})\n")
             self._write(f"{reply.persona_name}: {reply.text}\n")
+        for file in reply.files:
+            text = file.content.decode("utf-8", errors="replace")
+            self._write(f"  [{file.filename}]\n" + "".join(
+                f"  | {line}\n" for line in text.splitlines()))
         return DeliveryReceipt(message_ids=(f"{self._session}-out-{next(self._ids)}",))
 
     async def notice(self, notice: Notice) -> None:
@@ -95,7 +114,7 @@ class ConsoleChat:
 
     def __init__(self, dispatcher: Dispatcher, commands: CommandSet, personas: PersonaSource,
                  persona_id: str, user: ConsoleUser, stdin: TextIO, out: TextIO, *,
-                 prompt: bool) -> None:
+                 prompt: bool, attachments: AttachmentSettings | None = None) -> None:
         self._dispatcher = dispatcher
         self._commands = commands
         self._personas = personas
@@ -106,6 +125,8 @@ class ConsoleChat:
         self._prompt = prompt
         self._session = str(time.time_ns())
         self._ids = itertools.count(1)
+        self._intake = AttachmentIntake(attachments or AttachmentSettings())
+        self._staged: list[Path] = []
 
     async def run(self) -> None:
         """Chat until ``/quit`` or the end of input."""
@@ -130,6 +151,10 @@ class ConsoleChat:
 
     async def _send(self, text: str) -> None:
         message = self._message(text)
+        if self._staged:
+            files = await self._take_files(self._staged)
+            self._staged = []
+            message = replace(message, attachments=files)
         result = await self._dispatcher.ingest(message)
         for persona_id, reason in result.rejected:
             if reason.kind not in _NOTICED:
@@ -153,6 +178,8 @@ class ConsoleChat:
             self._say((await self._commands.reload(self._caller())).text)
         elif command == "/persona":
             self._switch(argument)
+        elif command == "/attach":
+            self._attach(argument)
         elif command == "/help":
             self._say(HELP)
         else:
@@ -180,6 +207,32 @@ class ConsoleChat:
                           f"next reset {when}")
             if usage.rate_tokens is not None:
                 self._say(f"rate limit: {int(usage.rate_tokens)} message(s) available now")
+
+    def _attach(self, argument: str) -> None:
+        path = Path(argument.strip().strip("'\"")).expanduser()
+        if not argument.strip():
+            self._say("usage: /attach PATH (the file goes with your next message)")
+        elif not path.is_file():
+            self._say(f"no such file: {path}")
+        else:
+            self._staged.append(path)
+            self._say(f"{path.name} ({path.stat().st_size} bytes) goes with your next message")
+
+    async def _take_files(self, paths: Sequence[Path]) -> tuple[IncomingAttachment, ...]:
+        offered = [Offered(id=f"{self._session}-file-{next(self._ids)}", filename=p.name,
+                           media_type=mimetypes.guess_type(p.name)[0] or "",
+                           size=p.stat().st_size if p.exists() else -1, url=None)
+                   for p in paths]
+        by_id = dict(zip((o.id for o in offered), paths, strict=True))
+
+        async def read(item: Offered, max_bytes: int, timeout_s: float) -> bytes:
+            return await asyncio.to_thread(_read_file, by_id[item.id], max_bytes)
+
+        files = await self._intake.take(offered, read)
+        for item in files:
+            if item.attachment.refused:
+                self._say(f"{item.attachment.filename} not taken: {item.attachment.refused}")
+        return files
 
     def _switch(self, name: str) -> None:
         match = self._commands.find(name)
@@ -210,8 +263,10 @@ class ConsoleAdapter:
     name = PLATFORM
 
     def __init__(self, personas: PersonaSource, persona_id: str, user: ConsoleUser,
-                 stdin: TextIO, out: TextIO, *, prompt: bool) -> None:
+                 stdin: TextIO, out: TextIO, *, prompt: bool,
+                 attachments: AttachmentSettings | None = None) -> None:
         self.sink = ConsoleSink(out, personas)
+        self._attachments = attachments
         self._personas = personas
         self._persona_id = persona_id
         self._user = user
@@ -223,7 +278,8 @@ class ConsoleAdapter:
     def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
         """Chat through ``dispatcher``; ``/commands`` are ``commands``."""
         self._chat = ConsoleChat(dispatcher, commands, self._personas, self._persona_id,
-                                 self._user, self._stdin, self._out, prompt=self._prompt)
+                                 self._user, self._stdin, self._out, prompt=self._prompt,
+                                 attachments=self._attachments)
 
     async def run(self) -> None:
         """Chat until ``/quit`` or the end of input."""
@@ -261,6 +317,17 @@ class _LineReader:
         """The next line (with its newline), or None at the end of input."""
         self._wanted.release()
         return await self._lines.get()
+
+
+def _read_file(path: Path, max_bytes: int) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise FetchRefused(f"cannot read the file ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise FetchRefused("over the size cap")
+    return data
 
 
 def persona_choices(personas: Sequence[str]) -> str:

@@ -21,6 +21,7 @@ from ..personas.defaults import defaults_from_config, known_providers_from_confi
 from ..personas.loader import load_personas
 from ..personas.model import ModelSpec, Persona
 from ..personas.registry import PersonaRegistry
+from ..tools.http import persona_secret_names
 from .context import CliContext, pass_context, user_errors
 
 
@@ -68,6 +69,7 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
     if offline or missing:
         personas = {pid: _offline(p) for pid, p in personas.items()}
         chosen = personas[chosen.id]
+    ctx.protect(persona_secret_names(personas.values()))
     name = user_name or _login_name()
     if ctx.log_level is None:
         # Start-up chatter (quota windows, the scheduler) would interleave with the
@@ -80,7 +82,7 @@ def chat(ctx: CliContext, persona: str, user_name: str | None, offline: bool,
 async def _chat(config: Config, secrets: Secrets, registry: PersonaRegistry, persona_id: str,
                 user: ConsoleUser) -> None:
     console = ConsoleAdapter(registry, persona_id, user, sys.stdin, sys.stdout,
-                             prompt=sys.stdin.isatty())
+                             prompt=sys.stdin.isatty(), attachments=config.attachments)
     runtime = await Runtime.open(config, secrets, registry=registry,
                                  platforms=[lambda store, personas: console])
     try:
@@ -98,7 +100,8 @@ def _missing_key(config: Config, secrets: Secrets, persona: Persona) -> str | No
 
 
 def _offline(persona: Persona) -> Persona:
-    return replace(persona, model=ModelSpec(provider=OFFLINE_PROVIDER, name=OFFLINE_PROVIDER))
+    return replace(persona, model=ModelSpec(provider=OFFLINE_PROVIDER, name=OFFLINE_PROVIDER,
+                                            vision=persona.model.vision))
 
 
 def _login_name() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, ParamSpec, TypeVar
@@ -17,7 +17,7 @@ from eventstore import EventStoreError, Log, open_log
 
 from ..config import Config, load_config
 from ..credentials import MissingSecret, Secrets
-from ..logs import setup_logging
+from ..logs import Redactor, setup_logging
 from ..problems import ProblemsError
 
 P = ParamSpec("P")
@@ -37,18 +37,24 @@ class CliContext:
     err: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
     _config: Config | None = None
     _secrets: Secrets | None = None
+    _redactor: Redactor | None = None
 
     @property
     def config(self) -> Config:
         """The validated config; logging is set up the first time it is asked for."""
         if self._config is None:
             self._config = load_config(self.config_path)
-            setup_logging(
+            self._redactor = setup_logging(
                 level=self.log_level or self._config.logging.level,
                 fmt=self.log_format or self._config.logging.format,
                 secrets=self.secrets.sensitive_values(self._config.secret_names()),
             )
         return self._config
+
+    def protect(self, names: Iterable[str]) -> None:
+        """Redact the values of these environment variables from every log line too."""
+        if self._redactor is not None:
+            self._redactor.add(self.secrets.sensitive_values(list(names)))
 
     def open_log(self, *, create: bool = False) -> Log:
         """The event log config.yaml names, events upcast on read (``create``: make it,

@@ -30,6 +30,7 @@ from ..personas.loader import (
 )
 from ..personas.model import Persona
 from ..personas.prompt import render_system_prompt
+from ..personas.warnings import persona_warnings
 from ..personas.yamlout import dump_yaml
 from ..problems import Problem, ProblemsError
 from .context import CliContext, pass_context, user_errors
@@ -52,12 +53,17 @@ def validate(ctx: CliContext, paths: tuple[Path, ...], as_json: bool) -> None:
     files, missing = _expand(paths or (ctx.config.personas_dir,))
     loaded = _load(ctx, files)
     problems = [*missing, *loaded.problems]
+    warnings = [w for pid in sorted(loaded.personas) for w in persona_warnings(
+        loaded.personas[pid], ctx.config.providers, ctx.secrets)]
     if as_json:
         click.echo(json.dumps({
             "ok": not problems, "files": len(files), "personas": sorted(loaded.personas),
             "problems": [p.to_dict() for p in problems],
+            "warnings": [w.to_dict() for w in warnings],
         }, ensure_ascii=False))
     else:
+        for warning in warnings:
+            ctx.out.print(f"warning: {warning}", markup=False)
         for problem in problems:
             ctx.out.print(str(problem), markup=False)
         if problems:

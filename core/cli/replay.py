@@ -32,7 +32,7 @@ from ..replay.explain import CallExplanation, Explanation, explain, explanation_
 from ..replay.follow import follow_events
 from ..replay.rebuild import check_projections
 from ..replay.redaction import redactor_for
-from ..replay.rerun import RerunPlan, plan_rerun, record_rerun, run_rerun
+from ..replay.rerun import RerunPlan, RerunResult, plan_rerun, prompt_lines, record_rerun, run_rerun
 from ..replay.selection import Selection, conversation_streams
 from ..replay.stats import DIMENSIONS, compute_stats, stats_rows, tokens_chart, write_csv
 from ..replay.timeline import json_line, write_json, write_timeline
@@ -160,7 +160,9 @@ def explain_command(ctx: CliContext, message_id: str, as_json: bool) -> None:
     finally:
         log.close()
     if as_json:
-        click.echo(orjson.dumps(explanation_as_json(explanation), option=orjson.OPT_INDENT_2))
+        modes = {name: p.images for name, p in ctx.config.providers.items()}
+        click.echo(orjson.dumps(explanation_as_json(explanation, modes),
+                                option=orjson.OPT_INDENT_2))
         return
     _print_explanation(ctx.out, explanation)
 
@@ -214,13 +216,31 @@ def _print_call(out: Console, call: CallExplanation) -> None:
             table.add_row(Text(label, style="dim"), Text(value))
         out.print(table)
     if call.prompt is not None:
-        out.print(f"[bold]prompt[/] ({len(call.prompt.messages)} messages, from positions "
-                  f"{', '.join(map(str, call.prompt.positions))}):")
-        for message in call.prompt.messages:
-            name = f" ({message.name})" if message.name else ""
-            out.print(Text(f"[{message.role}{name}] ", style="bold cyan") + Text(message.content))
+        if call.tools:
+            out.print(f"[bold]tools offered[/]: {', '.join(t.name for t in call.tools)}")
+        messages = call.messages
+        out.print(f"[bold]prompt[/] ({len(messages)} messages, from positions "
+                  f"{', '.join(map(str, call.prompt.positions))}"
+                  f"{', then the tool rounds' if call.steps else ''}):")
+        for line in prompt_lines(messages):
+            style = "bold cyan" if line.startswith("[") and line.endswith("]") else ""
+            out.print(Text(line, style=style))
     elif call.prompt_problem:
         out.print(f"[yellow]prompt not rebuilt:[/] {call.prompt_problem}")
+    if call.steps:
+        out.print(f"[bold]tool steps[/] ({len(call.steps)} call(s)):")
+        for item in call.steps:
+            result = item.result
+            status = ("no result recorded" if result is None else
+                      f"ok in {result.duration_s:.3f} s" if result.ok else
+                      f"{result.error} in {result.duration_s:.3f} s")
+            out.print(Text(f"  round {item.step}.{item.index}: {item.call.name}"
+                           f"({item.call.arguments}) -> {status}"))
+            if result is not None:
+                out.print(Text(f"    {' '.join(result.content.split())[:300]}", style="dim"))
+    if call.outcome is not None and call.outcome.data.get("reasoning"):
+        out.print(Panel(Text(str(call.outcome.data["reasoning"])), title="reasoning",
+                        title_align="left", style="dim"))
     if call.outcome is not None and call.outcome.type == "ModelReplied":
         out.print(Panel(Text(str(call.outcome.data.get("text", ""))), title="reply",
                         title_align="left"))
@@ -240,12 +260,15 @@ def _print_call(out: Console, call: CallExplanation) -> None:
               help="Use the persona version that was recorded with the call.")
 @click.option("--persona", "persona_id", help="Which persona's call, when several answered.")
 @click.option("--provider", help="Send the prompt to this provider instead.")
+@click.option("--live-tools", is_flag=True,
+              help="Call the persona's tools for real (default: replay the recorded results).")
 @pass_context
 @user_errors
 def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded: bool,
-          persona_id: str | None, provider: str | None) -> None:
+          persona_id: str | None, provider: str | None, live_tools: bool) -> None:
     """Ask the model again what a recorded call asked, with the current (or given) persona,
-    and show both replies and the prompt diff. Never delivered, never counted in quotas."""
+    and show both replies and the prompt diff. Never delivered, never counted in quotas.
+    Tool calls get the recorded results unless --live-tools."""
     config = ctx.config
     known = known_providers_from_config(config)
     if provider is not None and provider not in known:
@@ -262,20 +285,24 @@ def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded:
         except (CallNotFound, RebuildError) as exc:
             raise click.ClickException(str(exc)) from None
         from ..gateway.gateway import ModelGateway  # the SDK takes ~1 s to import: only here
+        from ..tools.toolbox import Toolbox
 
         gateway = ModelGateway(config.providers, ctx.secrets)
+        toolbox = Toolbox(ctx.secrets) if live_tools else None
 
         async def call() -> Any:
             try:
-                return await run_rerun(plan, gateway)
+                return await run_rerun(plan, gateway, live_tools=toolbox)
             finally:
                 await gateway.aclose()
+                if toolbox is not None:
+                    await toolbox.aclose()
 
-        outcome = asyncio.run(call())
-        position = record_rerun(log, plan, outcome)
+        result = asyncio.run(call())
+        position = record_rerun(log, plan, result)
     finally:
         log.close()
-    _print_rerun(ctx.out, plan, outcome, position)
+    _print_rerun(ctx.out, plan, result, position)
 
 
 def _current_persona(ctx: CliContext, plan: RerunPlan, persona_file: Path | None
@@ -293,7 +320,8 @@ def _current_persona(ctx: CliContext, plan: RerunPlan, persona_file: Path | None
     return current
 
 
-def _print_rerun(out: Console, plan: RerunPlan, outcome: Any, position: int) -> None:
+def _print_rerun(out: Console, plan: RerunPlan, result: RerunResult, position: int) -> None:
+    outcome = result.outcome
     old = Panel(Text(plan.old_text if plan.old_text is not None else "(no reply was recorded)"),
                 title=f"recorded ({plan.old_prompt.persona.version[:12]})", title_align="left")
     new_text = outcome.text if outcome.ok else f"failed: {outcome.error_class}: {outcome.error}"
@@ -309,6 +337,12 @@ def _print_rerun(out: Console, plan: RerunPlan, outcome: Any, position: int) -> 
             out.print(Text(line, style=style))
     else:
         out.print("[dim]the prompt is the same as recorded[/]")
+    if result.steps:
+        how = "called live" if result.live_tools else "replayed from the log"
+        out.print(f"[bold]tool steps[/] ({len(result.steps)} call(s), {how}):")
+        for item in result.steps:
+            content = " ".join((item.result.content if item.result else "").split())[:300]
+            out.print(Text(f"  {item.call.name}({item.call.arguments}) -> {content}"))
     usage = outcome.usage
     out.print(f"[dim]{usage.total_tokens} tokens, {outcome.latency_s:.2f} s, "
               f"{outcome.attempts} attempt(s); recorded at position {position} in "

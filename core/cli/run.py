@@ -18,7 +18,7 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import click
@@ -48,13 +48,14 @@ def run(ctx: CliContext) -> None:
         config.discord.token_env,
         "with the bot token (Developer Portal > your application > Bot > Reset Token)")
     try:
-        eventloop.run(serve(config, ctx.secrets, token))
+        eventloop.run(serve(config, ctx.secrets, token, protect=ctx.protect))
     except CannotRun as error:
         click.echo(f"error: {error}", err=True)
         raise SystemExit(EXIT_USER_ERROR) from None
 
 
-async def serve(config: Config, secrets: Secrets, token: str) -> None:
+async def serve(config: Config, secrets: Secrets, token: str, *,
+                protect: Callable[[Iterable[str]], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM (or a fatal gateway error), then shut down cleanly."""
     import disnake.http
 
@@ -67,6 +68,7 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
     from ..personas.registry import PersonaRegistry, RegistryChange
     from ..personas.versions import record_versions
     from ..personas.watcher import PersonaWatcher
+    from ..tools.http import persona_secret_names
 
     # disnake builds every REST URL from this class attribute; nothing may reset it after
     disnake.http.Route.BASE = config.discord.api_base_url
@@ -79,6 +81,8 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
     runtime: Runtime | None = None
 
     async def record(personas: Sequence[Persona]) -> None:
+        if protect is not None:  # the secrets persona files' tools name, out of every log line
+            protect(persona_secret_names(personas))
         await record_versions(store, personas)
 
     def changed(change: RegistryChange) -> None:
@@ -98,7 +102,8 @@ async def serve(config: Config, secrets: Secrets, token: str) -> None:
 
     def discord(store: EventStore, personas: PersonaRegistry) -> DiscordAdapter:
         adapter = DiscordAdapter(store, personas, DiscordAdapterSettings(
-            catch_up_window_s=config.discord.catch_up_window_s))
+            catch_up_window_s=config.discord.catch_up_window_s,
+            attachments=config.attachments))
         adapters.append(adapter)
         return adapter
 

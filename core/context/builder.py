@@ -7,7 +7,10 @@ exchanges, the history (oldest first, chosen newest-first within
 always last), then the persona's post-history instructions.
 
 In multi-user channels each person's turn carries their display name; other
-personas' replies are named user turns; edits show the latest text; deleted
+personas' replies are named user turns; a message's attachments are part of its
+turn (``core.context.attachments``: images, the newest first, within the persona's
+``max_images``; files inlined; the stored content comes from AttachmentStored events
+passed in with the conversation's); edits show the latest text and files; deleted
 messages, replies that never reached the platform, the platform's echoes of our own
 replies and everything before a conversation reset are left out.
 
@@ -24,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ..events import (
+    AttachmentStored,
     ConversationReset,
     MessageDeleted,
     MessageEdited,
@@ -34,11 +38,13 @@ from ..events import (
     Typed,
 )
 from ..events.ids import message_event_id, reply_event_id
+from ..events.media import Attachment, attachments_of
 from ..gateway.model import ChatMessage
-from ..gateway.tokens import estimate_tokens
+from ..gateway.tokens import estimate_tokens, images_tokens
 from ..personas.lorebook import activate_entries
 from ..personas.model import Persona
 from ..personas.prompt import render_system_prompt
+from .attachments import render_turn
 
 MESSAGE_OVERHEAD_TOKENS = 4
 """Role and separators, per message (the chat format's own cost)."""
@@ -62,6 +68,7 @@ class Turn:
     positions: tuple[int, ...]
     persona_id: str | None = None
     answered_author: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,7 +112,8 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
             key = message_event_id(event.platform, event.message_id)
             turns[key] = Turn(key=key, position=item.position, author_id=event.author_id,
                               speaker=event.author_name, text=event.text,
-                              positions=(item.position,))
+                              positions=(item.position,),
+                              attachments=attachments_of(event.attachments))
         elif isinstance(event, ModelReplied):
             key = reply_event_id(event.platform, event.message_id, event.persona_id)
             turns[key] = Turn(key=key, position=item.position, author_id=event.persona_id,
@@ -118,7 +126,9 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
             key = message_event_id(event.platform, event.message_id)
             if key in turns:
                 turn = turns[key]
-                turns[key] = replace(turn, text=event.text,
+                files = (turn.attachments if event.attachments is None
+                         else attachments_of(event.attachments))
+                turns[key] = replace(turn, text=event.text, attachments=files,
                                      positions=(*turn.positions, item.position))
         elif isinstance(event, MessageDeleted):
             turns.pop(message_event_id(event.platform, event.message_id), None)
@@ -157,22 +167,27 @@ def build_context(
     fixed = sum(_cost(m) for m in (*system, *examples, *closing))
     budget = persona.context.max_tokens - fixed
     spent = fixed
-    history: list[tuple[Turn, ChatMessage]] = []
+    blobs = {e.event.sha256: (e.position, e.event) for e in events
+             if isinstance(e.event, AttachmentStored)}
+    images_left = persona.context.max_images
+    history: list[tuple[Turn, ChatMessage, tuple[int, ...]]] = []
     for turn in reversed(candidates):
         if len(history) >= persona.context.max_messages:
             break
-        message = _message(persona, turn, target)
+        rendered = render_turn(persona, turn.text, turn.attachments, blobs, images_left)
+        message = _message(persona, turn, target, rendered.content)
         cost = _cost(message)
         if history and cost > budget:
             break  # the answered message always goes in, even alone over budget
         budget -= cost
         spent += cost
-        history.append((turn, message))
+        images_left -= rendered.images
+        history.append((turn, message, rendered.positions))
     history.reverse()
-    used = {p for turn, _ in history for p in turn.positions}
+    used = {p for turn, _, stored in history for p in (*turn.positions, *stored)}
     # scanned turns formed the lore even when the budget left them out of the history
     used.update(p for turn in scanned for p in turn.positions)
-    messages = (*system, *examples, *(m for _, m in history), *closing)
+    messages = (*system, *examples, *(m for _, m, _ in history), *closing)
     return BuiltContext(messages=tuple(messages), positions=tuple(sorted(used)),
                         history_turns=len(history), lore_entries=len(lore), estimated_tokens=spent)
 
@@ -199,16 +214,17 @@ def _visible(persona: Persona, turns: list[Turn], target: ContextTarget) -> list
     return visible
 
 
-def _message(persona: Persona, turn: Turn, target: ContextTarget) -> ChatMessage:
+def _message(persona: Persona, turn: Turn, target: ContextTarget,
+             content: str | tuple) -> ChatMessage:
     if turn.persona_id == persona.id:
         return ChatMessage("assistant", turn.text)
     if turn.persona_id is not None:
-        return ChatMessage("user", turn.text, name=speaker_name(turn.speaker, turn.persona_id))
+        return ChatMessage("user", content, name=speaker_name(turn.speaker, turn.persona_id))
     if target.is_dm:
-        return ChatMessage("user", turn.text)
-    return ChatMessage("user", turn.text, name=speaker_name(turn.speaker, turn.author_id))
+        return ChatMessage("user", content)
+    return ChatMessage("user", content, name=speaker_name(turn.speaker, turn.author_id))
 
 
 def _cost(message: ChatMessage) -> int:
-    return (estimate_tokens(message.content) + estimate_tokens(message.name or "")
-            + MESSAGE_OVERHEAD_TOKENS)
+    return (estimate_tokens(message.text) + images_tokens(message)
+            + estimate_tokens(message.name or "") + MESSAGE_OVERHEAD_TOKENS)

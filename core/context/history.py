@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from eventstore import AppendResult, EventStore, NewEvent, RecordedEvent
 
 from ..events import (
+    AttachmentStored,
     ConversationReset,
     DomainEvent,
     MessageDeleted,
@@ -33,8 +34,9 @@ from ..events import (
 
 CONTEXT_TYPES: dict[str, type[DomainEvent]] = {cls.type: cls for cls in (
     MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ModelReplied,
-    ReplyFailed, ReplyDelivered)}
-"""The event types a prompt is built from, by name."""
+    ReplyFailed, ReplyDelivered, AttachmentStored)}
+"""The event types a prompt is built from, by name (AttachmentStored lives in its own
+stream: it reaches a prompt through :class:`~core.context.blobs.AttachmentContent`)."""
 _TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type})
 
 EVENTS_PER_TURN = 2

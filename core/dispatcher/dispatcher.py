@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from eventstore import EventStore, NewEvent
 
 from ..config import AdminSettings, Config
+from ..context.blobs import AttachmentContent
 from ..context.history import MAX_CACHED_EVENTS, ConversationHistory
 from ..events import (
     ConversationReset,
@@ -32,6 +33,8 @@ from ..events import (
     TriggerRejected,
 )
 from ..events.ids import (
+    blob_event_id,
+    blob_stream,
     conversation_stream,
     delete_event_id,
     edit_event_id,
@@ -43,8 +46,10 @@ from ..events.ids import (
 from ..gateway.model import ModelClient
 from ..limits.quotas import QuotaLedger, QuotaStatus
 from ..limits.schedule import QuotaResetScheduler
+from ..media.intake import IncomingAttachment
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
+from ..tools.toolbox import Toolbox
 from .admission import Admission, Decision, PersonaSource
 from .background import Background
 from .messages import (
@@ -105,6 +110,8 @@ class DispatcherParts:
     admission: Admission
     resets: QuotaResetScheduler
     clock: Callable[[], float]
+    attachments: AttachmentContent
+    toolbox: Toolbox
 
 
 class Dispatcher:
@@ -123,6 +130,7 @@ class Dispatcher:
         self._admission = parts.admission
         self._resets = parts.resets
         self._settings = settings
+        self._toolbox = parts.toolbox
         self._background = Background()
         self._notifier = Notifier(parts.sinks)
         self._waiters: dict[str, asyncio.Future[ReplyResult]] = {}
@@ -130,7 +138,8 @@ class Dispatcher:
             store=parts.store, personas=parts.personas, model=parts.model, sinks=parts.sinks,
             history=parts.history, ledger=parts.ledger, versions=parts.versions,
             notifier=self._notifier, background=self._background, clock=parts.clock,
-            settle=self.settle, chain=self.chain)
+            settle=self.settle, chain=self.chain, attachments=parts.attachments,
+            toolbox=parts.toolbox)
         self._recovery = Recovery(
             store=parts.store, personas=parts.personas, sinks=parts.sinks,
             pipeline=self._pipeline, notifier=self._notifier, background=self._background,
@@ -170,7 +179,9 @@ class Dispatcher:
         deadline = self._settings.shutdown_deadline_s if deadline_s is None else deadline_s
         started = time.monotonic()
         cut = await self._queue.finish(deadline)
-        return cut + await self._background.stop(deadline - (time.monotonic() - started))
+        cut += await self._background.stop(deadline - (time.monotonic() - started))
+        await self._toolbox.aclose()
+        return cut
 
     # -- intake ------------------------------------------------------------------------
 
@@ -183,6 +194,7 @@ class Dispatcher:
         ours = await self._store.read(
             lambda log: read_persona_messages(log, message.platform, lookups)) if lookups else {}
         echo = ours.get(message.message_id) if message.author.is_bot else None
+        await self._store_content(message.attachments)
         received = _received(message, echo.persona_id if echo else None)
         decisions: list[Decision] = []
         if echo is None and self._queue.accepting:
@@ -199,8 +211,12 @@ class Dispatcher:
     async def edit(self, edit: InboundEdit) -> bool:
         """Record an edit (context shows the latest text; edits trigger nothing).
         Returns False when it was already recorded."""
+        files = None
+        if edit.attachments is not None:
+            await self._store_content(edit.attachments)
+            files = tuple(a.attachment.to_data() for a in edit.attachments)
         event = MessageEdited(platform=edit.platform, message_id=edit.message_id, text=edit.text,
-                              edited_at=edit.edited_at)
+                              edited_at=edit.edited_at, attachments=files)
         result = await self._history.append(
             conversation_stream(edit.platform, edit.channel_id),
             event.new_event(edit_event_id(edit.platform, edit.message_id, edit.edited_at)))
@@ -232,6 +248,15 @@ class Dispatcher:
         """Messages left in the persona's rate-limit bucket for ``message``'s author
         (None: no rate limit, or a full bucket that was never used)."""
         return self._admission.rate_tokens(persona_id, message)
+
+    async def _store_content(self, attachments: tuple[IncomingAttachment, ...]) -> None:
+        """Store each file's content once, before the message that names it (an append
+        of the same bytes again is a no-op: the id is their hash)."""
+        for item in attachments:
+            if item.content is not None:
+                digest = item.content.sha256
+                await self._store.append(blob_stream(digest),
+                                         item.content.new_event(blob_event_id(digest)))
 
     # -- committing and queueing -------------------------------------------------------
 
@@ -327,7 +352,8 @@ def _received(message: InboundMessage, from_persona: str | None) -> MessageRecei
         is_dm=message.is_dm, reply_to=message.reply_to, mentions=tuple(sorted(message.mentions)),
         invoked_persona=message.invoked_persona, sent_at=message.sent_at,
         channel_name=message.channel_name, guild_name=message.guild_name,
-        from_persona=from_persona)
+        from_persona=from_persona,
+        attachments=tuple(a.attachment.to_data() for a in message.attachments))
 
 
 def _target(message: InboundMessage) -> ReplyTarget:

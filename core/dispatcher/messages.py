@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from ..events import Refusal
+from ..media.intake import IncomingAttachment
 from ..personas.model import AllowedMentions
 
 
@@ -34,7 +35,8 @@ class InboundMessage:
     thread; ``parent_channel_id`` is then the thread's channel). ``mentions`` holds
     the persona ids the adapter resolved from platform mentions; ``invoked_persona``
     is an explicit invocation (a slash command, the console's current persona) and,
-    when set, is the only persona considered.
+    when set, is the only persona considered. ``attachments`` are its files, already
+    fetched within the operator's caps (:mod:`core.media.intake`).
     """
 
     platform: str
@@ -51,17 +53,20 @@ class InboundMessage:
     sent_at: float | None = None
     channel_name: str | None = None
     guild_name: str | None = None
+    attachments: tuple[IncomingAttachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InboundEdit:
-    """A message's new text. ``edited_at`` (any stable string) tells edits apart."""
+    """A message's new text. ``edited_at`` (any stable string) tells edits apart;
+    ``attachments`` is its new list of files when the edit changed them (None: same)."""
 
     platform: str
     message_id: str
     channel_id: str
     text: str
     edited_at: str
+    attachments: tuple[IncomingAttachment, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +91,14 @@ class ReplyTarget:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundFile:
+    """A file delivered with a reply (the reasoning of a persona with ``reasoning: attach``)."""
+
+    filename: str
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutboundReply:
     """A persona's reply for the adapter to deliver (splitting and webhooks are its job).
 
@@ -93,6 +106,8 @@ class OutboundReply:
     :meth:`~core.dispatcher.sink.ReplySink.stream_delta`. ``recovered`` is true when a
     crash may have come between the platform accepting this reply and the log recording
     it: an adapter that can tell must return what was already posted, not post again.
+    ``files`` go with the reply's first message; ``spoiler`` is text to show hidden
+    before the reply (a reasoning model's thinking, ``reasoning: spoiler``).
     """
 
     target: ReplyTarget
@@ -105,6 +120,8 @@ class OutboundReply:
     streamed: bool = False
     truncated: bool = False
     recovered: bool = False
+    files: tuple[OutboundFile, ...] = ()
+    spoiler: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,9 +1,12 @@
 """The reply pipeline: from an accepted trigger to a delivered reply, every step an event.
 
-A job builds the prompt from the conversation's events, calls the model (streaming
-pieces to the adapter as they arrive), records ModelReplied or ModelFailed, hands
-the reply to the platform's sink, records ReplyDelivered or ReplyFailed, and then
-lets the dispatcher offer the delivered reply to personas that answer other
+A job builds the prompt from the conversation's events (and the stored content of
+their attachments), calls the model (streaming pieces to the adapter as they
+arrive; for a persona with tools, the bounded tool loop of :mod:`core.tools.loop`,
+each round recorded as ToolCalled and ToolResult events), records ModelReplied or
+ModelFailed, hands the reply to the platform's sink (with the model's reasoning as
+the persona's ``reasoning`` setting says), records ReplyDelivered or ReplyFailed, and
+then lets the dispatcher offer the delivered reply to personas that answer other
 personas (chaining). A failure at any step is recorded and the user told, once.
 """
 
@@ -16,6 +19,7 @@ from datetime import UTC, datetime
 
 from eventstore import EventStore
 
+from ..context.blobs import AttachmentContent
 from ..context.builder import BuiltContext, build_context
 from ..context.history import ConversationHistory, context_events
 from ..context.rebuild import target_of
@@ -33,12 +37,15 @@ from ..gateway.model import ModelClient, ModelOutcome
 from ..limits.quotas import QuotaLedger
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
+from ..tools.loop import StepCall, run_tool_loop
+from ..tools.toolbox import Toolbox, ToolOutcome
 from .admission import PersonaSource
 from .background import Background
-from .messages import OutboundReply, ReplyTarget
+from .messages import OutboundFile, OutboundReply, ReplyTarget
 from .notices import FALLBACK_FAILURE_NOTICE, Notifier
 from .requests import model_request
 from .sink import DeliveryError, ReplySink
+from .toolsteps import StepRecorder, read_steps
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +80,7 @@ class ReplyPipeline:
                  sinks: Mapping[str, ReplySink], history: ConversationHistory,
                  ledger: QuotaLedger, versions: VersionRecorder, notifier: Notifier,
                  background: Background, clock: Callable[[], float], settle: Settle,
-                 chain: Chain) -> None:
+                 chain: Chain, attachments: AttachmentContent, toolbox: Toolbox) -> None:
         self._store = store
         self._personas = personas
         self._model = model
@@ -86,6 +93,8 @@ class ReplyPipeline:
         self._clock = clock
         self._settle = settle
         self._chain = chain
+        self._attachments = attachments
+        self._toolbox = toolbox
 
     async def run(self, job: ReplyJob) -> None:
         """Answer ``job``'s trigger: prompt, model call, record, deliver."""
@@ -102,8 +111,10 @@ class ReplyPipeline:
             source = await self._store.get(trigger.source_event_id)
             events = [*events, *context_events([source])] if source is not None else events
         variables = self._variables(persona, events, job)
-        context = build_context(persona, events, target_of(trigger), variables)
-        request = model_request(persona, context.messages)
+        stored = await self._attachments.for_events(events)
+        context = build_context(persona, [*events, *stored], target_of(trigger), variables)
+        request = model_request(persona, context.messages,
+                                tools=self._toolbox.definitions(persona))
         on_delta = None
         streamed: list[str] = []
         if sink is not None:
@@ -113,8 +124,19 @@ class ReplyPipeline:
                 streamed.append(text)
                 await sink.stream_delta(job.target, persona.id, text)
 
+        model_calls, tools_called = 1, 0
         try:
-            outcome = await self._model.complete(request, on_delta)
+            if request.tools:
+                loop = await run_tool_loop(
+                    self._model, request, execute=self._executor(persona),
+                    max_steps=persona.tools.max_steps,
+                    call_timeout_s=persona.tools.call_timeout_s,
+                    hooks=StepRecorder(self._history, job.stream_id, trigger),
+                    resume=await self._resume(job), on_delta=on_delta)
+                outcome, model_calls, tools_called = (loop.outcome, loop.model_calls,
+                                                      len(loop.steps))
+            else:
+                outcome = await self._model.complete(request, on_delta)
         except Exception as exc:  # the gateway promises not to raise; a bug must not hang a reply
             log.exception("the model gateway raised")
             outcome = ModelOutcome(
@@ -138,7 +160,8 @@ class ReplyPipeline:
             attempts=outcome.attempts, truncated=outcome.truncated,
             used_fallback=outcome.used_fallback, finish_reason=outcome.finish_reason,
             context_positions=context.positions, variables=variables,
-            scope_keys=trigger.scope_keys, hop=trigger.hop)
+            scope_keys=trigger.scope_keys, hop=trigger.hop, reasoning=outcome.reasoning,
+            model_calls=model_calls, tools_called=tools_called)
         result = await self._history.append(job.stream_id, replied.new_event(
             reply_event_id(trigger.platform, trigger.message_id, persona.id),
             causation_id=trigger_event_id(trigger.platform, trigger.message_id, persona.id)))
@@ -165,7 +188,9 @@ class ReplyPipeline:
                 text=replied.text, avatar_url=persona.avatar_url,
                 webhook=persona.delivery.webhook,
                 allowed_mentions=persona.delivery.allowed_mentions, streamed=streamed,
-                truncated=replied.truncated, recovered=recovered)
+                truncated=replied.truncated, recovered=recovered,
+                spoiler=replied.reasoning if persona.reasoning == "spoiler" else "",
+                files=_reasoning_files(persona, replied))
             try:
                 receipt = await sink.deliver(reply)
                 delivered = ReplyDelivered(
@@ -225,6 +250,24 @@ class ReplyPipeline:
             await self.fail(job, "shutdown", "the bot shut down before the reply was ready",
                             self._personas.get(job.trigger.persona_id))
 
+    def _executor(self, persona: Persona) -> Callable[[StepCall, float], Awaitable[ToolOutcome]]:
+        async def execute(item: StepCall, timeout_s: float) -> ToolOutcome:
+            return await self._toolbox.run(persona, item.call, timeout_s)
+        return execute
+
+    async def _resume(self, job: ReplyJob) -> tuple[StepCall, ...]:
+        """The rounds a restart cut short, to continue from (a call whose result was never
+        recorded is not run again: it is recorded as interrupted)."""
+        t = job.trigger
+        steps = await self._store.read(
+            lambda log: read_steps(log, t.platform, t.message_id, t.persona_id))
+        open_calls = [s for s in steps if s.result is None]
+        if open_calls:
+            await StepRecorder(self._history, job.stream_id, t).finished(open_calls)
+            steps = await self._store.read(
+                lambda log: read_steps(log, t.platform, t.message_id, t.persona_id))
+        return steps
+
     def _undelivered(self, trigger: PersonaTriggered, error: str) -> ReplyFailed:
         return ReplyFailed(platform=trigger.platform, message_id=trigger.message_id,
                            persona_id=trigger.persona_id, error=error)
@@ -255,6 +298,15 @@ def turns_wanted(persona: Persona) -> int:
     book = persona.lorebook
     depths = [book.scan_depth, *(e.scan_depth or 0 for e in book.entries)]
     return max(persona.context.max_messages, *depths) + 1
+
+
+REASONING_FILE = "reasoning.txt"
+
+
+def _reasoning_files(persona: Persona, replied: ModelReplied) -> tuple[OutboundFile, ...]:
+    if persona.reasoning != "attach" or not replied.reasoning.strip():
+        return ()
+    return (OutboundFile(filename=REASONING_FILE, content=replied.reasoning.encode("utf-8")),)
 
 
 def _usage(outcome: ModelOutcome) -> dict[str, object]:

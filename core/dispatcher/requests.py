@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..gateway.model import ChatMessage, ModelRequest
+from ..gateway.model import ChatMessage, ModelRequest, ToolDefinition
 from ..personas.model import Persona
 
 _SAMPLING_FIELDS = ("temperature", "max_tokens", "top_p", "frequency_penalty",
@@ -27,14 +27,16 @@ def sampling_params(persona: Persona) -> dict[str, Any]:
 
 
 def model_request(persona: Persona, messages: tuple[ChatMessage, ...],
-                  provider: str | None = None) -> ModelRequest:
-    """The request for ``persona`` (its model, sampling parameters, deadline and fallback);
-    ``provider`` sends it to another provider instead, without a fallback."""
+                  provider: str | None = None,
+                  tools: tuple[ToolDefinition, ...] = ()) -> ModelRequest:
+    """The request for ``persona`` (its model, sampling parameters, deadline and fallback,
+    the ``tools`` it may call); ``provider`` sends it to another provider instead,
+    without a fallback."""
     spec = persona.model
     fallback = None if provider else spec.fallback
     return ModelRequest(
         provider=provider or spec.provider, model=spec.name, messages=messages,
         params=sampling_params(persona), deadline_s=persona.limits.reply_deadline_s,
         fallback_provider=fallback.provider if fallback else None,
-        fallback_model=fallback.name if fallback else None,
+        fallback_model=fallback.name if fallback else None, tools=tools,
     )

@@ -22,6 +22,7 @@ from .conversation import (
     MessageReceived,
     ThreadOpened,
 )
+from .media import Attachment, AttachmentStored, attachments_of
 from .operations import (
     GatewayConnected,
     GatewayDisconnected,
@@ -43,6 +44,7 @@ from .replies import (
     TriggerReason,
     TriggerRejected,
 )
+from .tools import ToolCalled, ToolResult
 
 E = TypeVar("E", bound=DomainEvent)
 
@@ -50,7 +52,7 @@ CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ThreadOpened,
     PersonaTriggered, TriggerRejected, ModelReplied, ModelFailed, ReplyDelivered, ReplyFailed,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
-    LogCreated, RerunRecorded,
+    LogCreated, RerunRecorded, AttachmentStored, ToolCalled, ToolResult,
 )}
 """Every event type, by its stored name."""
 
@@ -134,6 +136,8 @@ def upcasters(types: Iterable[type[DomainEvent]] | None = None) -> Upcasters:
 __all__ = [
     "CATALOGUE",
     "OUTCOME_TYPES",
+    "Attachment",
+    "AttachmentStored",
     "ConversationReset",
     "DomainEvent",
     "GatewayConnected",
@@ -154,10 +158,13 @@ __all__ = [
     "ReplyFailed",
     "RerunRecorded",
     "ThreadOpened",
+    "ToolCalled",
+    "ToolResult",
     "TriggerReason",
     "TriggerRejected",
     "Typed",
     "UnknownEventType",
+    "attachments_of",
     "from_recorded",
     "typed",
     "upcasters",

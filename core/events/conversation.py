@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .base import DomainEvent
 
@@ -14,6 +15,8 @@ class MessageReceived(DomainEvent):
 
     ``from_persona`` is set when the message is the platform's echo of one of the
     framework's own replies (its text is already in the log as ModelReplied).
+    ``attachments`` lists its files (:class:`~core.events.media.Attachment` data); the
+    content of each stored one is an AttachmentStored event.
     """
 
     type: ClassVar[str] = "MessageReceived"
@@ -35,17 +38,20 @@ class MessageReceived(DomainEvent):
     channel_name: str | None = None
     guild_name: str | None = None
     from_persona: str | None = None
+    attachments: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageEdited(DomainEvent):
-    """A message's new text; context shows the latest."""
+    """A message's new text; context shows the latest. ``attachments`` is its new list
+    of files when the edit changed them (None: unchanged)."""
 
     type: ClassVar[str] = "MessageEdited"
     platform: str
     message_id: str
     text: str
     edited_at: str
+    attachments: tuple[Mapping[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -110,3 +110,30 @@ def rerun_stream(platform: str, message_id: str) -> str:
 def rerun_event_id() -> str:
     """A fresh id for a rerun (every rerun is recorded)."""
     return f"rerun:{uuid.uuid4()}"
+
+
+def blob_stream(sha256: str) -> str:
+    """The stream holding the content of the file whose hash is ``sha256``."""
+    return f"blob:{sha256}"
+
+
+def blob_event_id(sha256: str) -> str:
+    """The id of an AttachmentStored: the same bytes stored twice are written once."""
+    return f"blob:{sha256}"
+
+
+def tool_prefix(platform: str, message_id: str, persona_id: str) -> str:
+    """What the ids of every tool step of one reply start with."""
+    return f"tool:{platform}:{message_id}:{persona_id}:"
+
+
+def tool_called_event_id(platform: str, message_id: str, persona_id: str, step: int,
+                         index: int) -> str:
+    """The id of the ToolCalled of call ``index`` in model call ``step`` of a reply."""
+    return f"{tool_prefix(platform, message_id, persona_id)}{step}:{index}:call"
+
+
+def tool_result_event_id(platform: str, message_id: str, persona_id: str, step: int,
+                         index: int) -> str:
+    """The id of the ToolResult answering that call."""
+    return f"{tool_prefix(platform, message_id, persona_id)}{step}:{index}:result"

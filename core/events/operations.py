@@ -78,7 +78,9 @@ class LogCreated(DomainEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RerunRecorded(DomainEvent):
     """``personae rerun`` asked the model again what a recorded call asked: never part
-    of a conversation, never delivered, counted in no quota."""
+    of a conversation, never delivered, counted in no quota. ``prompt`` is the last
+    prompt sent; ``tool_steps`` the tool calls it made and their results (``live``:
+    called, else replayed from the log)."""
 
     type: ClassVar[str] = "RerunRecorded"
     platform: str
@@ -98,3 +100,4 @@ class RerunRecorded(DomainEvent):
     usage: Mapping[str, Any] = field(default_factory=dict)
     latency_s: float = 0.0
     attempts: int = 0
+    tool_steps: tuple[Mapping[str, Any], ...] = ()

@@ -104,7 +104,10 @@ class TriggerRejected(DomainEvent):
 class ModelReplied(DomainEvent):
     """The model's reply, with everything needed to rebuild the exact prompt:
     the persona version, the event positions that formed the context and the
-    variables the system prompt was rendered with."""
+    variables the system prompt was rendered with. ``reasoning`` is the model's
+    reasoning (kept whatever the persona shows of it); a reply that used tools made
+    ``model_calls`` calls and ``tools_called`` tool calls (ToolCalled events), and its
+    ``usage`` is the sum of every model call."""
 
     type: ClassVar[str] = "ModelReplied"
     platform: str
@@ -126,6 +129,9 @@ class ModelReplied(DomainEvent):
     variables: Mapping[str, str] = field(default_factory=dict)
     scope_keys: Mapping[str, str] = field(default_factory=dict)
     hop: int = 0
+    reasoning: str = ""
+    model_calls: int = 1
+    tools_called: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

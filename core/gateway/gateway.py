@@ -27,11 +27,11 @@ from dataclasses import dataclass, field, replace
 from core.config import ProviderSettings
 from core.credentials import Secrets
 
-from .backend import Backend
+from .backend import Backend, Offer, ToolCallDelta, complete_calls
 from .breaker import BreakerState, CircuitBreaker
 from .failures import AttemptFailed, Failure
 from .limits import ProviderLimits, ThrottleTimeout
-from .model import ChatMessage, ModelOutcome, ModelRequest, OnDelta, Usage
+from .model import ChatMessage, ModelOutcome, ModelRequest, OnDelta, ToolCall, Usage
 from .offline import OFFLINE_PROVIDER, OfflineBackend
 from .openai_backend import OpenAIBackend
 from .reasoning import ReasoningFilter
@@ -88,6 +88,7 @@ class _Reply:
     finish_reason: str | None
     reasoning: str
     messages: tuple[ChatMessage, ...]
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ModelGateway:
@@ -107,6 +108,7 @@ class ModelGateway:
         self._draw = draw
         self._providers: dict[str, _Provider] = {}
         self._unusable: dict[str, Failure] = {}
+        self._toolless: set[tuple[str, str]] = set()
         self.calibration = TokenCalibration()
 
     @property
@@ -117,7 +119,18 @@ class ModelGateway:
     def estimate_prompt_tokens(self, provider: str, model: str,
                                messages: Sequence[ChatMessage]) -> int:
         """A safe estimate of ``messages``' prompt tokens, corrected by this model's usage."""
-        return self.calibration.estimate(provider, model, messages)
+        return self.calibration.estimate(provider, model, messages,
+                                         image_flat=self._image_flat(provider))
+
+    def supports_tools(self, provider: str, model: str) -> bool:
+        """Whether ``model`` on ``provider`` may be offered tools (config.yaml's
+        ``providers.<name>.tools``; the offline provider takes them)."""
+        settings = self._settings.get(provider)
+        return settings is not None and settings.supports_tools(model)
+
+    def _image_flat(self, provider: str) -> int | None:
+        settings = self._settings.get(provider)
+        return settings.image_tokens if settings is not None else None
 
     def breaker_state(self, provider: str) -> BreakerState:
         """The circuit breaker state of ``provider`` ("closed" before its first call)."""
@@ -215,7 +228,8 @@ class ModelGateway:
             raise AttemptFailed(_deadline_failure(request, provider_fault=False))
         limits = provider.limits
         if limits.requests is not None or limits.tokens is not None:
-            estimate = self.calibration.estimate(settings.name, model, messages)
+            estimate = self.calibration.estimate(settings.name, model, messages,
+                                                 image_flat=settings.image_tokens)
             try:
                 call.queued_s += await limits.admit(estimate, deadline)
             except ThrottleTimeout:
@@ -226,6 +240,14 @@ class ModelGateway:
         reasoning = ReasoningFilter(show=request.show_reasoning)
         usage: Usage | None = None
         finish: str | None = None
+        calls: list[ToolCallDelta] = []
+        offer = Offer()
+        if request.tools and settings.supports_tools(model):
+            offer = Offer(tools=request.tools, choice=request.tool_choice)
+        elif request.tools and (settings.name, model) not in self._toolless:
+            self._toolless.add((settings.name, model))
+            log.info("%s/%s is set not to take tools: none are offered to it", settings.name,
+                     model)
         try:
             async with asyncio.timeout(deadline - self._clock()):
                 queued_from = self._clock()
@@ -234,7 +256,8 @@ class ModelGateway:
                     call.attempts += 1
                     timeout_s = min(settings.timeout_s, deadline - self._clock())
                     pieces = provider.backend.pieces(model, messages, request.params,
-                                                     stream=request.stream, timeout_s=timeout_s)
+                                                     stream=request.stream, timeout_s=timeout_s,
+                                                     offer=offer)
                     async with contextlib.aclosing(pieces):
                         async for piece in pieces:
                             if piece.reasoning:
@@ -245,10 +268,13 @@ class ModelGateway:
                                 usage = piece.usage
                             if piece.finish_reason is not None:
                                 finish = piece.finish_reason
+                            calls.extend(piece.tool_calls)
                     await self._show(call, reasoning.finish())
         except TimeoutError:
             raise AttemptFailed(_deadline_failure(request, provider_fault=True)) from None
-        return _Reply(usage, finish, reasoning.reasoning, messages)
+        # a model that was not offered tools cannot call them, whatever it sends
+        tool_calls = complete_calls(calls) if offer.tools and offer.choice != "none" else ()
+        return _Reply(usage, finish, reasoning.reasoning, messages, tool_calls)
 
     async def _show(self, call: _Call, text: str) -> None:
         if not text:
@@ -263,10 +289,12 @@ class ModelGateway:
         text = "".join(call.shown)
         usage = reply.usage
         provider = self._providers[name]
+        flat = provider.settings.image_tokens
         if usage is not None and not usage.estimated and usage.prompt_tokens:
-            self.calibration.observe(name, model, reply.messages, usage.prompt_tokens)
+            self.calibration.observe(name, model, reply.messages, usage.prompt_tokens,
+                                     image_flat=flat)
         if usage is None:
-            prompt = self.calibration.estimate(name, model, reply.messages)
+            prompt = self.calibration.estimate(name, model, reply.messages, image_flat=flat)
             completion = estimate_tokens(text) + estimate_tokens(reply.reasoning)
             usage = Usage(
                 prompt_tokens=prompt,
@@ -281,14 +309,15 @@ class ModelGateway:
             latency_s=self._clock() - call.started,
             time_to_first_token_s=self._first_token(call), attempts=call.attempts,
             waits_s=tuple(call.waits), finish_reason=reply.finish_reason,
-            reasoning=reply.reasoning, queued_s=call.queued_s,
+            reasoning=reply.reasoning, queued_s=call.queued_s, tool_calls=reply.tool_calls,
         )
 
     async def _truncated(self, name: str, model: str, messages: Sequence[ChatMessage],
                          call: _Call, failure: Failure) -> ModelOutcome:
         arrived = "".join(call.shown)
         await self._show(call, self._policy.truncation_marker)
-        prompt = self.calibration.estimate(name, model, messages)
+        prompt = self.calibration.estimate(name, model, messages,
+                                           image_flat=self._image_flat(name))
         completion = estimate_tokens(arrived)
         return ModelOutcome(
             ok=True,
@@ -374,11 +403,13 @@ class ModelGateway:
 def shrink_history(messages: Sequence[ChatMessage]) -> tuple[ChatMessage, ...] | None:
     """The prompt without the oldest half of its non-system history; None if nothing can go.
 
-    System messages and the last user message always stay, in their places.
+    System messages, the last user message and what follows it (the tool calls and
+    results of this reply, which must stay together) always stay, in their places.
     """
     last_user = next((i for i in range(len(messages) - 1, -1, -1)
                       if messages[i].role == "user"), None)
-    droppable = [i for i, m in enumerate(messages) if m.role != "system" and i != last_user]
+    end = last_user if last_user is not None else len(messages)
+    droppable = [i for i, m in enumerate(messages[:end]) if m.role != "system"]
     if not droppable:
         return None
     history = sum(1 for m in messages if m.role != "system")

@@ -24,12 +24,12 @@ from openai import AsyncOpenAI, AsyncStream
 
 from core.config import ProviderSettings
 
-from .backend import Piece
+from .backend import Offer, Piece, ToolCallDelta
 from .failures import AttemptFailed, classify
 from .model import ChatMessage, Usage
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
-_RESERVED = frozenset({"model", "messages", "stream", "stream_options"})
+_RESERVED = frozenset({"model", "messages", "stream", "stream_options", "tools", "tool_choice"})
 _REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
@@ -39,6 +39,7 @@ class OpenAIBackend:
     def __init__(self, settings: ProviderSettings, api_key: str) -> None:
         self._provider = settings.name
         self._key_env = settings.api_key_env
+        self._images = settings.images
         # the request's own fields are the gateway's to set, whatever a config adds
         self._extra_body = {k: v for k, v in settings.extra_body.items() if k not in _RESERVED}
         # base_url is always passed so the SDK never picks up $OPENAI_BASE_URL on its own.
@@ -58,14 +59,18 @@ class OpenAIBackend:
 
     async def pieces(self, model: str, messages: Sequence[ChatMessage],
                      params: Mapping[str, Any], *, stream: bool,
-                     timeout_s: float) -> AsyncGenerator[Piece, None]:
+                     timeout_s: float, offer: Offer | None = None) -> AsyncGenerator[Piece, None]:
         """The reply, streamed with usage in the last chunk, or as one piece."""
         body: dict[str, Any] = {
             **self._extra_body,
             **{k: v for k, v in params.items() if k not in _RESERVED},
             "model": model,
-            "messages": [m.to_openai() for m in messages],
+            "messages": [m.to_openai(self._images) for m in messages],
         }
+        if offer is not None and offer.tools:
+            body["tools"] = [t.to_openai() for t in offer.tools]
+            if offer.choice is not None:
+                body["tool_choice"] = offer.choice
         try:
             if stream:
                 body["stream"] = True
@@ -155,9 +160,30 @@ def _chunk_piece(chunk: object) -> Piece | None:
         return Piece(usage=usage) if usage is not None else None
     delta = _mapping(choice.get("delta"))
     content, reasoning, finish = _text(delta), _reasoning(delta), _finish_reason(choice)
-    if not (content or reasoning or usage or finish):
+    calls = _call_deltas(delta.get("tool_calls"))
+    if not (content or reasoning or usage or finish or calls):
         return None
-    return Piece(content=content, reasoning=reasoning, usage=usage, finish_reason=finish)
+    return Piece(content=content, reasoning=reasoning, usage=usage, finish_reason=finish,
+                 tool_calls=calls)
+
+
+def _string(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _call_deltas(value: Any) -> tuple[ToolCallDelta, ...]:
+    """Streamed ``tool_calls`` fragments; a server that omits ``index`` sends one call."""
+    if not isinstance(value, list):
+        return ()
+    deltas = []
+    for position, item in enumerate(value):
+        call = _mapping(item)
+        function = _mapping(call.get("function"))
+        index = call.get("index")
+        deltas.append(ToolCallDelta(
+            index=index if isinstance(index, int) else position, id=_string(call.get("id")),
+            name=_string(function.get("name")), arguments=_string(function.get("arguments"))))
+    return tuple(deltas)
 
 
 def _completion_piece(completion: object) -> Piece:
@@ -167,5 +193,6 @@ def _completion_piece(completion: object) -> Piece:
     if choice is None:
         return Piece(usage=usage)
     message = _mapping(choice.get("message"))
+    calls = _call_deltas(message.get("tool_calls"))
     return Piece(content=_text(message), reasoning=_reasoning(message), usage=usage,
-                 finish_reason=_finish_reason(choice))
+                 finish_reason=_finish_reason(choice), tool_calls=calls)

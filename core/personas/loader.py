@@ -56,6 +56,7 @@ from .model import (
     TriggerSpec,
 )
 from .prompt import template_errors
+from .tools import tool_problems, tools_spec
 
 PERSONA_SUFFIXES = (".yaml", ".yml")
 SCHEMA_FILE = "persona.schema.json"
@@ -454,6 +455,7 @@ def _rule_problems(doc: _Locator, known_providers: Collection[str]) -> list[Prob
     problems += _regex_problems(doc, data)
     problems += _limit_problems(doc, _get(data, "limits"), _get(_get(data, "model"), "max_tokens"))
     problems += _lorebook_problems(doc, _get(data, "lorebook"))
+    problems += tool_problems(doc, _get(data, "tools"))
     return problems
 
 
@@ -693,12 +695,16 @@ def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]
             max_messages=context.get("max_messages", 40),
             max_tokens=context.get("max_tokens", 3000),
             include_other_personas=context.get("include_other_personas", True),
+            max_images=context.get("max_images", _CONTEXT.max_images),
+            max_attachment_text=context.get("max_attachment_text", _CONTEXT.max_attachment_text),
         ),
         triggers=_triggers(data.get("triggers") or {}),
         limits=_limits(data.get("limits") or {}),
         permissions=_permissions(data.get("permissions") or {}),
         delivery=_delivery(data.get("delivery") or {}),
         lorebook=_lorebook(data.get("lorebook")),
+        tools=tools_spec(data.get("tools")),
+        reasoning=data.get("reasoning", "hide"),
         tags=tuple(data.get("tags", [])),
         extensions=data.get("extensions", {}),
         source_path=path,
@@ -707,6 +713,9 @@ def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]
         notes=data.get("notes", ""),
         applied_defaults=defaults,
     )
+
+
+_CONTEXT = ContextSpec()
 
 
 def _model(model: dict) -> ModelSpec:
@@ -724,6 +733,7 @@ def _model(model: dict) -> ModelSpec:
         seed=model.get("seed"),
         extra=model.get("extra", {}),
         fallback=FallbackModel(fallback["provider"], fallback["name"]) if fallback else None,
+        vision=model.get("vision", False),
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from ..patterns import Regex
 
 Scope = Literal["user", "channel", "guild", "persona", "provider"]
+ReasoningMode = Literal["hide", "spoiler", "attach"]
 ContextScope = Literal["channel", "thread", "user", "dm"]
 SelectiveLogic = Literal["and_any", "and_all", "not_any", "not_all"]
 
@@ -43,6 +44,8 @@ class ModelSpec:
     seed: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     fallback: FallbackModel | None = None
+    vision: bool = False
+    """Whether the model sees images (false: images become a one-line note)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,10 @@ class ContextSpec:
     max_messages: int = 40
     max_tokens: int = 3000
     include_other_personas: bool = True
+    max_images: int = 4
+    """Most images in one prompt (the newest are kept)."""
+    max_attachment_text: int = 20_000
+    """Most characters of one text file or PDF inlined into a prompt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +206,41 @@ class Lorebook:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpToolSpec:
+    """How an HTTP tool is called: ``url`` is a template whose ``{argument}`` places are
+    filled (URL-encoded) from the model's arguments; header values may name environment
+    variables as ``${NAME}`` (the secret never appears in the persona file)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 10.0
+    max_response_bytes: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool the persona may call: a built-in (``roll``, ``now``, ``lore``), an HTTP tool
+    declared in the file, or one installed under the entry point group ``personae.tools``."""
+
+    name: str
+    kind: Literal["builtin", "http", "plugin"]
+    description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    http: HttpToolSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsSpec:
+    """The persona's tools and the bounds of a reply's tool loop: at most ``max_steps``
+    rounds of tool calls, each call within ``call_timeout_s``."""
+
+    entries: tuple[ToolSpec, ...] = ()
+    max_steps: int = 4
+    call_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Persona:
     """A loaded persona. ``version`` is the content hash of ``source_text`` and the
     defaults applied to it; the event log stores each version's text once so any
@@ -216,6 +258,10 @@ class Persona:
     permissions: PermissionSpec = PermissionSpec()
     delivery: DeliverySpec = DeliverySpec()
     lorebook: Lorebook = Lorebook()
+    tools: ToolsSpec = ToolsSpec()
+    reasoning: ReasoningMode = "hide"
+    """What users see of a reasoning model's thinking: nothing, a spoiler block, or a
+    text file with the reply. The log keeps it in every case."""
     tags: tuple[str, ...] = ()
     extensions: Mapping[str, Any] = field(default_factory=dict)
     source_path: Path | None = None

@@ -2,23 +2,31 @@
 
 For each persona the message triggered: the decision (and the rule that stopped it,
 if one did), the exact prompt rebuilt from the persona version and the event
-positions recorded with the call, the model parameters, attempts, usage, latency,
-the reply and where it was delivered. A message no persona took up says why.
+positions recorded with the call (attachments as the parts the model was sent, from
+their stored content), the tools offered and every tool round (calls, results,
+durations, errors: the last prompt holds them as the model saw them), the model
+parameters, attempts, usage, latency, the reasoning, the reply and where it was
+delivered. A message no persona took up says why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from eventstore import LogReader, RecordedEvent
 
 from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
+from ..credentials import Secrets
 from ..dispatcher.requests import sampling_params
+from ..dispatcher.toolsteps import read_steps
 from ..events import MessageReceived, ModelFailed, ReplyFailed, TriggerRejected, from_recorded
 from ..events.ids import delivered_event_id, message_event_id, reply_event_id, trigger_prefix
+from ..gateway.model import ChatMessage, ImageMode, ToolDefinition
 from ..problems import ProblemsError
+from ..tools.loop import StepCall, step_messages
+from ..tools.toolbox import Toolbox
 from .calls import EveryProvider, MessageRef, find_message
 
 
@@ -32,6 +40,15 @@ class CallExplanation:
     delivery: RecordedEvent | None
     prompt: RebuiltPrompt | None
     prompt_problem: str | None
+    steps: tuple[StepCall, ...] = ()
+    tools: tuple[ToolDefinition, ...] = ()
+
+    @property
+    def messages(self) -> tuple[ChatMessage, ...]:
+        """The last prompt of the call: the context, then every tool round."""
+        if self.prompt is None:
+            return ()
+        return (*self.prompt.messages, *step_messages(self.steps))
 
     @property
     def stopped_by(self) -> str | None:
@@ -91,31 +108,48 @@ def explain(log: LogReader, asked: str,
         outcome_id = reply_event_id(ref.platform, ref.message_id, persona_id)
         outcome = log.get(outcome_id)
         prompt, problem = None, None
+        tools: tuple[ToolDefinition, ...] = ()
         if outcome is not None:
             try:
                 prompt = rebuild_prompt(log, outcome_id, known_providers)
+                tools = Toolbox(Secrets({})).definitions(prompt.persona)
             except (RebuildError, ProblemsError) as exc:
                 problem = str(exc)
         delivery = log.get(delivered_event_id(ref.platform, ref.message_id, persona_id))
-        calls.append(CallExplanation(persona_id=persona_id, decision=decision, outcome=outcome,
-                                     delivery=delivery, prompt=prompt, prompt_problem=problem))
+        calls.append(CallExplanation(
+            persona_id=persona_id, decision=decision, outcome=outcome, delivery=delivery,
+            prompt=prompt, prompt_problem=problem, tools=tools,
+            steps=read_steps(log, ref.platform, ref.message_id, persona_id)))
     if ref.persona_id:  # the user asked about one reply: its persona first
         calls.sort(key=lambda c: c.persona_id != ref.persona_id)
     return Explanation(ref=ref, message=message, calls=tuple(calls))
 
 
-def explanation_as_json(explanation: Explanation) -> dict[str, Any]:
-    """A JSON-ready form of ``explanation`` (``explain --json``)."""
+def explanation_as_json(explanation: Explanation,
+                        image_modes: Mapping[str, ImageMode] | None = None) -> dict[str, Any]:
+    """A JSON-ready form of ``explanation`` (``explain --json``); images are shown as each
+    call's provider was sent them (``image_modes``, by provider: data URLs by default)."""
     ref = explanation.ref
     return {
         "platform": ref.platform, "message_id": ref.message_id, "asked_reply_id": ref.reply_id,
         "message": dict(explanation.message.data) if explanation.message else None,
         "unanswered_because": explanation.unanswered_because,
-        "calls": [_call_json(c) for c in explanation.calls],
+        "calls": [_call_json(c, image_modes or {}) for c in explanation.calls],
     }
 
 
-def _call_json(call: CallExplanation) -> dict[str, Any]:
+def step_json(item: StepCall) -> dict[str, Any]:
+    """One tool call and its result, JSON-ready."""
+    result = item.result
+    return {"step": item.step, "index": item.index, "id": item.call.id, "tool": item.call.name,
+            "arguments": item.call.arguments, "text": item.text if item.index == 0 else "",
+            "ok": result.ok if result else None,
+            "result": result.content if result else None,
+            "error": result.error if result else "no result recorded",
+            "duration_s": result.duration_s if result else None}
+
+
+def _call_json(call: CallExplanation, image_modes: Mapping[str, ImageMode]) -> dict[str, Any]:
     outcome = dict(call.outcome.data) if call.outcome else None
     if outcome is not None:
         outcome["type"] = call.outcome.type if call.outcome else None
@@ -128,8 +162,12 @@ def _call_json(call: CallExplanation) -> dict[str, Any]:
         "stopped_by": call.stopped_by,
         "persona_version": call.prompt.persona.version if call.prompt else None,
         "params": call.params,
-        "messages": ([m.to_openai() for m in call.prompt.messages] if call.prompt else None),
+        "messages": ([m.to_openai(image_modes.get(str(outcome.get("provider")), "data_url")
+                                  if outcome else "data_url") for m in call.messages]
+                     if call.prompt else None),
         "prompt_positions": list(call.prompt.positions) if call.prompt else None,
         "prompt_problem": call.prompt_problem,
+        "tools": [t.to_openai() for t in call.tools],
+        "steps": [step_json(s) for s in call.steps],
     }
 

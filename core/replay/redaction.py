@@ -6,7 +6,9 @@ same pseudonym across exports made with the same key, and nobody without the key
 can test a guess. The ids are replaced wherever they appear as a whole token:
 in data, stream ids (a terminal conversation's stream is named after its user),
 event ids and persona files. Display names become pseudonyms too. Every message
-text is dropped: what people said, what the model replied, and rerun prompts.
+text is dropped: what people said, what the model replied, and rerun prompts; so are
+attachments (file names and stored content), tool arguments and results, and the
+model's reasoning.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from ..events import (
 from .selection import EVERYTHING, Selection
 
 REDACTED_TEXT = "[redacted]"
-_TEXT_FIELDS = frozenset({"text"})
+_TEXT_FIELDS = frozenset({"text", "reasoning", "filename"})
+_CONTENT_FIELDS = {"AttachmentStored": frozenset({"data", "text"}),
+                   "ToolCalled": frozenset({"arguments"}),
+                   "ToolResult": frozenset({"content"}),
+                   "RerunRecorded": frozenset({"tool_steps"})}
+"""Fields of personal content, per event type (dropped whole)."""
 _NAME_FIELDS = frozenset({"author_name"})
 _TOKEN = re.compile(r"[A-Za-z0-9_.\-]+")
 _TOKEN_ONLY = re.compile(r"[A-Za-z0-9_.\-]+\Z")
@@ -55,7 +62,11 @@ class Redactor:
     def record(self, record: dict[str, Any]) -> dict[str, Any]:
         """A redacted copy of one export record."""
         redacted = {k: self._string(v) if isinstance(v, str) else v for k, v in record.items()}
-        redacted["data"] = self._value(record["data"], None)
+        data = record["data"]
+        content = _CONTENT_FIELDS.get(str(record.get("type")), frozenset())
+        if content and isinstance(data, Mapping):
+            data = {k: (REDACTED_TEXT if k in content and v else v) for k, v in data.items()}
+        redacted["data"] = self._value(data, None)
         return redacted
 
     def _value(self, value: Any, key: str | None) -> Any:

@@ -22,6 +22,7 @@ from rich.text import Text
 from eventstore import RecordedEvent
 
 from ..events import (
+    AttachmentStored,
     ConversationReset,
     GatewayConnected,
     GatewayDisconnected,
@@ -37,6 +38,8 @@ from ..events import (
     ReplyDelivered,
     ReplyFailed,
     RerunRecorded,
+    ToolCalled,
+    ToolResult,
     TriggerRejected,
 )
 
@@ -82,9 +85,33 @@ def _received(d: Mapping[str, Any]) -> str:
         extra.append(f"replying to {d['reply_to']}")
     if d.get("invoked_persona"):
         extra.append(f"to {d['invoked_persona']}")
+    files = d.get("attachments") or ()
+    if files:
+        extra.append("with " + ", ".join(
+            f"{a.get('filename')}" + (f" (refused: {a['refused']})" if a.get("refused") else "")
+            for a in files))
     suffix = f" [{', '.join(extra)}]" if extra else ""
     bot = " bot" if d.get("author_is_bot") else ""
     return f"{who}{bot} said {_quote(d.get('text'))}{suffix} (message {d.get('message_id')})"
+
+
+def _stored(d: Mapping[str, Any]) -> str:
+    extra = f", {d['width']}x{d['height']}" if d.get("width") and d.get("height") else ""
+    pages = f", {d['pages']} pages" if d.get("pages") else ""
+    note = f" ({d['note']})" if d.get("note") else ""
+    return (f"stored a file ({d.get('kind')}, {d.get('media_type')}, {d.get('size')} bytes"
+            f"{extra}{pages}){note}, sha256 {str(d.get('sha256'))[:12]}")
+
+
+def _tool_called(d: Mapping[str, Any]) -> str:
+    return (f"{d.get('persona_id')} called {d.get('tool')}({d.get('arguments')}) in round "
+            f"{d.get('step')} for message {d.get('message_id')}")
+
+
+def _tool_result(d: Mapping[str, Any]) -> str:
+    how = "returned" if d.get("ok") else f"failed ({d.get('error')})"
+    return (f"{d.get('tool')} {how} in {float(d.get('duration_s') or 0):.3f}s: "
+            f"{_quote(d.get('content'))}")
 
 
 def _replied(d: Mapping[str, Any]) -> str:
@@ -141,7 +168,9 @@ def _rerun(d: Mapping[str, Any]) -> str:
 _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
     MessageReceived.type: ("cyan", _received),
     MessageEdited.type: ("cyan", lambda d: f"message {d.get('message_id')} edited to "
-                                        f"{_quote(d.get('text'))}"),
+                                        f"{_quote(d.get('text'))}"
+                                        + ("" if d.get("attachments") is None else
+                                           f", now with {len(d['attachments'])} file(s)")),
     MessageDeleted.type: ("cyan", lambda d: f"message {d.get('message_id')} deleted"),
     ConversationReset.type: ("magenta", lambda d: f"conversation reset by {d.get('by_user')}"),
     PersonaTriggered.type: ("green", _triggered),
@@ -161,6 +190,9 @@ _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
     GatewayResumed.type: ("blue", _gateway("resumed")),
     GatewayDisconnected.type: ("yellow", _gateway("disconnected")),
     RerunRecorded.type: ("magenta", _rerun),
+    AttachmentStored.type: ("blue", _stored),
+    ToolCalled.type: ("green", _tool_called),
+    ToolResult.type: ("green", _tool_result),
 }
 
 

@@ -63,3 +63,14 @@ def test_webhook_and_interaction_tokens_in_urls_are_redacted() -> None:
     assert webhook_token not in text
     assert "aW50ZXJhY3Rpb246OTk4ODc3NjY1NTQ0MzM6dG9rZW4" not in text
     assert text.count(REDACTED) == 2
+
+
+def test_secrets_named_later_by_persona_tools_are_redacted_too() -> None:
+    stream = io.StringIO()
+    redactor = setup_logging(secrets=["known-secret-1"], stream=stream)
+    logging.getLogger("core.tools.http").warning("echoed wx-token-77 and known-secret-1")
+    redactor.add(["wx-token-77"])
+    logging.getLogger("core.tools.http").warning("echoed wx-token-77 again")
+    first, second = stream.getvalue().splitlines()
+    assert "wx-token-77" in first and "known-secret-1" not in first
+    assert "wx-token-77" not in second and REDACTED in second

@@ -25,6 +25,7 @@ from core.personas.loader import load_persona_text
 from core.personas.model import Persona
 from core.personas.registry import PersonaRegistry
 from core.problems import Problem
+from core.tools.toolbox import Toolbox
 from eventstore import EventStore, RecordedEvent
 from tests.fakes.discord import (
     Channel,
@@ -105,6 +106,7 @@ async def running_bot(
     registry: PersonaRegistry | None = None,
     reload: Callable[[], Awaitable[Sequence[Problem]]] | None = None,
     admins: AdminSettings | None = None,
+    toolbox: Toolbox | None = None,
 ) -> AsyncIterator[Bot]:
     """Start the whole bot in this process; shut it down like ``personae run`` does."""
     store = await open_store(db_path)
@@ -113,7 +115,8 @@ async def running_bot(
     adapter = DiscordAdapter(store, registry, settings or DiscordAdapterSettings(),
                              client_options=fast_client_options())
     dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
-                                  dispatcher_settings or DispatcherSettings(shutdown_deadline_s=5))
+                                  dispatcher_settings or DispatcherSettings(shutdown_deadline_s=5),
+                                  toolbox=toolbox)
 
     async def reload_and_record() -> Sequence[Problem]:
         problems = await reload() if reload is not None else ()

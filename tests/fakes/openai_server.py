@@ -5,6 +5,10 @@ SDK talks to it: JSON replies and SSE streams with usage. Replies are determinis
 and depend on the request (``FakeOpenAI.reply_for``), so a test can tell which
 prompt was sent. Faults are scripted: each request takes the next scripted
 :class:`Fault` (first from the queue for its model, then from the shared queue).
+Tool calls are scripted the same way (``Fault.tool_calls(("roll", {"expression":
+"2d6"}))``): the request answers with those calls, streamed as ``tool_calls`` deltas
+with the arguments in fragments, as OpenAI does; a request that offers no tools, or
+says ``tool_choice: none``, leaves a scripted tool call queued and answers in text.
 
     async with FakeOpenAI() as fake:
         fake.script(Fault.rate_limit(retry_after=0.05))
@@ -32,7 +36,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 FaultKind = Literal[
-    "http_error", "stall", "drop", "stream_error", "reasoning", "garbage",
+    "http_error", "stall", "drop", "stream_error", "reasoning", "garbage", "tool_calls",
 ]
 
 _PIECE = re.compile(r"\S+\s*|\s+")
@@ -56,6 +60,16 @@ class Fault:
     after_chunks: int = 0
     reasoning: str = ""
     reasoning_via: Literal["think", "field"] = "think"
+    calls: tuple[tuple[str, str], ...] = ()
+    text: str = ""
+
+    @classmethod
+    def tool_calls(cls, *calls: tuple[str, Any], text: str = "") -> Fault:
+        """Answer with these tool calls: ``(name, arguments)``, the arguments a mapping
+        (sent as JSON) or raw text (to send broken JSON); ``text`` comes before them."""
+        return cls("tool_calls", calls=tuple(
+            (name, args if isinstance(args, str) else json.dumps(args)) for name, args in calls),
+            text=text)
 
     @classmethod
     def rate_limit(cls, retry_after: float | None = None,
@@ -139,10 +153,25 @@ class RecordedRequest:
         return list(self.body.get("messages", []))
 
 
+def text_of(content: Any) -> str:
+    """A message's text: its content, or the text parts of a content list."""
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content
+                         if isinstance(p, Mapping) and p.get("type") == "text")
+    return "" if content is None else str(content)
+
+
+def image_parts(message: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ``image_url`` parts of a message."""
+    content = message.get("content")
+    return [p for p in content if isinstance(p, Mapping) and p.get("type") == "image_url"] \
+        if isinstance(content, list) else []
+
+
 def reply_for(messages: Sequence[Mapping[str, Any]]) -> str:
     """The fake's deterministic reply: a digest of the whole prompt plus the last user text."""
     digest = hashlib.sha256(json.dumps(list(messages), sort_keys=True).encode()).hexdigest()[:8]
-    last_user = next((m.get("content", "") for m in reversed(messages)
+    last_user = next((text_of(m.get("content", "")) for m in reversed(messages)
                       if m.get("role") == "user"), "")
     return f"reply {digest} to: {last_user}"
 
@@ -199,7 +228,7 @@ class FakeOpenAI:
         self._canned[when_contains] = text
 
     def _reply(self, messages: Sequence[Mapping[str, Any]]) -> str:
-        last_user = next((str(m.get("content", "")) for m in reversed(messages)
+        last_user = next((text_of(m.get("content", "")) for m in reversed(messages)
                           if m.get("role") == "user"), "")
         canned = next((text for key, text in self._canned.items() if key in last_user), None)
         return canned if canned is not None else reply_for(messages)
@@ -240,11 +269,13 @@ class FakeOpenAI:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _next_fault(self, model: str | None) -> Fault | None:
-        queue = self._per_model.get(model or "")
-        if queue:
-            return queue.popleft()
-        return self._shared.popleft() if self._shared else None
+    def _next_fault(self, model: str | None, *, tools_offered: bool = True) -> Fault | None:
+        queue = self._per_model.get(model or "") or self._shared
+        if not queue:
+            return None
+        if queue[0].kind == "tool_calls" and not tools_offered:
+            return None  # a model offered no tools cannot call one
+        return queue.popleft()
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
@@ -270,7 +301,9 @@ class FakeOpenAI:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            return await self._answer(request, body, self._next_fault(body.get("model")))
+            return await self._answer(request, body, self._next_fault(
+                body.get("model"), tools_offered=bool(body.get("tools"))
+                and body.get("tool_choice") != "none"))
         finally:
             self.in_flight -= 1
 
@@ -295,6 +328,8 @@ class FakeOpenAI:
         if fault is not None and fault.kind == "garbage":
             return await self._garbage(request, stream=bool(body.get("stream")))
         messages = body.get("messages", [])
+        if fault is not None and fault.kind == "tool_calls":
+            return await self._tool_calls(request, body, fault)
         pieces = _PIECE.findall(self._reply(messages))
         finish = "stop"
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -356,6 +391,45 @@ class FakeOpenAI:
         await response.write_eof()
         return response
 
+    async def _tool_calls(self, request: web.Request, body: Mapping[str, Any], fault: Fault
+                          ) -> web.StreamResponse:
+        model = body.get("model", "fake-model")
+        serial = len(self.requests)
+        calls = [{"id": f"call_{serial}_{i}", "type": "function",
+                  "function": {"name": name, "arguments": arguments}}
+                 for i, (name, arguments) in enumerate(fault.calls)]
+        usage = self._usage(body.get("messages", []), _PIECE.findall(fault.text) + [""] * len(
+            calls), "")
+        if not body.get("stream"):
+            return web.json_response({
+                "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+                "model": model, "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                             "message": {"role": "assistant",
+                                                         "content": fault.text or None,
+                                                         "tool_calls": calls}}],
+                "usage": usage})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+        deltas += [{"content": p} for p in _PIECE.findall(fault.text)]
+        for i, call in enumerate(calls):
+            arguments = call["function"]["arguments"]
+            deltas.append({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                           "function": {"name": call["function"]["name"],
+                                                        "arguments": ""}}]})
+            deltas += [{"tool_calls": [{"index": i, "function": {"arguments": arguments[j:j + 7]}}]}
+                       for j in range(0, len(arguments), 7)]
+        for delta in deltas:
+            await response.write(_sse(_chunk(model, delta, None)))
+        await response.write(_sse(_chunk(model, {}, "tool_calls")))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(_sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                       "created": int(time.time()), "model": model,
+                                       "choices": [], "usage": usage}))
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
     async def _garbage(self, request: web.Request, *, stream: bool) -> web.StreamResponse:
         if not stream:
             return web.json_response(["not", "a", "completion"])
@@ -381,7 +455,8 @@ class FakeOpenAI:
 
     def _usage(self, messages: Sequence[Mapping[str, Any]], pieces: list[str],
                reasoning: str) -> dict[str, Any]:
-        prompt = sum(count_tokens(str(m.get("content", ""))) + 4 for m in messages) + 3
+        prompt = sum(count_tokens(text_of(m.get("content", ""))) + 255 * len(image_parts(m)) + 4
+                     for m in messages) + 3
         reasoning_tokens = len(_PIECE.findall(reasoning))
         completion = len(pieces) + reasoning_tokens
         usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import disnake
@@ -29,9 +29,12 @@ from disnake.ext import commands
 from eventstore import EventStore
 
 from ...commands import CommandSet
+from ...config import AttachmentSettings
 from ...dispatcher.admission import PersonaSource
 from ...dispatcher.dispatcher import Dispatcher
 from ...dispatcher.projection import read_persona_messages
+from ...events.ids import message_event_id
+from .attachments import DiscordFiles, message_files, offered_files, recorded_files
 from .catchup import catch_up
 from .commands import register_commands
 from .delivery import STREAM_INTERVAL_S, DiscordSink
@@ -73,6 +76,7 @@ class DiscordAdapterSettings:
     catch_up_window_s: float = 600.0
     defer_after_s: float = DEFER_AFTER_S
     stream_interval_s: float = STREAM_INTERVAL_S
+    attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
 
 
 class DiscordAdapter:
@@ -95,6 +99,7 @@ class DiscordAdapter:
         self.sink = DiscordSink(self.client, personas, self._interactions, self._threads,
                                 stream_interval_s=settings.stream_interval_s)
         self._gateway_log = GatewayLog(store)
+        self._files = DiscordFiles(settings.attachments)
         self._dispatcher: Dispatcher | None = None
         self._accepting = True
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -130,6 +135,7 @@ class DiscordAdapter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sink.aclose()
         await self._interactions.aclose()
+        await self._files.aclose()
         await self.client.close()
 
     # -- gateway events ------------------------------------------------------------------
@@ -151,6 +157,11 @@ class DiscordAdapter:
         assert self._dispatcher is not None  # ingest() takes nothing in before attach()
         try:
             inbound = inbound_message(message, self._personas.all(), self.client.user.id)
+            offered = message_files(message)
+            if offered and await self._store.get(
+                    message_event_id(PLATFORM, inbound.message_id)) is None:
+                # fetched once: a message seen again (RESUME, catch-up) is in the log already
+                inbound = replace(inbound, attachments=await self._files.take(offered))
             if inbound.reply_to and self.sink.posted_recently(inbound.reply_to):
                 await self._until_delivery_recorded(inbound.reply_to)
             if isinstance(message.channel, disnake.Thread):
@@ -169,8 +180,18 @@ class DiscordAdapter:
             return
         guild = self.client.get_guild(payload.guild_id) if payload.guild_id else None
         edit = inbound_edit(payload, guild, self.client.user.id)
-        if edit is not None:
+        if edit is None:
+            return
+        # after the message itself: its ingest (and its downloads) holds the channel's lock
+        lock = self._channel_locks.setdefault(payload.channel_id, asyncio.Lock())
+        async with lock:
             try:
+                if "attachments" in payload.data:
+                    recorded = await self._store.get(message_event_id(PLATFORM, edit.message_id))
+                    files = await self._files.take_edit(
+                        offered_files(payload.data["attachments"]),
+                        recorded_files(recorded.data if recorded else None))
+                    edit = replace(edit, attachments=files)
                 await self._dispatcher.edit(edit)
             except Exception:
                 log.exception("could not record an edit of message %s", payload.message_id)

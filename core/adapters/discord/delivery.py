@@ -7,13 +7,17 @@ headed by the persona's name. Mentions the model writes ping nobody, except the
 person answered (when the persona's ``allowed_mentions`` does not say otherwise).
 Slash commands get their reply as the command's answer. While the model works the
 channel shows "typing"; personas with ``delivery.stream_edits`` show the reply as it
-arrives, editing the message at most once per ``stream_interval_s``.
+arrives, editing the message at most once per ``stream_interval_s``. A reasoning
+model's thinking goes before the reply as a spoiler block (``reasoning: spoiler``) or
+after it as a text file (``reasoning: attach``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import io
 import logging
 import time
 from collections import OrderedDict
@@ -24,7 +28,13 @@ from disnake.utils import MISSING
 from disnake.webhook import Webhook, WebhookMessage
 
 from ...dispatcher.dispatcher import PersonaSource
-from ...dispatcher.messages import DeliveryReceipt, Notice, OutboundReply, ReplyTarget
+from ...dispatcher.messages import (
+    DeliveryReceipt,
+    Notice,
+    OutboundFile,
+    OutboundReply,
+    ReplyTarget,
+)
 from ...dispatcher.sink import DeliveryError
 from ...personas.model import AllowedMentions
 from .chunking import DISCORD_MESSAGE_LIMIT, split_message
@@ -108,6 +118,8 @@ class DiscordSink:
         self._stop_typing(key)
         allowed = discord_allowed_mentions(reply.allowed_mentions, target.author_id)
         text = reply.text if reply.text.strip() else "…"
+        if reply.spoiler.strip():
+            text = f"{spoiler_block(reply.spoiler)}\n\n{text}"
         try:
             if reply.recovered and (posted := await self._already_posted(reply, text)):
                 return posted
@@ -116,11 +128,14 @@ class DiscordSink:
                 ids = await self._interactions.answer(target.message_id, parts, allowed)
             elif (stream := self._streams.pop(key, None)) is not None and \
                     stream.message is not None:
-                ids = await self._finish_stream(stream, reply, allowed)
+                shown = dataclasses.replace(reply, text=text) if reply.spoiler.strip() else reply
+                ids = await self._finish_stream(stream, shown, allowed)
             else:
                 where = await self._where(target, reply.persona_id, reply.webhook, text)
                 ids = await self._post(where, reply.persona_name, reply.avatar_url, text,
                                        allowed, target)
+            if reply.files and not self._interactions.expects(target.message_id):
+                ids = [*ids, *await self._post_files(reply, reply.files)]
         except disnake.HTTPException as exc:
             raise DeliveryError(f"Discord refused the reply: {exc.status} {exc.text}"[:300]
                                 ) from None
@@ -149,6 +164,23 @@ class DiscordSink:
             if ours and message.content in parts:
                 found.append(str(message.id))
         return DeliveryReceipt(message_ids=tuple(found)) if found else None
+
+    async def _post_files(self, reply: OutboundReply, files: tuple[OutboundFile, ...]
+                          ) -> list[str]:
+        """The reply's files, in one message after it, as the persona."""
+        target = reply.target
+        where = await self._where(target, reply.persona_id, reply.webhook, "")
+        uploads = [disnake.File(io.BytesIO(f.content), filename=f.filename) for f in files]
+        none = disnake.AllowedMentions.none()
+        if where.hook is not None:
+            sent = await where.hook.send(files=uploads, username=_webhook_name(reply.persona_name),
+                                         avatar_url=reply.avatar_url or MISSING,
+                                         allowed_mentions=none, wait=True,
+                                         thread=where.thread or MISSING)
+            assert sent is not None
+            return [str(sent.id)]
+        message = await where.channel.send(files=uploads, allowed_mentions=none)
+        return [str(message.id)]
 
     async def notice(self, notice: Notice) -> None:
         """A short line as the persona (privately, for a slash command)."""
@@ -366,6 +398,20 @@ class DiscordSink:
 
 _RECOVERY_SCAN = 200
 """Messages after the one answered that are searched for a reply posted before a crash."""
+
+
+SPOILER_LIMIT = 1500
+"""Most characters of reasoning shown in the spoiler block (it must fit one message)."""
+
+
+def spoiler_block(reasoning: str) -> str:
+    """``reasoning`` as one Discord spoiler block of one paragraph (so a long reply is
+    never cut inside it), shortened to :data:`SPOILER_LIMIT`."""
+    flat = "\n".join(line for line in reasoning.strip().splitlines() if line.strip())
+    flat = flat.replace("||", "|\u200b|")
+    if len(flat) > SPOILER_LIMIT:
+        flat = flat[:SPOILER_LIMIT - 1].rstrip() + "…"
+    return f"🤔 ||{flat}||"
 
 
 def _headed(name: str, text: str) -> list[str]:

@@ -11,7 +11,7 @@ from .disnake_setup import (
     running_client,
     skip_identify_delay,
 )
-from .emulator import DiscordEmulator
+from .emulator import DiscordEmulator, File
 from .gateway import (
     DIRECT_MESSAGES,
     GUILD_MEMBERS,
@@ -55,6 +55,7 @@ __all__ = [
     "Attachment",
     "Channel",
     "DiscordEmulator",
+    "File",
     "GatewayConnectionRecord",
     "Guild",
     "Interaction",

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from . import payloads
 from . import permissions as perms
+from .cdn import CdnRequest
 from .gateway import PRIVILEGED_INTENTS, GatewayConnectionRecord, GatewayHub
 from .model import (
     APPLICATION_COMMAND,
@@ -33,6 +35,15 @@ from .rest import API_PREFIX, RestApi
 from .world import World
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class File:
+    """A file a user attaches to a message."""
+
+    filename: str
+    content: bytes
+    content_type: str | None = None
 
 
 class DiscordEmulator:
@@ -84,6 +95,9 @@ class DiscordEmulator:
     async def start(self) -> None:
         app = web.Application()
         self._rest.install(app)
+        for prefix in ("/cdn", "/media"):
+            app.router.add_get(prefix + "/attachments/{channel_id}/{attachment_id}/{filename}",
+                               self.world.links.handle)
         app.router.add_get("/gateway", self.hub.handle)
         app.router.add_get("/gateway/resume", self.hub.handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -93,6 +107,8 @@ class DiscordEmulator:
         server = site._server
         assert server is not None and server.sockets
         self._port = server.sockets[0].getsockname()[1]
+        self.world.links.base = f"http://127.0.0.1:{self._port}/cdn"
+        self.world.links.media_base = f"http://127.0.0.1:{self._port}/media"
 
     async def stop(self) -> None:
         await self.hub.shutdown()
@@ -194,8 +210,12 @@ class DiscordEmulator:
         reply_to: Message | None = None,
         mentions: Iterable[User | Role] = (),
         mention_author: bool = True,
+        files: Iterable[File] = (),
+        embeds: Iterable[Mapping[str, Any]] = (),
     ) -> Message:
-        """``user`` posts ``content`` (after ``<@id>``/``<@&id>`` tokens for ``mentions``).
+        """``user`` posts ``content`` (after ``<@id>``/``<@&id>`` tokens for ``mentions``),
+        with ``files`` attached (served by the emulator's CDN under signed, expiring
+        links) and ``embeds``.
 
         A reply pings the replied-to author unless ``mention_author`` is False, as in
         Discord's client. Returns once MESSAGE_CREATE is on the bot's socket.
@@ -209,13 +229,21 @@ class DiscordEmulator:
             text,
             reference_id=reply_to.id if reply_to is not None else None,
             allowed_mentions=allowed,
+            attachments=[self.world.new_attachment(f.filename, f.content, f.content_type)
+                         for f in files],
+            embeds=embeds,
         )
         self._dispatch_message("MESSAGE_CREATE", message)
         await self.hub.flush()
         return message
 
-    async def user_edits(self, message: Message, content: str) -> Message:
-        edited = self.world.edit_message(message.id, content=content)
+    async def user_edits(self, message: Message, content: str, *,
+                         keep_files: Iterable[int] | None = None) -> Message:
+        """``user`` edits ``message``; ``keep_files`` (attachment ids) removes the others,
+        as Discord's client lets a user do."""
+        files = None if keep_files is None else [
+            a for a in self.world.message(message.id).attachments if a.id in set(keep_files)]
+        edited = self.world.edit_message(message.id, content=content, attachments=files)
         self._dispatch_message("MESSAGE_UPDATE", edited)
         await self.hub.flush()
         return edited
@@ -327,6 +355,16 @@ class DiscordEmulator:
     def typing_in(self, channel: Channel) -> list[float]:
         """``time.monotonic()`` of each typing indicator the bot triggered in ``channel``."""
         return [at for channel_id, at in self.world.typing if channel_id == channel.id]
+
+    def expire_attachment_links(self) -> None:
+        """Move the CDN's clock past every attachment link handed out so far: each then
+        answers 404 "This content is no longer available.", as Discord's do a day later."""
+        self.world.links.expire_all()
+
+    @property
+    def cdn_requests(self) -> list[CdnRequest]:
+        """Every download from the CDN (path, status)."""
+        return list(self.world.links.requests)
 
     @property
     def requests(self) -> list[RestRequest]:

@@ -129,6 +129,9 @@ class Attachment:
     filename: str
     size: int
     content_type: str | None
+    content: bytes = field(default=b"", repr=False)
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)

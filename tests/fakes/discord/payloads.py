@@ -7,6 +7,7 @@ from typing import Any
 from .model import (
     DM,
     ApplicationCommand,
+    Attachment,
     Channel,
     Interaction,
     Member,
@@ -164,6 +165,22 @@ def guild_create(world: World, guild_id: int) -> dict[str, Any]:
     }
 
 
+def attachment(world: World, channel_id: int, a: Attachment) -> dict[str, Any]:
+    """An attachment object as Discord documents it: signed, expiring CDN links."""
+    data: dict[str, Any] = {
+        "id": str(a.id),
+        "filename": a.filename,
+        "size": a.size,
+        "url": world.links.url(channel_id, a),
+        "proxy_url": world.links.url(channel_id, a, media=True),
+    }
+    if a.content_type is not None:
+        data["content_type"] = a.content_type
+    if a.width is not None and a.height is not None:
+        data["width"], data["height"] = a.width, a.height
+    return data
+
+
 def message(world: World, m: Message, *, nested: bool = True) -> dict[str, Any]:
     author = user(m.author)
     if m.webhook_id is not None and m.interaction_id is None:
@@ -180,17 +197,7 @@ def message(world: World, m: Message, *, nested: bool = True) -> dict[str, Any]:
         "mention_everyone": m.mention_everyone,
         "mentions": [user(world.users[u]) for u in m.mention_user_ids],
         "mention_roles": [str(r) for r in m.mention_role_ids],
-        "attachments": [
-            {
-                "id": str(a.id),
-                "filename": a.filename,
-                "size": a.size,
-                "content_type": a.content_type,
-                "url": f"https://cdn.emulator.invalid/attachments/{m.channel_id}/{a.id}/{a.filename}",
-                "proxy_url": f"https://media.emulator.invalid/attachments/{m.channel_id}/{a.id}/{a.filename}",
-            }
-            for a in m.attachments
-        ],
+        "attachments": [attachment(world, m.channel_id, a) for a in m.attachments],
         "embeds": [dict(e) for e in m.embeds],
         "pinned": False,
         "type": m.type,

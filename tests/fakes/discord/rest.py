@@ -609,8 +609,8 @@ async def _read_body(request: web.Request, world: World) -> tuple[Any, tuple[Att
             if part.name == "payload_json":
                 body = json.loads(await part.text())
             elif part.filename is not None:
-                size = len(await part.read())
+                content = bytes(await part.read())
                 content_type = part.headers.get("Content-Type")
-                files.append(Attachment(world.ids.next(), part.filename, size, content_type))
+                files.append(world.new_attachment(part.filename, content, content_type))
         return body, tuple(files)
     return None, ()

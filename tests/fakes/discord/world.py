@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import permissions as perms
+from .cdn import AttachmentLinks
 from .mentions import MentionRights, resolve
 from .model import (
     DM,
@@ -75,7 +76,34 @@ class World:
         self.commands: dict[int, ApplicationCommand] = {}
         self.interactions: dict[int, Interaction] = {}
         self.typing: list[tuple[int, float]] = []
+        self.links = AttachmentLinks(self.attachment)
         self.bot_user = self.add_user(bot_name, bot=True)
+
+    def attachment(self, attachment_id: int) -> Attachment | None:
+        """The attachment ``attachment_id`` of any message (for the CDN)."""
+        for message in self.messages.values():
+            for attachment in message.attachments:
+                if attachment.id == attachment_id:
+                    return attachment
+        return None
+
+    def new_attachment(self, filename: str, content: bytes, content_type: str | None
+                       ) -> Attachment:
+        """An uploaded file: Discord gives images their pixel size."""
+        width = height = None
+        if content_type and content_type.startswith("image/"):
+            import io
+
+            import imagesize
+
+            try:
+                width, height = imagesize.get(io.BytesIO(content))
+            except Exception:
+                width = height = None
+            if width is None or width <= 0:
+                width = height = None
+        return Attachment(self.ids.next(), filename, len(content), content_type, content,
+                          width, height)
 
     # building ----------------------------------------------------------------
 
@@ -312,13 +340,16 @@ class World:
         embeds: Iterable[Mapping[str, Any]] | None = None,
         allowed_mentions: Mapping[str, Any] | None = None,
         flags: int | None = None,
+        attachments: Iterable[Attachment] | None = None,
     ) -> Message:
-        """Edits keep the pings of the original send: Discord notifies only on create."""
+        """Edits keep the pings of the original send: Discord notifies only on create.
+        ``attachments`` is the message's new list of files (a user can remove some)."""
         current = self.message(message_id)
         new_content = current.content if content is None else content
         new_embeds = current.embeds if embeds is None else tuple(embeds)
         new_flags = (current.flags & ~LOADING) if flags is None else flags
-        _check_content(new_content, new_embeds, current.attachments, new_flags)
+        new_files = current.attachments if attachments is None else tuple(attachments)
+        _check_content(new_content, new_embeds, new_files, new_flags)
         channel = self.channel(current.channel_id)
         referenced = self.messages.get(current.reference_id) if current.reference_id else None
         mentions_rule = allowed_mentions if allowed_mentions is not None else current.allowed_mentions
@@ -334,6 +365,7 @@ class World:
             current,
             content=new_content,
             embeds=new_embeds,
+            attachments=new_files,
             flags=new_flags,
             allowed_mentions=mentions_rule,
             mention_user_ids=resolved[0],
