@@ -584,7 +584,7 @@ async def forge_message(emu: DiscordEmulator, user: User, channel: Channel, cont
     placeholder = emu.world.create_message(channel, user, "forged")
     forged = dataclasses.replace(placeholder, content=content)
     emu.world.messages[forged.id] = forged
-    emu.hub.dispatch("MESSAGE_CREATE", payloads.message(emu.world, forged),
+    emu.hub.dispatch("MESSAGE_CREATE", payloads.message(emu.world, forged, shape="dispatch"),
                      guild_id=forged.guild_id)
     await emu.hub.flush()
     return forged
