@@ -25,6 +25,7 @@ from .credentials import Secrets
 from .dispatcher.admission import Admission, PersonaSource
 from .dispatcher.dispatcher import Dispatcher, DispatcherParts, DispatcherSettings
 from .dispatcher.projection import projections
+from .dispatcher.roles import RoleLookup, RoleResolver
 from .dispatcher.sink import ReplySink
 from .dispatcher.workqueue import WorkQueue
 from .events import upcasters
@@ -41,15 +42,18 @@ log = logging.getLogger(__name__)
 def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelClient,
                      sinks: Mapping[str, ReplySink],
                      settings: DispatcherSettings | None = None, *,
-                     clock: Callable[[], float] = time.time) -> Dispatcher:
+                     clock: Callable[[], float] = time.time,
+                     roles: Mapping[str, RoleResolver] | None = None) -> Dispatcher:
     """A dispatcher over ``store`` answering as ``personas`` through ``model``, delivering
-    to ``sinks`` (one per platform name), within ``settings`` (default: the defaults)."""
+    to ``sinks`` (one per platform name), within ``settings`` (default: the defaults);
+    ``roles`` looks up the roles a platform did not send (per platform name)."""
     settings = settings or DispatcherSettings()
     queue = WorkQueue(max_pending=settings.queue_size, max_concurrent=settings.max_concurrent)
     ledger = QuotaLedger(store)
     versions = VersionRecorder(store)
     admission = Admission(personas=personas, queue=queue, ledger=ledger, versions=versions,
-                          admins=settings.admins, clock=clock)
+                          admins=settings.admins, clock=clock,
+                          roles=RoleLookup(dict(roles or {}), settings.admins))
     return Dispatcher(DispatcherParts(
         store=store, personas=personas, model=model, sinks=dict(sinks), queue=queue,
         history=ConversationHistory(store, max_events=settings.history_cache_events),
@@ -73,6 +77,12 @@ class Platform(Protocol):
     @property
     def sink(self) -> ReplySink:
         """Where the dispatcher delivers this platform's replies."""
+        ...
+
+    @property
+    def roles(self) -> RoleResolver | None:
+        """How to look up roles the platform's messages do not carry (None: they always
+        carry them, or the platform has none)."""
         ...
 
     def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
@@ -119,7 +129,8 @@ class Runtime:
         built = [factory(store, registry) for factory in platforms]
         dispatcher = build_dispatcher(
             store, registry, model(gateway) if model is not None else gateway,
-            {p.name: p.sink for p in built}, DispatcherSettings.from_config(config))
+            {p.name: p.sink for p in built}, DispatcherSettings.from_config(config),
+            roles={p.name: p.roles for p in built if p.roles is not None})
         runtime = cls(config=config, store=store, registry=registry, gateway=gateway,
                       dispatcher=dispatcher,
                       commands=CommandSet(dispatcher=dispatcher, personas=registry,

@@ -9,7 +9,8 @@ always last), then the persona's post-history instructions.
 In multi-user channels each person's turn carries their display name; other
 personas' replies are named user turns; edits show the latest text; deleted
 messages, replies that never reached the platform, the platform's echoes of our own
-replies and everything before a conversation reset are left out.
+replies and everything before a conversation reset are left out (a reset of one
+person's turns leaves out only theirs and the replies to them).
 
 The builder is a pure function of the persona, the events and the variables, and
 it returns the positions of every event it used. Building again from only those
@@ -114,8 +115,11 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
         elif isinstance(event, MessageDeleted):
             turns.pop(message_event_id(event.platform, event.message_id), None)
         elif isinstance(event, ConversationReset):
-            if not later:
+            if not later and event.whole:
                 turns.clear()
+            elif not later:  # one person's fresh start: their turns and the replies to them
+                turns = {k: t for k, t in turns.items() if event.by_user not in (
+                    t.answered_author if t.persona_id is not None else t.author_id,)}
         elif isinstance(event, ModelReplied):
             key = reply_event_id(event.platform, event.message_id, event.persona_id)
             turns[key] = Turn(key=key, position=item.position, author_id=event.persona_id,

@@ -24,6 +24,7 @@ from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
 from .messages import InboundMessage
 from .permissions import permission_refusal
+from .roles import RoleLookup
 from .triggers import TriggerEvaluator, TriggerMatch
 from .workqueue import WorkQueue
 
@@ -90,7 +91,8 @@ class Admission:
     def __init__(self, *, personas: PersonaSource, queue: WorkQueue, ledger: QuotaLedger,
                  versions: VersionRecorder, admins: AdminSettings, clock: Callable[[], float],
                  triggers: TriggerEvaluator | None = None, policy: TurnPolicy | None = None,
-                 rates: RateLimiter | None = None, notices: NoticeGate | None = None) -> None:
+                 rates: RateLimiter | None = None, notices: NoticeGate | None = None,
+                 roles: RoleLookup | None = None) -> None:
         self._personas = personas
         self._queue = queue
         self._ledger = ledger
@@ -101,6 +103,7 @@ class Admission:
         self._policy = policy or EveryMatch()
         self._rates = rates or RateLimiter(clock)
         self._notices = notices or NoticeGate(clock)
+        self._roles = roles or RoleLookup({}, admins)
 
     def matches(self, message: InboundMessage, *, replied_persona: str | None = None,
                 from_persona: str | None = None, hop: int = 0) -> Sequence[TriggerMatch]:
@@ -109,6 +112,32 @@ class Admission:
                                         replied_persona=replied_persona,
                                         from_persona=from_persona, hop=hop)
         return self._policy.turns(message, found)
+
+    async def with_roles(self, message: InboundMessage,
+                         matches: Sequence[TriggerMatch]) -> InboundMessage:
+        """``message`` with its author's roles looked up if the rules of the personas it
+        triggers need them and the platform did not send them."""
+        personas = [p for m in matches if m.hop == 0
+                    and (p := self._personas.get(m.persona_id)) is not None]
+        return await self._roles.complete(message, personas)
+
+    async def allowed(self, message: InboundMessage,
+                      personas: Iterable[Persona]) -> list[tuple[Persona, Refusal | None]]:
+        """Each persona with the permission rule that refuses ``message``'s author there
+        (None: they may talk to it), roles looked up where needed."""
+        chosen = list(personas)
+        message = await self._roles.complete(message, chosen)
+        found = []
+        for persona in chosen:
+            rule = permission_refusal(message, persona.permissions, self._admins)
+            found.append((persona, Refusal.of(RefusalKind.PERMISSION, rule) if rule else None))
+        return found
+
+    async def look_up_roles(self, message: InboundMessage,
+                            wanted: frozenset[str]) -> InboundMessage:
+        """``message`` with its author's roles looked up, if unknown, where ``wanted``
+        roles count (they stay unknown when the lookup fails)."""
+        return await self._roles.lookup(message, wanted)
 
     async def decide(self, message: InboundMessage, matches: Sequence[TriggerMatch],
                      source_event_id: str) -> list[Decision]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eventstore import EventStore, NewEvent
@@ -28,9 +28,11 @@ from ..events import (
     MessageReceived,
     ModelReplied,
     PersonaTriggered,
+    Refusal,
     ReplyDelivered,
     TriggerRejected,
 )
+from ..events.conversation import RESET_CHANNEL
 from ..events.ids import (
     conversation_stream,
     delete_event_id,
@@ -183,14 +185,15 @@ class Dispatcher:
         ours = await self._store.read(
             lambda log: read_persona_messages(log, message.platform, lookups)) if lookups else {}
         echo = ours.get(message.message_id) if message.author.is_bot else None
-        received = _received(message, echo.persona_id if echo else None)
         decisions: list[Decision] = []
         if echo is None and self._queue.accepting:
             replied = ours.get(message.reply_to or "")
             matches = self._admission.matches(
                 message, replied_persona=replied.persona_id if replied else None)
+            message = await self._admission.with_roles(message, matches)
             decisions = await self._admission.decide(message, matches, message_event_id(
                 message.platform, message.message_id))
+        received = _received(message, echo.persona_id if echo else None)
         events = [received.new_event(message_event_id(message.platform, message.message_id))]
         events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
                                                       d.persona.id)) for d in decisions]
@@ -215,13 +218,27 @@ class Dispatcher:
         return not result.duplicates
 
     async def reset_conversation(self, platform: str, channel_id: str, by_user: str,
-                                 reset_id: str) -> bool:
-        """Start the conversation afresh: earlier messages leave every persona's context."""
-        event = ConversationReset(platform=platform, channel_id=channel_id, by_user=by_user)
+                                 reset_id: str, *, scope: str = RESET_CHANNEL) -> bool:
+        """Start the conversation afresh: earlier messages leave every persona's context
+        (``scope`` ``user``: only ``by_user``'s and the replies to them)."""
+        event = ConversationReset(platform=platform, channel_id=channel_id, by_user=by_user,
+                                  scope=scope)
         result = await self._history.append(conversation_stream(platform, channel_id),
                                             event.new_event(reset_event_id(platform, channel_id,
                                                                            reset_id)))
         return not result.duplicates
+
+    async def allowed(self, message: InboundMessage, personas: Sequence[Persona]
+                      ) -> list[tuple[Persona, Refusal | None]]:
+        """Each of ``personas`` with the permission rule that refuses ``message``'s author
+        there (None: they may talk to it); roles are looked up when needed."""
+        return await self._admission.allowed(message, personas)
+
+    async def look_up_roles(self, message: InboundMessage,
+                            wanted: frozenset[str]) -> InboundMessage:
+        """``message`` with its author's roles looked up, if the platform did not send
+        them, where ``wanted`` roles count (still unknown if the lookup fails)."""
+        return await self._admission.look_up_roles(message, wanted)
 
     async def quota_status(self, persona_id: str, message: InboundMessage) -> QuotaStatus | None:
         """What ``message``'s author has left of the persona's quota there, and when it

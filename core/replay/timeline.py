@@ -143,7 +143,9 @@ _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
     MessageEdited.type: ("cyan", lambda d: f"message {d.get('message_id')} edited to "
                                         f"{_quote(d.get('text'))}"),
     MessageDeleted.type: ("cyan", lambda d: f"message {d.get('message_id')} deleted"),
-    ConversationReset.type: ("magenta", lambda d: f"conversation reset by {d.get('by_user')}"),
+    ConversationReset.type: ("magenta", lambda d: (
+        f"{d.get('by_user')} reset their own turns" if d.get("scope") == "user"
+        else f"conversation reset by {d.get('by_user')}")),
     PersonaTriggered.type: ("green", _triggered),
     TriggerRejected.type: ("yellow", _rejected),
     ModelReplied.type: ("bold green", _replied),

@@ -6,7 +6,8 @@ It is a :class:`core.app.Platform`: build it, build the dispatcher with
 (:class:`core.app.Runtime` does the first three)::
 
     adapter = DiscordAdapter(store, registry, DiscordAdapterSettings(...))
-    dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink})
+    dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
+                                  roles={PLATFORM: adapter.roles})
     adapter.attach(dispatcher, CommandSet(dispatcher=dispatcher, ...))
     await adapter.client.start(token)
 
@@ -38,6 +39,7 @@ from .delivery import STREAM_INTERVAL_S, DiscordSink
 from .gateway_log import GatewayLog
 from .inbound import PLATFORM, inbound_deletion, inbound_edit, inbound_message
 from .interactions import DEFER_AFTER_S, InteractionReplies
+from .members import MemberRoles
 from .threads import ThreadMover
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,8 @@ class DiscordAdapter:
         self._threads = ThreadMover(store)
         self.sink = DiscordSink(self.client, personas, self._interactions, self._threads,
                                 stream_interval_s=settings.stream_interval_s)
+        self.roles = MemberRoles(self.client)
+        """Roles Discord did not send (history, DMs): looked up, cached briefly."""
         self._gateway_log = GatewayLog(store)
         self._dispatcher: Dispatcher | None = None
         self._accepting = True
@@ -151,6 +155,8 @@ class DiscordAdapter:
         assert self._dispatcher is not None  # ingest() takes nothing in before attach()
         try:
             inbound = inbound_message(message, self._personas.all(), self.client.user.id)
+            if inbound.author.roles_known and message.guild is not None:
+                self.roles.saw(message.guild.id, message.author.id, inbound.author.roles)
             if inbound.reply_to and self.sink.posted_recently(inbound.reply_to):
                 await self._until_delivery_recorded(inbound.reply_to)
             if isinstance(message.channel, disnake.Thread):

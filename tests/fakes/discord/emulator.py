@@ -302,7 +302,8 @@ class DiscordEmulator:
         return interaction
 
     def _dispatch_message(self, event: str, message: Message) -> None:
-        self.hub.dispatch(event, payloads.message(self.world, message, shape="dispatch"), guild_id=message.guild_id)
+        data = payloads.message(self.world, message, shape="dispatch")
+        self.hub.dispatch(event, data, guild_id=message.guild_id)
 
     # observing ---------------------------------------------------------------
 

@@ -309,7 +309,9 @@ class World:
         self._on_change()
         return message
 
-    def message_with_nonce(self, channel_id: int, author_id: int, nonce: str, *, within_s: float) -> Message | None:
+    def message_with_nonce(
+        self, channel_id: int, author_id: int, nonce: str, *, within_s: float
+    ) -> Message | None:
         """The message ``author_id`` created in ``channel_id`` with ``nonce`` in the last
         ``within_s`` seconds (what ``enforce_nonce`` returns instead of a new message)."""
         found = self._nonces.get((channel_id, author_id, nonce))
