@@ -24,6 +24,7 @@ from .context.history import ConversationHistory
 from .credentials import Secrets
 from .dispatcher.admission import Admission, PersonaSource
 from .dispatcher.dispatcher import Dispatcher, DispatcherParts, DispatcherSettings
+from .dispatcher.dmturns import OnePersonaPerDm
 from .dispatcher.projection import projections
 from .dispatcher.roles import RoleLookup, RoleResolver
 from .dispatcher.sink import ReplySink
@@ -53,6 +54,8 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
     versions = VersionRecorder(store)
     admission = Admission(personas=personas, queue=queue, ledger=ledger, versions=versions,
                           admins=settings.admins, clock=clock,
+                          policy=OnePersonaPerDm(personas=personas, store=store,
+                                                 default_persona=settings.dm_default_persona),
                           roles=RoleLookup(dict(roles or {}), settings.admins))
     return Dispatcher(DispatcherParts(
         store=store, personas=personas, model=model, sinks=dict(sinks), queue=queue,

@@ -119,6 +119,8 @@ class Config:
     limits: LimitSettings = LimitSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    dm_default_persona: str | None = None
+    """``dms.default_persona``: who answers a DM when nobody was talked with there yet."""
 
     @property
     def env_file(self) -> Path:
@@ -195,6 +197,7 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
             level=logging.get("level", "info"), format=logging.get("format", "text")
         ),
         metrics=MetricsSettings(port=metrics.get("port"), host=metrics.get("host", "127.0.0.1")),
+        dm_default_persona=data.get("dms", {}).get("default_persona"),
     )
 
 

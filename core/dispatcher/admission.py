@@ -45,10 +45,11 @@ class PersonaSource(Protocol):
 
 
 class TurnPolicy(Protocol):
-    """Who takes a turn among the personas a message triggered, and in what order."""
+    """Who takes a turn among the personas a message triggered, and in what order. It
+    may read the log (who talked last), so it is asynchronous."""
 
-    def turns(self, message: InboundMessage,
-              matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
+    async def turns(self, message: InboundMessage,
+                    matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
         """The matches that get a decision, in the order they answer."""
         ...
 
@@ -56,8 +57,8 @@ class TurnPolicy(Protocol):
 class EveryMatch:
     """Every triggered persona answers, strongest trigger first (the matches' order)."""
 
-    def turns(self, message: InboundMessage,
-              matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
+    async def turns(self, message: InboundMessage,
+                    matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
         """All of ``matches``, as they are."""
         return matches
 
@@ -105,13 +106,13 @@ class Admission:
         self._notices = notices or NoticeGate(clock)
         self._roles = roles or RoleLookup({}, admins)
 
-    def matches(self, message: InboundMessage, *, replied_persona: str | None = None,
-                from_persona: str | None = None, hop: int = 0) -> Sequence[TriggerMatch]:
+    async def matches(self, message: InboundMessage, *, replied_persona: str | None = None,
+                      from_persona: str | None = None, hop: int = 0) -> Sequence[TriggerMatch]:
         """The personas ``message`` triggers that take a turn, in answering order."""
         found = self._triggers.evaluate(message, self._personas.all(),
                                         replied_persona=replied_persona,
                                         from_persona=from_persona, hop=hop)
-        return self._policy.turns(message, found)
+        return await self._policy.turns(message, found) if found else found
 
     async def with_roles(self, message: InboundMessage,
                          matches: Sequence[TriggerMatch]) -> InboundMessage:

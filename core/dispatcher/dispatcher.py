@@ -78,6 +78,8 @@ class DispatcherSettings:
     admins: AdminSettings = field(default_factory=AdminSettings)
     history_cache_events: int = MAX_CACHED_EVENTS
     """Recent conversation events kept in memory for prompts (0: read the log each time)."""
+    dm_default_persona: str | None = None
+    """Who answers a DM when nobody was talked with there yet (config ``dms``)."""
 
     @classmethod
     def from_config(cls, config: Config) -> DispatcherSettings:
@@ -89,6 +91,7 @@ class DispatcherSettings:
             shutdown_deadline_s=config.limits.shutdown_deadline_s,
             provider_concurrency={n: p.max_concurrency for n, p in config.providers.items()},
             admins=config.admins,
+            dm_default_persona=config.dm_default_persona,
         )
 
 
@@ -188,7 +191,7 @@ class Dispatcher:
         decisions: list[Decision] = []
         if echo is None and self._queue.accepting:
             replied = ours.get(message.reply_to or "")
-            matches = self._admission.matches(
+            matches = await self._admission.matches(
                 message, replied_persona=replied.persona_id if replied else None)
             message = await self._admission.with_roles(message, matches)
             decisions = await self._admission.decide(message, matches, message_event_id(
@@ -289,7 +292,8 @@ class Dispatcher:
             channel_id=target.channel_id,
             author=Author(id=f"persona:{persona.id}", display_name=persona.name, is_bot=True),
             text=replied.text, guild_id=target.guild_id, is_dm=target.is_dm)
-        matches = self._admission.matches(message, from_persona=persona.id, hop=replied.hop)
+        matches = await self._admission.matches(message, from_persona=persona.id,
+                                                hop=replied.hop)
         if not matches:
             return
         decisions = await self._admission.decide(message, matches, reply_event_id(

@@ -94,6 +94,15 @@ class TriggerEvaluator:
             return "channel"
         return None
 
+    def names(self, message: InboundMessage, persona: Persona) -> bool:
+        """Whether ``message`` names ``persona``: mentions it, or writes its id, its name
+        or one of its keywords as a word (how a person picks one persona among several)."""
+        if persona.id in message.mentions or self._mentions_by_name(message.text, persona):
+            return True
+        triggers = persona.triggers
+        words = (*triggers.keywords, persona.id, persona.name)
+        return self._keywords(tuple(w for w in words if w), False, message.text)
+
     def _keywords(self, keywords: tuple[str, ...], case_sensitive: bool, text: str) -> bool:
         key = (keywords, case_sensitive)
         if key not in self._keyword_patterns:
