@@ -49,6 +49,7 @@ from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
 from .admission import Admission, Decision, PersonaSource
 from .background import Background
+from .deliveries import DeliveryLog
 from .messages import (
     Author,
     InboundDeletion,
@@ -136,6 +137,8 @@ class Dispatcher:
             history=parts.history, ledger=parts.ledger, versions=parts.versions,
             notifier=self._notifier, background=self._background, clock=parts.clock,
             settle=self.settle, chain=self.chain)
+        self.deliveries = DeliveryLog(parts.store, parts.history)
+        """Where platforms record the steps of a delivery (:mod:`~core.dispatcher.deliveries`)."""
         self._recovery = Recovery(
             store=parts.store, personas=parts.personas, sinks=parts.sinks,
             pipeline=self._pipeline, notifier=self._notifier, background=self._background,

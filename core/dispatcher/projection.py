@@ -6,7 +6,10 @@ Crash recovery reads this instead of scanning the log.
 
 ``persona_messages``: the platform messages each persona posted (and the message each
 answered), so a reply to one of them triggers that persona, the platform's echo of it
-is known as ours, and ``explain`` finds the call behind a reply id.
+is known as ours, ``explain`` finds the call behind a reply id, and a delivery
+recovered after a crash never takes another reply's message for its own. A message is
+claimed as soon as it is posted (a part, a preview), not only once the reply is
+delivered.
 
 ``dm_personas``: in each DM conversation, the persona a person last started a reply
 from (the one they are talking with: a DM goes to it unless another is named).
@@ -19,9 +22,11 @@ from dataclasses import dataclass
 from eventstore import Column, LogReader, Projection, RecordedEvent, Table, TableWriter
 
 from ..events import (
+    DeliveryPartPosted,
     ModelFailed,
     ModelReplied,
     PersonaTriggered,
+    PreviewPosted,
     ReplyDelivered,
     ReplyFailed,
     from_recorded,
@@ -36,7 +41,8 @@ class DispatchProjection(Projection):
     name = "dispatch"
     version = 3
     types = frozenset({PersonaTriggered.type, ModelReplied.type, ModelFailed.type,
-                       ReplyDelivered.type, ReplyFailed.type})
+                       ReplyDelivered.type, ReplyFailed.type, DeliveryPartPosted.type,
+                       PreviewPosted.type})
     tables = (
         Table(name="open_replies", columns=(
             Column(name="trigger_id", type="text"), Column(name="stage", type="text"),
@@ -57,6 +63,12 @@ class DispatchProjection(Projection):
 
     def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
         step = from_recorded(event)
+        if isinstance(step, DeliveryPartPosted | PreviewPosted):
+            posted = step.posted_id
+            tables.insert("persona_messages", {
+                "platform": step.platform, "message_id": posted, "persona_id": step.persona_id,
+                "hop": 0, "answered_message_id": step.message_id}, on_conflict="ignore")
+            return
         assert isinstance(step, PersonaTriggered | ModelReplied | ModelFailed | ReplyDelivered
                           | ReplyFailed)
         key = trigger_event_id(step.platform, step.message_id, step.persona_id)

@@ -22,6 +22,7 @@ from .conversation import (
     MessageReceived,
     ThreadOpened,
 )
+from .delivery import DeliveryPartPosted, DeliveryPlanned, PreviewPlanned, PreviewPosted
 from .operations import (
     GatewayConnected,
     GatewayDisconnected,
@@ -49,6 +50,7 @@ E = TypeVar("E", bound=DomainEvent)
 CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ThreadOpened,
     PersonaTriggered, TriggerRejected, ModelReplied, ModelFailed, ReplyDelivered, ReplyFailed,
+    DeliveryPlanned, DeliveryPartPosted, PreviewPlanned, PreviewPosted,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
     LogCreated, RerunRecorded,
 )}
@@ -125,6 +127,8 @@ __all__ = [
     "CATALOGUE",
     "OUTCOME_TYPES",
     "ConversationReset",
+    "DeliveryPartPosted",
+    "DeliveryPlanned",
     "DomainEvent",
     "GatewayConnected",
     "GatewayDisconnected",
@@ -137,6 +141,8 @@ __all__ = [
     "ModelReplied",
     "PersonaTriggered",
     "PersonaVersionRecorded",
+    "PreviewPlanned",
+    "PreviewPosted",
     "QuotaReset",
     "Refusal",
     "RefusalKind",

@@ -63,6 +63,8 @@ class BotSettings:
     max_concurrent_replies: int = 256
     catch_up_window_s: float = 600.0
     log_level: str = "info"
+    stream_edits: bool = False
+    """Show each reply as it arrives (a preview message edited as the model streams)."""
 
 
 def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
@@ -77,6 +79,7 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
         "triggers: {mention: true, keywords: [ada]}\n"
         f"limits: {{reply_deadline: {settings.reply_deadline_s:g}s}}\n"
         f"delivery: {{webhook: {str(settings.webhook).lower()}, "
+        f"stream_edits: {str(settings.stream_edits).lower()}, "
         f"failure_notice: '{FAILURE_NOTICE}', busy_notice: '{BUSY_NOTICE}'}}\n")
     config = folder / "config.yaml"
     config.write_text(

@@ -24,7 +24,6 @@ async def answered_by(bot: Bot, message) -> list[str]:
 async def test_a_dm_is_answered_by_one_persona_the_one_talked_with_unless_another_is_named(
         emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     personas = [persona("cy"), persona("bob"), persona("ada")]
-    settings = DispatcherSettings(shutdown_deadline_s=5, dm_default_persona="cy")
     db = tmp_path / "log.db"
     alice, grace = server.alice, emu.add_user("grace")
     to_alice, to_grace = emu.dm_channel(alice), emu.dm_channel(grace)
@@ -34,15 +33,16 @@ async def test_a_dm_is_answered_by_one_persona_the_one_talked_with_unless_anothe
         after = await answered_by(bot, await emu.user_says(alice, to_alice, "and now?"))
         both = await answered_by(bot, await emu.user_says(alice, to_alice, "ada and cy?"))
         back = await answer_all(bot, emu, alice, "back to you, Bob")
+    assert first == ["ada"]  # nobody talked with yet, no default: the first by name
+    assert named == ["bob"] and after == ["bob"]
+    assert both == ["ada", "cy"] and back == ["bob"]
+    settings = DispatcherSettings(shutdown_deadline_s=5, dm_default_persona="cy")
     async with running_bot(emu, db, personas, fake_openai,
                            dispatcher_settings=settings) as bot:
         restarted = await answered_by(bot, await emu.user_says(alice, to_alice, "still you?"))
         newcomer = await answered_by(bot, await emu.user_says(grace, to_grace, "hi"))
         replies = bot.ours_in(to_alice)
 
-    assert first == ["ada"]  # nobody talked with yet, no default: the first by name
-    assert named == ["bob"] and after == ["bob"]
-    assert both == ["ada", "cy"] and back == ["bob"]
     # the one talked with there comes from the log, not from memory, and wins the default
     assert restarted == ["bob"]
     assert newcomer == ["cy"]  # the configured default

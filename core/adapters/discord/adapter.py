@@ -110,6 +110,7 @@ class DiscordAdapter:
     def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
         """Route gateway events to ``dispatcher`` and register the slash commands."""
         self._dispatcher = dispatcher
+        self.sink.record_with(dispatcher.deliveries)
         register_commands(self.client, commands, self._interactions)
         client = self.client
         client.add_listener(self._on_message, "on_message")

@@ -437,12 +437,13 @@ class DiscordEmulator:
         500/502/504 after 1 + 2*attempt seconds)."""
         self._rest.faults.append(RestFault(status, times, route))
 
-    def stall(self, route: str, *, after_effect: bool = False) -> RestStall:
-        """Hold the next request to ``route`` until the returned stall is released:
+    def stall(self, route: str, *, after_effect: bool = False, skip: int = 0) -> RestStall:
+        """Hold the next request to ``route`` (after letting ``skip`` through) until the
+        returned stall is released:
         before its effect, or with ``after_effect`` after it took effect but before it is
         answered (a crash then falls between Discord posting and the bot hearing of it).
         ``await stall.arrived.wait()`` tells when the request is held."""
-        stall = RestStall(route, after_effect=after_effect)
+        stall = RestStall(route, after_effect=after_effect, skip=skip)
         self._rest.stalls.append(stall)
         return stall
 

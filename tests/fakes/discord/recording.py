@@ -54,6 +54,8 @@ class RestStall:
 
     route: str
     after_effect: bool = False
+    skip: int = 0
+    """Requests to ``route`` let through before the one held."""
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     effect: bool = True

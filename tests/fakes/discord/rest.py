@@ -190,6 +190,9 @@ class RestApi:
 
     def _take_stall(self, route: str) -> RestStall | None:
         stall = next((s for s in self.stalls if not s.taken and s.route == route), None)
+        if stall is not None and stall.skip:
+            stall.skip -= 1
+            return None
         if stall is not None:
             stall.taken = True
         return stall
