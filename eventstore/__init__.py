@@ -9,6 +9,7 @@ See ``docs/eventstore.md``.
 
 from .errors import (
     EventStoreError,
+    LogUnavailable,
     NoSuchTable,
     StoreClosedError,
     StoreOpenError,
@@ -48,6 +49,7 @@ __all__ = [
     "ExpectedVersion",
     "Log",
     "LogReader",
+    "LogUnavailable",
     "MemoryLog",
     "NewEvent",
     "NoSuchTable",

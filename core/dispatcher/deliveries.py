@@ -31,6 +31,7 @@ from ..events.ids import (
 )
 from .messages import ReplyTarget
 from .projection import read_persona_messages
+from .recording import record
 from .sink import DeliveryState, Preview
 
 
@@ -87,8 +88,8 @@ class DeliveryLog:
         return {mid: (m.answered_message_id, m.persona_id) for mid, m in found.items()}
 
     async def _append(self, target: ReplyTarget, event: DomainEvent, event_id: str) -> None:
-        await self._history.append(conversation_stream(target.platform, target.channel_id),
-                                   event.new_event(event_id))
+        await record(self._history, conversation_stream(target.platform, target.channel_id),
+                     event.new_event(event_id))
 
 
 def _steps(log: LogReader, prefix: str) -> list[DomainEvent]:

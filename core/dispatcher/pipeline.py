@@ -37,6 +37,7 @@ from .admission import PersonaSource
 from .background import Background
 from .messages import OutboundReply, ReplyTarget
 from .notices import FALLBACK_FAILURE_NOTICE, Notifier
+from .recording import record
 from .requests import model_request
 from .sink import DeliveryError, ReplySink
 
@@ -139,7 +140,7 @@ class ReplyPipeline:
             used_fallback=outcome.used_fallback, finish_reason=outcome.finish_reason,
             context_positions=context.positions, variables=variables,
             scope_keys=trigger.scope_keys, hop=trigger.hop)
-        result = await self._history.append(job.stream_id, replied.new_event(
+        result = await record(self._history, job.stream_id, replied.new_event(
             reply_event_id(trigger.platform, trigger.message_id, persona.id),
             causation_id=trigger_event_id(trigger.platform, trigger.message_id, persona.id)))
         if result.duplicates:
@@ -177,7 +178,7 @@ class ReplyPipeline:
             except Exception as exc:
                 log.exception("the %s adapter failed to deliver", trigger.platform)
                 outcome = self._undelivered(trigger, f"the adapter failed: {type(exc).__name__}")
-        await self._history.append(job.stream_id, outcome.new_event(event_id))
+        await record(self._history, job.stream_id, outcome.new_event(event_id))
         self._settle(trigger, outcome.type, replied.text)
         if delivered is not None and delivered.delivered_ids:
             await self._chain(job, persona, replied, delivered)
@@ -198,7 +199,7 @@ class ReplyPipeline:
             attempts=outcome.attempts if outcome else 0,
             context_positions=context.positions if context else (),
             variables=dict(variables or {}), notice_sent=sink is not None)
-        result = await self._history.append(job.stream_id, failed.new_event(
+        result = await record(self._history, job.stream_id, failed.new_event(
             reply_event_id(trigger.platform, trigger.message_id, trigger.persona_id),
             causation_id=trigger_event_id(trigger.platform, trigger.message_id,
                                           trigger.persona_id)))
@@ -213,7 +214,7 @@ class ReplyPipeline:
         delivery outcome was recorded already."""
         failed = self._undelivered(job.trigger, error)
         trigger = job.trigger
-        result = await self._history.append(job.stream_id, failed.new_event(delivered_event_id(
+        result = await record(self._history, job.stream_id, failed.new_event(delivered_event_id(
             trigger.platform, trigger.message_id, trigger.persona_id)))
         return not result.duplicates
 

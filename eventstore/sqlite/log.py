@@ -20,7 +20,7 @@ import orjson
 
 from ..appending import as_store_error, in_load_order, stored_data
 from ..encoding import encode_data
-from ..errors import EventStoreError, WrongExpectedVersion
+from ..errors import EventStoreError, LogUnavailable, WrongExpectedVersion
 from ..filters import EventFilter
 from ..model import (
     ANY,
@@ -55,6 +55,9 @@ _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # make one necessary), so one statement for many rows is much cheaper than one per row.
 _ROWS_PER_INSERT = 100
 _READ_CHUNK = 5000
+_SQLITE_FULL = 13
+_SMALL_WAL_PAGES = 100
+"""Checkpoint every ~400 KB of WAL (SQLite's default is 1000 pages) once the disk was full."""
 # A stream's tail as one JSON text: the rows come back in a single step, which matters
 # under load: sqlite3 lets go of the GIL at every step, and a reader thread that must win
 # it back for each of ~100 rows waits up to a switch interval (5 ms) each time the event
@@ -94,6 +97,7 @@ class SQLiteLog:
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
         self._tables = SQLiteTables(conn)
+        self._disk_was_full = False
         for projection in self._projections:
             self._prepare_projection(projection)
 
@@ -152,6 +156,23 @@ class SQLiteLog:
         """
         outcomes: list[AppendResult | EventStoreError] = []
         now = time.time()
+        if self._disk_was_full:
+            self._checkpoint()
+        try:
+            return self._append_batch(requests, outcomes, now, recorded)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != _SQLITE_FULL:
+                raise
+            self._disk_was_full = True
+            self._checkpoint()
+            raise LogUnavailable(
+                f"the disk holding the event log {self.location} is full; nothing of this "
+                "append was written (free some space: the bot takes up again by itself)"
+            ) from None
+
+    def _append_batch(self, requests: Sequence[AppendRequest],
+                      outcomes: list[AppendResult | EventStoreError], now: float,
+                      recorded: bool) -> list[AppendResult | EventStoreError]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._catch_up_projections()
@@ -175,7 +196,19 @@ class SQLiteLog:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        self._disk_was_full = False
         return outcomes
+
+    def _checkpoint(self) -> None:
+        """Move the write-ahead log into the database and empty it. A full disk stops the
+        automatic checkpoints (they need room too), and the WAL, never reset, then fills
+        any space freed: after a full disk each append first tries this."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            # and from now on often enough that the WAL never grows into the space left
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_SMALL_WAL_PAGES}").fetchall()
+        except sqlite3.Error:
+            pass  # still no room: the append that follows says so
 
     def _append_one(self, request: AppendRequest, now: float, next_position: int,
                     recorded: bool) -> AppendResult:

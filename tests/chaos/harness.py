@@ -65,6 +65,10 @@ class BotSettings:
     log_level: str = "info"
     stream_edits: bool = False
     """Show each reply as it arrives (a preview message edited as the model streams)."""
+    database: str = "log.db"
+    """The event log's path (relative to the bot's folder, or absolute)."""
+    metrics_port: int | None = None
+    """Serve /metrics, /healthz and /readyz on this port."""
 
 
 def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
@@ -83,7 +87,7 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
         f"failure_notice: '{FAILURE_NOTICE}', busy_notice: '{BUSY_NOTICE}'}}\n")
     config = folder / "config.yaml"
     config.write_text(
-        "database: {path: log.db, synchronous: normal}\n"
+        f"database: {{path: '{settings.database}', synchronous: normal}}\n"
         "personas: {dir: personas}\n"
         f"discord: {{api_base_url: '{emu.api_base_url}', token_env: {TOKEN_ENV}, "
         f"catch_up_window: {settings.catch_up_window_s:g}s}}\n"
@@ -92,7 +96,8 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
         f"max_concurrency: {settings.max_concurrency}}}\n"
         f"limits: {{shutdown_deadline: 5s, max_concurrent_replies: "
         f"{settings.max_concurrent_replies}, recovery_window: 10m}}\n"
-        f"logging: {{level: {settings.log_level}}}\n")
+        f"logging: {{level: {settings.log_level}}}\n"
+        + (f"metrics: {{port: {settings.metrics_port}}}\n" if settings.metrics_port else ""))
     return config
 
 

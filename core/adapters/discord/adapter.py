@@ -27,12 +27,13 @@ from typing import Any
 import disnake
 from disnake.ext import commands
 
-from eventstore import EventStore
+from eventstore import EventStore, LogUnavailable
 
 from ...commands import CommandSet
 from ...dispatcher.admission import PersonaSource
 from ...dispatcher.dispatcher import Dispatcher
 from ...dispatcher.projection import read_persona_messages
+from .backlog import BACKLOG_LIMIT, Backlog
 from .catchup import catch_up
 from .commands import register_commands
 from .delivery import STREAM_INTERVAL_S, DiscordSink
@@ -75,6 +76,8 @@ class DiscordAdapterSettings:
     catch_up_window_s: float = 600.0
     defer_after_s: float = DEFER_AFTER_S
     stream_interval_s: float = STREAM_INTERVAL_S
+    backlog_limit: int = BACKLOG_LIMIT
+    """Messages kept while the log cannot be written (more are read back afterwards)."""
 
 
 class DiscordAdapter:
@@ -104,6 +107,7 @@ class DiscordAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_locks: dict[int, asyncio.Lock] = {}
         self._announced = False
+        self._backlog = Backlog(self._take_in, self._read_back, limit=settings.backlog_limit)
         self.caught_up = asyncio.Event()
         """Set after each catch-up pass (tests and health checks wait on it)."""
 
@@ -130,6 +134,7 @@ class DiscordAdapter:
     async def close(self) -> None:
         """Stop background work, typing and pending commands; close the gateway."""
         self._accepting = False
+        await self._backlog.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -143,16 +148,42 @@ class DiscordAdapter:
         await self.ingest(message)
 
     async def ingest(self, message: disnake.Message) -> None:
-        """Hand ``message`` to the dispatcher (not the bot's own; never raises)."""
+        """Hand ``message`` to the dispatcher (not the bot's own; never raises). While the
+        log cannot be written it waits in the backlog, and is taken in once it can."""
         if not self._accepting or self._dispatcher is None or self._is_own(message):
             return
+        if self._backlog.waiting:
+            self._backlog.keep(message)  # behind those already waiting: order holds
+            return
+        try:
+            await self._take_in(message)
+        except LogUnavailable as exc:
+            self._backlog.keep(message, exc)
+
+    def intake_problem(self) -> str | None:
+        """Why messages are not being taken in now (for ``/readyz``), or None."""
+        return self._backlog.problem()
+
+    async def _take_in(self, message: disnake.Message) -> None:
         # disnake runs each event in a task of its own: a lock per channel (taken in
         # arrival order, before any await) keeps the log in the order people wrote
         lock = self._channel_locks.setdefault(message.channel.id, asyncio.Lock())
         async with lock:
             await self._ingest(message)
 
+    async def _read_back(self, channels: set[int]) -> None:
+        """Catch up the channels whose messages did not fit in the backlog."""
+        await catch_up(self.client, self._store, self._settings.catch_up_window_s,
+                       self._read_back_one, channels=[str(c) for c in sorted(channels)])
+
+    async def _read_back_one(self, message: disnake.Message) -> None:
+        # straight to the log, not behind the backlog this read-back is part of
+        if self._accepting and self._dispatcher is not None and not self._is_own(message):
+            await self._take_in(message)
+
     async def _ingest(self, message: disnake.Message) -> None:
+        """Take ``message`` in; raises only :class:`~eventstore.LogUnavailable` (the log
+        could not record it: try again later)."""
         assert self._dispatcher is not None  # ingest() takes nothing in before attach()
         try:
             inbound = inbound_message(message, self._personas.all(), self.client.user.id)
@@ -165,6 +196,8 @@ class DiscordAdapter:
                 if owner is not None:
                     inbound = replace(inbound, mentions=inbound.mentions | {owner})
             await self._dispatcher.ingest(inbound)
+        except LogUnavailable:
+            raise
         except Exception:
             log.exception("could not take in Discord message %s", message.id)
 
