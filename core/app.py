@@ -66,9 +66,10 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
 
 
 async def open_log_store(config: Config) -> EventStore:
-    """The event log config.yaml names, with the bot's projections and upcasters."""
+    """The event log config.yaml names, with the bot's projections and upcasters, as its
+    one writer (a second bot on the same SQLite file is refused, naming the first)."""
     return await open_store(config.database.url, synchronous=config.database.synchronous,
-                            upcasters=upcasters(), projections=projections())
+                            upcasters=upcasters(), projections=projections(), lock=True)
 
 
 class Platform(Protocol):

@@ -29,6 +29,7 @@ from .model import (
 )
 from .projections import Column, Projection, ProjectionDifference, Table, TableReader, TableWriter
 from .protocol import EventStore, Log, LogReader
+from .sqlite.lock import LogLocked
 from .sqlite.log import SQLiteLog
 from .sqlite.schema import SCHEMA_VERSION, Synchronous
 from .store import ThreadedStore
@@ -48,6 +49,7 @@ __all__ = [
     "EventStoreError",
     "ExpectedVersion",
     "Log",
+    "LogLocked",
     "LogReader",
     "LogUnavailable",
     "MemoryLog",

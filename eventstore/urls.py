@@ -40,12 +40,15 @@ def sqlite_path(target: str | Path) -> Path | None:
 
 def open_log(target: str | Path, *, synchronous: Synchronous = "full",
              upcasters: Upcasters | None = None, projections: Sequence[Projection] = (),
-             create: bool = True) -> Log:
-    """Open (creating or migrating, when ``create``) the log ``target`` names."""
+             create: bool = True, read_only: bool = False, lock: bool = False) -> Log:
+    """Open (creating or migrating, when ``create``) the log ``target`` names.
+    ``read_only``: for tools that only read (works on a read-only file); ``lock``: as
+    the log's one writer process (a backend that allows several ignores it)."""
     path = sqlite_path(target)
     if path is not None:
         return SQLiteLog.open(path, synchronous=synchronous, upcasters=upcasters,
-                              projections=projections, create=create)
+                              projections=projections, create=create, read_only=read_only,
+                              lock=lock)
     scheme = str(target).partition("://")[0]
     if scheme == "memory":
         return MemoryLog(upcasters=upcasters, projections=projections, location=str(target))
@@ -55,10 +58,12 @@ def open_log(target: str | Path, *, synchronous: Synchronous = "full",
 
 async def open_store(target: str | Path, *, synchronous: Synchronous = "full",
                      upcasters: Upcasters | None = None,
-                     projections: Sequence[Projection] = (), readers: int = 2) -> ThreadedStore:
-    """Open the log ``target`` names for asyncio code, without blocking the loop."""
+                     projections: Sequence[Projection] = (), readers: int = 2,
+                     lock: bool = False) -> ThreadedStore:
+    """Open the log ``target`` names for asyncio code, without blocking the loop
+    (``lock``: as its one writer process, see :func:`open_log`)."""
     log = await asyncio.to_thread(open_log, target, synchronous=synchronous,
-                                  upcasters=upcasters, projections=projections)
+                                  upcasters=upcasters, projections=projections, lock=lock)
     return ThreadedStore(log, readers=readers)
 
 

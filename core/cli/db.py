@@ -38,7 +38,7 @@ def init(ctx: CliContext) -> None:
 @user_errors
 def check(ctx: CliContext) -> None:
     """Run SQLite's integrity check and the log's own invariants; exit 1 on any violation."""
-    log = ctx.open_log()
+    log = ctx.open_log(read_only=True)
     try:
         violations = log.check()
     finally:

@@ -19,8 +19,7 @@ def check_log(path: str | Path) -> list[Violation]:
     path = Path(path)
     if not path.is_file():
         raise StoreOpenError(f"there is no event log at {path}")
-    schema._refuse_foreign_file(path)
-    conn = schema.connect_reader(path)
+    conn = schema.connect_read_only(path, refuse_newer=False)
     try:
         return list(_violations(conn))
     except sqlite3.DatabaseError as exc:

@@ -20,7 +20,7 @@ import orjson
 
 from ..appending import as_store_error, in_load_order, stored_data
 from ..encoding import encode_data
-from ..errors import EventStoreError, LogUnavailable, WrongExpectedVersion
+from ..errors import EventStoreError, LogUnavailable, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
 from ..model import (
     ANY,
@@ -43,6 +43,7 @@ from ..projections import (
 from ..tables import MemoryTables
 from ..upcasting import Upcasters
 from . import schema
+from .lock import WriterLock
 from .tables import SQLiteTables
 
 _COLUMNS = (
@@ -89,11 +90,15 @@ class SQLiteLog:
         *,
         upcasters: Upcasters | None = None,
         projections: Sequence[Projection] = (),
+        read_only: bool = False,
+        lock: WriterLock | None = None,
     ) -> None:
         check_tables(projections)
         self._db = conn
         self.path = path
         self.location = str(path)
+        self._read_only = read_only
+        self._lock = lock
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
         self._tables = SQLiteTables(conn)
@@ -110,22 +115,50 @@ class SQLiteLog:
         upcasters: Upcasters | None = None,
         projections: Sequence[Projection] = (),
         create: bool = True,
+        read_only: bool = False,
+        lock: bool = False,
     ) -> SQLiteLog:
         """Open (creating or migrating) the log at ``path``.
 
         Opening reads no events unless a registered projection is behind the log.
+        ``read_only``: never write (no migration, no projection catch-up), so that a
+        read-only file or directory can be read; ``lock``: be the one writer of this file
+        (:class:`~eventstore.sqlite.lock.WriterLock`), refused while another holds it.
         """
         path = Path(path)
-        conn = schema.connect(path, synchronous=synchronous, create=create)
-        return cls(conn, path, upcasters=upcasters, projections=projections)
+        if read_only:
+            if projections:
+                raise ValueError("a read-only log keeps no projections up to date")
+            return cls(schema.connect_read_only(path), path, upcasters=upcasters,
+                       read_only=True)
+        writer = None
+        if lock:
+            schema.refuse_foreign_file(path)
+            if not create and not path.exists():
+                raise StoreOpenError(f"there is no event log at {path} yet")
+            schema.ensure_parent(path)
+            writer = WriterLock.acquire(path)
+        try:
+            conn = schema.connect(path, synchronous=synchronous, create=create)
+            return cls(conn, path, upcasters=upcasters, projections=projections, lock=writer)
+        except BaseException:
+            if writer is not None:
+                writer.release()
+            raise
 
     def reader(self) -> SQLiteLog:
         """Another, query-only connection to this file (WAL lets it read while we write)."""
-        return SQLiteLog(schema.connect_reader(self.path), self.path, upcasters=self._upcasters)
+        conn = schema.connect_read_only(self.path) if self._read_only else \
+            schema.connect_reader(self.path)
+        return SQLiteLog(conn, self.path, upcasters=self._upcasters, read_only=self._read_only)
 
     def close(self) -> None:
-        """Close the connection. Committed events are durable before this returns."""
+        """Close the connection (and let go of the writer lock). Committed events are
+        durable before this returns."""
         self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @property
     def connection(self) -> sqlite3.Connection:

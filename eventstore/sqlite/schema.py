@@ -7,6 +7,7 @@ anything is written to it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..errors import StoreOpenError
 Synchronous = Literal["full", "normal"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_CANTOPEN = 14
 
 _APPEND_ONLY_TRIGGERS = (
     "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT "
@@ -80,7 +82,9 @@ MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _refuse_foreign_file(path: Path) -> None:
+def refuse_foreign_file(path: Path) -> None:
+    """Raise StoreOpenError for a path that is a directory or a file that is not an
+    intact SQLite database (nothing is written to it)."""
     if path.is_dir():
         raise StoreOpenError(f"database.path {path} is a directory; name a file inside it")
     if not path.exists() or path.stat().st_size == 0:
@@ -116,7 +120,8 @@ def _plausible_header(header: bytes) -> bool:
     )
 
 
-def _ensure_parent(path: Path) -> None:
+def ensure_parent(path: Path) -> None:
+    """Create the log's directory (StoreOpenError when it cannot be)."""
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +154,10 @@ def connect(path: Path, *, synchronous: Synchronous = "full", create: bool = Tru
     Nothing is written to a file that is refused.
     """
     path = Path(path)
-    _refuse_foreign_file(path)
+    refuse_foreign_file(path)
     if not create and not path.exists():
         raise StoreOpenError(f"there is no event log at {path} yet")
-    _ensure_parent(path)
+    ensure_parent(path)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -175,6 +180,60 @@ def connect(path: Path, *, synchronous: Synchronous = "full", create: bool = Tru
     return conn
 
 
+def connect_read_only(path: Path, *, refuse_newer: bool = True) -> sqlite3.Connection:
+    """A connection that never writes, for tools that only read, and works on a log file
+    or directory that is read-only. Where both are writable it is a query-only
+    connection (SQLite tidies its WAL files away when it closes); else SQLite's
+    read-only mode, which needs the WAL's index file, and where that cannot be made (a
+    read-only directory after a clean close: no WAL is left to read) the file is
+    opened as immutable. ``refuse_newer``: refuse a log of a newer personae."""
+    path = Path(path)
+    refuse_foreign_file(path)
+    if not path.is_file():
+        raise StoreOpenError(f"there is no event log at {path} yet")
+    if refuse_newer:
+        with path.open("rb") as f:
+            _refuse_newer(path, int.from_bytes(f.read(100)[60:64], "big"))
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        conn = connect_reader(path)
+        try:
+            if refuse_newer:
+                _check_version(path, conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                           isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        if refuse_newer:
+            _check_version(path, conn)
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if getattr(exc, "sqlite_errorcode", None) != _SQLITE_CANTOPEN:
+            raise _translate(path, exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreOpenError(
+            f"cannot read the event log {path}: its directory is read-only and it still has "
+            f"a write-ahead log ({wal.name}), which SQLite cannot read from there; copy the "
+            "three files somewhere writable, or let the bot close the log cleanly first")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True,
+                               isolation_level=None, check_same_thread=False)
+        if refuse_newer:
+            _check_version(path, conn)
+    except sqlite3.Error as exc:
+        raise _translate(path, exc) from None
+    return conn
+
+
 def connect_reader(path: Path, *, query_only: bool = True) -> sqlite3.Connection:
     """A connection for reads, to a log that :func:`connect` has opened before."""
     try:
@@ -188,7 +247,10 @@ def connect_reader(path: Path, *, query_only: bool = True) -> sqlite3.Connection
 
 
 def _check_version(path: Path, conn: sqlite3.Connection) -> None:
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    _refuse_newer(path, conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _refuse_newer(path: Path, found: int) -> None:
     if found > SCHEMA_VERSION:
         raise StoreOpenError(
             f"{path} was written by a newer personae (log schema {found}; this version "
