@@ -438,14 +438,17 @@ def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -
 
 @click.command("import")
 @click.argument("source", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--partial", is_flag=True,
+              help="Accept a filtered export, whose positions skip those left out.")
 @pass_context
 @user_errors
-def import_command(ctx: CliContext, source: Path) -> None:
-    """Load an export (JSON lines) into an empty log (database in config.yaml)."""
+def import_command(ctx: CliContext, source: Path, partial: bool) -> None:
+    """Load an export (JSON lines) into an empty log (database in config.yaml); every
+    event is checked first, and a refusal (with its line) writes nothing."""
     log: Log = ctx.open_log(create=True)
     try:
         with source.open("rb") as f:
-            result = import_lines(log, f, source=str(source))
+            result = import_lines(log, f, source=str(source), partial=partial)
     finally:
         log.close()
     ctx.out.print(f"imported {result.events} events (last position {result.last_position}) "
