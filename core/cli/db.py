@@ -37,10 +37,17 @@ def init(ctx: CliContext) -> None:
 @pass_context
 @user_errors
 def check(ctx: CliContext) -> None:
-    """Run SQLite's integrity check and the log's own invariants; exit 1 on any violation."""
+    """Run SQLite's integrity check and the log's own invariants (append-only triggers as
+    defined, gap-free positions and stream versions, every event readable, projections
+    equal to a rebuild); exit 1 on any violation. Works on a read-only log."""
+    from ..replay.logcheck import personae_violations
+
     log = ctx.open_log(read_only=True)
     try:
         violations = log.check()
+        if not any(v.rule in ("schema", "sqlite", "sqlite integrity", "valid JSON")
+                   for v in violations):
+            violations = [*violations, *personae_violations(log)]
     finally:
         log.close()
     for violation in violations:

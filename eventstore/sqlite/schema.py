@@ -22,12 +22,32 @@ Synchronous = Literal["full", "normal"]
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SQLITE_CANTOPEN = 14
 
-_APPEND_ONLY_TRIGGERS = (
-    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT "
+APPEND_ONLY_TRIGGERS: dict[str, str] = {
+    "events_no_update": "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT "
     "RAISE(ABORT, 'the event log is append-only: events cannot be updated'); END",
-    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT "
+    "events_no_delete": "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT "
     "RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END",
-)
+    # INSERT OR REPLACE deletes the row it collides with without firing the delete
+    # trigger (unless recursive_triggers is on), so a colliding insert is refused too.
+    "events_no_replace": "CREATE TRIGGER events_no_replace BEFORE INSERT ON events "
+    "WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position) "
+    "OR EXISTS (SELECT 1 FROM events WHERE event_id = NEW.event_id) "
+    "OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id "
+    "AND version = NEW.version) "
+    "BEGIN SELECT RAISE(FAIL, "
+    "'the event log is append-only: an existing event cannot be replaced'); END",
+}
+"""The triggers that make the events table append-only, exactly as created (``db
+check`` compares the file's with these)."""
+
+EVENT_INDEXES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "events_event_id": (("event_id",), True),
+    "events_stream_version": (("stream_id", "version"), True),
+    "events_type_position": (("type", "position"), False),
+    "events_recorded_at": (("recorded_at",), False),
+}
+"""The events table's indexes: columns, and whether unique (the unique ones make
+idempotency and gap-free stream versions hold)."""
 
 
 def _migrate_to_1(db: sqlite_utils.Database) -> None:
@@ -51,12 +71,10 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
         },
     )
     events = db.table("events")
-    events.create_index(["event_id"], unique=True, index_name="events_event_id")
-    events.create_index(["stream_id", "version"], unique=True, index_name="events_stream_version")
-    events.create_index(["type", "position"], index_name="events_type_position")
-    events.create_index(["recorded_at"], index_name="events_recorded_at")
-    for trigger in _APPEND_ONLY_TRIGGERS:
-        db.execute(trigger)
+    for name, (columns, unique) in EVENT_INDEXES.items():
+        events.create_index(list(columns), unique=unique, index_name=name)
+    for name in ("events_no_update", "events_no_delete"):
+        db.execute(APPEND_ONLY_TRIGGERS[name])
     db["projection_positions"].create(  # type: ignore[union-attr]
         {"name": str, "version": int, "position": int},
         pk="name",
@@ -65,17 +83,7 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_to_2(db: sqlite_utils.Database) -> None:
-    # INSERT OR REPLACE deletes the row it collides with without firing the delete
-    # trigger (unless recursive_triggers is on), so a colliding insert is refused here.
-    db.execute(
-        "CREATE TRIGGER events_no_replace BEFORE INSERT ON events "
-        "WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position) "
-        "OR EXISTS (SELECT 1 FROM events WHERE event_id = NEW.event_id) "
-        "OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id "
-        "AND version = NEW.version) "
-        "BEGIN SELECT RAISE(FAIL, "
-        "'the event log is append-only: an existing event cannot be replaced'); END"
-    )
+    db.execute(APPEND_ONLY_TRIGGERS["events_no_replace"])
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1, _migrate_to_2)
