@@ -80,6 +80,16 @@ class DiscordAdapterSettings:
     """Messages kept while the log cannot be written (more are read back afterwards)."""
 
 
+class _Bot(commands.InteractionBot):
+    """disnake's bot without its owner prefetch: at login it fires off a task asking
+    Discord who owns the application, which nobody awaits, so a bot that stops early
+    (a refused intent, a quick SIGTERM) leaves it to fail on the closed session as
+    "Task exception was never retrieved". personae's admins come from config.yaml."""
+
+    async def _fill_owners(self) -> None:
+        return None
+
+
 class DiscordAdapter:
     """Turns gateway events into dispatcher calls and owns the Discord reply sink."""
 
@@ -93,7 +103,7 @@ class DiscordAdapter:
         self._settings = settings
         # No message cache: edits and deletes arrive as raw events and the log is the
         # memory; disnake's default 1,000 cached messages only fed the garbage collector.
-        self.client = commands.InteractionBot(
+        self.client = _Bot(
             intents=bot_intents(), **{"max_messages": None, **(client_options or {})})
         self._interactions = InteractionReplies(settings.defer_after_s)
         self._threads = ThreadMover(store)
