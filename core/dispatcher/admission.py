@@ -11,7 +11,7 @@ PersonaTriggered. Admission decides; the dispatcher appends the decisions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,12 +22,14 @@ from ..limits.quotas import QuotaLedger, QuotaStatus, QuotaUsage, UsageKey, quot
 from ..limits.schedule import next_fire_time
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
-from .messages import InboundMessage
+from .messages import Author, InboundMessage
 from .permissions import permission_refusal
 from .roles import RoleLookup
 from .triggers import TriggerEvaluator, TriggerMatch
 from .workqueue import WorkQueue
 
+PERSONA_AUTHOR = "persona:"
+"""How the author of a persona's own message is named (persona-to-persona turns)."""
 BUSY_NOTICE_WINDOW_S = 30.0
 QUOTA_NOTICE_WINDOW_S = 3600.0
 
@@ -141,13 +143,23 @@ class Admission:
         return await self._roles.lookup(message, wanted)
 
     async def decide(self, message: InboundMessage, matches: Sequence[TriggerMatch],
-                     source_event_id: str) -> list[Decision]:
-        """A decision for each of ``matches``."""
+                     source_event_id: str, *, root_author: str | None = None
+                     ) -> list[Decision]:
+        """A decision for each of ``matches``. ``root_author``: for a persona's message
+        (a persona-to-persona turn), the person whose message started the chain: the
+        permission rules of each persona answering hold for them too, so a chain never
+        makes a persona talk with someone it refuses."""
         personas = [(m, self._personas.get(m.persona_id)) for m in matches]
         chosen = [(m, p) for m, p in personas if p is not None]
         await self._versions.record(p for _, p in chosen)
         usage = await self._quota_usage(message, [p for _, p in chosen])
-        return [self._decide_one(message, match, persona, source_event_id, usage.get(persona.id))
+        root = None
+        if root_author is not None and not root_author.startswith(PERSONA_AUTHOR):
+            root = await self._roles.complete(replace(message, author=Author(
+                id=root_author, display_name=root_author, roles_known=False)),
+                [p for _, p in chosen])
+        return [self._decide_one(message, match, persona, source_event_id, usage.get(persona.id),
+                                 root=root, root_author=root_author)
                 for match, persona in chosen]
 
     def undo(self, decisions: Iterable[Decision]) -> None:
@@ -181,7 +193,9 @@ class Admission:
                                             scope_keys(message, persona)[rate.scope]))
 
     def _decide_one(self, message: InboundMessage, match: TriggerMatch, persona: Persona,
-                    source_event_id: str, used: QuotaUsage | None) -> Decision:
+                    source_event_id: str, used: QuotaUsage | None, *,
+                    root: InboundMessage | None = None,
+                    root_author: str | None = None) -> Decision:
         keys = scope_keys(message, persona)
 
         def reject(refusal: Refusal, detail: str = "", *, retry_after: float | None = None,
@@ -198,10 +212,11 @@ class Admission:
         if match.hop > persona.triggers.max_hops:
             return reject(Refusal.of(RefusalKind.HOP_LIMIT),
                           f"hop {match.hop} > max_hops {persona.triggers.max_hops}")
-        if match.hop == 0:
-            rule = permission_refusal(message, persona.permissions, self._admins)
+        if match.hop == 0 or root is not None:
+            rule = permission_refusal(root or message, persona.permissions, self._admins)
             if rule is not None:
-                return reject(Refusal.of(RefusalKind.PERMISSION, rule))
+                return reject(Refusal.of(RefusalKind.PERMISSION, rule),
+                              f"for {root.author.id}, who started this" if root else "")
         bucket = None
         rate = persona.limits.rate
         if rate is not None:
@@ -232,7 +247,7 @@ class Admission:
             channel_id=message.channel_id,
             author_id=message.author.id, source_event_id=source_event_id,
             guild_id=message.guild_id, is_dm=message.is_dm, hop=match.hop,
-            provider=persona.model.provider, scope_keys=keys)
+            provider=persona.model.provider, scope_keys=keys, root_author_id=root_author)
         return Decision(persona=persona, match=match, event=event, bucket=bucket)
 
     async def _quota_usage(self, message: InboundMessage,

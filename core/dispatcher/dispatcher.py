@@ -47,7 +47,7 @@ from ..limits.quotas import QuotaLedger, QuotaStatus
 from ..limits.schedule import QuotaResetScheduler
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
-from .admission import Admission, Decision, PersonaSource
+from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource
 from .background import Background
 from .deliveries import DeliveryLog
 from .messages import (
@@ -293,14 +293,16 @@ class Dispatcher:
         message = InboundMessage(
             platform=target.platform, message_id=delivered.delivered_ids[0],
             channel_id=target.channel_id,
-            author=Author(id=f"persona:{persona.id}", display_name=persona.name, is_bot=True),
+            author=Author(id=f"{PERSONA_AUTHOR}{persona.id}", display_name=persona.name,
+                          is_bot=True),
             text=replied.text, guild_id=target.guild_id, is_dm=target.is_dm)
         matches = await self._admission.matches(message, from_persona=persona.id,
                                                 hop=replied.hop)
         if not matches:
             return
         decisions = await self._admission.decide(message, matches, reply_event_id(
-            replied.platform, replied.message_id, persona.id))
+            replied.platform, replied.message_id, persona.id),
+            root_author=job.trigger.root_author_id or job.trigger.author_id)
         events = [d.event.new_event(trigger_event_id(message.platform, message.message_id,
                                                      d.persona.id)) for d in decisions]
         if events:
