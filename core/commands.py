@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from eventstore import LogUnavailable
+
 from .config import AdminSettings
 from .dispatcher.admission import PersonaSource
 from .dispatcher.dispatcher import Dispatcher
@@ -97,6 +99,12 @@ class PlainStyle:
         return text
 
 
+UNRECORDED = CommandReply(text="I can't take that in right now: the bot cannot record "
+                                "anything (its disk may be full). Please try again in a "
+                                "little while.")
+"""The answer to a command the log could not record (nothing happened)."""
+
+
 def find_persona(personas: PersonaSource, wanted: str) -> Persona | None:
     """The persona whose id or name is ``wanted`` (case-insensitive)."""
     key = wanted.strip().lower()
@@ -160,7 +168,10 @@ class CommandSet:
         message = caller.message(prompt, persona.id)
         if before is not None:
             before(message)
-        result = await self._dispatcher.ingest(message)
+        try:
+            result = await self._dispatcher.ingest(message)
+        except LogUnavailable:
+            return UNRECORDED
         if result.rejected:
             return CommandReply(text=refusal_line(persona, result.rejected[0][1]))
         return None
@@ -196,9 +207,12 @@ class CommandSet:
             return CommandReply(text="You can't talk to any persona here, so there is "
                                      "nothing of yours to reset.")
         whole = caller.is_dm or await self.is_admin(caller)
-        await self._dispatcher.reset_conversation(
-            caller.platform, caller.channel_id, caller.author.id, caller.command_id,
-            scope=RESET_CHANNEL if whole else RESET_USER)
+        try:
+            await self._dispatcher.reset_conversation(
+                caller.platform, caller.channel_id, caller.author.id, caller.command_id,
+                scope=RESET_CHANNEL if whole else RESET_USER)
+        except LogUnavailable:
+            return UNRECORDED
         if whole:
             return CommandReply(text=f"{caller.author.display_name} reset the conversation: "
                                      "earlier messages here are forgotten.", public=True)

@@ -52,3 +52,30 @@ async def test_a_full_disk_holds_messages_back_and_answers_them_once_space_retur
     answered = [r.content.rsplit("to: ", 1)[1] for r in bot.ours_in(server.general)]
     assert sorted(answered) == sorted(m.content for m in asked)
     assert wal < DISK_BYTES // 2  # checkpointed after the disk was full
+
+
+async def test_edits_wait_with_the_messages_and_a_command_says_why_it_cannot_run(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    from .test_commands import answer_of
+
+    ada = persona("ada", extra="triggers: {keywords: [ada]}\n")
+    with small_disk(tmp_path / "disk") as disk:
+        async with running_bot(emu, disk / "log.db", [ada], fake_openai) as bot:
+            await emu.wait_for_command("ask")
+            first = await emu.user_says(server.alice, server.general, "ada, remember 41")
+            await bot.reply_to(first)
+            await bot.dispatcher.wait_idle()
+            filler = fill(disk)
+            await emu.user_edits(first, "ada, remember 42")
+            asked = await emu.user_invokes("ask", {"persona": "ada", "prompt": "hi"},
+                                           server.general, server.bob)
+            refused = await answer_of(emu, asked)
+            await eventually(bot.adapter.intake_problem)
+            filler.unlink()
+            await eventually(lambda: bot.adapter.intake_problem() is None, timeout=20)
+            later = await emu.user_says(server.alice, server.general, "ada, which number?")
+            await bot.reply_to(later, timeout=10)
+
+    assert "can't take that in right now" in refused.content
+    prompt = [m["content"] for m in fake_openai.requests[-1].messages[1:]]
+    assert "ada, remember 42" in prompt and "ada, remember 41" not in prompt

@@ -18,9 +18,10 @@ catch-up), ``dispatcher.shutdown()``, then :meth:`close`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from eventstore import EventStore, LogUnavailable
 from ...commands import CommandSet
 from ...dispatcher.admission import PersonaSource
 from ...dispatcher.dispatcher import Dispatcher
+from ...dispatcher.messages import InboundDeletion, InboundEdit
 from ...dispatcher.projection import read_persona_messages
 from .backlog import BACKLOG_LIMIT, Backlog
 from .catchup import catch_up
@@ -117,7 +119,7 @@ class DiscordAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_locks: dict[int, asyncio.Lock] = {}
         self._announced = False
-        self._backlog = Backlog(self._take_in, self._read_back, limit=settings.backlog_limit)
+        self._backlog = Backlog(self._read_back, limit=settings.backlog_limit)
         self.caught_up = asyncio.Event()
         """Set after each catch-up pass (tests and health checks wait on it)."""
 
@@ -162,13 +164,17 @@ class DiscordAdapter:
         log cannot be written it waits in the backlog, and is taken in once it can."""
         if not self._accepting or self._dispatcher is None or self._is_own(message):
             return
+        await self._in_order(message.channel.id, functools.partial(self._take_in, message))
+
+    async def _in_order(self, channel_id: int, take: Callable[[], Awaitable[None]]) -> None:
+        """``take`` now, or behind what waits for the log already (order holds)."""
         if self._backlog.waiting:
-            self._backlog.keep(message)  # behind those already waiting: order holds
+            self._backlog.keep(channel_id, take)
             return
         try:
-            await self._take_in(message)
+            await take()
         except LogUnavailable as exc:
-            self._backlog.keep(message, exc)
+            self._backlog.keep(channel_id, take, exc)
 
     def intake_problem(self) -> str | None:
         """Why messages are not being taken in now (for ``/readyz``), or None."""
@@ -220,10 +226,16 @@ class DiscordAdapter:
         guild = self.client.get_guild(payload.guild_id) if payload.guild_id else None
         edit = inbound_edit(payload, guild, self.client.user.id)
         if edit is not None:
-            try:
-                await self._dispatcher.edit(edit)
-            except Exception:
-                log.exception("could not record an edit of message %s", payload.message_id)
+            await self._in_order(payload.channel_id, functools.partial(self._record_edit, edit))
+
+    async def _record_edit(self, edit: InboundEdit) -> None:
+        assert self._dispatcher is not None
+        try:
+            await self._dispatcher.edit(edit)
+        except LogUnavailable:
+            raise
+        except Exception:
+            log.exception("could not record an edit of message %s", edit.message_id)
 
     async def _on_raw_message_delete(self, payload: disnake.RawMessageDeleteEvent) -> None:
         await self._deleted([payload.message_id], payload.channel_id)
@@ -236,10 +248,17 @@ class DiscordAdapter:
         if not self._accepting or self._dispatcher is None:
             return
         for message_id in message_ids:
-            try:
-                await self._dispatcher.delete(inbound_deletion(message_id, channel_id))
-            except Exception:
-                log.exception("could not record the deletion of message %s", message_id)
+            await self._in_order(channel_id, functools.partial(
+                self._record_deletion, inbound_deletion(message_id, channel_id)))
+
+    async def _record_deletion(self, deletion: InboundDeletion) -> None:
+        assert self._dispatcher is not None
+        try:
+            await self._dispatcher.delete(deletion)
+        except LogUnavailable:
+            raise
+        except Exception:
+            log.exception("could not record the deletion of message %s", deletion.message_id)
 
     async def _on_thread_create(self, thread: disnake.Thread) -> None:
         """Join new threads, so their messages keep arriving however the server is set up

@@ -1,8 +1,9 @@
 """Messages the log could not take (a full disk, an I/O error): kept, retried, taken in.
 
-While appends fail with :class:`~eventstore.LogUnavailable`, messages wait here in the
-order they came (new ones join the queue, so a conversation keeps its order) and the
-head is retried with backoff (``first_s`` doubling up to ``most_s``). Once the log
+While appends fail with :class:`~eventstore.LogUnavailable`, messages (and edits and
+deletions, which must not overtake them) wait here in the order they came (new ones
+join the queue, so a conversation keeps its order) and the head is retried with
+backoff (``first_s`` doubling up to ``most_s``). Once the log
 takes one, the rest follow at once; nothing needs a restart. The queue is bounded
 (``limit`` messages, the oldest kept): past it, a message is not kept but its channel
 is remembered, and once the log is writable again those channels' recent history is
@@ -18,8 +19,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-
-import disnake
+from dataclasses import dataclass
 
 from eventstore import LogUnavailable
 
@@ -32,19 +32,25 @@ RETRY_FIRST_S = 0.5
 RETRY_MOST_S = 30.0
 
 
-class Backlog:
-    """The waiting messages and the task that retries them (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """Something to take in once the log can be written: a message, an edit, a deletion."""
 
-    def __init__(self, take: Callable[[disnake.Message], Awaitable[None]],
-                 read_back: Callable[[set[int]], Awaitable[object]], *,
+    channel_id: int
+    take: Callable[[], Awaitable[None]]
+
+
+class Backlog:
+    """What waits for the log and the task that retries it (see the module docstring)."""
+
+    def __init__(self, read_back: Callable[[set[int]], Awaitable[object]], *,
                  limit: int = BACKLOG_LIMIT, first_s: float = RETRY_FIRST_S,
                  most_s: float = RETRY_MOST_S) -> None:
-        self._take = take
         self._read_back = read_back
         self._limit = limit
         self._first_s = first_s
         self._most_s = most_s
-        self._queue: deque[disnake.Message] = deque()
+        self._queue: deque[_Waiting] = deque()
         self._overflow: set[int] = set()
         self._error: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -54,18 +60,22 @@ class Backlog:
         """True while messages wait for the log (new ones must queue behind them)."""
         return bool(self._queue) or self._task is not None
 
-    def keep(self, message: disnake.Message, error: LogUnavailable | None = None) -> None:
-        """Keep ``message`` until the log takes it (``error``: why it could not now)."""
+    def keep(self, channel_id: int, take: Callable[[], Awaitable[None]],
+             error: LogUnavailable | None = None) -> None:
+        """Keep ``take`` (taking in something of ``channel_id``) until the log takes it
+        (``error``: why it could not now). Past the limit only the channel is kept, to
+        be read back (an edit or a deletion past it is not: the message stays as first
+        recorded)."""
         if error is not None:
             self._error = str(error)
         if len(self._queue) < self._limit:
-            self._queue.append(message)
+            self._queue.append(_Waiting(channel_id, take))
         else:
             if not self._overflow:
                 log.error("more than %d messages wait for the event log: later ones are "
                           "read back from their channels once it can be written", self._limit)
             if len(self._overflow) < OVERFLOW_CHANNELS:
-                self._overflow.add(message.channel.id)
+                self._overflow.add(channel_id)
         if self._task is None:
             log.error("the event log cannot be written (%s): messages wait and are retried",
                       self._error)
@@ -97,7 +107,7 @@ class Backlog:
                 channels: set[int] = set()
                 try:
                     while self._queue:
-                        await self._take(self._queue[0])
+                        await self._queue[0].take()
                         self._queue.popleft()
                     if self._overflow:
                         channels, self._overflow = self._overflow, set()
