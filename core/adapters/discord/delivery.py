@@ -292,6 +292,9 @@ class DiscordSink:
             stream = await self._recovered_stream(target, reply.persona_id, reply.persona_name)
         if stream is not None and stream.message_id is not None and stream.where is not None:
             return await self._finish_stream(stream, reply, text, allowed, state)
+        if reply.recovered and not state.parts and (
+                answered := await self._answered_command(reply, text, allowed)):
+            return answered
         if state.parts:  # a plan recorded before a crash: the same parts, the same place
             where = await self._where_again(state.channel_id, state.route)
             parts = list(state.parts)
@@ -379,6 +382,31 @@ class DiscordSink:
             if ours:
                 found.append(str(message.id))
         return await self._unclaimed(found, target, reply.persona_id)
+
+    async def _answered_command(self, reply: OutboundReply, text: str,
+                                allowed: disnake.AllowedMentions) -> list[str] | None:
+        """A slash command's reply that was being answered when the bot stopped: the
+        command's answer and follow-ups (messages carrying that interaction's id, which
+        only its answers can) are in the channel; the parts still missing are posted
+        there. None when the message answered was no command we answered."""
+        target = reply.target
+        if not target.message_id.isdigit():
+            return None
+        channel = await self._channel(int(target.channel_id))
+        me = self._client.user.id if self._client.user else None
+        found = [message async for message in channel.history(
+            after=disnake.Object(int(target.message_id)), limit=_RECOVERY_SCAN,
+            oldest_first=True)
+            if message.author.id == me and message.interaction_metadata is not None
+            and message.interaction_metadata.id == int(target.message_id)]
+        if not found:
+            return None
+        parts = _headed(reply.persona_name, text)
+        ids = [str(m.id) for m in found[:len(parts)]]
+        for part in parts[len(ids):]:
+            sent = await channel.send(part, allowed_mentions=allowed)
+            ids.append(str(sent.id))
+        return ids
 
     async def _unclaimed(self, candidates: list[str], target: ReplyTarget,
                          persona_id: str) -> str | None:
