@@ -25,7 +25,9 @@ from .context.history import ConversationHistory
 from .credentials import Secrets
 from .dispatcher.admission import Admission, PersonaSource
 from .dispatcher.dispatcher import Dispatcher, DispatcherParts, DispatcherSettings
+from .dispatcher.dmturns import OnePersonaPerDm
 from .dispatcher.projection import projections
+from .dispatcher.roles import RoleLookup, RoleResolver
 from .dispatcher.sink import ReplySink
 from .dispatcher.workqueue import WorkQueue
 from .events import upcasters
@@ -46,17 +48,22 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
                      sinks: Mapping[str, ReplySink],
                      settings: DispatcherSettings | None = None, *,
                      clock: Callable[[], float] = time.time,
-                     toolbox: Toolbox | None = None) -> Dispatcher:
+                     toolbox: Toolbox | None = None,
+                     roles: Mapping[str, RoleResolver] | None = None) -> Dispatcher:
     """A dispatcher over ``store`` answering as ``personas`` through ``model``, delivering
     to ``sinks`` (one per platform name), within ``settings`` (default: the defaults),
     calling personas' tools with ``toolbox`` (default: one that knows no secrets; the
-    dispatcher closes it at shutdown)."""
+    dispatcher closes it at shutdown); ``roles`` looks up the roles a platform did not
+    send (per platform name)."""
     settings = settings or DispatcherSettings()
     queue = WorkQueue(max_pending=settings.queue_size, max_concurrent=settings.max_concurrent)
     ledger = QuotaLedger(store)
     versions = VersionRecorder(store)
     admission = Admission(personas=personas, queue=queue, ledger=ledger, versions=versions,
-                          admins=settings.admins, clock=clock)
+                          admins=settings.admins, clock=clock,
+                          policy=OnePersonaPerDm(personas=personas, store=store,
+                                                 default_persona=settings.dm_default_persona),
+                          roles=RoleLookup(dict(roles or {}), settings.admins))
     return Dispatcher(DispatcherParts(
         store=store, personas=personas, model=model, sinks=dict(sinks), queue=queue,
         history=ConversationHistory(store, max_events=settings.history_cache_events),
@@ -67,12 +74,13 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
 
 
 async def open_log_store(config: Config, secrets: Secrets | None = None) -> EventStore:
-    """The event log config.yaml names, with the bot's projections and upcasters
-    (``secrets``, default the environment over config.yaml's .env, hold its password)."""
+    """The event log config.yaml names, with the bot's projections and upcasters, as its
+    one writer (a second bot on the same SQLite file is refused, naming the first);
+    ``secrets`` (default: the environment over config.yaml's .env) hold its password."""
     secrets = secrets or Secrets.load(config.env_file)
     return await open_store(config.database.url, synchronous=config.database.synchronous,
                             upcasters=upcasters(), projections=projections(),
-                            password=config.database.password(secrets))
+                            password=config.database.password(secrets), lock=True)
 
 
 class Platform(Protocol):
@@ -84,6 +92,12 @@ class Platform(Protocol):
     @property
     def sink(self) -> ReplySink:
         """Where the dispatcher delivers this platform's replies."""
+        ...
+
+    @property
+    def roles(self) -> RoleResolver | None:
+        """How to look up roles the platform's messages do not carry (None: they always
+        carry them, or the platform has none)."""
         ...
 
     def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
@@ -135,7 +149,8 @@ class Runtime:
         dispatcher = build_dispatcher(
             store, registry, model(gateway) if model is not None else gateway,
             {p.name: p.sink for p in built}, DispatcherSettings.from_config(config),
-            toolbox=Toolbox(secrets))
+            toolbox=Toolbox(secrets),
+            roles={p.name: p.roles for p in built if p.roles is not None})
         runtime = cls(config=config, store=store, registry=registry, gateway=gateway,
                       dispatcher=dispatcher,
                       commands=CommandSet(dispatcher=dispatcher, personas=registry,

@@ -11,12 +11,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from eventstore import LogUnavailable
+
 from .config import AdminSettings
 from .dispatcher.admission import PersonaSource
 from .dispatcher.dispatcher import Dispatcher
 from .dispatcher.messages import Author, InboundMessage
 from .dispatcher.permissions import is_admin
 from .events import Refusal, RefusalKind
+from .events.conversation import RESET_CHANNEL, RESET_USER
 from .limits.quotas import QuotaStatus
 from .personas.model import Persona
 from .problems import Problem
@@ -96,6 +99,12 @@ class PlainStyle:
         return text
 
 
+UNRECORDED = CommandReply(text="I can't take that in right now: the bot cannot record "
+                                "anything (its disk may be full). Please try again in a "
+                                "little while.")
+"""The answer to a command the log could not record (nothing happened)."""
+
+
 def find_persona(personas: PersonaSource, wanted: str) -> Persona | None:
     """The persona whose id or name is ``wanted`` (case-insensitive)."""
     key = wanted.strip().lower()
@@ -105,6 +114,9 @@ def find_persona(personas: PersonaSource, wanted: str) -> Persona | None:
 def refusal_line(persona: Persona, reason: Refusal) -> str:
     """The one line a user sees when ``persona`` will not answer them."""
     kind = reason.kind
+    if kind == RefusalKind.PERMISSION and reason.detail == "roles_unknown":
+        return (f"I couldn't check your roles for {persona.name} just now; "
+                "please try again in a moment.")
     if kind == RefusalKind.PERMISSION:
         return f"You can't talk to {persona.name} here."
     if kind == RefusalKind.RATE_LIMITED:
@@ -156,43 +168,87 @@ class CommandSet:
         message = caller.message(prompt, persona.id)
         if before is not None:
             before(message)
-        result = await self._dispatcher.ingest(message)
+        try:
+            result = await self._dispatcher.ingest(message)
+        except LogUnavailable:
+            return UNRECORDED
         if result.rejected:
             return CommandReply(text=refusal_line(persona, result.rejected[0][1]))
         return None
 
-    def personas(self, style: Style) -> CommandReply:
-        """Who is here, and what they do."""
-        lines = [_describe(p, style) for p in self._personas.all()] or [
-            "No personas are loaded."]
+    async def usable(self, caller: Caller) -> list[Persona]:
+        """The personas ``caller`` may talk to where they are (the same permission rules
+        as a message, roles looked up where the platform did not send them)."""
+        decided = await self._dispatcher.allowed(caller.message("", None), self._personas.all())
+        return [persona for persona, refusal in decided if refusal is None]
+
+    async def personas(self, caller: Caller, style: Style) -> CommandReply:
+        """Who is here for ``caller`` (only personas they may talk to), and what they do."""
+        if not self._personas.all():
+            return CommandReply(text="No personas are loaded.")
+        lines = [_describe(p, style) for p in await self.usable(caller)] or [
+            "No persona here will talk with you."]
         return CommandReply(text=fit("\n".join(lines)))
 
     async def reset(self, caller: Caller, wanted: str | None = None) -> CommandReply:
-        """Forget the conversation where ``caller`` is (for every persona in it)."""
-        if wanted is not None and self.find(wanted) is None:
-            return self.unknown(wanted)
-        await self._dispatcher.reset_conversation(caller.platform, caller.channel_id,
-                                                  caller.author.id, caller.command_id)
-        return CommandReply(text=f"{caller.author.display_name} reset the conversation: "
-                                 "earlier messages here are forgotten.", public=True)
+        """A fresh start where ``caller`` is. Only for someone who may talk to ``wanted``
+        (or, without it, to some persona) here. An admin's reset, and any reset of a DM,
+        clears the whole conversation for every persona; anyone else's clears only their
+        own earlier messages and the replies to them (others' conversation goes on)."""
+        message = caller.message("", None)
+        if wanted is not None:
+            persona = self.find(wanted)
+            if persona is None:
+                return self.unknown(wanted)
+            ((_, refusal),) = await self._dispatcher.allowed(message, [persona])
+            if refusal is not None:
+                return CommandReply(text=refusal_line(persona, refusal))
+        elif not await self.usable(caller):
+            return CommandReply(text="You can't talk to any persona here, so there is "
+                                     "nothing of yours to reset.")
+        whole = caller.is_dm or await self.is_admin(caller)
+        try:
+            await self._dispatcher.reset_conversation(
+                caller.platform, caller.channel_id, caller.author.id, caller.command_id,
+                scope=RESET_CHANNEL if whole else RESET_USER)
+        except LogUnavailable:
+            return UNRECORDED
+        if whole:
+            return CommandReply(text=f"{caller.author.display_name} reset the conversation: "
+                                     "earlier messages here are forgotten.", public=True)
+        return CommandReply(text="You reset the conversation for yourself: your earlier "
+                                 "messages here and the replies to them are forgotten; the "
+                                 "others' conversation goes on.")
 
     async def usage(self, caller: Caller, wanted: str | None) -> list[Usage] | CommandReply:
         """What is left of each persona's limits (or ``wanted``'s) for ``caller``; the
         platform words it (a persona name that names nobody gets the answer to show)."""
+        message = caller.message("", None)
         if wanted is None:
-            chosen: Sequence[Persona] = self._personas.all()
+            chosen: Sequence[Persona] = await self.usable(caller)
         else:
             persona = self.find(wanted)
             if persona is None:
                 return self.unknown(wanted)
+            ((_, refusal),) = await self._dispatcher.allowed(message, [persona])
+            if refusal is not None:
+                return CommandReply(text=refusal_line(persona, refusal))
             chosen = [persona]
-        message = caller.message("", None)
         return [Usage(persona=p, quota=await self._dispatcher.quota_status(p.id, message),
                       rate_tokens=self._dispatcher.rate_tokens(p.id, message)) for p in chosen]
 
-    def reload_refusal(self, caller: Caller) -> CommandReply | None:
+    async def is_admin(self, caller: Caller) -> bool:
+        """Whether ``caller`` is one of the bot's admins, by id or by a role (looked up
+        when the platform did not send their roles)."""
+        if caller.author.id in self._admins.users or not self._admins.roles:
+            return caller.author.id in self._admins.users
+        message = await self._dispatcher.look_up_roles(caller.message("", None),
+                                                       frozenset(self._admins.roles))
+        return is_admin(message.author, self._admins)
+
+    async def reload_refusal(self, caller: Caller) -> CommandReply | None:
         """Why ``caller`` cannot reload here (None: they can)."""
-        if not is_admin(caller.author, self._admins):
+        if not await self.is_admin(caller):
             return CommandReply(text="Only the bot's admins can run /reload.")
         if self._reload is None:
             return CommandReply(text="Reloading is not available in this process.")
@@ -200,7 +256,7 @@ class CommandSet:
 
     async def reload(self, caller: Caller) -> CommandReply:
         """Reload the persona files (admins only)."""
-        refusal = self.reload_refusal(caller)
+        refusal = await self.reload_refusal(caller)
         if refusal is not None:
             return refusal
         assert self._reload is not None  # reload_refusal refuses when it is None

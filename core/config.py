@@ -171,6 +171,8 @@ class Config:
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     attachments: AttachmentSettings = AttachmentSettings()
+    dm_default_persona: str | None = None
+    """``dms.default_persona``: who answers a DM when nobody was talked with there yet."""
 
     @property
     def env_file(self) -> Path:
@@ -307,6 +309,7 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
         ),
         metrics=MetricsSettings(port=metrics.get("port"), host=metrics.get("host", "127.0.0.1")),
         attachments=_attachments(data.get("attachments", {})),
+        dm_default_persona=data.get("dms", {}).get("default_persona"),
     )
 
 

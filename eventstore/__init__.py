@@ -12,6 +12,7 @@ See ``docs/eventstore.md``.
 from .copying import CopyError, LogDigest, backup_to_sqlite, copy_log, digest_log
 from .errors import (
     EventStoreError,
+    LogUnavailable,
     NoSuchTable,
     StoreClosedError,
     StoreOpenError,
@@ -32,6 +33,7 @@ from .model import (
 from .postgres.log import PostgresLog
 from .projections import Column, Projection, ProjectionDifference, Table, TableReader, TableWriter
 from .protocol import CommitSignal, EventStore, Log, LogReader
+from .sqlite.lock import LogLocked
 from .sqlite.log import SQLiteLog
 from .sqlite.schema import SCHEMA_VERSION, Synchronous
 from .store import ThreadedStore
@@ -54,7 +56,9 @@ __all__ = [
     "ExpectedVersion",
     "Log",
     "LogDigest",
+    "LogLocked",
     "LogReader",
+    "LogUnavailable",
     "MemoryLog",
     "NewEvent",
     "NoSuchTable",

@@ -29,3 +29,8 @@ class StoreClosedError(EventStoreError):
 
 class NoSuchTable(EventStoreError):
     """A projection table that this log does not hold (its projection never ran here)."""
+
+
+class LogUnavailable(EventStoreError):
+    """The log could not commit at all (a full disk, an I/O error, the database gone):
+    nothing of the append was written, and the same append may succeed later."""

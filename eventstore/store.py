@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from .errors import EventStoreError, StoreClosedError
+from .errors import EventStoreError, LogUnavailable, StoreClosedError
 from .model import ANY, AppendRequest, AppendResult, ExpectedVersion, NewEvent, RecordedEvent
 from .projections import Projection, ProjectionDifference
 from .protocol import AppendObserver, CommitSignal, Log, LogReader
@@ -167,7 +167,8 @@ class ThreadedStore:
             outcomes: list = self._log.append_batch([p.request for p in batch],
                                                     recorded=self._followers > 0)
         except Exception as exc:  # the commit itself failed: every caller hears of it
-            error = EventStoreError(f"the event log could not commit: {exc}")
+            error = exc if isinstance(exc, LogUnavailable) else LogUnavailable(
+                f"the event log could not commit: {exc}")
             outcomes = [error] * len(batch)
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for pending, outcome in zip(batch, outcomes, strict=True):

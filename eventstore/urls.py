@@ -45,16 +45,20 @@ def sqlite_path(target: str | Path) -> Path | None:
 
 def open_log(target: str | Path, *, synchronous: Synchronous = "full",
              upcasters: Upcasters | None = None, projections: Sequence[Projection] = (),
-             create: bool = True, password: str | None = None) -> Log:
+             create: bool = True, password: str | None = None, read_only: bool = False,
+             lock: bool = False) -> Log:
     """Open (creating or migrating, when ``create``) the log ``target`` names.
 
     ``synchronous`` is SQLite's; a PostgreSQL server's durability is its own
     ``synchronous_commit``. ``password`` is PostgreSQL's (None: the URL's, or libpq's
-    usual PGPASSWORD and ~/.pgpass)."""
+    usual PGPASSWORD and ~/.pgpass). ``read_only``: for tools that only read (works on a
+    read-only file); ``lock``: as the log's one writer process (a backend that allows
+    several ignores it)."""
     path = sqlite_path(target)
     if path is not None:
         return SQLiteLog.open(path, synchronous=synchronous, upcasters=upcasters,
-                              projections=projections, create=create)
+                              projections=projections, create=create, read_only=read_only,
+                              lock=lock)
     scheme = str(target).partition("://")[0]
     if scheme == "memory":
         return MemoryLog(upcasters=upcasters, projections=projections, location=str(target))
@@ -68,11 +72,12 @@ def open_log(target: str | Path, *, synchronous: Synchronous = "full",
 async def open_store(target: str | Path, *, synchronous: Synchronous = "full",
                      upcasters: Upcasters | None = None,
                      projections: Sequence[Projection] = (), readers: int = 2,
-                     password: str | None = None) -> ThreadedStore:
-    """Open the log ``target`` names for asyncio code, without blocking the loop."""
+                     password: str | None = None, lock: bool = False) -> ThreadedStore:
+    """Open the log ``target`` names for asyncio code, without blocking the loop
+    (``lock``: as its one writer process, see :func:`open_log`)."""
     log = await asyncio.to_thread(open_log, target, synchronous=synchronous,
                                   upcasters=upcasters, projections=projections,
-                                  password=password)
+                                  password=password, lock=lock)
     return ThreadedStore(log, readers=readers)
 
 

@@ -168,12 +168,13 @@ class ConsoleChat:
         if command == "/quit":
             return False
         if command == "/reset":
-            await self._commands.reset(self._caller())
-            self._say("conversation reset: earlier messages are forgotten")
+            answer = await self._commands.reset(self._caller(), self._persona_id)
+            self._say("conversation reset: earlier messages are forgotten" if answer.public
+                      else answer.text)
         elif command == "/usage":
             await self._usage()
         elif command == "/personas":
-            self._say(self._commands.personas(PlainStyle()).text)
+            self._say((await self._commands.personas(self._caller(), PlainStyle())).text)
         elif command == "/reload":
             self._say((await self._commands.reload(self._caller())).text)
         elif command == "/persona":
@@ -261,6 +262,8 @@ class ConsoleAdapter:
     """The terminal as a :class:`core.app.Platform`: prints replies, reads a chat."""
 
     name = PLATFORM
+    roles = None
+    """The terminal's person has no roles, and that is known."""
 
     def __init__(self, personas: PersonaSource, persona_id: str, user: ConsoleUser,
                  stdin: TextIO, out: TextIO, *, prompt: bool,

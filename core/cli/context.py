@@ -56,14 +56,17 @@ class CliContext:
         if self._redactor is not None:
             self._redactor.add(self.secrets.sensitive_values(list(names)))
 
-    def open_log(self, *, create: bool = False) -> Log:
-        """The event log config.yaml names, events upcast on read (``create``: make it,
-        or migrate it, when needed; commands that only read never do)."""
+    def open_log(self, *, create: bool = False, read_only: bool = False) -> Log:
+        """The event log config.yaml names, events upcast on read. ``create``: make it, or
+        migrate it, when needed, as its one writer (refused while a bot runs on it);
+        ``read_only``: for commands that only read, which take no lock and work on a
+        read-only file."""
         from ..events import upcasters  # the catalogue, only for commands that read the log
 
         database = self.config.database
         return open_log(database.url, synchronous=database.synchronous, upcasters=upcasters(),
-                        create=create, password=database.password(self.secrets))
+                        create=create, password=database.password(self.secrets),
+                        read_only=read_only, lock=create)
 
     @property
     def secrets(self) -> Secrets:

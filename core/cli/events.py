@@ -25,7 +25,7 @@ from .context import CliContext, pass_context, user_errors
 def events(ctx: CliContext, stream: str | None, types: tuple[str, ...], after: int,
            until: int | None, limit: int | None, as_json: bool) -> None:
     """Print the event log in position order."""
-    log = ctx.open_log()
+    log = ctx.open_log(read_only=True)
     try:
         selected: Iterator[RecordedEvent]
         if stream is not None:

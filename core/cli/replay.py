@@ -119,7 +119,7 @@ def _selection(log: LogReader, conversations: tuple[str, ...], personas: tuple[s
 @user_errors
 def replay(ctx: CliContext, follow: bool, as_json: bool, **filters: Any) -> None:
     """A readable timeline of the log (or of the events the filters keep)."""
-    log = ctx.open_log()
+    log = ctx.open_log(read_only=True)
     try:
         selection = _selection(log, **filters)
         try:
@@ -151,7 +151,7 @@ def replay(ctx: CliContext, follow: bool, as_json: bool, **filters: Any) -> None
 def explain_command(ctx: CliContext, message_id: str, as_json: bool) -> None:
     """Why a persona said what it said: MESSAGE_ID is a message that triggered a persona or
     one of the bot's replies (a Discord id, or a terminal chat id; `platform:id` also works)."""
-    log = ctx.open_log()
+    log = ctx.open_log(read_only=True)
     try:
         try:
             explanation = explain(log, message_id)
@@ -359,7 +359,7 @@ def _print_rerun(out: Console, plan: RerunPlan, result: RerunResult, position: i
 def rebuild(ctx: CliContext) -> None:
     """Rebuild every projection from position zero and compare it with the live tables;
     exit 1 when any differs."""
-    log = ctx.open_log()
+    log = ctx.open_log(read_only=True)
     try:
         checks = check_projections(log)
     finally:
@@ -400,7 +400,7 @@ _STATS_COLUMNS = {"key": "key", "messages": "msgs", "replies": "replies", "refus
 def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
     """Usage by persona, user, guild and day: messages, tokens, latency percentiles,
     error and refusal rates, quota use, and tokens per day as a chart."""
-    log = ctx.open_log()
+    log = ctx.open_log(read_only=True)
     try:
         figures = compute_stats(log, _selection(log, **filters))
     finally:
@@ -446,7 +446,7 @@ def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
 @user_errors
 def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -> None:
     """The log (or the events the filters keep) as JSON lines."""
-    log = ctx.open_log()
+    log = ctx.open_log(read_only=True)
     try:
         selection = _selection(log, **filters)
         transform = None
@@ -472,14 +472,17 @@ def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -
 
 @click.command("import")
 @click.argument("source", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--partial", is_flag=True,
+              help="Accept a filtered export, whose positions skip those left out.")
 @pass_context
 @user_errors
-def import_command(ctx: CliContext, source: Path) -> None:
-    """Load an export (JSON lines) into an empty log (database in config.yaml)."""
+def import_command(ctx: CliContext, source: Path, partial: bool) -> None:
+    """Load an export (JSON lines) into an empty log (database in config.yaml); every
+    event is checked first, and a refusal (with its line) writes nothing."""
     log: Log = ctx.open_log(create=True)
     try:
         with source.open("rb") as f:
-            result = import_lines(log, f, source=str(source))
+            result = import_lines(log, f, source=str(source), partial=partial)
     finally:
         log.close()
     ctx.out.print(f"imported {result.events} events (last position {result.last_position}) "

@@ -116,6 +116,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         runtime = await Runtime.open(config, secrets, registry=registry, platforms=[discord],
                                      reload=watcher.reload, model=ops.timed_model, store=store)
         (adapter,) = adapters
+        ops.add_check(adapter.intake_problem)
         await watcher.reload()
         if not len(registry):
             log.warning("no personas loaded from %s: the bot will answer nothing",

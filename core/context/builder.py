@@ -12,7 +12,8 @@ turn (``core.context.attachments``: images, the newest first, within the persona
 ``max_images``; files inlined; the stored content comes from AttachmentStored events
 passed in with the conversation's); edits show the latest text and files; deleted
 messages, replies that never reached the platform, the platform's echoes of our own
-replies and everything before a conversation reset are left out.
+replies and everything before a conversation reset are left out (a reset of one
+person's turns leaves out only theirs and the replies to them).
 
 The builder is a pure function of the persona, the events and the variables, and
 it returns the positions of every event it used. Building again from only those
@@ -133,8 +134,11 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
         elif isinstance(event, MessageDeleted):
             turns.pop(message_event_id(event.platform, event.message_id), None)
         elif isinstance(event, ConversationReset):
-            if not later:
+            if not later and event.whole:
                 turns.clear()
+            elif not later:  # one person's fresh start: their turns and the replies to them
+                turns = {k: t for k, t in turns.items() if event.by_user not in (
+                    t.answered_author if t.persona_id is not None else t.author_id,)}
         elif isinstance(event, ReplyFailed):
             turns.pop(reply_event_id(event.platform, event.message_id, event.persona_id), None)
     # an echo of our own reply may be recorded before we knew its id: ModelReplied has it

@@ -54,6 +54,11 @@ def context_events(events: Sequence[RecordedEvent]) -> list[Typed]:
     return [of(e, kinds[e.type].from_data(e.data)) for e in events if e.type in kinds]
 
 
+def _whole_reset(event: RecordedEvent) -> bool:
+    """A reset that ends the history a prompt needs (not one person's)."""
+    return ConversationReset.from_data(event.data).whole
+
+
 @dataclass(slots=True)
 class _Entry:
     events: list[Typed]
@@ -64,7 +69,7 @@ class _Entry:
 
     def has(self, turns: int) -> bool:
         return self.from_start or self.turns >= turns or any(
-            isinstance(e.event, ConversationReset) for e in self.events)
+            isinstance(e.event, ConversationReset) and e.event.whole for e in self.events)
 
 
 class ConversationHistory:
@@ -154,7 +159,7 @@ class ConversationHistory:
             events = await self._store.read_stream_tail(stream_id, count)
             from_start = len(events) < count
             if from_start or count >= MAX_READ_EVENTS or any(
-                    e.type == ConversationReset.type for e in events):
+                    e.type == ConversationReset.type and _whole_reset(e) for e in events):
                 return events, from_start
             if sum(e.type in _TURN_TYPES for e in events) >= turns:
                 return events, False

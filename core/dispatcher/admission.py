@@ -11,7 +11,7 @@ PersonaTriggered. Admission decides; the dispatcher appends the decisions.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -22,11 +22,14 @@ from ..limits.quotas import QuotaLedger, QuotaStatus, QuotaUsage, UsageKey, quot
 from ..limits.schedule import next_fire_time
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
-from .messages import InboundMessage
+from .messages import Author, InboundMessage
 from .permissions import permission_refusal
+from .roles import RoleLookup
 from .triggers import TriggerEvaluator, TriggerMatch
 from .workqueue import WorkQueue
 
+PERSONA_AUTHOR = "persona:"
+"""How the author of a persona's own message is named (persona-to-persona turns)."""
 BUSY_NOTICE_WINDOW_S = 30.0
 QUOTA_NOTICE_WINDOW_S = 3600.0
 
@@ -44,10 +47,11 @@ class PersonaSource(Protocol):
 
 
 class TurnPolicy(Protocol):
-    """Who takes a turn among the personas a message triggered, and in what order."""
+    """Who takes a turn among the personas a message triggered, and in what order. It
+    may read the log (who talked last), so it is asynchronous."""
 
-    def turns(self, message: InboundMessage,
-              matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
+    async def turns(self, message: InboundMessage,
+                    matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
         """The matches that get a decision, in the order they answer."""
         ...
 
@@ -55,8 +59,8 @@ class TurnPolicy(Protocol):
 class EveryMatch:
     """Every triggered persona answers, strongest trigger first (the matches' order)."""
 
-    def turns(self, message: InboundMessage,
-              matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
+    async def turns(self, message: InboundMessage,
+                    matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
         """All of ``matches``, as they are."""
         return matches
 
@@ -90,7 +94,8 @@ class Admission:
     def __init__(self, *, personas: PersonaSource, queue: WorkQueue, ledger: QuotaLedger,
                  versions: VersionRecorder, admins: AdminSettings, clock: Callable[[], float],
                  triggers: TriggerEvaluator | None = None, policy: TurnPolicy | None = None,
-                 rates: RateLimiter | None = None, notices: NoticeGate | None = None) -> None:
+                 rates: RateLimiter | None = None, notices: NoticeGate | None = None,
+                 roles: RoleLookup | None = None) -> None:
         self._personas = personas
         self._queue = queue
         self._ledger = ledger
@@ -101,23 +106,60 @@ class Admission:
         self._policy = policy or EveryMatch()
         self._rates = rates or RateLimiter(clock)
         self._notices = notices or NoticeGate(clock)
+        self._roles = roles or RoleLookup({}, admins)
 
-    def matches(self, message: InboundMessage, *, replied_persona: str | None = None,
-                from_persona: str | None = None, hop: int = 0) -> Sequence[TriggerMatch]:
+    async def matches(self, message: InboundMessage, *, replied_persona: str | None = None,
+                      from_persona: str | None = None, hop: int = 0) -> Sequence[TriggerMatch]:
         """The personas ``message`` triggers that take a turn, in answering order."""
         found = self._triggers.evaluate(message, self._personas.all(),
                                         replied_persona=replied_persona,
                                         from_persona=from_persona, hop=hop)
-        return self._policy.turns(message, found)
+        return await self._policy.turns(message, found) if found else found
+
+    async def with_roles(self, message: InboundMessage,
+                         matches: Sequence[TriggerMatch]) -> InboundMessage:
+        """``message`` with its author's roles looked up if the rules of the personas it
+        triggers need them and the platform did not send them."""
+        personas = [p for m in matches if m.hop == 0
+                    and (p := self._personas.get(m.persona_id)) is not None]
+        return await self._roles.complete(message, personas)
+
+    async def allowed(self, message: InboundMessage,
+                      personas: Iterable[Persona]) -> list[tuple[Persona, Refusal | None]]:
+        """Each persona with the permission rule that refuses ``message``'s author there
+        (None: they may talk to it), roles looked up where needed."""
+        chosen = list(personas)
+        message = await self._roles.complete(message, chosen)
+        found = []
+        for persona in chosen:
+            rule = permission_refusal(message, persona.permissions, self._admins)
+            found.append((persona, Refusal.of(RefusalKind.PERMISSION, rule) if rule else None))
+        return found
+
+    async def look_up_roles(self, message: InboundMessage,
+                            wanted: frozenset[str]) -> InboundMessage:
+        """``message`` with its author's roles looked up, if unknown, where ``wanted``
+        roles count (they stay unknown when the lookup fails)."""
+        return await self._roles.lookup(message, wanted)
 
     async def decide(self, message: InboundMessage, matches: Sequence[TriggerMatch],
-                     source_event_id: str) -> list[Decision]:
-        """A decision for each of ``matches``."""
+                     source_event_id: str, *, root_author: str | None = None
+                     ) -> list[Decision]:
+        """A decision for each of ``matches``. ``root_author``: for a persona's message
+        (a persona-to-persona turn), the person whose message started the chain: the
+        permission rules of each persona answering hold for them too, so a chain never
+        makes a persona talk with someone it refuses."""
         personas = [(m, self._personas.get(m.persona_id)) for m in matches]
         chosen = [(m, p) for m, p in personas if p is not None]
         await self._versions.record(p for _, p in chosen)
         usage = await self._quota_usage(message, [p for _, p in chosen])
-        return [self._decide_one(message, match, persona, source_event_id, usage.get(persona.id))
+        root = None
+        if root_author is not None and not root_author.startswith(PERSONA_AUTHOR):
+            root = await self._roles.complete(replace(message, author=Author(
+                id=root_author, display_name=root_author, roles_known=False)),
+                [p for _, p in chosen])
+        return [self._decide_one(message, match, persona, source_event_id, usage.get(persona.id),
+                                 root=root, root_author=root_author)
                 for match, persona in chosen]
 
     def undo(self, decisions: Iterable[Decision]) -> None:
@@ -151,7 +193,9 @@ class Admission:
                                             scope_keys(message, persona)[rate.scope]))
 
     def _decide_one(self, message: InboundMessage, match: TriggerMatch, persona: Persona,
-                    source_event_id: str, used: QuotaUsage | None) -> Decision:
+                    source_event_id: str, used: QuotaUsage | None, *,
+                    root: InboundMessage | None = None,
+                    root_author: str | None = None) -> Decision:
         keys = scope_keys(message, persona)
 
         def reject(refusal: Refusal, detail: str = "", *, retry_after: float | None = None,
@@ -168,10 +212,11 @@ class Admission:
         if match.hop > persona.triggers.max_hops:
             return reject(Refusal.of(RefusalKind.HOP_LIMIT),
                           f"hop {match.hop} > max_hops {persona.triggers.max_hops}")
-        if match.hop == 0:
-            rule = permission_refusal(message, persona.permissions, self._admins)
+        if match.hop == 0 or root is not None:
+            rule = permission_refusal(root or message, persona.permissions, self._admins)
             if rule is not None:
-                return reject(Refusal.of(RefusalKind.PERMISSION, rule))
+                return reject(Refusal.of(RefusalKind.PERMISSION, rule),
+                              f"for {root.author.id}, who started this" if root else "")
         bucket = None
         rate = persona.limits.rate
         if rate is not None:
@@ -202,7 +247,7 @@ class Admission:
             channel_id=message.channel_id,
             author_id=message.author.id, source_event_id=source_event_id,
             guild_id=message.guild_id, is_dm=message.is_dm, hop=match.hop,
-            provider=persona.model.provider, scope_keys=keys)
+            provider=persona.model.provider, scope_keys=keys, root_author_id=root_author)
         return Decision(persona=persona, match=match, event=event, bucket=bucket)
 
     async def _quota_usage(self, message: InboundMessage,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from eventstore import EventStore, NewEvent
@@ -29,9 +29,11 @@ from ..events import (
     MessageReceived,
     ModelReplied,
     PersonaTriggered,
+    Refusal,
     ReplyDelivered,
     TriggerRejected,
 )
+from ..events.conversation import RESET_CHANNEL
 from ..events.ids import (
     blob_event_id,
     blob_stream,
@@ -50,8 +52,9 @@ from ..media.intake import IncomingAttachment
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
 from ..tools.toolbox import Toolbox
-from .admission import Admission, Decision, PersonaSource
+from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource
 from .background import Background
+from .deliveries import DeliveryLog
 from .messages import (
     Author,
     InboundDeletion,
@@ -81,6 +84,8 @@ class DispatcherSettings:
     admins: AdminSettings = field(default_factory=AdminSettings)
     history_cache_events: int = MAX_CACHED_EVENTS
     """Recent conversation events kept in memory for prompts (0: read the log each time)."""
+    dm_default_persona: str | None = None
+    """Who answers a DM when nobody was talked with there yet (config ``dms``)."""
 
     @classmethod
     def from_config(cls, config: Config) -> DispatcherSettings:
@@ -92,6 +97,7 @@ class DispatcherSettings:
             shutdown_deadline_s=config.limits.shutdown_deadline_s,
             provider_concurrency={n: p.max_concurrency for n, p in config.providers.items()},
             admins=config.admins,
+            dm_default_persona=config.dm_default_persona,
         )
 
 
@@ -140,6 +146,8 @@ class Dispatcher:
             notifier=self._notifier, background=self._background, clock=parts.clock,
             settle=self.settle, chain=self.chain, attachments=parts.attachments,
             toolbox=parts.toolbox)
+        self.deliveries = DeliveryLog(parts.store, parts.history)
+        """Where platforms record the steps of a delivery (:mod:`~core.dispatcher.deliveries`)."""
         self._recovery = Recovery(
             store=parts.store, personas=parts.personas, sinks=parts.sinks,
             pipeline=self._pipeline, notifier=self._notifier, background=self._background,
@@ -195,14 +203,15 @@ class Dispatcher:
             lambda log: read_persona_messages(log, message.platform, lookups)) if lookups else {}
         echo = ours.get(message.message_id) if message.author.is_bot else None
         await self._store_content(message.attachments)
-        received = _received(message, echo.persona_id if echo else None)
         decisions: list[Decision] = []
         if echo is None and self._queue.accepting:
             replied = ours.get(message.reply_to or "")
-            matches = self._admission.matches(
+            matches = await self._admission.matches(
                 message, replied_persona=replied.persona_id if replied else None)
+            message = await self._admission.with_roles(message, matches)
             decisions = await self._admission.decide(message, matches, message_event_id(
                 message.platform, message.message_id))
+        received = _received(message, echo.persona_id if echo else None)
         events = [received.new_event(message_event_id(message.platform, message.message_id))]
         events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
                                                       d.persona.id)) for d in decisions]
@@ -231,13 +240,27 @@ class Dispatcher:
         return not result.duplicates
 
     async def reset_conversation(self, platform: str, channel_id: str, by_user: str,
-                                 reset_id: str) -> bool:
-        """Start the conversation afresh: earlier messages leave every persona's context."""
-        event = ConversationReset(platform=platform, channel_id=channel_id, by_user=by_user)
+                                 reset_id: str, *, scope: str = RESET_CHANNEL) -> bool:
+        """Start the conversation afresh: earlier messages leave every persona's context
+        (``scope`` ``user``: only ``by_user``'s and the replies to them)."""
+        event = ConversationReset(platform=platform, channel_id=channel_id, by_user=by_user,
+                                  scope=scope)
         result = await self._history.append(conversation_stream(platform, channel_id),
                                             event.new_event(reset_event_id(platform, channel_id,
                                                                            reset_id)))
         return not result.duplicates
+
+    async def allowed(self, message: InboundMessage, personas: Sequence[Persona]
+                      ) -> list[tuple[Persona, Refusal | None]]:
+        """Each of ``personas`` with the permission rule that refuses ``message``'s author
+        there (None: they may talk to it); roles are looked up when needed."""
+        return await self._admission.allowed(message, personas)
+
+    async def look_up_roles(self, message: InboundMessage,
+                            wanted: frozenset[str]) -> InboundMessage:
+        """``message`` with its author's roles looked up, if the platform did not send
+        them, where ``wanted`` roles count (still unknown if the lookup fails)."""
+        return await self._admission.look_up_roles(message, wanted)
 
     async def quota_status(self, persona_id: str, message: InboundMessage) -> QuotaStatus | None:
         """What ``message``'s author has left of the persona's quota there, and when it
@@ -295,13 +318,16 @@ class Dispatcher:
         message = InboundMessage(
             platform=target.platform, message_id=delivered.delivered_ids[0],
             channel_id=target.channel_id,
-            author=Author(id=f"persona:{persona.id}", display_name=persona.name, is_bot=True),
+            author=Author(id=f"{PERSONA_AUTHOR}{persona.id}", display_name=persona.name,
+                          is_bot=True),
             text=replied.text, guild_id=target.guild_id, is_dm=target.is_dm)
-        matches = self._admission.matches(message, from_persona=persona.id, hop=replied.hop)
+        matches = await self._admission.matches(message, from_persona=persona.id,
+                                                hop=replied.hop)
         if not matches:
             return
         decisions = await self._admission.decide(message, matches, reply_event_id(
-            replied.platform, replied.message_id, persona.id))
+            replied.platform, replied.message_id, persona.id),
+            root_author=job.trigger.root_author_id or job.trigger.author_id)
         events = [d.event.new_event(trigger_event_id(message.platform, message.message_id,
                                                      d.persona.id)) for d in decisions]
         if events:

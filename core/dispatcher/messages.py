@@ -19,12 +19,18 @@ from ..personas.model import AllowedMentions
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Author:
-    """Who sent a message. ``is_bot`` covers bots and webhooks (the framework's own too)."""
+    """Who sent a message. ``is_bot`` covers bots and webhooks (the framework's own too).
+
+    ``roles_known`` is False when the platform did not say what roles the author has
+    (Discord: history, DMs, slash commands from DMs): ``roles`` is then empty for want
+    of knowing, not because they have none, and a rule about roles must look them up or
+    refuse (see :mod:`~core.dispatcher.roles`)."""
 
     id: str
     display_name: str
     is_bot: bool = False
     roles: frozenset[str] = frozenset()
+    roles_known: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -43,6 +43,7 @@ from .admission import PersonaSource
 from .background import Background
 from .messages import OutboundFile, OutboundReply, ReplyTarget
 from .notices import FALLBACK_FAILURE_NOTICE, Notifier
+from .recording import record
 from .requests import model_request
 from .sink import DeliveryError, ReplySink
 from .toolsteps import StepRecorder, read_steps
@@ -162,7 +163,7 @@ class ReplyPipeline:
             context_positions=context.positions, variables=variables,
             scope_keys=trigger.scope_keys, hop=trigger.hop, reasoning=outcome.reasoning,
             model_calls=model_calls, tools_called=tools_called)
-        result = await self._history.append(job.stream_id, replied.new_event(
+        result = await record(self._history, job.stream_id, replied.new_event(
             reply_event_id(trigger.platform, trigger.message_id, persona.id),
             causation_id=trigger_event_id(trigger.platform, trigger.message_id, persona.id)))
         if result.duplicates:
@@ -202,7 +203,7 @@ class ReplyPipeline:
             except Exception as exc:
                 log.exception("the %s adapter failed to deliver", trigger.platform)
                 outcome = self._undelivered(trigger, f"the adapter failed: {type(exc).__name__}")
-        await self._history.append(job.stream_id, outcome.new_event(event_id))
+        await record(self._history, job.stream_id, outcome.new_event(event_id))
         self._settle(trigger, outcome.type, replied.text)
         if delivered is not None and delivered.delivered_ids:
             await self._chain(job, persona, replied, delivered)
@@ -223,7 +224,7 @@ class ReplyPipeline:
             attempts=outcome.attempts if outcome else 0,
             context_positions=context.positions if context else (),
             variables=dict(variables or {}), notice_sent=sink is not None)
-        result = await self._history.append(job.stream_id, failed.new_event(
+        result = await record(self._history, job.stream_id, failed.new_event(
             reply_event_id(trigger.platform, trigger.message_id, trigger.persona_id),
             causation_id=trigger_event_id(trigger.platform, trigger.message_id,
                                           trigger.persona_id)))
@@ -238,7 +239,7 @@ class ReplyPipeline:
         delivery outcome was recorded already."""
         failed = self._undelivered(job.trigger, error)
         trigger = job.trigger
-        result = await self._history.append(job.stream_id, failed.new_event(delivered_event_id(
+        result = await record(self._history, job.stream_id, failed.new_event(delivered_event_id(
             trigger.platform, trigger.message_id, trigger.persona_id)))
         return not result.duplicates
 

@@ -6,7 +6,13 @@ Crash recovery reads this instead of scanning the log.
 
 ``persona_messages``: the platform messages each persona posted (and the message each
 answered), so a reply to one of them triggers that persona, the platform's echo of it
-is known as ours, and ``explain`` finds the call behind a reply id.
+is known as ours, ``explain`` finds the call behind a reply id, and a delivery
+recovered after a crash never takes another reply's message for its own. A message is
+claimed as soon as it is posted (a part, a preview), not only once the reply is
+delivered.
+
+``dm_personas``: in each DM conversation, the persona a person last started a reply
+from (the one they are talking with: a DM goes to it unless another is named).
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from dataclasses import dataclass
 from eventstore import Column, LogReader, Projection, RecordedEvent, Table, TableWriter
 
 from ..events import (
+    DeliveryPartPosted,
     ModelFailed,
     ModelReplied,
     PersonaTriggered,
+    PreviewPosted,
     ReplyDelivered,
     ReplyFailed,
     from_recorded,
@@ -31,9 +39,10 @@ class DispatchProjection(Projection):
     """Open replies and persona-authored messages (see the module docstring)."""
 
     name = "dispatch"
-    version = 2
+    version = 3
     types = frozenset({PersonaTriggered.type, ModelReplied.type, ModelFailed.type,
-                       ReplyDelivered.type, ReplyFailed.type})
+                       ReplyDelivered.type, ReplyFailed.type, DeliveryPartPosted.type,
+                       PreviewPosted.type})
     tables = (
         Table(name="open_replies", columns=(
             Column(name="trigger_id", type="text"), Column(name="stage", type="text"),
@@ -46,10 +55,20 @@ class DispatchProjection(Projection):
             Column(name="persona_id", type="text"), Column(name="hop", type="integer"),
             Column(name="answered_message_id", type="text"),
         ), key=("platform", "message_id")),
+        Table(name="dm_personas", columns=(
+            Column(name="platform", type="text"), Column(name="channel_id", type="text"),
+            Column(name="persona_id", type="text"), Column(name="position", type="integer"),
+        ), key=("platform", "channel_id")),
     )
 
     def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
         step = from_recorded(event)
+        if isinstance(step, DeliveryPartPosted | PreviewPosted):
+            posted = step.posted_id
+            tables.insert("persona_messages", {
+                "platform": step.platform, "message_id": posted, "persona_id": step.persona_id,
+                "hop": 0, "answered_message_id": step.message_id}, on_conflict="ignore")
+            return
         assert isinstance(step, PersonaTriggered | ModelReplied | ModelFailed | ReplyDelivered
                           | ReplyFailed)
         key = trigger_event_id(step.platform, step.message_id, step.persona_id)
@@ -58,6 +77,11 @@ class DispatchProjection(Projection):
                 "trigger_id": key, "stage": "model", "trigger_position": event.position,
                 "reply_position": None, "stream_id": event.stream_id,
                 "recorded_at": event.recorded_at}, on_conflict="ignore")
+            if step.is_dm and step.hop == 0:
+                tables.insert("dm_personas", {
+                    "platform": step.platform, "channel_id": step.channel_id,
+                    "persona_id": step.persona_id, "position": event.position},
+                    on_conflict="replace")
         elif isinstance(step, ModelReplied):
             tables.update("open_replies", {"trigger_id": key},
                           {"stage": "delivery", "reply_position": event.position})
@@ -112,3 +136,9 @@ def read_persona_messages(log: LogReader, platform: str,
 def read_open_replies(log: LogReader) -> list[OpenReply]:
     """Every unfinished reply, oldest trigger first."""
     return [OpenReply(**row) for row in log.rows("open_replies", order_by=("trigger_position",))]
+
+
+def read_dm_persona(log: LogReader, platform: str, channel_id: str) -> str | None:
+    """The persona last talked with in the DM conversation ``channel_id``, if any."""
+    rows = log.rows("dm_personas", {"platform": platform, "channel_id": channel_id})
+    return rows[0]["persona_id"] if rows else None

@@ -25,6 +25,7 @@ from ..events.ids import (
 from ..gateway.model import ToolCall, Usage
 from ..tools.loop import StepCall
 from ..tools.toolbox import ToolOutcome
+from .recording import record
 
 INTERRUPTED = ("error: the bot restarted while this tool ran; it was not run again (it may "
                "have done its work)")
@@ -43,7 +44,7 @@ class StepRecorder:
         """One ToolCalled per call, in one append."""
         t = self._trigger
         cause = trigger_event_id(t.platform, t.message_id, t.persona_id)
-        await self._history.append(self._stream_id, [
+        await record(self._history, self._stream_id, [
             tool_called(t, item).new_event(
                 tool_called_event_id(t.platform, t.message_id, t.persona_id, item.step,
                                      item.index), causation_id=cause)
@@ -52,7 +53,7 @@ class StepRecorder:
     async def finished(self, calls: Sequence[StepCall]) -> None:
         """One ToolResult per call, in one append."""
         t = self._trigger
-        await self._history.append(self._stream_id, [
+        await record(self._history, self._stream_id, [
             tool_result(t, item, item.result or ToolOutcome(ok=False, content=INTERRUPTED,
                                                             error="interrupted")).new_event(
                 tool_result_event_id(t.platform, t.message_id, t.persona_id, item.step,

@@ -96,6 +96,15 @@ class TriggerEvaluator:
             return "channel"
         return None
 
+    def names(self, message: InboundMessage, persona: Persona) -> bool:
+        """Whether ``message`` names ``persona``: mentions it, or writes its id, its name
+        or one of its keywords as a word (how a person picks one persona among several)."""
+        text = message.text[:SCANNED_CHARS]
+        if persona.id in message.mentions or _mentions_by_name(text, persona):
+            return True
+        words = tuple(w for w in (*persona.triggers.keywords, persona.id, persona.name) if w)
+        found = words_regex(words, case_sensitive=False)
+        return found is not None and found.search(text) is not None
 
 def _mentions_by_name(text: str, persona: Persona) -> bool:
     if "@" not in text:

@@ -22,6 +22,7 @@ from .conversation import (
     MessageReceived,
     ThreadOpened,
 )
+from .delivery import DeliveryPartPosted, DeliveryPlanned, PreviewPlanned, PreviewPosted
 from .media import Attachment, AttachmentStored, attachments_of
 from .operations import (
     GatewayConnected,
@@ -51,6 +52,7 @@ E = TypeVar("E", bound=DomainEvent)
 CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ThreadOpened,
     PersonaTriggered, TriggerRejected, ModelReplied, ModelFailed, ReplyDelivered, ReplyFailed,
+    DeliveryPlanned, DeliveryPartPosted, PreviewPlanned, PreviewPosted,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
     LogCreated, RerunRecorded, AttachmentStored, ToolCalled, ToolResult,
 )}
@@ -139,6 +141,8 @@ __all__ = [
     "Attachment",
     "AttachmentStored",
     "ConversationReset",
+    "DeliveryPartPosted",
+    "DeliveryPlanned",
     "DomainEvent",
     "GatewayConnected",
     "GatewayDisconnected",
@@ -151,6 +155,8 @@ __all__ = [
     "ModelReplied",
     "PersonaTriggered",
     "PersonaVersionRecorded",
+    "PreviewPlanned",
+    "PreviewPosted",
     "QuotaReset",
     "Refusal",
     "RefusalKind",

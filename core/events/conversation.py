@@ -63,14 +63,26 @@ class MessageDeleted(DomainEvent):
     message_id: str
 
 
+RESET_CHANNEL = "channel"
+RESET_USER = "user"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConversationReset(DomainEvent):
-    """Everything before this event is left out of the conversation's context."""
+    """A fresh start: with ``scope`` ``channel`` (an admin's, or a conversation of one
+    person) everything before this event is left out of the conversation's context;
+    with ``user``, only ``by_user``'s earlier messages and the replies to them."""
 
     type: ClassVar[str] = "ConversationReset"
     platform: str
     channel_id: str
     by_user: str
+    scope: str = RESET_CHANNEL
+
+    @property
+    def whole(self) -> bool:
+        """True when the reset clears everyone's turns."""
+        return self.scope != RESET_USER
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

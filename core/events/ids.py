@@ -67,6 +67,31 @@ def delivered_event_id(platform: str, message_id: str, persona_id: str) -> str:
     return f"delivered:{platform}:{message_id}:{persona_id}"
 
 
+def delivery_prefix(platform: str, message_id: str, persona_id: str) -> str:
+    """What the ids of every delivery step of one reply start with (plan, parts, preview)."""
+    return f"delivery:{platform}:{message_id}:{persona_id}:"
+
+
+def delivery_plan_event_id(platform: str, message_id: str, persona_id: str) -> str:
+    """The id of a reply's DeliveryPlanned."""
+    return delivery_prefix(platform, message_id, persona_id) + "plan"
+
+
+def delivery_part_event_id(platform: str, message_id: str, persona_id: str, index: int) -> str:
+    """The id of the DeliveryPartPosted of part ``index`` (posting it twice records it once)."""
+    return delivery_prefix(platform, message_id, persona_id) + f"part:{index}"
+
+
+def preview_planned_event_id(platform: str, message_id: str, persona_id: str) -> str:
+    """The id of a streamed reply's PreviewPlanned."""
+    return delivery_prefix(platform, message_id, persona_id) + "preview-planned"
+
+
+def preview_posted_event_id(platform: str, message_id: str, persona_id: str) -> str:
+    """The id of a streamed reply's PreviewPosted."""
+    return delivery_prefix(platform, message_id, persona_id) + "preview"
+
+
 def quota_stream(persona_id: str) -> str:
     """The stream of a persona's quota resets."""
     return f"quota:{persona_id}"

@@ -65,7 +65,8 @@ class Refusal(str):
 class PersonaTriggered(DomainEvent):
     """A persona will answer ``message_id``. ``source_event_id`` is the event holding
     the text being answered (a MessageReceived, or a ModelReplied for persona-to-persona
-    turns); ``hop`` counts persona-to-persona replies in a row (0 for a person)."""
+    turns); ``hop`` counts persona-to-persona replies in a row (0 for a person), and
+    ``root_author_id`` is then the person whose message started the chain."""
 
     type: ClassVar[str] = "PersonaTriggered"
     decoders: ClassVar[Mapping[str, Any]] = {"reason": TriggerReason}
@@ -82,6 +83,7 @@ class PersonaTriggered(DomainEvent):
     hop: int = 0
     provider: str = ""
     scope_keys: Mapping[str, str] = field(default_factory=dict)
+    root_author_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

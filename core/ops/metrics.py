@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from eventstore import EventStore, EventStoreError, RecordedEvent
+from eventstore import EventStore, EventStoreError, LogUnavailable, RecordedEvent
 
 from ..events import (
     GatewayConnected,
@@ -298,7 +298,8 @@ def _log_reply(event: RecordedEvent, persona_id: str, outcome: str,
 def _is_write_failure(exc: EventStoreError) -> bool:
     """A failure of the disk or the commit, as opposed to a refused request (a version
     conflict, data that is not JSON, a closed store)."""
-    return type(exc) is EventStoreError and not isinstance(exc.__cause__, TypeError | ValueError)
+    return isinstance(exc, LogUnavailable) or (
+        type(exc) is EventStoreError and not isinstance(exc.__cause__, TypeError | ValueError))
 
 
 class TimedModel:

@@ -12,7 +12,7 @@ when ``metrics.port`` is set, the ``/metrics`` + health endpoint.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
@@ -34,14 +34,23 @@ class Observability:
     recorder: MetricsRecorder
     store: EventStore
     server: HealthServer | None
+    checks: list[Callable[[], str | None]] = field(default_factory=list)
+    """More reasons not to be ready, from the running parts (see :meth:`add_check`)."""
 
     def timed_model(self, model: ModelClient) -> TimedModel:
         """``model`` (the gateway) with its replies' time to first token observed."""
         return TimedModel(model, self.metrics)
 
+    def add_check(self, check: Callable[[], str | None]) -> None:
+        """``/readyz`` also asks ``check`` (None: fine; else the sentence to show), e.g.
+        the Discord adapter's messages waiting for the log to take them."""
+        self.checks.append(check)
+
     def readiness(self) -> Readiness:
         """What ``/readyz`` would answer now."""
-        return readiness_of(self.recorder.state, self.store)
+        found = readiness_of(self.recorder.state, self.store)
+        more = tuple(reason for check in self.checks if (reason := check()) is not None)
+        return Readiness(found.reasons + more)
 
     async def close(self) -> None:
         """Stop serving, following and timing (call before closing the store)."""
@@ -70,11 +79,10 @@ async def start_observability(
     recorder = MetricsRecorder(store, metrics, LiveState(), queue_depth=queue_depth)
     await recorder.start()
     store.observe_appends(recorder.observe_append)
-    server = None
+    observability = Observability(metrics, recorder, store, None)
     settings = config.metrics
     if settings.port is not None:
-        server = HealthServer(metrics.registry,
-                              lambda: readiness_of(recorder.state, store),
+        server = HealthServer(metrics.registry, observability.readiness,
                               host=settings.host, port=settings.port)
         try:
             await server.start()
@@ -84,7 +92,8 @@ async def start_observability(
             raise ProblemsError([_port_problem(
                 config, f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
                 "free the port or choose another")]) from None
-    return Observability(metrics, recorder, store, server)
+        observability.server = server
+    return observability
 
 
 def _port_problem(config: Config, message: str) -> Problem:

@@ -6,9 +6,9 @@ same pseudonym across exports made with the same key, and nobody without the key
 can test a guess. The ids are replaced wherever they appear as a whole token:
 in data, stream ids (a terminal conversation's stream is named after its user),
 event ids and persona files. Display names become pseudonyms too. Every message
-text is dropped: what people said, what the model replied, and rerun prompts; so are
-attachments (file names and stored content), tool arguments and results, and the
-model's reasoning.
+text is dropped: what people said, what the model replied (and the parts and previews
+it was posted as), and rerun prompts; so are attachments (file names and stored
+content), tool arguments and results, and the model's reasoning.
 """
 
 from __future__ import annotations
@@ -83,6 +83,8 @@ class Redactor:
         if isinstance(value, list):
             if key == "prompt":
                 return [self._prompt_message(m) for m in value]
+            if key == "parts":  # a reply's text, as the messages it was posted as
+                return [REDACTED_TEXT for _ in value]
             return [self._value(v, None) for v in value]
         return value
 

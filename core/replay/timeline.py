@@ -24,6 +24,8 @@ from eventstore import RecordedEvent
 from ..events import (
     AttachmentStored,
     ConversationReset,
+    DeliveryPartPosted,
+    DeliveryPlanned,
     GatewayConnected,
     GatewayDisconnected,
     GatewayResumed,
@@ -34,6 +36,8 @@ from ..events import (
     ModelReplied,
     PersonaTriggered,
     PersonaVersionRecorded,
+    PreviewPlanned,
+    PreviewPosted,
     QuotaReset,
     ReplyDelivered,
     ReplyFailed,
@@ -172,7 +176,9 @@ _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
                                         + ("" if d.get("attachments") is None else
                                            f", now with {len(d['attachments'])} file(s)")),
     MessageDeleted.type: ("cyan", lambda d: f"message {d.get('message_id')} deleted"),
-    ConversationReset.type: ("magenta", lambda d: f"conversation reset by {d.get('by_user')}"),
+    ConversationReset.type: ("magenta", lambda d: (
+        f"{d.get('by_user')} reset their own turns" if d.get("scope") == "user"
+        else f"conversation reset by {d.get('by_user')}")),
     PersonaTriggered.type: ("green", _triggered),
     TriggerRejected.type: ("yellow", _rejected),
     ModelReplied.type: ("bold green", _replied),
@@ -182,6 +188,18 @@ _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
         f"{', '.join(str(i) for i in d.get('delivered_ids') or ()) or 'nothing'}")),
     ReplyFailed.type: ("red", lambda d: f"{d.get('persona_id')}'s reply to {d.get('message_id')} "
                                      f"not delivered: {d.get('error')}"),
+    DeliveryPlanned.type: ("dim", lambda d: (
+        f"{d.get('persona_id')}'s reply to {d.get('message_id')} will be "
+        f"{len(d.get('parts') or ())} messages ({d.get('route')}, in {d.get('channel_id')})")),
+    DeliveryPartPosted.type: ("dim", lambda d: (
+        f"{d.get('persona_id')}'s reply to {d.get('message_id')}: part "
+        f"{int(d.get('index') or 0) + 1} posted as {d.get('posted_id')}")),
+    PreviewPlanned.type: ("dim", lambda d: (
+        f"{d.get('persona_id')}'s reply to {d.get('message_id')}: preview about to be "
+        f"posted ({d.get('route')})")),
+    PreviewPosted.type: ("dim", lambda d: (
+        f"{d.get('persona_id')}'s reply to {d.get('message_id')}: preview posted as "
+        f"{d.get('posted_id')}")),
     QuotaReset.type: ("blue", _reset),
     PersonaVersionRecorded.type: ("blue", lambda d: (
         f"persona {d.get('persona_id')} version {str(d.get('version'))[:12]} loaded"

@@ -4,7 +4,9 @@ An export line holds every stored column of one event, ``data`` as stored (not
 upcast), in position order. Importing an export into an empty log writes the same
 events: same positions, ids, streams, versions, types, schema versions, data,
 timestamps and correlation/causation ids, in one transaction (a bad line leaves
-the log empty). Projections are not exported: the bot rebuilds them on start.
+the log empty). Each event is checked against its catalogue type first: an import
+never writes what this personae cannot read back. Projections are not exported: the
+bot rebuilds them on start.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import orjson
 from eventstore import Log, LogReader, RecordedEvent
 from eventstore.errors import EventStoreError
 
+from ..events import CATALOGUE
+from ..events.validation import EventChecker
 from .selection import EVERYTHING, Selection
 
 EXPORT_FORMAT = "personae-events"
@@ -65,17 +69,32 @@ def write_export(lines: Iterable[bytes], out: BinaryIO) -> int:
     return count
 
 
-def import_lines(log: Log, lines: Iterable[bytes | str], *, source: str = "<input>"
-                 ) -> ImportResult:
-    """Write the exported ``lines`` into ``log``, which must hold no events."""
+def import_lines(log: Log, lines: Iterable[bytes | str], *, source: str = "<input>",
+                 partial: bool = False) -> ImportResult:
+    """Write the exported ``lines`` into ``log``, which must hold no events.
+
+    Every event is checked before it is written (in one transaction: a refusal writes
+    nothing): its columns, its data against its catalogue type and schema version, its
+    time, and its position: from 1 with no gap, as a whole log's export is (``partial``:
+    a filtered export, whose positions may skip, is accepted too), and never past
+    :data:`MAX_POSITION`.
+    """
     where = source
+    checker = EventChecker(CATALOGUE)
 
     def events() -> Iterator[RecordedEvent]:
         nonlocal where
+        previous = 0
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 where = f"{source}:{number}"
-                yield _parse(line, where)
+                event = _parse(line, where)
+                _check_position(event.position, previous, where, partial)
+                problem = checker.problem(event.type, event.schema_version, event.data)
+                if problem is not None:
+                    raise ImportRefused(f"{where}: event {event.event_id!r}: {problem}")
+                previous = event.position
+                yield event
 
     if log.last_position():
         raise ImportRefused(f"{log.location} already holds events; import only into an "
@@ -87,6 +106,23 @@ def import_lines(log: Log, lines: Iterable[bytes | str], *, source: str = "<inpu
     except EventStoreError as exc:
         raise ImportRefused(f"{where}: {exc}") from None
     return ImportResult(events=count, last_position=last)
+
+
+MAX_POSITION = 2**53
+"""No imported position past this: far below where SQLite's 64-bit positions end (an
+import at 2^63-1 would make every later append fail) and exact in any JSON reader."""
+LATEST_TIME = 253_402_300_799.0
+"""9999-12-31T23:59:59Z: a recorded time past it cannot be shown as a date."""
+
+
+def _check_position(position: int, previous: int, where: str, partial: bool) -> None:
+    if position > MAX_POSITION:
+        raise ImportRefused(f"{where}: position {position} is past the most an import takes "
+                            f"({MAX_POSITION}); this is not a personae export")
+    if not partial and position != previous + 1:
+        raise ImportRefused(
+            f"{where}: position {position} follows {previous}: a whole log's export has no "
+            "gap (a filtered export? import it with --partial)")
 
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -109,6 +145,15 @@ def _parse(line: bytes | str, where: str) -> RecordedEvent:
     for name in ("correlation_id", "causation_id"):
         if record.get(name) is not None and not isinstance(record[name], str):
             raise ImportRefused(f"{where}: field {name!r} must be a string or null")
+    for name in ("event_id", "stream_id", "type"):
+        if not record[name]:
+            raise ImportRefused(f"{where}: field {name!r} is empty")
+    for name in ("position", "version"):
+        if record[name] < 1:
+            raise ImportRefused(f"{where}: field {name!r} is {record[name]}; it starts at 1")
+    if not 0 <= record["recorded_at"] <= LATEST_TIME:
+        raise ImportRefused(f"{where}: recorded_at {record['recorded_at']} is not a time "
+                            "(seconds since 1970, before the year 10000)")
     return RecordedEvent(
         position=record["position"], event_id=record["event_id"], stream_id=record["stream_id"],
         version=record["version"], type=record["type"], schema_version=record["schema_version"],

@@ -20,7 +20,7 @@ import orjson
 
 from ..appending import as_store_error, in_load_order, stored_data
 from ..encoding import encode_data
-from ..errors import EventStoreError, WrongExpectedVersion
+from ..errors import EventStoreError, LogUnavailable, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
 from ..model import (
     ANY,
@@ -43,6 +43,7 @@ from ..projections import (
 from ..tables import MemoryTables
 from ..upcasting import Upcasters
 from . import schema
+from .lock import WriterLock
 from .tables import SQLiteTables
 
 _COLUMNS = (
@@ -55,6 +56,9 @@ _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # make one necessary), so one statement for many rows is much cheaper than one per row.
 _ROWS_PER_INSERT = 100
 _READ_CHUNK = 5000
+_SQLITE_FULL = 13
+_SMALL_WAL_PAGES = 100
+"""Checkpoint every ~400 KB of WAL (SQLite's default is 1000 pages) once the disk was full."""
 # A stream's tail as one JSON text: the rows come back in a single step, which matters
 # under load: sqlite3 lets go of the GIL at every step, and a reader thread that must win
 # it back for each of ~100 rows waits up to a switch interval (5 ms) each time the event
@@ -86,14 +90,19 @@ class SQLiteLog:
         *,
         upcasters: Upcasters | None = None,
         projections: Sequence[Projection] = (),
+        read_only: bool = False,
+        lock: WriterLock | None = None,
     ) -> None:
         check_tables(projections)
         self._db = conn
         self.path = path
         self.location = str(path)
+        self._read_only = read_only
+        self._lock = lock
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
         self._tables = SQLiteTables(conn)
+        self._disk_was_full = False
         for projection in self._projections:
             self._prepare_projection(projection)
 
@@ -106,18 +115,42 @@ class SQLiteLog:
         upcasters: Upcasters | None = None,
         projections: Sequence[Projection] = (),
         create: bool = True,
+        read_only: bool = False,
+        lock: bool = False,
     ) -> SQLiteLog:
         """Open (creating or migrating) the log at ``path``.
 
         Opening reads no events unless a registered projection is behind the log.
+        ``read_only``: never write (no migration, no projection catch-up), so that a
+        read-only file or directory can be read; ``lock``: be the one writer of this file
+        (:class:`~eventstore.sqlite.lock.WriterLock`), refused while another holds it.
         """
         path = Path(path)
-        conn = schema.connect(path, synchronous=synchronous, create=create)
-        return cls(conn, path, upcasters=upcasters, projections=projections)
+        if read_only:
+            if projections:
+                raise ValueError("a read-only log keeps no projections up to date")
+            return cls(schema.connect_read_only(path), path, upcasters=upcasters,
+                       read_only=True)
+        writer = None
+        if lock:
+            schema.refuse_foreign_file(path)
+            if not create and not path.exists():
+                raise StoreOpenError(f"there is no event log at {path} yet")
+            schema.ensure_parent(path)
+            writer = WriterLock.acquire(path)
+        try:
+            conn = schema.connect(path, synchronous=synchronous, create=create)
+            return cls(conn, path, upcasters=upcasters, projections=projections, lock=writer)
+        except BaseException:
+            if writer is not None:
+                writer.release()
+            raise
 
     def reader(self) -> SQLiteLog:
         """Another, query-only connection to this file (WAL lets it read while we write)."""
-        return SQLiteLog(schema.connect_reader(self.path), self.path, upcasters=self._upcasters)
+        conn = schema.connect_read_only(self.path) if self._read_only else \
+            schema.connect_reader(self.path)
+        return SQLiteLog(conn, self.path, upcasters=self._upcasters, read_only=self._read_only)
 
     def listen(self) -> None:
         """None: another process's commits are seen at a follower's next wake-up (an
@@ -125,8 +158,12 @@ class SQLiteLog:
         return None
 
     def close(self) -> None:
-        """Close the connection. Committed events are durable before this returns."""
+        """Close the connection (and let go of the writer lock). Committed events are
+        durable before this returns."""
         self._db.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -157,6 +194,23 @@ class SQLiteLog:
         """
         outcomes: list[AppendResult | EventStoreError] = []
         now = time.time()
+        if self._disk_was_full:
+            self._checkpoint()
+        try:
+            return self._append_batch(requests, outcomes, now, recorded)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != _SQLITE_FULL:
+                raise
+            self._disk_was_full = True
+            self._checkpoint()
+            raise LogUnavailable(
+                f"the disk holding the event log {self.location} is full; nothing of this "
+                "append was written (free some space: the bot takes up again by itself)"
+            ) from None
+
+    def _append_batch(self, requests: Sequence[AppendRequest],
+                      outcomes: list[AppendResult | EventStoreError], now: float,
+                      recorded: bool) -> list[AppendResult | EventStoreError]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._catch_up_projections()
@@ -180,7 +234,19 @@ class SQLiteLog:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        self._disk_was_full = False
         return outcomes
+
+    def _checkpoint(self) -> None:
+        """Move the write-ahead log into the database and empty it. A full disk stops the
+        automatic checkpoints (they need room too), and the WAL, never reset, then fills
+        any space freed: after a full disk each append first tries this."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            # and from now on often enough that the WAL never grows into the space left
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_SMALL_WAL_PAGES}").fetchall()
+        except sqlite3.Error:
+            pass  # still no room: the append that follows says so
 
     def _append_one(self, request: AppendRequest, now: float, next_position: int,
                     recorded: bool) -> AppendResult:

@@ -7,6 +7,7 @@ anything is written to it.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +20,34 @@ from ..errors import StoreOpenError
 Synchronous = Literal["full", "normal"]
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_CANTOPEN = 14
 
-_APPEND_ONLY_TRIGGERS = (
-    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT "
+APPEND_ONLY_TRIGGERS: dict[str, str] = {
+    "events_no_update": "CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT "
     "RAISE(ABORT, 'the event log is append-only: events cannot be updated'); END",
-    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT "
+    "events_no_delete": "CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT "
     "RAISE(ABORT, 'the event log is append-only: events cannot be deleted'); END",
-)
+    # INSERT OR REPLACE deletes the row it collides with without firing the delete
+    # trigger (unless recursive_triggers is on), so a colliding insert is refused too.
+    "events_no_replace": "CREATE TRIGGER events_no_replace BEFORE INSERT ON events "
+    "WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position) "
+    "OR EXISTS (SELECT 1 FROM events WHERE event_id = NEW.event_id) "
+    "OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id "
+    "AND version = NEW.version) "
+    "BEGIN SELECT RAISE(FAIL, "
+    "'the event log is append-only: an existing event cannot be replaced'); END",
+}
+"""The triggers that make the events table append-only, exactly as created (``db
+check`` compares the file's with these)."""
+
+EVENT_INDEXES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "events_event_id": (("event_id",), True),
+    "events_stream_version": (("stream_id", "version"), True),
+    "events_type_position": (("type", "position"), False),
+    "events_recorded_at": (("recorded_at",), False),
+}
+"""The events table's indexes: columns, and whether unique (the unique ones make
+idempotency and gap-free stream versions hold)."""
 
 
 def _migrate_to_1(db: sqlite_utils.Database) -> None:
@@ -49,12 +71,10 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
         },
     )
     events = db.table("events")
-    events.create_index(["event_id"], unique=True, index_name="events_event_id")
-    events.create_index(["stream_id", "version"], unique=True, index_name="events_stream_version")
-    events.create_index(["type", "position"], index_name="events_type_position")
-    events.create_index(["recorded_at"], index_name="events_recorded_at")
-    for trigger in _APPEND_ONLY_TRIGGERS:
-        db.execute(trigger)
+    for name, (columns, unique) in EVENT_INDEXES.items():
+        events.create_index(list(columns), unique=unique, index_name=name)
+    for name in ("events_no_update", "events_no_delete"):
+        db.execute(APPEND_ONLY_TRIGGERS[name])
     db["projection_positions"].create(  # type: ignore[union-attr]
         {"name": str, "version": int, "position": int},
         pk="name",
@@ -63,24 +83,16 @@ def _migrate_to_1(db: sqlite_utils.Database) -> None:
 
 
 def _migrate_to_2(db: sqlite_utils.Database) -> None:
-    # INSERT OR REPLACE deletes the row it collides with without firing the delete
-    # trigger (unless recursive_triggers is on), so a colliding insert is refused here.
-    db.execute(
-        "CREATE TRIGGER events_no_replace BEFORE INSERT ON events "
-        "WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position) "
-        "OR EXISTS (SELECT 1 FROM events WHERE event_id = NEW.event_id) "
-        "OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id "
-        "AND version = NEW.version) "
-        "BEGIN SELECT RAISE(FAIL, "
-        "'the event log is append-only: an existing event cannot be replaced'); END"
-    )
+    db.execute(APPEND_ONLY_TRIGGERS["events_no_replace"])
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1, _migrate_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-def _refuse_foreign_file(path: Path) -> None:
+def refuse_foreign_file(path: Path) -> None:
+    """Raise StoreOpenError for a path that is a directory or a file that is not an
+    intact SQLite database (nothing is written to it)."""
     if path.is_dir():
         raise StoreOpenError(f"database.path {path} is a directory; name a file inside it")
     if not path.exists() or path.stat().st_size == 0:
@@ -116,7 +128,8 @@ def _plausible_header(header: bytes) -> bool:
     )
 
 
-def _ensure_parent(path: Path) -> None:
+def ensure_parent(path: Path) -> None:
+    """Create the log's directory (StoreOpenError when it cannot be)."""
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -149,10 +162,10 @@ def connect(path: Path, *, synchronous: Synchronous = "full", create: bool = Tru
     Nothing is written to a file that is refused.
     """
     path = Path(path)
-    _refuse_foreign_file(path)
+    refuse_foreign_file(path)
     if not create and not path.exists():
         raise StoreOpenError(f"there is no event log at {path} yet")
-    _ensure_parent(path)
+    ensure_parent(path)
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -175,6 +188,60 @@ def connect(path: Path, *, synchronous: Synchronous = "full", create: bool = Tru
     return conn
 
 
+def connect_read_only(path: Path, *, refuse_newer: bool = True) -> sqlite3.Connection:
+    """A connection that never writes, for tools that only read, and works on a log file
+    or directory that is read-only. Where both are writable it is a query-only
+    connection (SQLite tidies its WAL files away when it closes); else SQLite's
+    read-only mode, which needs the WAL's index file, and where that cannot be made (a
+    read-only directory after a clean close: no WAL is left to read) the file is
+    opened as immutable. ``refuse_newer``: refuse a log of a newer personae."""
+    path = Path(path)
+    refuse_foreign_file(path)
+    if not path.is_file():
+        raise StoreOpenError(f"there is no event log at {path} yet")
+    if refuse_newer:
+        with path.open("rb") as f:
+            _refuse_newer(path, int.from_bytes(f.read(100)[60:64], "big"))
+    if os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        conn = connect_reader(path)
+        try:
+            if refuse_newer:
+                _check_version(path, conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                           isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        if refuse_newer:
+            _check_version(path, conn)
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if getattr(exc, "sqlite_errorcode", None) != _SQLITE_CANTOPEN:
+            raise _translate(path, exc) from None
+    except BaseException:
+        conn.close()
+        raise
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreOpenError(
+            f"cannot read the event log {path}: its directory is read-only and it still has "
+            f"a write-ahead log ({wal.name}), which SQLite cannot read from there; copy the "
+            "three files somewhere writable, or let the bot close the log cleanly first")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True,
+                               isolation_level=None, check_same_thread=False)
+        if refuse_newer:
+            _check_version(path, conn)
+    except sqlite3.Error as exc:
+        raise _translate(path, exc) from None
+    return conn
+
+
 def connect_reader(path: Path, *, query_only: bool = True) -> sqlite3.Connection:
     """A connection for reads, to a log that :func:`connect` has opened before."""
     try:
@@ -188,7 +255,10 @@ def connect_reader(path: Path, *, query_only: bool = True) -> sqlite3.Connection
 
 
 def _check_version(path: Path, conn: sqlite3.Connection) -> None:
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
+    _refuse_newer(path, conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _refuse_newer(path: Path, found: int) -> None:
     if found > SCHEMA_VERSION:
         raise StoreOpenError(
             f"{path} was written by a newer personae (log schema {found}; this version "

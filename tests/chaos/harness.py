@@ -63,6 +63,12 @@ class BotSettings:
     max_concurrent_replies: int = 256
     catch_up_window_s: float = 600.0
     log_level: str = "info"
+    stream_edits: bool = False
+    """Show each reply as it arrives (a preview message edited as the model streams)."""
+    database: str = "log.db"
+    """The event log's path (relative to the bot's folder, or absolute)."""
+    metrics_port: int | None = None
+    """Serve /metrics, /healthz and /readyz on this port."""
 
 
 def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
@@ -77,10 +83,11 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
         "triggers: {mention: true, keywords: [ada]}\n"
         f"limits: {{reply_deadline: {settings.reply_deadline_s:g}s}}\n"
         f"delivery: {{webhook: {str(settings.webhook).lower()}, "
+        f"stream_edits: {str(settings.stream_edits).lower()}, "
         f"failure_notice: '{FAILURE_NOTICE}', busy_notice: '{BUSY_NOTICE}'}}\n")
     config = folder / "config.yaml"
     config.write_text(
-        "database: {path: log.db, synchronous: normal}\n"
+        f"database: {{path: '{settings.database}', synchronous: normal}}\n"
         "personas: {dir: personas}\n"
         f"discord: {{api_base_url: '{emu.api_base_url}', token_env: {TOKEN_ENV}, "
         f"catch_up_window: {settings.catch_up_window_s:g}s}}\n"
@@ -89,7 +96,8 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
         f"max_concurrency: {settings.max_concurrency}}}\n"
         f"limits: {{shutdown_deadline: 5s, max_concurrent_replies: "
         f"{settings.max_concurrent_replies}, recovery_window: 10m}}\n"
-        f"logging: {{level: {settings.log_level}}}\n")
+        f"logging: {{level: {settings.log_level}}}\n"
+        + (f"metrics: {{port: {settings.metrics_port}}}\n" if settings.metrics_port else ""))
     return config
 
 
@@ -584,7 +592,7 @@ async def forge_message(emu: DiscordEmulator, user: User, channel: Channel, cont
     placeholder = emu.world.create_message(channel, user, "forged")
     forged = dataclasses.replace(placeholder, content=content)
     emu.world.messages[forged.id] = forged
-    emu.hub.dispatch("MESSAGE_CREATE", payloads.message(emu.world, forged),
+    emu.hub.dispatch("MESSAGE_CREATE", payloads.message(emu.world, forged, shape="dispatch"),
                      guild_id=forged.guild_id)
     await emu.hub.flush()
     return forged

@@ -118,7 +118,7 @@ def test_db_check_compares_the_projections_with_a_rebuild(tmp_path: Path, flow: 
     with pgserver.admin() as conn:
         conn.execute(f'UPDATE "{schema}".quota_usage SET tokens = tokens + 1')
     code, _, err = _invoke(config, "db", "check")
-    assert code == 1 and "violation projection: quotas.quota_usage" in err
+    assert code == 1 and "violation projections: quotas.quota_usage" in err
     assert _invoke(config, "db", "check", "--no-projections")[0] == 0
 
 

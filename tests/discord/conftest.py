@@ -116,7 +116,7 @@ async def running_bot(
                              client_options=fast_client_options())
     dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
                                   dispatcher_settings or DispatcherSettings(shutdown_deadline_s=5),
-                                  toolbox=toolbox)
+                                  toolbox=toolbox, roles={PLATFORM: adapter.roles})
 
     async def reload_and_record() -> Sequence[Problem]:
         problems = await reload() if reload is not None else ()

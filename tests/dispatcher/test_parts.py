@@ -30,8 +30,8 @@ from .conftest import human, load_persona, persona_yaml
 class FirstOnly:
     """A turn policy: only the strongest trigger answers."""
 
-    def turns(self, message: InboundMessage,
-              matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
+    async def turns(self, message: InboundMessage,
+                    matches: Sequence[TriggerMatch]) -> Sequence[TriggerMatch]:
         return matches[:1]
 
 
@@ -51,7 +51,7 @@ async def test_admission_decides_each_match_with_the_collaborators_it_is_given()
     admission, store = await _admission(queue_size=1)
     try:
         message = human("222222222222222222", "@ada @bob hello")
-        matches = admission.matches(message)
+        matches = await admission.matches(message)
         assert [(m.persona_id, m.reason) for m in matches] == [("ada", "mention"),
                                                               ("bob", "mention")]
         ada, bob = await admission.decide(message, matches, "msg:test:1")
@@ -71,7 +71,7 @@ async def test_admission_decides_each_match_with_the_collaborators_it_is_given()
 async def test_a_turn_policy_replaces_who_takes_a_turn() -> None:
     admission, store = await _admission(policy=FirstOnly())
     try:
-        assert [m.persona_id for m in admission.matches(human("u1", "@ada @bob hello"))] == [
+        assert [m.persona_id for m in await admission.matches(human("u1", "@ada @bob hello"))] == [
             "ada"]
     finally:
         await store.close()

@@ -136,3 +136,30 @@ async def test_refusals_are_recorded_with_their_reason_and_nothing_is_asked_of_t
         assert not fake_openai.requests and not harness.sink.notices
     finally:
         await close_harness(harness)
+
+
+async def test_a_persona_chain_never_makes_a_persona_talk_with_someone_it_refuses(tmp_path):
+    from .conftest import close_harness, load_persona, make_harness, settle
+
+    ada = load_persona("ada", provider="offline", extra="triggers: {keywords: ['ada']}\n")
+    bob = load_persona("bob", provider="offline", extra=(
+        "triggers: {patterns: ['^\\[offline\\]'], from_personas: [ada]}\n"
+        "permissions: {deny_users: ['771020304050607080']}\n"))
+    harness = await make_harness(tmp_path, [ada, bob], None)
+    try:
+        for author in ("771020304050607080", "alice"):
+            await settle(await harness.dispatcher.ingest(human(author, "ada, start a chat")))
+            await harness.dispatcher.wait_idle()
+        replies = [(e.data["persona_id"], e.data["author_id"])
+                   for e in await harness.events("ModelReplied")]
+        (refused,) = await harness.events("TriggerRejected")
+        triggered = [e.data for e in await harness.events("PersonaTriggered")
+                     if e.data["persona_id"] == "bob"]
+    finally:
+        await close_harness(harness)
+    assert replies == [("ada", "771020304050607080"), ("ada", "alice"),
+                       ("bob", "persona:ada")]
+    assert (refused.data["persona_id"], refused.data["reason"]) == (
+        "bob", "permission:user_denied")
+    assert refused.data["detail"] == "for 771020304050607080, who started this"
+    assert [t["root_author_id"] for t in triggered] == ["alice"]

@@ -149,7 +149,8 @@ async def record_flow(root: Path, fake: FakeOpenAI) -> Flow:
         await gateway.resumed("session-1", 0)
         await harness.dispatcher.reset_conversation("test", "c1", GRACE, "reset-1")
         await say("fresh", GRACE, GRACE_NAME, "@ada a fresh start: what is a generator?")
-        await say("dm", LINUS, LINUS_NAME, "@ada hi in private", channel="dm-linus",
+        # one persona per DM unless named: this DM names both, so both answer
+        await say("dm", LINUS, LINUS_NAME, "@ada hi in private, and bob too", channel="dm-linus",
                   guild=None, is_dm=True)
         await gateway.disconnected("session-1", 0)
         await harness.dispatcher.wait_idle()

@@ -6,7 +6,8 @@ It is a :class:`core.app.Platform`: build it, build the dispatcher with
 (:class:`core.app.Runtime` does the first three)::
 
     adapter = DiscordAdapter(store, registry, DiscordAdapterSettings(...))
-    dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink})
+    dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
+                                  roles={PLATFORM: adapter.roles})
     adapter.attach(dispatcher, CommandSet(dispatcher=dispatcher, ...))
     await adapter.client.start(token)
 
@@ -17,30 +18,34 @@ catch-up), ``dispatcher.shutdown()``, then :meth:`close`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import disnake
 from disnake.ext import commands
 
-from eventstore import EventStore
+from eventstore import EventStore, LogUnavailable
 
 from ...commands import CommandSet
 from ...config import AttachmentSettings
 from ...dispatcher.admission import PersonaSource
 from ...dispatcher.dispatcher import Dispatcher
+from ...dispatcher.messages import InboundDeletion, InboundEdit
 from ...dispatcher.projection import read_persona_messages
 from ...events.ids import message_event_id
 from .attachments import DiscordFiles, message_files, offered_files, recorded_files
+from .backlog import BACKLOG_LIMIT, Backlog
 from .catchup import catch_up
 from .commands import register_commands
 from .delivery import STREAM_INTERVAL_S, DiscordSink
 from .gateway_log import GatewayLog
 from .inbound import PLATFORM, inbound_deletion, inbound_edit, inbound_message
 from .interactions import DEFER_AFTER_S, InteractionReplies
+from .members import MemberRoles
 from .threads import ThreadMover
 
 log = logging.getLogger(__name__)
@@ -77,6 +82,18 @@ class DiscordAdapterSettings:
     defer_after_s: float = DEFER_AFTER_S
     stream_interval_s: float = STREAM_INTERVAL_S
     attachments: AttachmentSettings = field(default_factory=AttachmentSettings)
+    backlog_limit: int = BACKLOG_LIMIT
+    """Messages kept while the log cannot be written (more are read back afterwards)."""
+
+
+class _Bot(commands.InteractionBot):
+    """disnake's bot without its owner prefetch: at login it fires off a task asking
+    Discord who owns the application, which nobody awaits, so a bot that stops early
+    (a refused intent, a quick SIGTERM) leaves it to fail on the closed session as
+    "Task exception was never retrieved". personae's admins come from config.yaml."""
+
+    async def _fill_owners(self) -> None:
+        return None
 
 
 class DiscordAdapter:
@@ -92,12 +109,14 @@ class DiscordAdapter:
         self._settings = settings
         # No message cache: edits and deletes arrive as raw events and the log is the
         # memory; disnake's default 1,000 cached messages only fed the garbage collector.
-        self.client = commands.InteractionBot(
+        self.client = _Bot(
             intents=bot_intents(), **{"max_messages": None, **(client_options or {})})
         self._interactions = InteractionReplies(settings.defer_after_s)
         self._threads = ThreadMover(store)
         self.sink = DiscordSink(self.client, personas, self._interactions, self._threads,
                                 stream_interval_s=settings.stream_interval_s)
+        self.roles = MemberRoles(self.client)
+        """Roles Discord did not send (history, DMs): looked up, cached briefly."""
         self._gateway_log = GatewayLog(store)
         self._files = DiscordFiles(settings.attachments)
         self._dispatcher: Dispatcher | None = None
@@ -105,12 +124,14 @@ class DiscordAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_locks: dict[int, asyncio.Lock] = {}
         self._announced = False
+        self._backlog = Backlog(self._read_back, limit=settings.backlog_limit)
         self.caught_up = asyncio.Event()
         """Set after each catch-up pass (tests and health checks wait on it)."""
 
     def attach(self, dispatcher: Dispatcher, commands: CommandSet) -> None:
         """Route gateway events to ``dispatcher`` and register the slash commands."""
         self._dispatcher = dispatcher
+        self.sink.record_with(dispatcher.deliveries)
         register_commands(self.client, commands, self._interactions)
         client = self.client
         client.add_listener(self._on_message, "on_message")
@@ -130,6 +151,7 @@ class DiscordAdapter:
     async def close(self) -> None:
         """Stop background work, typing and pending commands; close the gateway."""
         self._accepting = False
+        await self._backlog.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -144,19 +166,51 @@ class DiscordAdapter:
         await self.ingest(message)
 
     async def ingest(self, message: disnake.Message) -> None:
-        """Hand ``message`` to the dispatcher (not the bot's own; never raises)."""
+        """Hand ``message`` to the dispatcher (not the bot's own; never raises). While the
+        log cannot be written it waits in the backlog, and is taken in once it can."""
         if not self._accepting or self._dispatcher is None or self._is_own(message):
             return
+        await self._in_order(message.channel.id, functools.partial(self._take_in, message))
+
+    async def _in_order(self, channel_id: int, take: Callable[[], Awaitable[None]]) -> None:
+        """``take`` now, or behind what waits for the log already (order holds)."""
+        if self._backlog.waiting:
+            self._backlog.keep(channel_id, take)
+            return
+        try:
+            await take()
+        except LogUnavailable as exc:
+            self._backlog.keep(channel_id, take, exc)
+
+    def intake_problem(self) -> str | None:
+        """Why messages are not being taken in now (for ``/readyz``), or None."""
+        return self._backlog.problem()
+
+    async def _take_in(self, message: disnake.Message) -> None:
         # disnake runs each event in a task of its own: a lock per channel (taken in
         # arrival order, before any await) keeps the log in the order people wrote
         lock = self._channel_locks.setdefault(message.channel.id, asyncio.Lock())
         async with lock:
             await self._ingest(message)
 
+    async def _read_back(self, channels: set[int]) -> None:
+        """Catch up the channels whose messages did not fit in the backlog."""
+        await catch_up(self.client, self._store, self._settings.catch_up_window_s,
+                       self._read_back_one, channels=[str(c) for c in sorted(channels)])
+
+    async def _read_back_one(self, message: disnake.Message) -> None:
+        # straight to the log, not behind the backlog this read-back is part of
+        if self._accepting and self._dispatcher is not None and not self._is_own(message):
+            await self._take_in(message)
+
     async def _ingest(self, message: disnake.Message) -> None:
+        """Take ``message`` in; raises only :class:`~eventstore.LogUnavailable` (the log
+        could not record it: try again later)."""
         assert self._dispatcher is not None  # ingest() takes nothing in before attach()
         try:
             inbound = inbound_message(message, self._personas.all(), self.client.user.id)
+            if inbound.author.roles_known and message.guild is not None:
+                self.roles.saw(message.guild.id, message.author.id, inbound.author.roles)
             offered = message_files(message)
             if offered and await self._store.get(
                     message_event_id(PLATFORM, inbound.message_id)) is None:
@@ -169,6 +223,8 @@ class DiscordAdapter:
                 if owner is not None:
                     inbound = replace(inbound, mentions=inbound.mentions | {owner})
             await self._dispatcher.ingest(inbound)
+        except LogUnavailable:
+            raise
         except Exception:
             log.exception("could not take in Discord message %s", message.id)
 
@@ -180,21 +236,28 @@ class DiscordAdapter:
             return
         guild = self.client.get_guild(payload.guild_id) if payload.guild_id else None
         edit = inbound_edit(payload, guild, self.client.user.id)
-        if edit is None:
-            return
+        if edit is not None:
+            await self._in_order(payload.channel_id, functools.partial(
+                self._record_edit, payload.channel_id, edit, payload.data.get("attachments")))
+
+    async def _record_edit(self, channel_id: int, edit: InboundEdit,
+                           attachments: Iterable[Mapping[str, Any]] | None) -> None:
+        assert self._dispatcher is not None
         # after the message itself: its ingest (and its downloads) holds the channel's lock
-        lock = self._channel_locks.setdefault(payload.channel_id, asyncio.Lock())
+        lock = self._channel_locks.setdefault(channel_id, asyncio.Lock())
         async with lock:
             try:
-                if "attachments" in payload.data:
+                if attachments is not None:
                     recorded = await self._store.get(message_event_id(PLATFORM, edit.message_id))
                     files = await self._files.take_edit(
-                        offered_files(payload.data["attachments"]),
+                        offered_files(attachments),
                         recorded_files(recorded.data if recorded else None))
                     edit = replace(edit, attachments=files)
                 await self._dispatcher.edit(edit)
+            except LogUnavailable:
+                raise
             except Exception:
-                log.exception("could not record an edit of message %s", payload.message_id)
+                log.exception("could not record an edit of message %s", edit.message_id)
 
     async def _on_raw_message_delete(self, payload: disnake.RawMessageDeleteEvent) -> None:
         await self._deleted([payload.message_id], payload.channel_id)
@@ -207,10 +270,17 @@ class DiscordAdapter:
         if not self._accepting or self._dispatcher is None:
             return
         for message_id in message_ids:
-            try:
-                await self._dispatcher.delete(inbound_deletion(message_id, channel_id))
-            except Exception:
-                log.exception("could not record the deletion of message %s", message_id)
+            await self._in_order(channel_id, functools.partial(
+                self._record_deletion, inbound_deletion(message_id, channel_id)))
+
+    async def _record_deletion(self, deletion: InboundDeletion) -> None:
+        assert self._dispatcher is not None
+        try:
+            await self._dispatcher.delete(deletion)
+        except LogUnavailable:
+            raise
+        except Exception:
+            log.exception("could not record the deletion of message %s", deletion.message_id)
 
     async def _on_thread_create(self, thread: disnake.Thread) -> None:
         """Join new threads, so their messages keep arriving however the server is set up

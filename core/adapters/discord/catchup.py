@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 
 import disnake
@@ -38,11 +38,14 @@ def recent_channels(log_: LogReader, since: float) -> list[str]:
 
 async def catch_up(client: disnake.Client, store: EventStore, window_s: float,
                    ingest: Callable[[disnake.Message], Awaitable[None]], *,
-                   clock: Callable[[], float] = time.time) -> int:
-    """Feed ``ingest`` every message of the window in recently active channels; returns
-    how many messages were looked at."""
+                   clock: Callable[[], float] = time.time,
+                   channels: Iterable[str] | None = None) -> int:
+    """Feed ``ingest`` every message of the window in recently active channels (or in
+    ``channels``); returns how many messages were looked at."""
     since = clock() - window_s
-    channels = await store.read(lambda log_: recent_channels(log_, since))
+    if channels is None:
+        channels = await store.read(lambda log_: recent_channels(log_, since))
+    channels = list(channels)
     after = disnake.Object(disnake.utils.time_snowflake(datetime.fromtimestamp(since, UTC)))
     seen = 0
     for channel_id in channels:

@@ -16,7 +16,7 @@ from disnake.interactions import ApplicationCommandInteraction
 from ...commands import Caller, CommandReply, CommandSet, Usage, fit
 from ...dispatcher.messages import Author
 from ...personas.model import Persona
-from .inbound import PLATFORM
+from .inbound import PLATFORM, member_roles
 from .interactions import InteractionReplies
 
 AUTOCOMPLETE_CHOICES = 25
@@ -56,19 +56,21 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
     async def persona_choices(inter: ApplicationCommandInteraction,
                               typed: str) -> dict[str, str]:
         wanted = typed.lower()
-        matches = [p for p in commands_.all_personas() if p.triggers.slash and (
+        usable = await commands_.usable(command_caller(inter))
+        matches = [p for p in usable if p.triggers.slash and (
             p.id.lower().startswith(wanted) or p.name.lower().startswith(wanted)
             or wanted in p.name.lower())]
         return {_choice_label(p): p.id for p in matches[:AUTOCOMPLETE_CHOICES]}
 
     @bot.slash_command(name="personas", description="Who is here, and what they do")
     async def personas(inter: ApplicationCommandInteraction) -> None:
-        await _show(inter, commands_.personas(style))
+        await _show(inter, await commands_.personas(command_caller(inter), style))
 
-    @bot.slash_command(name="reset", description="Forget this channel's conversation so far")
+    @bot.slash_command(name="reset",
+                       description="Forget your conversation here so far (admins: everyone's)")
     async def reset(inter: ApplicationCommandInteraction,
                     persona: str | None = commands.Param(
-                        default=None, description="Only check that this persona is here")
+                        default=None, description="Only if you may talk to this persona")
                     ) -> None:
         await _show(inter, await commands_.reset(command_caller(inter), persona))
 
@@ -92,7 +94,7 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
     @bot.slash_command(name="reload", description="Reload the persona files (admins only)")
     async def reload(inter: ApplicationCommandInteraction) -> None:
         caller = command_caller(inter)
-        refusal = commands_.reload_refusal(caller)
+        refusal = await commands_.reload_refusal(caller)
         if refusal is not None:
             await _show(inter, refusal)
             return
@@ -125,11 +127,11 @@ def command_caller(inter: ApplicationCommandInteraction) -> Caller:
     guild = inter.guild
     author = inter.author
     parent = getattr(channel, "parent_id", None) if isinstance(channel, disnake.Thread) else None
-    roles = frozenset(str(r.id) for r in getattr(author, "roles", ())
-                      if guild is None or r.id != guild.id)
+    roles = member_roles(author, guild)
     return Caller(
         platform=PLATFORM, command_id=str(inter.id),
-        author=Author(id=str(author.id), display_name=author.display_name, roles=roles),
+        author=Author(id=str(author.id), display_name=author.display_name,
+                      roles=roles or frozenset(), roles_known=roles is not None),
         channel_id=str(inter.channel_id),
         guild_id=str(inter.guild_id) if inter.guild_id else None,
         parent_channel_id=str(parent) if parent else None, is_dm=inter.guild_id is None,

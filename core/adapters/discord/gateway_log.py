@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from eventstore import EventStore, RecordedEvent
+from eventstore import EventStore, LogUnavailable, RecordedEvent
 
 from ...events import GatewayConnected, GatewayDisconnected, GatewayResumed, typed
 from ...events.ids import GATEWAY_STREAM, gateway_event_id
@@ -46,6 +46,8 @@ class GatewayLog:
                      at=time.time())
         try:
             await self._store.append(GATEWAY_STREAM, event.new_event(gateway_event_id()))
+        except LogUnavailable as exc:  # a full disk: /readyz says so already
+            log.warning("could not record %s in the log: %s", kind.type, exc)
         except Exception:
             log.warning("could not record %s in the log", kind.type, exc_info=True)
 

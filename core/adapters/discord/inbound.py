@@ -1,5 +1,9 @@
 """Discord messages as the dispatcher's neutral messages.
 
+The author's roles are known only when Discord sent them (a live guild message);
+otherwise :class:`~core.dispatcher.messages.Author` says so (``roles_known=False``) and
+the dispatcher looks them up where a rule needs them (:mod:`.members`).
+
 A mention of the bot user or of its managed role (written in the message, not the
 automatic ping of a reply) addresses the personas the message names, or every
 persona when it names none. Other mentions become readable ``@name`` / ``#channel``
@@ -53,15 +57,15 @@ def inbound_message(message: disnake.Message, personas: Iterable[Persona], bot_u
     channel = message.channel
     parent_id = getattr(channel, "parent_id", None) if isinstance(channel, disnake.Thread) else None
     author = message.author
-    roles = frozenset(str(r.id) for r in getattr(author, "roles", ()) if guild is None
-                      or r.id != guild.id)
+    roles = member_roles(author, guild)
     reference = message.reference
     return InboundMessage(
         platform=PLATFORM,
         message_id=str(message.id),
         channel_id=str(channel.id),
         author=Author(id=str(author.id), display_name=author.display_name,
-                      is_bot=bool(author.bot or message.webhook_id), roles=roles),
+                      is_bot=bool(author.bot or message.webhook_id), roles=roles or frozenset(),
+                      roles_known=roles is not None),
         text=text,
         guild_id=str(guild.id) if guild else None,
         parent_channel_id=str(parent_id) if parent_id else None,
@@ -72,6 +76,16 @@ def inbound_message(message: disnake.Message, personas: Iterable[Persona], bot_u
         channel_name=getattr(channel, "name", None),
         guild_name=guild.name if guild else None,
     )
+
+
+def member_roles(author: disnake.User | disnake.Member, guild: disnake.Guild | None
+                 ) -> frozenset[str] | None:
+    """The role ids Discord sent with ``author`` (a Member: a live guild message or a
+    guild interaction), without @everyone; None when it sent none (a User: history, a
+    DM, a DM's slash command), which is not the same as having none."""
+    if guild is None or not isinstance(author, disnake.Member):
+        return None
+    return frozenset(str(r.id) for r in author.roles if r.id != guild.id)
 
 
 def inbound_edit(payload: disnake.RawMessageUpdateEvent, guild: disnake.Guild | None,

@@ -60,7 +60,7 @@ class ThreadMover:
             conversation_stream(PLATFORM, target.channel_id), SEED_EVENTS)
         replies = 0
         for item in context_events(events):
-            if isinstance(item.event, ConversationReset):
+            if isinstance(item.event, ConversationReset) and item.event.whole:
                 replies = 0
             elif isinstance(item.event, ModelReplied) and item.event.persona_id == persona.id:
                 replies += 1

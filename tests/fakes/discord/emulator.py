@@ -30,7 +30,7 @@ from .model import (
     User,
     Webhook,
 )
-from .recording import RestFault, RestRequest
+from .recording import RestFault, RestRequest, RestStall
 from .rest import API_PREFIX, RestApi
 from .world import World
 
@@ -111,6 +111,7 @@ class DiscordEmulator:
         self.world.links.media_base = f"http://127.0.0.1:{self._port}/media"
 
     async def stop(self) -> None:
+        self._rest.release_stalls()
         await self.hub.shutdown()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -329,7 +330,8 @@ class DiscordEmulator:
         return interaction
 
     def _dispatch_message(self, event: str, message: Message) -> None:
-        self.hub.dispatch(event, payloads.message(self.world, message), guild_id=message.guild_id)
+        data = payloads.message(self.world, message, shape="dispatch")
+        self.hub.dispatch(event, data, guild_id=message.guild_id)
 
     # observing ---------------------------------------------------------------
 
@@ -472,6 +474,25 @@ class DiscordEmulator:
         """Answer the next ``times`` requests to ``route`` with ``status`` (disnake retries
         500/502/504 after 1 + 2*attempt seconds)."""
         self._rest.faults.append(RestFault(status, times, route))
+
+    def stall(self, route: str, *, after_effect: bool = False, skip: int = 0) -> RestStall:
+        """Hold the next request to ``route`` (after letting ``skip`` through) until the
+        returned stall is released:
+        before its effect, or with ``after_effect`` after it took effect but before it is
+        answered (a crash then falls between Discord posting and the bot hearing of it).
+        ``await stall.arrived.wait()`` tells when the request is held."""
+        stall = RestStall(route, after_effect=after_effect, skip=skip)
+        self._rest.stalls.append(stall)
+        return stall
+
+    @property
+    def nonce_window_s(self) -> float:
+        """How long ``enforce_nonce`` dedupes a bot's creates (default 300 s)."""
+        return self._rest.nonce_window_s
+
+    @nonce_window_s.setter
+    def nonce_window_s(self, value: float) -> None:
+        self._rest.nonce_window_s = value
 
     def set_session_starts_remaining(self, remaining: int) -> None:
         """What ``/gateway/bot`` reports; 0 makes disnake raise SessionStartLimitReached."""

@@ -170,6 +170,9 @@ class Message:
     edited_timestamp: str | None = None
     edits: tuple[MessageEdit, ...] = ()
     deleted: bool = False
+    nonce: str | None = None
+    """The ``nonce`` the bot posted it with (Discord echoes it only in the create
+    response and the MESSAGE_CREATE dispatch, never in history)."""
 
     @property
     def is_ephemeral(self) -> bool:

@@ -181,7 +181,14 @@ def attachment(world: World, channel_id: int, a: Attachment) -> dict[str, Any]:
     return data
 
 
-def message(world: World, m: Message, *, nested: bool = True) -> dict[str, Any]:
+def message(
+    world: World, m: Message, *, nested: bool = True, shape: str = "rest"
+) -> dict[str, Any]:
+    """A message as Discord shows it, by source. ``shape="dispatch"``: a gateway
+    MESSAGE_CREATE/UPDATE, the only shape carrying the author's ``member`` (guild
+    messages by people) and the ``nonce``; ``"created"``: the answer to a create, with
+    the ``nonce`` but no ``member``; ``"rest"``: history and fetched messages, neither."""
+    dispatch = shape == "dispatch"
     author = user(m.author)
     if m.webhook_id is not None and m.interaction_id is None:
         author["discriminator"] = "0000"
@@ -207,8 +214,10 @@ def message(world: World, m: Message, *, nested: bool = True) -> dict[str, Any]:
     if m.guild_id is not None:
         data["guild_id"] = str(m.guild_id)
         guild_member = world.members.get((m.guild_id, m.author.id))
-        if guild_member is not None and m.webhook_id is None:
+        if dispatch and guild_member is not None and m.webhook_id is None:
             data["member"] = member(world, guild_member, with_user=False)
+    if shape in ("dispatch", "created") and m.nonce is not None:
+        data["nonce"] = m.nonce
     if m.webhook_id is not None:
         data["webhook_id"] = str(m.webhook_id)
     if m.application_id is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -41,3 +42,29 @@ class RestFault:
 
     def matches(self, route: str) -> bool:
         return self.remaining > 0 and (self.route is None or self.route == route)
+
+
+@dataclass
+class RestStall:
+    """Hold the next request to ``route``: before it takes effect, or (``after_effect``)
+    after it took effect but before it is answered: how a test makes a crash fall
+    exactly in the middle of a request. ``arrived`` is set when the request is held;
+    :meth:`release` lets it go on (``effect=False`` before the effect: it never
+    happens, the request gets a 503)."""
+
+    route: str
+    after_effect: bool = False
+    skip: int = 0
+    """Requests to ``route`` let through before the one held."""
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    effect: bool = True
+    taken: bool = False
+
+    def release(self, *, effect: bool = True) -> None:
+        self.effect = effect
+        self._released.set()
+
+    async def held(self) -> None:
+        self.arrived.set()
+        await self._released.wait()

@@ -26,11 +26,14 @@ from .model import (
     User,
     Webhook,
 )
-from .recording import RestFault, RestRequest
+from .recording import RestFault, RestRequest, RestStall
 from .world import World, WorldError, check_webhook_name, missing_permissions, unknown
 
 API_PREFIX = "/api/v10"
 _INTERACTION_TOKEN_LIFETIME = 15 * 60
+NONCE_WINDOW_S = 300.0
+"""How long ``enforce_nonce`` returns the first message instead of posting again
+(Discord: "the past few minutes")."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class RestApi:
         self._on_change = on_change
         self.requests: list[RestRequest] = []
         self.faults: list[RestFault] = []
+        self.stalls: list[RestStall] = []
+        self.nonce_window_s = NONCE_WINDOW_S
         self.session_starts_remaining = 1000
 
     def install(self, app: web.Application) -> None:
@@ -149,6 +154,11 @@ class RestApi:
             arrived = time.monotonic()
             body, files = await _read_body(request, self._world)
             response = self._fault_response(route)
+            stall = self._take_stall(route) if response is None else None
+            if stall is not None and not stall.after_effect:
+                await stall.held()
+                if not stall.effect:  # 503: disnake raises at once (500/502/504 are retried)
+                    response = json_response(503, {"message": "Service Unavailable", "code": 0})
             if response is None:
                 if needs_bot_auth and request.headers.get("Authorization") != f"Bot {self._token}":
                     response = json_response(401, {"message": "401: Unauthorized", "code": 0})
@@ -158,6 +168,8 @@ class RestApi:
                         response = json_response(status, result)
                     except WorldError as error:
                         response = json_response(error.status, {"code": error.code, "message": error.message})
+            if stall is not None and stall.after_effect:
+                await stall.held()
             self.requests.append(
                 RestRequest(
                     method=request.method,
@@ -175,6 +187,20 @@ class RestApi:
             return response
 
         return handle
+
+    def _take_stall(self, route: str) -> RestStall | None:
+        stall = next((s for s in self.stalls if not s.taken and s.route == route), None)
+        if stall is not None and stall.skip:
+            stall.skip -= 1
+            return None
+        if stall is not None:
+            stall.taken = True
+        return stall
+
+    def release_stalls(self) -> None:
+        """Let every held request go (without its effect, if it had none yet)."""
+        for stall in self.stalls:
+            stall.release(effect=False)
 
     def _fault_response(self, route: str) -> web.Response | None:
         fault = next((f for f in self.faults if f.matches(route)), None)
@@ -208,7 +234,9 @@ class RestApi:
     def _dispatch_message(self, event: str, message: Message) -> None:
         if message.flags & EPHEMERAL:
             return
-        self._hub.dispatch(event, payloads.message(self._world, message), guild_id=message.guild_id)
+        self._hub.dispatch(
+            event, payloads.message(self._world, message, shape="dispatch"), guild_id=message.guild_id
+        )
 
     def _dispatch_delete(self, message: Message) -> None:
         data: dict[str, Any] = {"id": str(message.id), "channel_id": str(message.channel_id)}
@@ -334,6 +362,15 @@ class RestApi:
         needed = perms.SEND_MESSAGES_IN_THREADS if channel.is_thread else perms.SEND_MESSAGES
         self._text_channel_for_bot(call, needed)
         body = call.body or {}
+        nonce = str(body["nonce"]) if body.get("nonce") is not None else None
+        if nonce is not None and len(nonce) > 25:
+            raise WorldError(400, 50035, "Invalid Form Body: nonce must be 25 characters or fewer")
+        if nonce is not None and body.get("enforce_nonce"):
+            earlier = self._world.message_with_nonce(
+                channel.id, self._world.bot_user.id, nonce, within_s=self.nonce_window_s
+            )
+            if earlier is not None:  # Discord answers with the first message, posts nothing
+                return 200, payloads.message(self._world, earlier, shape="created")
         reference = body.get("message_reference") or {}
         reference_id = int(reference["message_id"]) if reference.get("message_id") else None
         message = self._world.create_message(
@@ -346,9 +383,10 @@ class RestApi:
             tts=bool(body.get("tts")),
             embeds=body.get("embeds") or (),
             attachments=call.files,
+            nonce=nonce,
         )
         self._dispatch_message("MESSAGE_CREATE", message)
-        return 200, payloads.message(self._world, message)
+        return 200, payloads.message(self._world, message, shape="created")
 
     async def _edit(self, call: _Call) -> _Result:
         self._text_channel_for_bot(call, 0)

@@ -72,6 +72,7 @@ class World:
         self.members: dict[tuple[int, int], Member] = {}
         self.channels: dict[int, Channel] = {}
         self.messages: dict[int, Message] = {}
+        self._nonces: dict[tuple[int, int, str], int] = {}
         self.webhooks: dict[int, Webhook] = {}
         self.commands: dict[int, ApplicationCommand] = {}
         self.interactions: dict[int, Interaction] = {}
@@ -287,6 +288,7 @@ class World:
         tts: bool = False,
         embeds: Iterable[Mapping[str, Any]] = (),
         attachments: Iterable[Attachment] = (),
+        nonce: str | None = None,
     ) -> Message:
         embeds = tuple(embeds)
         attachments = tuple(attachments)
@@ -327,9 +329,25 @@ class World:
             mention_role_ids=resolved[1],
             mention_everyone=resolved[2],
             pings=pings,
+            nonce=nonce,
         )
         self.messages[message.id] = message
+        if nonce is not None:
+            self._nonces[(channel.id, author.id, nonce)] = message.id
         self._on_change()
+        return message
+
+    def message_with_nonce(
+        self, channel_id: int, author_id: int, nonce: str, *, within_s: float
+    ) -> Message | None:
+        """The message ``author_id`` created in ``channel_id`` with ``nonce`` in the last
+        ``within_s`` seconds (what ``enforce_nonce`` returns instead of a new message)."""
+        found = self._nonces.get((channel_id, author_id, nonce))
+        if found is None:
+            return None
+        message = self.messages[found]
+        if time.monotonic() - message.created_at > within_s:
+            return None
         return message
 
     def edit_message(

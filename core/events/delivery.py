@@ -1,0 +1,70 @@
+"""Delivery steps: how a reply reaches the platform, one message at a time, so that a
+crash in the middle leaves a record of exactly what was posted.
+
+A reply longer than one platform message records its plan (every part's text, the
+route and the channel) before the first part is posted, then each part as it is
+posted; a streamed reply records its preview's first text before posting it and the
+preview's id before editing it. Recovery after a crash posts only the parts without a
+record, in order, and looks for the one that may have been in flight in the channel's
+history. The outcome is still one ReplyDelivered (or ReplyFailed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .base import DomainEvent
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryPlanned(DomainEvent):
+    """A reply will be posted as ``parts``, in this order, by ``route`` (``webhook``,
+    ``bot``, or ``stream`` when the first part finishes a preview) into
+    ``channel_id`` (a thread's id when the reply moved into one)."""
+
+    type: ClassVar[str] = "DeliveryPlanned"
+    platform: str
+    message_id: str
+    persona_id: str
+    parts: tuple[str, ...]
+    route: str
+    channel_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeliveryPartPosted(DomainEvent):
+    """Part ``index`` of a planned reply is on the platform as ``posted_id``."""
+
+    type: ClassVar[str] = "DeliveryPartPosted"
+    platform: str
+    message_id: str
+    persona_id: str
+    index: int
+    posted_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreviewPlanned(DomainEvent):
+    """A streamed reply's preview is about to be posted with ``text`` (so that after a
+    crash before its id was recorded it can be told apart in the channel's history)."""
+
+    type: ClassVar[str] = "PreviewPlanned"
+    platform: str
+    message_id: str
+    persona_id: str
+    text: str
+    route: str
+    channel_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreviewPosted(DomainEvent):
+    """A streamed reply's preview is on the platform as ``posted_id``: from now on it is
+    edited, never posted again, and finished (or marked cut) after a crash."""
+
+    type: ClassVar[str] = "PreviewPosted"
+    platform: str
+    message_id: str
+    persona_id: str
+    posted_id: str

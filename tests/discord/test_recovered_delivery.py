@@ -1,0 +1,35 @@
+"""A reply delivered again after a crash finds what Discord already has of it only by
+what the bot controls: a slash command's answer carries the command's id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.adapters.discord import PLATFORM
+from core.dispatcher.messages import OutboundReply, ReplyTarget
+from tests.fakes.discord import DiscordEmulator
+from tests.fakes.discord.fixtures import Server
+from tests.fakes.openai_server import FakeOpenAI
+
+from .conftest import persona, running_bot
+from .test_commands import answer_of
+
+
+async def test_a_recovered_slash_command_reply_is_found_by_the_command_not_posted_again(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    async with running_bot(emu, tmp_path / "log.db", [persona("ada")], fake_openai) as bot:
+        await emu.wait_for_command("ask")
+        asked = await emu.user_invokes("ask", {"persona": "ada", "prompt": "hello"},
+                                       server.general, server.alice)
+        answer = await answer_of(emu, asked)
+        await bot.dispatcher.wait_idle()
+        (replied,) = await bot.events("ModelReplied")
+        before = len(emu.messages_in(server.general))
+        receipt = await bot.adapter.sink.deliver(OutboundReply(
+            target=ReplyTarget(platform=PLATFORM, channel_id=str(server.general.id),
+                               message_id=str(asked.id), author_id=str(server.alice.id),
+                               guild_id=str(server.guild.id)),
+            persona_id="ada", persona_name="Ada", text=replied.data["text"], recovered=True))
+
+    assert receipt.message_ids == (str(answer.id),)
+    assert len(emu.messages_in(server.general)) == before
