@@ -22,10 +22,12 @@ from eventstore import AppendResult, EventStore, NewEvent, RecordedEvent
 from ..events import (
     ConversationReset,
     DomainEvent,
+    GreetingDelivered,
     MessageDeleted,
     MessageEdited,
     MessageReceived,
     ModelReplied,
+    PersonaGreeted,
     ReplyDelivered,
     ReplyFailed,
     Typed,
@@ -33,9 +35,9 @@ from ..events import (
 
 CONTEXT_TYPES: dict[str, type[DomainEvent]] = {cls.type: cls for cls in (
     MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ModelReplied,
-    ReplyFailed, ReplyDelivered)}
+    ReplyFailed, ReplyDelivered, PersonaGreeted, GreetingDelivered)}
 """The event types a prompt is built from, by name."""
-_TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type})
+_TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type, PersonaGreeted.type})
 
 EVENTS_PER_TURN = 2
 """Events read first per turn wanted: an exchange is two turns in four events (message,

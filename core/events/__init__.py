@@ -22,6 +22,7 @@ from .conversation import (
     MessageReceived,
     ThreadOpened,
 )
+from .greetings import GreetingDelivered, PersonaGreeted
 from .operations import (
     GatewayConnected,
     GatewayDisconnected,
@@ -50,7 +51,7 @@ CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ThreadOpened,
     PersonaTriggered, TriggerRejected, ModelReplied, ModelFailed, ReplyDelivered, ReplyFailed,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
-    LogCreated, RerunRecorded,
+    LogCreated, RerunRecorded, PersonaGreeted, GreetingDelivered,
 )}
 """Every event type, by its stored name."""
 
@@ -139,12 +140,14 @@ __all__ = [
     "GatewayConnected",
     "GatewayDisconnected",
     "GatewayResumed",
+    "GreetingDelivered",
     "LogCreated",
     "MessageDeleted",
     "MessageEdited",
     "MessageReceived",
     "ModelFailed",
     "ModelReplied",
+    "PersonaGreeted",
     "PersonaTriggered",
     "PersonaVersionRecorded",
     "QuotaReset",

@@ -67,6 +67,16 @@ def delivered_event_id(platform: str, message_id: str, persona_id: str) -> str:
     return f"delivered:{platform}:{message_id}:{persona_id}"
 
 
+def greeting_event_id(platform: str, greeting_id: str, persona_id: str) -> str:
+    """The id of the one PersonaGreeted per opening message (or command) and persona."""
+    return f"greeting:{platform}:{greeting_id}:{persona_id}"
+
+
+def greeting_delivered_event_id(platform: str, greeting_id: str, persona_id: str) -> str:
+    """The id of the one GreetingDelivered of a greeting."""
+    return f"greeted:{platform}:{greeting_id}:{persona_id}"
+
+
 def quota_stream(persona_id: str) -> str:
     """The stream of a persona's quota resets."""
     return f"quota:{persona_id}"

@@ -126,6 +126,9 @@ class ModelReplied(DomainEvent):
     variables: Mapping[str, str] = field(default_factory=dict)
     scope_keys: Mapping[str, str] = field(default_factory=dict)
     hop: int = 0
+    lore: tuple[str, ...] = ()
+    """The lorebook entries the prompt held (their content digests): what makes an
+    entry sticky, or cooling down, in the replies after."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
