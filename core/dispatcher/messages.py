@@ -18,12 +18,15 @@ from ..personas.model import AllowedMentions
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Author:
-    """Who sent a message. ``is_bot`` covers bots and webhooks (the framework's own too)."""
+    """Who sent a message. ``is_bot`` covers bots and webhooks (the framework's own too).
+    ``operator`` is the person at this process's own terminal (``personae chat``): they
+    pass every permission rule and may reload, as an admin does."""
 
     id: str
     display_name: str
     is_bot: bool = False
     roles: frozenset[str] = frozenset()
+    operator: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +96,8 @@ class OutboundReply:
     :meth:`~core.dispatcher.sink.ReplySink.stream_delta`. ``recovered`` is true when a
     crash may have come between the platform accepting this reply and the log recording
     it: an adapter that can tell must return what was already posted, not post again.
+    ``greeting`` is true for a persona's greeting: it opens the conversation where it
+    is (never a thread) and is no answer to a slash command.
     """
 
     target: ReplyTarget
@@ -105,6 +110,7 @@ class OutboundReply:
     streamed: bool = False
     truncated: bool = False
     recovered: bool = False
+    greeting: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,8 +2,9 @@
 
 Deny rules win over allow rules. Empty allow-lists allow everyone; the user and
 role allow-lists together form one rule (being in either is enough). In DMs the
-channel lists do not apply; ``dms: false`` refuses DMs. Admins (config.yaml) pass
-every permission rule; rate limits and quotas still apply to them.
+channel lists do not apply; ``dms: false`` refuses DMs. Admins (config.yaml) and the
+operator at the terminal pass every permission rule; rate limits and quotas still
+apply to them.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from .messages import Author, InboundMessage
 
 
 def is_admin(author: Author, admins: AdminSettings) -> bool:
-    """Whether ``author`` is an admin by user id or by one of their roles."""
-    return author.id in admins.users or bool(author.roles & admins.roles)
+    """Whether ``author`` is an admin by user id or by one of their roles (the operator at
+    the terminal is one too)."""
+    return author.operator or author.id in admins.users or bool(author.roles & admins.roles)
 
 
 def permission_refusal(

@@ -4,9 +4,10 @@
 reached (``model``: no model outcome yet; ``delivery``: replied, not delivered).
 Crash recovery reads this instead of scanning the log.
 
-``persona_messages``: the platform messages each persona posted (and the message each
-answered), so a reply to one of them triggers that persona, the platform's echo of it
-is known as ours, and ``explain`` finds the call behind a reply id.
+``persona_messages``: the platform messages each persona posted, greetings included (and
+the message each answered, or the message whose conversation a greeting opened), so a
+reply to one of them triggers that persona, the platform's echo of it is known as ours,
+and ``explain`` finds the call behind a reply id.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from eventstore import Column, LogReader, Projection, RecordedEvent, Table, TableWriter
 
 from ..events import (
+    GreetingDelivered,
     ModelFailed,
     ModelReplied,
     PersonaTriggered,
@@ -25,15 +27,16 @@ from ..events import (
 )
 from ..events.ids import trigger_event_id
 from ..limits.quotas import QuotaProjection
+from .greetings import GreetingProjection
 
 
 class DispatchProjection(Projection):
     """Open replies and persona-authored messages (see the module docstring)."""
 
     name = "dispatch"
-    version = 2
+    version = 3
     types = frozenset({PersonaTriggered.type, ModelReplied.type, ModelFailed.type,
-                       ReplyDelivered.type, ReplyFailed.type})
+                       ReplyDelivered.type, ReplyFailed.type, GreetingDelivered.type})
     tables = (
         Table(name="open_replies", columns=(
             Column(name="trigger_id", type="text"), Column(name="stage", type="text"),
@@ -50,6 +53,13 @@ class DispatchProjection(Projection):
 
     def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
         step = from_recorded(event)
+        if isinstance(step, GreetingDelivered):  # a greeting is the persona's message too
+            for delivered in step.delivered_ids:
+                tables.insert("persona_messages", {
+                    "platform": step.platform, "message_id": str(delivered),
+                    "persona_id": step.persona_id, "hop": 0,
+                    "answered_message_id": step.greeting_id}, on_conflict="replace")
+            return
         assert isinstance(step, PersonaTriggered | ModelReplied | ModelFailed | ReplyDelivered
                           | ReplyFailed)
         key = trigger_event_id(step.platform, step.message_id, step.persona_id)
@@ -72,8 +82,9 @@ class DispatchProjection(Projection):
 
 
 def projections() -> tuple[Projection, ...]:
-    """Every projection the bot keeps beside the log: the dispatcher's and the quotas'."""
-    return (DispatchProjection(), QuotaProjection())
+    """Every projection the bot keeps beside the log: the dispatcher's, the greetings'
+    and the quotas'."""
+    return (DispatchProjection(), GreetingProjection(), QuotaProjection())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
