@@ -16,12 +16,22 @@ from rich.table import Table
 
 from ..config import Config
 from ..patterns import Regex
-from ..personas.cards import MODELINE, card_to_persona, read_card
+from ..personas.cards import (
+    MODELINE,
+    ImportedLorebook,
+    card_to_persona,
+    is_world_info,
+    lorebook_file,
+    read_card,
+    world_info_to_lorebook,
+)
+from ..personas.checks import budget_warnings
 from ..personas.defaults import defaults_from_config, known_providers_from_config
 from ..personas.loader import (
     PERSONA_LIMITS,
     SCHEMA_FILE,
     PersonaSet,
+    load_lorebook_text,
     load_persona_files,
     load_persona_text,
     load_personas,
@@ -48,18 +58,26 @@ def personas() -> None:
 @pass_context
 @user_errors
 def validate(ctx: CliContext, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Check persona files (default: the personas directory); exit 1 on any problem."""
+    """Check persona files (default: the personas directory); exit 1 on any problem.
+    Warnings (a lorebook entry too big for its budget) do not change the exit status."""
+    from ..gateway.tokens import estimate_tokens
+
     files, missing = _expand(paths or (ctx.config.personas_dir,))
     loaded = _load(ctx, files)
     problems = [*missing, *loaded.problems]
+    warnings = [w for pid in sorted(loaded.personas)
+                for w in budget_warnings(loaded.personas[pid], estimate_tokens)]
     if as_json:
         click.echo(json.dumps({
             "ok": not problems, "files": len(files), "personas": sorted(loaded.personas),
             "problems": [p.to_dict() for p in problems],
+            "warnings": [w.to_dict() for w in warnings],
         }, ensure_ascii=False))
     else:
         for problem in problems:
             ctx.out.print(str(problem), markup=False)
+        for warning in warnings:
+            ctx.out.print(f"warning: {warning}", markup=False)
         if problems:
             broken = len({p.file for p in problems})
             ctx.err.print(f"[red]{len(problems)} problem(s) in {broken} file(s)[/]")
@@ -128,7 +146,7 @@ def show(ctx: CliContext, persona_id: str, user: str, channel: str, guild: str) 
 @user_errors
 def new(ctx: CliContext, persona_id: str, name: str | None) -> None:
     """Create personas/ID.yaml: a commented starter file that validates as is."""
-    _check_id(persona_id)
+    _check_id(persona_id, "PERSONA_ID")
     config = ctx.config
     target = config.personas_dir / f"{persona_id}.yaml"
     model = _starter_model(config)
@@ -142,14 +160,27 @@ def new(ctx: CliContext, persona_id: str, name: str | None) -> None:
 
 @personas.command("import")
 @click.argument("card_file", type=click.Path(path_type=Path))
-@click.option("--id", "persona_id", help="Persona id to use (required when the name is taken).")
+@click.option("--id", "persona_id",
+              help="Persona id to use (required when the name is taken); for a World Info "
+                   "file, the lorebook's name.")
 @pass_context
 @user_errors
 def import_(ctx: CliContext, card_file: Path, persona_id: str | None) -> None:
-    """Turn a Character Card V2/V3 (JSON or PNG) into a persona file."""
+    """Turn a Character Card V2/V3 (JSON or PNG) into a persona file, or a SillyTavern
+    World Info file (JSON) into a lorebook file personas can include."""
     if persona_id is not None:
-        _check_id(persona_id)
-    imported = card_to_persona(read_card(card_file), persona_id=persona_id, source=str(card_file))
+        _check_id(persona_id, "--id")
+    document = read_card(card_file)
+    if is_world_info(document):
+        _import_lorebook(ctx, card_file, world_info_to_lorebook(
+            document, name=persona_id, file_stem=card_file.stem))
+        return
+    from ..gateway.tokens import estimate_tokens
+
+    context = ctx.config.persona_defaults.get("context") or {}
+    imported = card_to_persona(document, persona_id=persona_id, source=str(card_file),
+                               file_stem=card_file.stem, estimate_tokens=estimate_tokens,
+                               context_tokens=int(context.get("max_tokens") or 3000))
     directory = ctx.config.personas_dir
     target = directory / f"{imported.persona_id}.yaml"
     existing = _load_directory(ctx).personas.values()
@@ -166,16 +197,46 @@ def import_(ctx: CliContext, card_file: Path, persona_id: str | None) -> None:
         imported = dataclasses.replace(
             imported, data={**imported.data, "model": _starter_model(ctx.config)})
     text = imported.to_yaml(card_file.name)
+    _check_size(card_file, text, "persona")
+    _check_and_write(ctx, target, text, imported.persona_id, source=card_file)
+    _print_warnings(ctx, card_file, imported.warnings)
+    ctx.out.print(f"imported '{imported.name}' as {target}", markup=False)
+
+
+def _import_lorebook(ctx: CliContext, source: Path, imported: ImportedLorebook) -> None:
+    target = lorebook_file(ctx.config.personas_dir, imported.name)
+    if target.exists():
+        raise ProblemsError([Problem(str(source), 1, 1, "", (
+            f"a lorebook called '{imported.name}' already exists ({target}); pass --id NAME "
+            "to import it under another name"))])
+    text = imported.to_yaml(source.name)
+    _check_size(source, text, "lorebook")
+    try:
+        load_lorebook_text(text, file=str(target))
+    except ProblemsError as exc:
+        raise ProblemsError([
+            Problem(str(source), 1, 1, p.field, f"{p.message} (in the lorebook made from this "
+                                                "file; nothing was written)")
+            for p in exc.problems]) from None
+    _write_new(target, text)
+    _print_warnings(ctx, source, imported.warnings)
+    count = len(imported.data.get("entries", []))
+    ctx.out.print(f"imported the lorebook '{imported.name}' ({count} entries) as {target}; "
+                  f"a persona uses it with: lorebook: {{include: [{imported.name}]}}",
+                  markup=False)
+
+
+def _check_size(source: Path, text: str, what: str) -> None:
     size = len(text.encode("utf-8"))
     if size > PERSONA_LIMITS.max_bytes:
-        raise ProblemsError([Problem(str(card_file), 1, 1, "", (
-            f"the persona made from this card would be {size / 2**20:.1f} MiB, more than the "
-            f"{PERSONA_LIMITS.max_bytes // 2**20} MiB a persona file may hold"))])
-    _check_and_write(ctx, target, text, imported.persona_id, source=card_file)
-    for warning in imported.warnings:
-        ctx.err.print(f"[yellow]warning:[/] {card_file}: {warning}", markup=True,
-                      highlight=False)
-    ctx.out.print(f"imported '{imported.name}' as {target}")
+        raise ProblemsError([Problem(str(source), 1, 1, "", (
+            f"the {what} made from this file would be {size / 2**20:.1f} MiB, more than the "
+            f"{PERSONA_LIMITS.max_bytes // 2**20} MiB a {what} file may hold"))])
+
+
+def _print_warnings(ctx: CliContext, source: Path, warnings: Iterable[str]) -> None:
+    for warning in warnings:
+        ctx.err.print(f"[yellow]warning:[/] {source}: {warning}", markup=True, highlight=False)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -213,11 +274,11 @@ def _starter_model(config: Config) -> dict[str, str]:
     return {"provider": provider, "name": model.get("name") or "gpt-4o-mini"}
 
 
-def _check_id(persona_id: str) -> None:
+def _check_id(persona_id: str, param: str) -> None:
     if not _ID.match(persona_id):
-        raise ProblemsError([Problem("<command line>", 1, 1, "id", (
+        raise click.BadParameter(
             f"'{persona_id}' is not a valid id (lowercase letters, digits, - and _, starting "
-            "with a letter or digit, at most 64)"))])
+            "with a letter or digit, at most 64)", param_hint=param)
 
 
 def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str, *,
@@ -239,8 +300,13 @@ def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str, 
             Problem(str(source), 1, 1, p.field, f"{p.message} (in the persona made from this "
                                                 "card; nothing was written)")
             if p.file == str(target) else p for p in exc.problems]) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
     _ensure_schema(target.parent)
+    _write_new(target, text)
+
+
+def _write_new(target: Path, text: str) -> None:
+    """Create ``target`` holding ``text``, whole (never overwriting a file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
     # The watcher sees the file appear whole. link() refuses to clobber a file that
@@ -257,6 +323,7 @@ def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str, 
 
 def _ensure_schema(directory: Path) -> None:
     """Put the schema next to the personas so the files' modeline finds it."""
+    directory.mkdir(parents=True, exist_ok=True)
     schema = directory / SCHEMA_FILE
     if not schema.exists():
         schema.write_text(persona_schema_text(), encoding="utf-8")

@@ -326,9 +326,13 @@ def _included(doc: _Locator, includes: Includes) -> dict[str, tuple[str, list[di
     return found
 
 
+def load_lorebook_text(text: str, *, file: str) -> list[dict]:
+    """The entries of a lorebook file's ``text`` (see :mod:`core.personas.includes`);
+    raises ProblemsError with every problem in it, located in it (named ``file``)."""
+    return _load_lorebook(file, text)
+
+
 def _load_lorebook(file: str, text: str) -> list[dict]:
-    """The entries of a lorebook file (see :mod:`core.personas.includes`), or every
-    problem in it, located in it."""
     data = quick_load(text, file, LOREBOOK_LIMITS)
     if isinstance(data, dict) and _passes(_fast_lorebook_validator(), data) and not \
             _lorebook_rules(_Unlocated({"lorebook": data.get("entries")})):
