@@ -13,7 +13,7 @@ from typing import Literal, ParamSpec, TypeVar
 import click
 from rich.console import Console
 
-from eventstore import EventStoreError, Log, open_log
+from eventstore import EventStoreError, Log, Projection, open_log
 
 from ..config import Config, load_config
 from ..credentials import MissingSecret, Secrets
@@ -50,14 +50,22 @@ class CliContext:
             )
         return self._config
 
-    def open_log(self, *, create: bool = False) -> Log:
+    def open_log(self, *, create: bool = False, projections: bool = False) -> Log:
         """The event log config.yaml names, events upcast on read (``create``: make it,
-        or migrate it, when needed; commands that only read never do)."""
+        or migrate it, when needed; commands that only read never do). With
+        ``projections``, the bot's projections are kept too: opening catches them up
+        (building those that never ran)."""
         from ..events import upcasters  # the catalogue, only for commands that read the log
 
+        kept: tuple[Projection, ...] = ()
+        if projections:
+            from ..dispatcher.projection import projections as bot_projections
+
+            kept = bot_projections()
         database = self.config.database
         return open_log(database.url, synchronous=database.synchronous, upcasters=upcasters(),
-                        create=create, password=database.password(self.secrets))
+                        create=create, password=database.password(self.secrets),
+                        projections=kept)
 
     @property
     def secrets(self) -> Secrets:

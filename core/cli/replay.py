@@ -194,6 +194,11 @@ def _print_call(out: Console, call: CallExplanation) -> None:
     stopped = call.stopped_by
     if stopped:
         out.print(f"[bold red]stopped:[/] {stopped}")
+    if call.greeting is not None:
+        g = call.greeting.data
+        how = "chosen at random" if g.get("chosen_by") == "random" else "asked for"
+        out.print(Text(f"greeted first with greeting {g.get('choice')} ({how}), at position "
+                       f"{call.greeting.position}: ", style="bold") + Text(str(g.get("text"))))
     if call.outcome is not None:
         o = call.outcome.data
         usage = o.get("usage") or {}
@@ -219,6 +224,7 @@ def _print_call(out: Console, call: CallExplanation) -> None:
         for message in call.prompt.messages:
             name = f" ({message.name})" if message.name else ""
             out.print(Text(f"[{message.role}{name}] ", style="bold cyan") + Text(message.content))
+        _print_lore(out, call)
     elif call.prompt_problem:
         out.print(f"[yellow]prompt not rebuilt:[/] {call.prompt_problem}")
     if call.outcome is not None and call.outcome.type == "ModelReplied":
@@ -227,6 +233,23 @@ def _print_call(out: Console, call: CallExplanation) -> None:
     if call.delivery is not None and call.delivery.type == "ReplyDelivered":
         ids = ", ".join(str(i) for i in call.delivery.data.get("delivered_ids") or ())
         out.print(f"delivered as {ids}")
+
+
+def _print_lore(out: Console, call: CallExplanation) -> None:
+    assert call.prompt is not None
+    lore = call.prompt.lore
+    if not lore.outcomes:
+        if call.prompt.persona.lorebook.entries:
+            out.print("[bold]lorebook[/]: no entry activated")
+        return
+    out.print(f"[bold]lorebook[/] ({lore.spent:,} of {lore.budget:,} tokens):")
+    marks = {"inserted": ("inserted", "green"), "cut": ("cut", "yellow"),
+             "blocked": ("blocked", "dim")}
+    for outcome in lore.outcomes:
+        word, style = marks[outcome.status]
+        size = f", {outcome.tokens:,} tokens" if outcome.tokens else ""
+        out.print(Text(f"  {word:<8} ", style=style) + Text(f"{outcome.label}{size}: ")
+                  + Text(outcome.reason, style="dim"))
 
 
 # -- rerun ----------------------------------------------------------------------------
@@ -239,13 +262,15 @@ def _print_call(out: Console, call: CallExplanation) -> None:
 @click.option("--recorded", is_flag=True,
               help="Use the persona version that was recorded with the call.")
 @click.option("--persona", "persona_id", help="Which persona's call, when several answered.")
-@click.option("--provider", help="Send the prompt to this provider instead.")
+@click.option("--provider", help="Send the prompt to this provider (default: the provider the "
+                                 "call was recorded with).")
 @pass_context
 @user_errors
 def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded: bool,
           persona_id: str | None, provider: str | None) -> None:
     """Ask the model again what a recorded call asked, with the current (or given) persona,
-    and show both replies and the prompt diff. Never delivered, never counted in quotas."""
+    on the provider it was recorded with (unless --provider), and show both replies and
+    the prompt diff. Never delivered, never counted in quotas; exit 1 when the call fails."""
     config = ctx.config
     known = known_providers_from_config(config)
     if provider is not None and provider not in known:
@@ -276,6 +301,8 @@ def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded:
     finally:
         log.close()
     _print_rerun(ctx.out, plan, outcome, position)
+    if not outcome.ok:
+        raise SystemExit(1)
 
 
 def _current_persona(ctx: CliContext, plan: RerunPlan, persona_file: Path | None
@@ -324,14 +351,23 @@ def _print_rerun(out: Console, plan: RerunPlan, outcome: Any, position: int) -> 
 @user_errors
 def rebuild(ctx: CliContext) -> None:
     """Rebuild every projection from position zero and compare it with the live tables;
-    exit 1 when any differs."""
+    exit 1 when any differs. Projections that never ran on this log (an imported one)
+    or were built by an older personae are built first, saying so."""
     log = ctx.open_log()
+    try:
+        before = {c.name: c for c in check_projections(log) if c.skipped}
+    finally:
+        log.close()
+    log = ctx.open_log(projections=bool(before))  # opening with them builds them
     try:
         checks = check_projections(log)
     finally:
         log.close()
     failed = False
     for check in checks:
+        if check.name in before and not check.skipped:
+            ctx.out.print(f"[cyan]built[/] {check.name} from the log up to position "
+                          f"{check.position} ({before[check.name].skipped})")
         if check.skipped:
             ctx.out.print(f"[dim]skipped[/] {check.name}: {check.skipped}")
         elif check.ok:
@@ -450,5 +486,12 @@ def import_command(ctx: CliContext, source: Path) -> None:
         log.close()
     ctx.out.print(f"imported {result.events} events (last position {result.last_position}) "
                   f"into {log.location}")
+    log = ctx.open_log(projections=True)  # the bot's read models, built from the events
+    try:
+        built = [c.name for c in check_projections(log) if not c.skipped]
+    finally:
+        log.close()
+    ctx.out.print(f"built the projections {', '.join(built)} from them; `personae rebuild` "
+                  "checks them against the events")
 
 

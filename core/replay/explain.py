@@ -1,9 +1,11 @@
 """``explain``: everything the log knows about one message and the replies to it.
 
 For each persona the message triggered: the decision (and the rule that stopped it,
-if one did), the exact prompt rebuilt from the persona version and the event
-positions recorded with the call, the model parameters, attempts, usage, latency,
-the reply and where it was delivered. A message no persona took up says why.
+if one did), the greeting it opened the conversation with (if it did), the exact
+prompt rebuilt from the persona version and the event positions recorded with the
+call, which lorebook entries were inserted, which matched but were cut by the budget
+or blocked, and why, the model parameters, attempts, usage, latency, the reply and
+where it was delivered. A message no persona took up says why.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from eventstore import LogReader, RecordedEvent
 from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
 from ..dispatcher.requests import sampling_params
 from ..events import MessageReceived, ModelFailed, ReplyFailed, TriggerRejected, from_recorded
-from ..events.ids import delivered_event_id, message_event_id, reply_event_id, trigger_prefix
+from ..events.ids import (
+    delivered_event_id,
+    greeting_event_id,
+    message_event_id,
+    reply_event_id,
+    trigger_prefix,
+)
 from ..problems import ProblemsError
 from .calls import EveryProvider, MessageRef, find_message
 
@@ -32,6 +40,8 @@ class CallExplanation:
     delivery: RecordedEvent | None
     prompt: RebuiltPrompt | None
     prompt_problem: str | None
+    greeting: RecordedEvent | None = None
+    """The PersonaGreeted the persona opened the conversation with before answering."""
 
     @property
     def stopped_by(self) -> str | None:
@@ -97,8 +107,10 @@ def explain(log: LogReader, asked: str,
             except (RebuildError, ProblemsError) as exc:
                 problem = str(exc)
         delivery = log.get(delivered_event_id(ref.platform, ref.message_id, persona_id))
+        greeting = log.get(greeting_event_id(ref.platform, ref.message_id, persona_id))
         calls.append(CallExplanation(persona_id=persona_id, decision=decision, outcome=outcome,
-                                     delivery=delivery, prompt=prompt, prompt_problem=problem))
+                                     delivery=delivery, prompt=prompt, prompt_problem=problem,
+                                     greeting=greeting))
     if ref.persona_id:  # the user asked about one reply: its persona first
         calls.sort(key=lambda c: c.persona_id != ref.persona_id)
     return Explanation(ref=ref, message=message, calls=tuple(calls))
@@ -131,5 +143,10 @@ def _call_json(call: CallExplanation) -> dict[str, Any]:
         "messages": ([m.to_openai() for m in call.prompt.messages] if call.prompt else None),
         "prompt_positions": list(call.prompt.positions) if call.prompt else None,
         "prompt_problem": call.prompt_problem,
+        "greeting": dict(call.greeting.data) if call.greeting else None,
+        "lore": ({"budget": call.prompt.lore.budget, "spent": call.prompt.lore.spent,
+                  "entries": [{"index": o.index, "name": o.label, "status": o.status,
+                               "reason": o.reason, "tokens": o.tokens, "step": o.step}
+                              for o in call.prompt.lore.outcomes]} if call.prompt else None),
     }
 
