@@ -6,16 +6,15 @@ import dataclasses
 import json
 import os
 import re
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
 
+from ..commands import find_persona
 from ..config import Config
-from ..patterns import Regex
 from ..personas.cards import (
     MODELINE,
     ImportedLorebook,
@@ -27,6 +26,7 @@ from ..personas.cards import (
 )
 from ..personas.checks import budget_warnings
 from ..personas.defaults import defaults_from_config, known_providers_from_config
+from ..personas.document import persona_document
 from ..personas.loader import (
     PERSONA_LIMITS,
     SCHEMA_FILE,
@@ -39,7 +39,8 @@ from ..personas.loader import (
     persona_schema_text,
 )
 from ..personas.model import Persona
-from ..personas.prompt import render_system_prompt
+from ..personas.prompt import SEED, message_variables, render_text
+from ..personas.registry import PersonaRegistry
 from ..personas.yamlout import dump_yaml
 from ..problems import Problem, ProblemsError
 from .context import CliContext, pass_context, user_errors
@@ -114,29 +115,36 @@ def list_(ctx: CliContext, as_json: bool) -> None:
 
 
 @personas.command("show")
-@click.argument("persona_id")
+@click.argument("persona")
 @click.option("--user", default="Sample User", show_default=True, help="{user} in the sample.")
 @click.option("--channel", default="general", show_default=True, help="{channel} in the sample.")
 @click.option("--guild", default="Sample Server", show_default=True, help="{guild} in the sample.")
 @pass_context
 @user_errors
-def show(ctx: CliContext, persona_id: str, user: str, channel: str, guild: str) -> None:
-    """One persona with every default applied, and its system prompt for a sample message."""
+def show(ctx: CliContext, persona: str, user: str, channel: str, guild: str) -> None:
+    """One persona (its id or name) as a persona file with every default applied, and its
+    prompt texts rendered for a sample message."""
     loaded = _load_directory(ctx)
-    persona = loaded.personas.get(persona_id)
-    if persona is None:
+    found = find_persona(PersonaRegistry(loaded.personas.values()), persona)
+    if found is None:
         _warn_problems(ctx, loaded.problems)
         known = ", ".join(sorted(loaded.personas)) or "none"
-        raise ProblemsError([Problem(str(ctx.config.personas_dir), 1, 1, "",
-                                     f"no valid persona with id '{persona_id}' (known: {known})")])
-    now = datetime.now(UTC)
-    variables = {"user": user, "channel": channel, "guild": guild,
-                 "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H:%M")}
-    ctx.out.print(f"# {persona.source_path}  (version {persona.version})", markup=False)
-    ctx.out.print(dump_yaml(_as_plain(persona)), markup=False)
-    ctx.out.print(f"# system prompt for {json.dumps(variables, ensure_ascii=False)}:",
+        raise click.ClickException(f"no valid persona {persona!r} in {ctx.config.personas_dir} "
+                                   f"(known: {known})")
+    variables = message_variables(user=user, channel=channel, guild=guild, now=time.time(),
+                                  seed="show")
+    ctx.out.print(f"# {found.source_path}  (version {found.version}; every default applied)",
                   markup=False)
-    ctx.out.print(render_system_prompt(persona, variables), markup=False)
+    ctx.out.print(dump_yaml(persona_document(found)), markup=False)
+    shown = {k: v for k, v in variables.items() if k != SEED}
+    ctx.out.print(f"# the prompt texts for {json.dumps(shown, ensure_ascii=False)}:",
+                  markup=False)
+    texts = [("system", found.prompt.system), ("post_history", found.prompt.post_history or "")]
+    texts += [(f"greeting {i + 1}", text) for i, text in enumerate(found.prompt.greetings)]
+    for label, text in texts:
+        if text:
+            ctx.out.print(f"## {label}", markup=False)
+            ctx.out.print(render_text(found, text, variables, label), markup=False)
 
 
 @personas.command("new")
@@ -348,23 +356,6 @@ def _trigger_summary(persona: Persona) -> str:
     if t.channels:
         parts.append(f"all messages in {len(t.channels)} channel(s)")
     return "; ".join(parts) or "none"
-
-
-def _as_plain(value: Any) -> Any:
-    if isinstance(value, re.Pattern | Regex):
-        return value.pattern
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _as_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.name not in ("source_text", "applied_defaults")}
-    if isinstance(value, frozenset):
-        return sorted(_as_plain(v) for v in value)
-    if isinstance(value, tuple | list):
-        return [_as_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _as_plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 _STARTER = """\
