@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import orjson
+from rich import box
 from rich.columns import Columns
 from rich.console import Console
 from rich.panel import Panel
@@ -388,10 +389,29 @@ def rebuild(ctx: CliContext) -> None:
 
 # -- stats ----------------------------------------------------------------------------
 
-_STATS_COLUMNS = {"key": "key", "messages": "msgs", "replies": "replies", "refusals": "refused",
-                  "failures": "failed", "total_tokens": "tokens", "latency_p50_s": "p50 s",
-                  "latency_p90_s": "p90 s", "latency_p99_s": "p99 s", "error_rate": "errors",
-                  "refusal_rate": "refusals"}
+_STATS_COLUMNS = (("key", "key"), ("messages", "msgs"), ("replies", "replies"),
+                  ("refusals", "refused"), ("failures", "failed"), ("total_tokens", "tokens"),
+                  ("latency_p50_s", "p50"), ("latency_p90_s", "p90"), ("latency_p99_s", "p99"),
+                  ("error_rate", "err"), ("refusal_rate", "ref"))
+"""The columns of ``stats`` (readable at 80 columns): counts, tokens, latency
+percentiles and error and refusal rates."""
+_KEY_WIDTH = 16
+
+
+def _stats_cell(column: str, value: Any) -> str:
+    if value in ("", None):
+        return "-"
+    if column.startswith("latency"):
+        seconds = float(value)
+        return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
+    if column.endswith("_rate"):
+        return f"{float(value):.0%}"
+    if column == "total_tokens":
+        return f"{int(value):,}"
+    if column == "key":
+        text = str(value)
+        return text if len(text) <= _KEY_WIDTH else text[:_KEY_WIDTH - 1] + "…"
+    return str(value)
 
 
 @click.command()
@@ -412,20 +432,26 @@ def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
         return
     rows = stats_rows(figures)
     for dimension in DIMENSIONS:
-        table = Table(title=f"by {dimension}", title_justify="left")
-        for header in _STATS_COLUMNS.values():
-            table.add_column(header, justify="left" if header == "key" else "right")
+        table = Table(title=f"by {dimension}", title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False, padding=(0, 0), show_edge=False)
+        for name, header in _STATS_COLUMNS:
+            table.add_column(header, justify="left" if name == "key" else "right",
+                             no_wrap=True)
         for row in rows:
             if row["dimension"] == dimension:
-                table.add_row(*(str(row[c]) for c in _STATS_COLUMNS))
+                table.add_row(*(_stats_cell(name, row[name]) for name, _ in _STATS_COLUMNS))
         ctx.out.print(table)
+    ctx.out.print("[dim]p50/p90/p99: reply latency; err: replies failed; ref: triggers "
+                  "refused[/]")
     if figures.quotas:
-        table = Table(title="quota use (current window)", title_justify="left")
+        table = Table(title="quota use (current window)", title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
         for column in ("persona", "scope", "key", "tokens", "replies"):
-            table.add_column(column)
+            table.add_column(column, justify="right" if column in ("tokens", "replies")
+                             else "left")
         for use in figures.quotas:
-            table.add_row(use.persona_id, use.scope, use.scope_key, str(use.tokens),
-                          str(use.messages))
+            table.add_row(use.persona_id, use.scope, _stats_cell("key", use.scope_key),
+                          f"{use.tokens:,}", str(use.messages))
         ctx.out.print(table)
     chart = tokens_chart(figures.tokens_per_day())
     if chart:
