@@ -128,8 +128,11 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
                               positions=(item.position,), persona_id=event.persona_id,
                               answered_author=event.author_id, lore=event.lore)
         elif isinstance(event, PersonaGreeted):
+            # the greeting opens the conversation: it comes before the message that did
+            opening = turns.get(message_event_id(event.platform, event.greeting_id))
             key = greeting_event_id(event.platform, event.greeting_id, event.persona_id)
-            turns[key] = Turn(key=key, position=item.position, author_id=event.persona_id,
+            turns[key] = Turn(key=key, position=opening.position if opening else item.position,
+                              author_id=event.persona_id,
                               speaker=event.persona_name or event.persona_id, text=event.text,
                               positions=(item.position,), persona_id=event.persona_id,
                               answered_author=event.author_id)
@@ -154,7 +157,8 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
         elif isinstance(event, ReplyFailed):
             turns.pop(reply_event_id(event.platform, event.message_id, event.persona_id), None)
     # an echo of our own reply may be recorded before we knew its id: ModelReplied has it
-    ordered = sorted((t for t in turns.values() if t.key not in ours), key=lambda t: t.position)
+    ordered = sorted((t for t in turns.values() if t.key not in ours),
+                     key=lambda t: (t.position, t.persona_id is None))
     source = [t for t in ordered if t.key == source_event_id]
     return [t for t in ordered if t.key != source_event_id] + source
 

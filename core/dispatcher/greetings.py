@@ -75,9 +75,10 @@ class GreetingProjection(Projection):
         assert isinstance(step, PersonaGreeted | ModelReplied)
         tables.insert("greeted", {"stream_id": event.stream_id, "persona_id": step.persona_id,
                                   "position": event.position}, on_conflict="ignore")
-        if isinstance(step, PersonaGreeted):
+        if isinstance(step, PersonaGreeted):  # a copy seeding a thread has the same key
             tables.insert("open_greetings", {
-                "event_id": event.event_id, "stream_id": event.stream_id,
+                "event_id": greeting_event_id(step.platform, step.greeting_id, step.persona_id),
+                "stream_id": event.stream_id,
                 "position": event.position, "recorded_at": event.recorded_at},
                 on_conflict="ignore")
 

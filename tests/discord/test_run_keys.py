@@ -28,7 +28,7 @@ async def test_an_unset_provider_key_is_named_once_at_start_up(
     try:
         await emu.wait_for_command("ask", timeout=20)
         process.send_signal(signal.SIGTERM)
-        code, out, err = await finish(process)
+        code, _out, err = await finish(process)
     finally:
         if process.returncode is None:
             process.kill()

@@ -111,14 +111,16 @@ class DiscordSink:
         try:
             if reply.recovered and (posted := await self._already_posted(reply, text)):
                 return posted
-            if self._interactions.expects(target.message_id):
+            if self._interactions.expects(target.message_id) and not reply.greeting:
                 parts = _headed(reply.persona_name, text)
                 ids = await self._interactions.answer(target.message_id, parts, allowed)
             elif (stream := self._streams.pop(key, None)) is not None and \
                     stream.message is not None:
                 ids = await self._finish_stream(stream, reply, allowed)
             else:
-                where = await self._where(target, reply.persona_id, reply.webhook, text)
+                where = await self._where(target, reply.persona_id, reply.webhook, text,
+                                          greeting=reply.greeting)
+                assert where is not None  # a whole reply is always decided
                 ids = await self._post(where, reply.persona_name, reply.avatar_url, text,
                                        allowed, target)
         except disnake.HTTPException as exc:
@@ -137,7 +139,9 @@ class DiscordSink:
         target = reply.target
         if not target.message_id.isdigit():
             return None
-        where = await self._where(target, reply.persona_id, reply.webhook, text)
+        where = await self._where(target, reply.persona_id, reply.webhook, text,
+                                  greeting=reply.greeting)
+        assert where is not None  # a whole reply is always decided
         parts = set(split_message(text)) | set(_headed(reply.persona_name, text))
         hook_id = where.hook.id if where.hook is not None else None
         me = self._client.user.id if self._client.user else None
@@ -161,6 +165,7 @@ class DiscordSink:
         persona = self._personas.get(notice.persona_id)
         where = await self._where(target, notice.persona_id,
                                   persona.delivery.webhook if persona else True, "")
+        assert where is not None  # a notice never moves
         none = disnake.AllowedMentions.none()
         await self._post(where, notice.persona_name, persona.avatar_url if persona else None,
                          notice.text, none, target)
@@ -183,8 +188,13 @@ class DiscordSink:
         stream.text += text
         async with stream.lock:
             if stream.message is None:
+                # where the reply goes is decided before its first byte is posted: a
+                # preview waits while only the reply's length could still move it
+                where = await self._where(target, persona_id, persona.delivery.webhook,
+                                          stream.text, final=False)
+                if where is None:
+                    return
                 self._stop_typing(key)
-                where = await self._where(target, persona_id, persona.delivery.webhook, "")
                 stream.hook = where.hook
                 preview = _preview(persona.name, stream.text, where.hook is None)
                 if not preview.strip():
@@ -219,12 +229,18 @@ class DiscordSink:
     # -- posting -------------------------------------------------------------------------
 
     async def _where(self, target: ReplyTarget, persona_id: str, webhook: bool,
-                     text: str) -> _Where:
+                     text: str, *, final: bool = True, greeting: bool = False) -> _Where | None:
+        """Where a reply (``text``: all of it, or what has arrived when not ``final``),
+        a greeting or a notice (no text) goes; None while a streaming reply's place
+        cannot be decided yet (see :meth:`ThreadMover.decide`)."""
         channel = await self._channel(int(target.channel_id))
-        if isinstance(channel, disnake.TextChannel):
-            persona = self._personas.get(persona_id)
-            if persona is not None and text and await self._threads.should_move(
-                    persona, target, text):
+        persona = self._personas.get(persona_id)
+        if isinstance(channel, disnake.TextChannel) and persona is not None and not greeting \
+                and (text or not final):
+            move = await self._threads.decide(persona, target, text, final=final)
+            if move is None:
+                return None
+            if move:
                 try:
                     channel = await self._threads.open(channel, target, persona)
                 except disnake.HTTPException as exc:
