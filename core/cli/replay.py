@@ -198,8 +198,9 @@ def _print_call(out: Console, call: CallExplanation) -> None:
     if call.greeting is not None:
         g = call.greeting.data
         how = "chosen at random" if g.get("chosen_by") == "random" else "asked for"
-        out.print(Text(f"greeted first with greeting {g.get('choice')} ({how}), at position "
-                       f"{call.greeting.position}: ", style="bold") + Text(str(g.get("text"))))
+        out.print(Text(f"the conversation opened with greeting {g.get('choice')} ({how}), at "
+                       f"position {call.greeting.position}: ", style="bold")
+                  + Text(str(g.get("text"))))
     if call.outcome is not None:
         o = call.outcome.data
         usage = o.get("usage") or {}

@@ -18,7 +18,14 @@ from eventstore import LogReader, RecordedEvent
 
 from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
 from ..dispatcher.requests import sampling_params
-from ..events import MessageReceived, ModelFailed, ReplyFailed, TriggerRejected, from_recorded
+from ..events import (
+    MessageReceived,
+    ModelFailed,
+    PersonaGreeted,
+    ReplyFailed,
+    TriggerRejected,
+    from_recorded,
+)
 from ..events.ids import (
     delivered_event_id,
     greeting_event_id,
@@ -41,7 +48,8 @@ class CallExplanation:
     prompt: RebuiltPrompt | None
     prompt_problem: str | None
     greeting: RecordedEvent | None = None
-    """The PersonaGreeted the persona opened the conversation with before answering."""
+    """The PersonaGreeted that opened the conversation (posted before this reply, or
+    earlier, when the prompt still holds it)."""
 
     @property
     def stopped_by(self) -> str | None:
@@ -107,13 +115,22 @@ def explain(log: LogReader, asked: str,
             except (RebuildError, ProblemsError) as exc:
                 problem = str(exc)
         delivery = log.get(delivered_event_id(ref.platform, ref.message_id, persona_id))
-        greeting = log.get(greeting_event_id(ref.platform, ref.message_id, persona_id))
+        greeting = log.get(greeting_event_id(ref.platform, ref.message_id, persona_id)) or (
+            _greeting_in(log, prompt, persona_id) if prompt is not None else None)
         calls.append(CallExplanation(persona_id=persona_id, decision=decision, outcome=outcome,
                                      delivery=delivery, prompt=prompt, prompt_problem=problem,
                                      greeting=greeting))
     if ref.persona_id:  # the user asked about one reply: its persona first
         calls.sort(key=lambda c: c.persona_id != ref.persona_id)
     return Explanation(ref=ref, message=message, calls=tuple(calls))
+
+
+def _greeting_in(log: LogReader, prompt: RebuiltPrompt, persona_id: str
+                 ) -> RecordedEvent | None:
+    """The greeting that opened the conversation, when the prompt holds it."""
+    return next((e for e in log.read_positions(prompt.positions)
+                 if e.type == PersonaGreeted.type and e.data.get("persona_id") == persona_id),
+                None)
 
 
 def explanation_as_json(explanation: Explanation) -> dict[str, Any]:
