@@ -95,8 +95,10 @@ class BuiltContext:
 
     @property
     def lore_inserted(self) -> tuple[str, ...]:
-        """The digests of the entries in the prompt (recorded with the reply)."""
-        return tuple(entry_digest(o.entry) for o in self.lore.inserted)
+        """The digests of the entries the conversation activated into the prompt
+        (recorded with the reply; those carried by stickiness are not: a sticky entry's
+        time counts from when it activated)."""
+        return tuple(entry_digest(o.entry) for o in self.lore.inserted if not o.carried)
 
 
 def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Turn]:

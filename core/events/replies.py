@@ -127,8 +127,9 @@ class ModelReplied(DomainEvent):
     scope_keys: Mapping[str, str] = field(default_factory=dict)
     hop: int = 0
     lore: tuple[str, ...] = ()
-    """The lorebook entries the prompt held (their content digests): what makes an
-    entry sticky, or cooling down, in the replies after."""
+    """The lorebook entries the conversation activated into the prompt (their content
+    digests; not those there only because they are sticky): what keeps an entry
+    sticky, or cooling down, in the replies after."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -66,6 +66,8 @@ class LoreOutcome:
     """The content as inserted (rendered)."""
     step: int = 0
     """0: activated by the conversation; n: by entries inserted in round n - 1."""
+    carried: bool = False
+    """Inserted because it is sticky (its stickiness counts from when it activated)."""
 
     @property
     def label(self) -> str:
@@ -121,13 +123,15 @@ def scan_lorebook(
     scan = _Scan(lorebook, budget, estimate_tokens, render, seed)
     windows: dict[int, str] = {}
     pending: list[tuple[int, str]] = []
+    carried: set[int] = set()
     for index, entry in enumerate(lorebook.entries):
         if not entry.enabled:
             continue
         ago = since.get(entry_digest(entry))
         if entry.sticky and ago is not None and ago < entry.sticky:
-            pending.append((index, f"sticky: inserted {_messages(ago)} ago, sticks for "
+            pending.append((index, f"sticky: activated {_messages(ago)} ago, sticks for "
                                    f"{_messages(entry.sticky)}"))
+            carried.add(index)
             continue
         if entry.delay_until_recursion and not entry.constant:
             continue
@@ -145,7 +149,7 @@ def scan_lorebook(
                               f"{_messages(ago)} ago, cooldown {_messages(entry.cooldown)}")
         else:
             pending.append((index, _located(reason, entry, recent_texts, depth)))
-    newly = scan.claim(pending, step=0)
+    newly = scan.claim(pending, step=0, carried=carried)
     step = 1
     while lorebook.recursive and newly and step <= MAX_RECURSION_STEPS:
         sources = [o for o in newly if not o.entry.prevent_recursion]
@@ -205,8 +209,10 @@ class _Scan:
             self.outcomes[index] = LoreOutcome(index=index, entry=self.lorebook.entries[index],
                                                status="blocked", reason=reason)
 
-    def claim(self, pending: Sequence[tuple[int, str]], *, step: int) -> list[LoreOutcome]:
-        """Let ``pending`` (index, reason) claim the budget; returns those inserted."""
+    def claim(self, pending: Sequence[tuple[int, str]], *, step: int,
+              carried: Collection[int] = ()) -> list[LoreOutcome]:
+        """Let ``pending`` (index, reason) claim the budget; returns those inserted
+        (``carried``: those there because they are sticky)."""
         entries = self.lorebook.entries
         ordered = sorted(pending, key=lambda item: (
             -entries[item[0]].priority, not entries[item[0]].constant, -entries[item[0]].order,
@@ -214,7 +220,7 @@ class _Scan:
         inserted = []
         for index, reason in ordered:
             entry = entries[index]
-            if entry.probability < 100 and not reason.startswith("sticky"):
+            if entry.probability < 100 and index not in carried:
                 roll = random.Random(f"{self.seed}/lore/{entry_digest(entry)}").random() * 100
                 if roll >= entry.probability:
                     self.block(index, f"{reason}, but the {entry.probability}% chance missed "
@@ -230,7 +236,7 @@ class _Scan:
                 continue
             self.remaining -= cost
             outcome = LoreOutcome(index=index, entry=entry, status="inserted", reason=reason,
-                                  tokens=cost, text=text, step=step)
+                                  tokens=cost, text=text, step=step, carried=index in carried)
             self.outcomes[index] = outcome
             inserted.append(outcome)
         return inserted

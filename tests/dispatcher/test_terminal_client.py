@@ -106,6 +106,9 @@ async def test_the_chat_opens_with_the_greeting_and_hot_reloads_keeping_the_last
     finally:
         log.close()
     assert len({r.data["persona_version"] for r in replies[:2]}) == 1  # the last good one
+    # {guild} and {channel} say where the conversation is, not nothing ("on the  server")
+    assert (replies[0].data["variables"]["guild"], replies[0].data["variables"]["channel"]) \
+        == ("terminal", "terminal")
     assert replies[2].data["persona_version"] != replies[0].data["persona_version"]
     assert "renewed" in next(v.data["source_text"] for v in versions
                              if v.data["version"] == replies[2].data["persona_version"])
