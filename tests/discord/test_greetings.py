@@ -91,3 +91,19 @@ async def test_a_slash_command_in_a_new_conversation_greets_in_the_channel_and_a
 
     assert answer.content.startswith("**Ada**\n") and answer.content.endswith("2+2?")
     assert greeting.webhook_id is not None and greeting.interaction_id is None
+
+
+async def test_a_thread_people_open_is_a_new_conversation_that_opens_with_the_greeting(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    ada = persona("ada", extra="  greeting: Hello in here, {user}.\n")
+    async with running_bot(emu, tmp_path / "log.db", [ada], fake_openai) as bot:
+        said = await emu.user_says(server.alice, server.general, "hi", mentions=[emu.bot_user])
+        in_channel = await bot.reply_to(said)
+        thread = await emu.user_creates_thread(server.alice, server.general, "side topic")
+        asked = await emu.user_says(server.alice, thread, "here too?", mentions=[emu.bot_user])
+        greeting = await bot.reply_to(asked)
+        reply = await emu.wait_for_message(lambda m: m.id > greeting.id and bot.is_ours(m))
+
+    assert in_channel.content == "Hello in here, alice."
+    assert greeting.channel_id == thread.id and greeting.content == "Hello in here, alice."
+    assert reply.channel_id == thread.id and reply.content.endswith("here too?")
