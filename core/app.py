@@ -34,6 +34,7 @@ from .events import upcasters
 from .gateway.model import ModelClient
 from .limits.quotas import QuotaLedger
 from .limits.schedule import QuotaResetScheduler
+from .personas.model import Persona
 from .personas.registry import PersonaRegistry
 from .personas.versions import VersionRecorder
 from .tools.toolbox import Toolbox
@@ -111,6 +112,33 @@ class Platform(Protocol):
     async def close(self) -> None:
         """Let go of connections (after the dispatcher has shut down)."""
         ...
+
+
+def missing_keys(config: Config, secrets: Secrets, personas: Sequence[Persona]
+                 ) -> dict[str, list[str]]:
+    """The API key variables that are unset for a provider some of ``personas`` use
+    (as primary or fallback): variable -> the persona ids that need it."""
+    missing: dict[str, list[str]] = {}
+    for persona in personas:
+        used = [persona.model.provider] + (
+            [persona.model.fallback.provider] if persona.model.fallback else [])
+        for name in dict.fromkeys(used):
+            provider = config.providers.get(name)
+            key_env = provider.key_env if provider is not None else None
+            if key_env and secrets.get(key_env) is None:
+                missing.setdefault(key_env, []).append(persona.id)
+    return missing
+
+
+def missing_key_message(missing: Mapping[str, Sequence[str]]) -> str | None:
+    """One sentence per unset key saying who cannot answer and how to fix it (None: all set)."""
+    if not missing:
+        return None
+    lines = [f"{key_env} is not set, so {', '.join(ids)} cannot answer (every reply would be "
+             f"a failure notice): set {key_env} in the environment or in a .env file next to "
+             "config.yaml, or point the provider at a local OpenAI-compatible server "
+             "(providers: in config.yaml)" for key_env, ids in missing.items()]
+    return "\n".join(lines)
 
 
 PlatformFactory = Callable[[EventStore, PersonaRegistry], Platform]

@@ -1,5 +1,5 @@
-"""The commands people give personae, for every platform: ask, personas, reset, usage,
-reload. Discord's slash commands and the terminal's ``/commands`` both call these;
+"""The commands people give personae, for every platform: ask, greet, personas, reset,
+usage, reload. Discord's slash commands and the terminal's ``/commands`` both call these;
 each platform only turns its own input into a :class:`Caller` and shows the
 :class:`CommandReply` (privately where it can).
 """
@@ -16,6 +16,7 @@ from eventstore import LogUnavailable
 from .config import AdminSettings
 from .dispatcher.admission import PersonaSource
 from .dispatcher.dispatcher import Dispatcher
+from .dispatcher.greetings import GreetingOutcome, GreetingRequest
 from .dispatcher.messages import Author, InboundMessage
 from .dispatcher.permissions import is_admin
 from .events import Refusal, RefusalKind
@@ -46,6 +47,14 @@ class Caller:
     channel_name: str | None = None
     guild_name: str | None = None
     sent_at: float | None = None
+
+    def greeting(self) -> GreetingRequest:
+        """A greeting asked for with this command, where it was given."""
+        return GreetingRequest(
+            platform=self.platform, channel_id=self.channel_id, greeting_id=self.command_id,
+            author_id=self.author.id, author_name=self.author.display_name,
+            channel_name=self.channel_name, guild_name=self.guild_name,
+            guild_id=self.guild_id, is_dm=self.is_dm)
 
     def message(self, text: str, persona_id: str | None) -> InboundMessage:
         """The command as a neutral message to ``persona_id`` (its id is the command's)."""
@@ -128,6 +137,13 @@ def refusal_line(persona: Persona, reason: Refusal) -> str:
     return f"{persona.name} will not answer that ({kind.value})."
 
 
+def greeting_line(persona: Persona, outcome: GreetingOutcome) -> str:
+    """What the person who asked for a greeting is told."""
+    if outcome.posted:
+        return f"{persona.name} greeted with greeting {outcome.choice} of {outcome.count}."
+    return outcome.reason or f"{persona.name}'s greeting could not be posted."
+
+
 def fit(text: str, limit: int = MESSAGE_LIMIT) -> str:
     """``text`` cut to ``limit`` characters, saying so."""
     return text if len(text) <= limit else text[:limit - 2] + " …"
@@ -181,6 +197,22 @@ class CommandSet:
         as a message, roles looked up where the platform did not send them)."""
         decided = await self._dispatcher.allowed(caller.message("", None), self._personas.all())
         return [persona for persona, refusal in decided if refusal is None]
+
+    async def greet(self, caller: Caller, wanted: str, which: int | None = None, *,
+                    only_if_new: bool = False) -> CommandReply:
+        """Post ``wanted``'s greeting number ``which`` (None: one at random) where
+        ``caller`` is, as the persona's message (part of the conversation from then on).
+        With ``only_if_new``, only where the persona has not spoken since the last reset.
+        Only for someone who may talk to the persona here."""
+        persona = self.find(wanted)
+        if persona is None:
+            return self.unknown(wanted)
+        ((_, refusal),) = await self._dispatcher.allowed(caller.message("", None), [persona])
+        if refusal is not None:
+            return CommandReply(text=refusal_line(persona, refusal))
+        outcome = await self._dispatcher.greet(caller.greeting(), persona.id, choice=which,
+                                               only_if_new=only_if_new)
+        return CommandReply(text=greeting_line(persona, outcome))
 
     async def personas(self, caller: Caller, style: Style) -> CommandReply:
         """Who is here for ``caller`` (only personas they may talk to), and what they do."""

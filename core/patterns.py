@@ -38,6 +38,19 @@ valid persona always compiles."""
 # Not what Python's \w means in text (letters, digits, underscore, in any script):
 # RE2's \w is ASCII only, so word boundaries are spelt with Unicode classes.
 _NOT_WORD = r"[^\pL\pN_]"
+SPACELESS_SCRIPTS = ("Han", "Hiragana", "Katakana", "Bopomofo", "Hangul", "Thai", "Lao",
+                     "Khmer", "Myanmar", "Tibetan")
+"""Scripts written without spaces between words (Chinese, Japanese, Thai...): a word in
+them has no boundary to find, so whole-word matching treats each of their letters as a
+boundary, as SillyTavern's (and a reader's) does: ``村庄`` is found in
+``我走进村庄看看教堂``, and ``Ada`` in ``我和Ada说话``. Korean spaces its words but
+attaches particles to them (``서울에서``), so it is among them too."""
+_SPACELESS_CLASS = "[" + "".join(rf"\p{{{script}}}" for script in SPACELESS_SCRIPTS) + "]"
+_BOUNDARY = f"(?:{_NOT_WORD}|{_SPACELESS_CLASS})"
+_SPACELESS_CHAR = re.compile(
+    "[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1100-\u11ff\u1780-\u17ff\u3040-\u30ff"
+    "\u3100-\u312f\u3130-\u318f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f"
+    "\uac00-\ud7ff\uf900-\ufaff\uff66-\uffdc\U00020000-\U0003134f]")
 
 
 class PatternError(ValueError):
@@ -106,14 +119,32 @@ def words_regex(words: tuple[str, ...], *, case_sensitive: bool = False,
     """One pattern matching any of ``words`` as written (no pattern syntax), or None
     when there are none. ``whole_words``: not inside a longer word (a word may start
     or end with punctuation: ``ada,``); ``prefix``, such as ``@``, comes first."""
-    alternatives = "|".join(re2.escape(word) for word in dict.fromkeys(words) if word)
-    if not alternatives:
+    unique = [word for word in dict.fromkeys(words) if word]
+    if not unique:
         return None
-    # Consuming a neighbour rather than looking around it (RE2 has no lookarounds)
-    # finds the same messages: only whether there is a match is ever asked.
-    start = re2.escape(prefix) if prefix else (f"(?:^|{_NOT_WORD})" if whole_words else "")
-    end = f"(?:{_NOT_WORD}|$)" if whole_words else ""
-    return _compiled(f"{start}(?:{alternatives}){end}", case_sensitive, literal=True)
+    # Words are grouped by the boundaries they need: none at an edge written in a
+    # script without spaces (see SPACELESS_SCRIPTS). Consuming a neighbour rather than
+    # looking around it (RE2 has no lookarounds) finds the same messages: only whether
+    # there is a match is ever asked.
+    groups: dict[tuple[bool, bool], list[str]] = {}
+    for word in unique:
+        edges = ((not prefix and whole_words and not is_spaceless(word[0])),
+                 whole_words and not is_spaceless(word[-1]))
+        groups.setdefault(edges, []).append(re2.escape(word))
+    branches = []
+    for (start, end), escaped in sorted(groups.items()):
+        branches.append((f"(?:^|{_BOUNDARY})" if start else "") + f"(?:{'|'.join(escaped)})"
+                        + (f"(?:{_BOUNDARY}|$)" if end else ""))
+    body = branches[0] if len(branches) == 1 else "|".join(f"(?:{b})" for b in branches)
+    head = re2.escape(prefix) if prefix else ""
+    pattern = f"{head}(?:{body})" if head else body
+    return _compiled(pattern, case_sensitive, literal=True)
+
+
+def is_spaceless(character: str) -> bool:
+    """Whether ``character`` is a letter of a script written without spaces between
+    words (see :data:`SPACELESS_SCRIPTS`)."""
+    return _SPACELESS_CHAR.match(character) is not None
 
 
 def _text(exc: re2.error) -> str:

@@ -211,12 +211,7 @@ def _compose(text: str, file: str, limits: YamlLimits) -> yaml.Node | None:
                                          "recursive once aliases are expanded")])
         return node
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        reason = exc.problem or exc.context or "invalid YAML"
-        if _character_at(text, line, column) == "\t":
-            reason += " (a tab: YAML indents with spaces only)"
-        raise ProblemsError([Problem(file, line, column, "", f"YAML syntax error: {reason}")]) from None
+        raise ProblemsError([_syntax_problem(text, file, exc)]) from None
     except yaml.reader.ReaderError as exc:
         index = exc.position
         if _COMPOSER is not yaml.SafeLoader:  # libyaml counts bytes of UTF-8
@@ -322,6 +317,31 @@ def _shape_problem(file: str, event: yaml.Event, message: str) -> None:
     mark = event.start_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     raise ProblemsError([Problem(file, line, column, "", message)])
+
+
+_OPENED = {"while parsing a flow sequence": "this [ is never closed",
+           "while parsing a flow mapping": "this { is never closed",
+           "while scanning a quoted scalar": "this quoted text is never closed",
+           "while scanning a block scalar": "this block of text is malformed"}
+
+
+def _syntax_problem(text: str, file: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """A syntax error where the mistake is: the parser notices an unclosed ``[``, ``{``
+    or quote where the text runs out or the next key starts, lines later; the mistake
+    is where it was opened."""
+    problem, context = exc.problem_mark, exc.context_mark
+    opened = _OPENED.get(exc.context or "")
+    if opened and context is not None and (problem is None or problem.line > context.line):
+        where = f" (noticed at line {problem.line + 1})" if problem is not None else ""
+        reason = f"{opened}: {exc.problem or 'it runs on'}{where}"
+        return Problem(file, context.line + 1, context.column + 1, "",
+                       f"YAML syntax error: {reason}")
+    mark = problem or context
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    reason = exc.problem or exc.context or "invalid YAML"
+    if _character_at(text, line, column) == "\t":
+        reason += " (a tab: YAML indents with spaces only)"
+    return Problem(file, line, column, "", f"YAML syntax error: {reason}")
 
 
 def _problem_at(text: str, file: str, index: int, message: str) -> Problem:

@@ -33,8 +33,41 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+_GLOBAL_OPTIONS = ("--config", "--log-format", "--log-level")
+"""The options every command takes, before or after the command's name."""
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the global options written after the command moved before it
+    (``personae chat ada --config x.yaml`` is ``personae --config x.yaml chat ada``);
+    nothing after ``--`` is touched."""
+    front: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        name = arg.partition("=")[0]
+        if name in _GLOBAL_OPTIONS:
+            if "=" in arg or index + 1 == len(args):
+                front.append(arg)
+            else:
+                front += [arg, args[index + 1]]
+                index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    return front + rest
+
+
 class _LazyGroup(click.Group):
-    """A click group that imports a command's module the first time it is needed."""
+    """A click group that imports a command's module the first time it is needed, and
+    takes the global options anywhere on the line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(_COMMANDS)

@@ -13,7 +13,7 @@ from typing import Literal, ParamSpec, TypeVar
 import click
 from rich.console import Console
 
-from eventstore import EventStoreError, Log, open_log
+from eventstore import EventStoreError, Log, Projection, open_log
 
 from ..config import Config, load_config
 from ..credentials import MissingSecret, Secrets
@@ -56,17 +56,25 @@ class CliContext:
         if self._redactor is not None:
             self._redactor.add(self.secrets.sensitive_values(list(names)))
 
-    def open_log(self, *, create: bool = False, read_only: bool = False) -> Log:
+    def open_log(self, *, create: bool = False, read_only: bool = False,
+                 projections: bool = False) -> Log:
         """The event log config.yaml names, events upcast on read. ``create``: make it, or
         migrate it, when needed, as its one writer (refused while a bot runs on it);
         ``read_only``: for commands that only read, which take no lock and work on a
-        read-only file."""
+        read-only file. With ``projections``, the bot's projections are kept too:
+        opening catches them up (building those that never ran), as the log's one
+        writer."""
         from ..events import upcasters  # the catalogue, only for commands that read the log
 
+        kept: tuple[Projection, ...] = ()
+        if projections:
+            from ..dispatcher.projection import projections as bot_projections
+
+            kept = bot_projections()
         database = self.config.database
         return open_log(database.url, synchronous=database.synchronous, upcasters=upcasters(),
                         create=create, password=database.password(self.secrets),
-                        read_only=read_only, lock=create)
+                        read_only=read_only, lock=create or bool(kept), projections=kept)
 
     @property
     def secrets(self) -> Secrets:

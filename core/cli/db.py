@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from eventstore import backup_to_sqlite, copy_log, open_log, sqlite_path
+from eventstore import EventStoreError, backup_to_sqlite, copy_log, open_log, sqlite_path
 from eventstore.sqlite import backup_log
 
 from ..events import LogCreated
@@ -23,13 +23,26 @@ def db() -> None:
 @pass_context
 @user_errors
 def init(ctx: CliContext) -> None:
-    """Create the event log (or migrate an older one) and record that it exists."""
+    """Create the event log (or migrate an older one) and record that it exists. A log
+    that exists already is left as it is."""
+    try:
+        existing = ctx.open_log()
+    except EventStoreError:
+        existing = None  # not there yet, or an older one to migrate
+    if existing is not None:
+        try:
+            events = existing.last_position()
+        finally:
+            existing.close()
+        ctx.out.print(f"event log already existed: {existing.location} ({events:,} "
+                      f"event{'s' if events != 1 else ''}); nothing written")
+        return
     log = ctx.open_log(create=True)
     try:
         result = log.append(LOG_STREAM, [LogCreated().new_event(LOG_CREATED_ID)])
     finally:
         log.close()
-    state = "already existed" if result.duplicates else "created"
+    state = "migrated" if result.duplicates else "created"
     ctx.out.print(f"event log {state}: {log.location}")
 
 

@@ -6,22 +6,32 @@ import dataclasses
 import json
 import os
 import re
+import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.table import Table
 
+from ..commands import find_persona
 from ..config import Config
-from ..patterns import Regex
-from ..personas.cards import MODELINE, card_to_persona, read_card
+from ..personas.cards import (
+    MODELINE,
+    ImportedLorebook,
+    card_to_persona,
+    is_world_info,
+    lorebook_file,
+    read_card,
+    world_info_to_lorebook,
+)
+from ..personas.checks import budget_warnings
 from ..personas.defaults import defaults_from_config, known_providers_from_config
+from ..personas.document import persona_document
 from ..personas.loader import (
     PERSONA_LIMITS,
     SCHEMA_FILE,
     PersonaSet,
+    load_lorebook_text,
     load_persona_files,
     load_persona_text,
     load_personas,
@@ -29,7 +39,8 @@ from ..personas.loader import (
     persona_schema_text,
 )
 from ..personas.model import Persona
-from ..personas.prompt import render_system_prompt
+from ..personas.prompt import SEED, message_variables, render_text
+from ..personas.registry import PersonaRegistry
 from ..personas.warnings import persona_warnings
 from ..personas.yamlout import dump_yaml
 from ..problems import Problem, ProblemsError
@@ -49,12 +60,16 @@ def personas() -> None:
 @pass_context
 @user_errors
 def validate(ctx: CliContext, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Check persona files (default: the personas directory); exit 1 on any problem."""
+    """Check persona files (default: the personas directory); exit 1 on any problem.
+    Warnings (a lorebook entry too big for its budget) do not change the exit status."""
+    from ..gateway.tokens import estimate_tokens
+
     files, missing = _expand(paths or (ctx.config.personas_dir,))
     loaded = _load(ctx, files)
     problems = [*missing, *loaded.problems]
-    warnings = [w for pid in sorted(loaded.personas) for w in persona_warnings(
-        loaded.personas[pid], ctx.config.providers, ctx.secrets)]
+    warnings = [w for pid in sorted(loaded.personas) for w in (
+        *budget_warnings(loaded.personas[pid], estimate_tokens),
+        *persona_warnings(loaded.personas[pid], ctx.config.providers, ctx.secrets))]
     if as_json:
         click.echo(json.dumps({
             "ok": not problems, "files": len(files), "personas": sorted(loaded.personas),
@@ -62,10 +77,10 @@ def validate(ctx: CliContext, paths: tuple[Path, ...], as_json: bool) -> None:
             "warnings": [w.to_dict() for w in warnings],
         }, ensure_ascii=False))
     else:
-        for warning in warnings:
-            ctx.out.print(f"warning: {warning}", markup=False)
         for problem in problems:
             ctx.out.print(str(problem), markup=False)
+        for warning in warnings:
+            ctx.out.print(f"warning: {warning}", markup=False)
         if problems:
             broken = len({p.file for p in problems})
             ctx.err.print(f"[red]{len(problems)} problem(s) in {broken} file(s)[/]")
@@ -102,29 +117,36 @@ def list_(ctx: CliContext, as_json: bool) -> None:
 
 
 @personas.command("show")
-@click.argument("persona_id")
+@click.argument("persona")
 @click.option("--user", default="Sample User", show_default=True, help="{user} in the sample.")
 @click.option("--channel", default="general", show_default=True, help="{channel} in the sample.")
 @click.option("--guild", default="Sample Server", show_default=True, help="{guild} in the sample.")
 @pass_context
 @user_errors
-def show(ctx: CliContext, persona_id: str, user: str, channel: str, guild: str) -> None:
-    """One persona with every default applied, and its system prompt for a sample message."""
+def show(ctx: CliContext, persona: str, user: str, channel: str, guild: str) -> None:
+    """One persona (its id or name) as a persona file with every default applied, and its
+    prompt texts rendered for a sample message."""
     loaded = _load_directory(ctx)
-    persona = loaded.personas.get(persona_id)
-    if persona is None:
+    found = find_persona(PersonaRegistry(loaded.personas.values()), persona)
+    if found is None:
         _warn_problems(ctx, loaded.problems)
         known = ", ".join(sorted(loaded.personas)) or "none"
-        raise ProblemsError([Problem(str(ctx.config.personas_dir), 1, 1, "",
-                                     f"no valid persona with id '{persona_id}' (known: {known})")])
-    now = datetime.now(UTC)
-    variables = {"user": user, "channel": channel, "guild": guild,
-                 "date": now.strftime("%Y-%m-%d"), "time": now.strftime("%H:%M")}
-    ctx.out.print(f"# {persona.source_path}  (version {persona.version})", markup=False)
-    ctx.out.print(dump_yaml(_as_plain(persona)), markup=False)
-    ctx.out.print(f"# system prompt for {json.dumps(variables, ensure_ascii=False)}:",
+        raise click.ClickException(f"no valid persona {persona!r} in {ctx.config.personas_dir} "
+                                   f"(known: {known})")
+    variables = message_variables(user=user, channel=channel, guild=guild, now=time.time(),
+                                  seed="show")
+    ctx.out.print(f"# {found.source_path}  (version {found.version}; every default applied)",
                   markup=False)
-    ctx.out.print(render_system_prompt(persona, variables), markup=False)
+    ctx.out.print(dump_yaml(persona_document(found)), markup=False)
+    shown = {k: v for k, v in variables.items() if k != SEED}
+    ctx.out.print(f"# the prompt texts for {json.dumps(shown, ensure_ascii=False)}:",
+                  markup=False)
+    texts = [("system", found.prompt.system), ("post_history", found.prompt.post_history or "")]
+    texts += [(f"greeting {i + 1}", text) for i, text in enumerate(found.prompt.greetings)]
+    for label, text in texts:
+        if text:
+            ctx.out.print(f"## {label}", markup=False)
+            ctx.out.print(render_text(found, text, variables, label), markup=False)
 
 
 @personas.command("new")
@@ -134,7 +156,7 @@ def show(ctx: CliContext, persona_id: str, user: str, channel: str, guild: str) 
 @user_errors
 def new(ctx: CliContext, persona_id: str, name: str | None) -> None:
     """Create personas/ID.yaml: a commented starter file that validates as is."""
-    _check_id(persona_id)
+    _check_id(persona_id, "PERSONA_ID")
     config = ctx.config
     target = config.personas_dir / f"{persona_id}.yaml"
     model = _starter_model(config)
@@ -148,14 +170,27 @@ def new(ctx: CliContext, persona_id: str, name: str | None) -> None:
 
 @personas.command("import")
 @click.argument("card_file", type=click.Path(path_type=Path))
-@click.option("--id", "persona_id", help="Persona id to use (required when the name is taken).")
+@click.option("--id", "persona_id",
+              help="Persona id to use (required when the name is taken); for a World Info "
+                   "file, the lorebook's name.")
 @pass_context
 @user_errors
 def import_(ctx: CliContext, card_file: Path, persona_id: str | None) -> None:
-    """Turn a Character Card V2/V3 (JSON or PNG) into a persona file."""
+    """Turn a Character Card V2/V3 (JSON or PNG) into a persona file, or a SillyTavern
+    World Info file (JSON) into a lorebook file personas can include."""
     if persona_id is not None:
-        _check_id(persona_id)
-    imported = card_to_persona(read_card(card_file), persona_id=persona_id, source=str(card_file))
+        _check_id(persona_id, "--id")
+    document = read_card(card_file)
+    if is_world_info(document):
+        _import_lorebook(ctx, card_file, world_info_to_lorebook(
+            document, name=persona_id, file_stem=card_file.stem))
+        return
+    from ..gateway.tokens import estimate_tokens
+
+    context = ctx.config.persona_defaults.get("context") or {}
+    imported = card_to_persona(document, persona_id=persona_id, source=str(card_file),
+                               file_stem=card_file.stem, estimate_tokens=estimate_tokens,
+                               context_tokens=int(context.get("max_tokens") or 3000))
     directory = ctx.config.personas_dir
     target = directory / f"{imported.persona_id}.yaml"
     existing = _load_directory(ctx).personas.values()
@@ -172,16 +207,46 @@ def import_(ctx: CliContext, card_file: Path, persona_id: str | None) -> None:
         imported = dataclasses.replace(
             imported, data={**imported.data, "model": _starter_model(ctx.config)})
     text = imported.to_yaml(card_file.name)
+    _check_size(card_file, text, "persona")
+    _check_and_write(ctx, target, text, imported.persona_id, source=card_file)
+    _print_warnings(ctx, card_file, imported.warnings)
+    ctx.out.print(f"imported '{imported.name}' as {target}", markup=False)
+
+
+def _import_lorebook(ctx: CliContext, source: Path, imported: ImportedLorebook) -> None:
+    target = lorebook_file(ctx.config.personas_dir, imported.name)
+    if target.exists():
+        raise ProblemsError([Problem(str(source), 1, 1, "", (
+            f"a lorebook called '{imported.name}' already exists ({target}); pass --id NAME "
+            "to import it under another name"))])
+    text = imported.to_yaml(source.name)
+    _check_size(source, text, "lorebook")
+    try:
+        load_lorebook_text(text, file=str(target))
+    except ProblemsError as exc:
+        raise ProblemsError([
+            Problem(str(source), 1, 1, p.field, f"{p.message} (in the lorebook made from this "
+                                                "file; nothing was written)")
+            for p in exc.problems]) from None
+    _write_new(target, text)
+    _print_warnings(ctx, source, imported.warnings)
+    count = len(imported.data.get("entries", []))
+    ctx.out.print(f"imported the lorebook '{imported.name}' ({count} entries) as {target}; "
+                  f"a persona uses it with: lorebook: {{include: [{imported.name}]}}",
+                  markup=False)
+
+
+def _check_size(source: Path, text: str, what: str) -> None:
     size = len(text.encode("utf-8"))
     if size > PERSONA_LIMITS.max_bytes:
-        raise ProblemsError([Problem(str(card_file), 1, 1, "", (
-            f"the persona made from this card would be {size / 2**20:.1f} MiB, more than the "
-            f"{PERSONA_LIMITS.max_bytes // 2**20} MiB a persona file may hold"))])
-    _check_and_write(ctx, target, text, imported.persona_id, source=card_file)
-    for warning in imported.warnings:
-        ctx.err.print(f"[yellow]warning:[/] {card_file}: {warning}", markup=True,
-                      highlight=False)
-    ctx.out.print(f"imported '{imported.name}' as {target}")
+        raise ProblemsError([Problem(str(source), 1, 1, "", (
+            f"the {what} made from this file would be {size / 2**20:.1f} MiB, more than the "
+            f"{PERSONA_LIMITS.max_bytes // 2**20} MiB a {what} file may hold"))])
+
+
+def _print_warnings(ctx: CliContext, source: Path, warnings: Iterable[str]) -> None:
+    for warning in warnings:
+        ctx.err.print(f"[yellow]warning:[/] {source}: {warning}", markup=True, highlight=False)
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -219,11 +284,11 @@ def _starter_model(config: Config) -> dict[str, str]:
     return {"provider": provider, "name": model.get("name") or "gpt-4o-mini"}
 
 
-def _check_id(persona_id: str) -> None:
+def _check_id(persona_id: str, param: str) -> None:
     if not _ID.match(persona_id):
-        raise ProblemsError([Problem("<command line>", 1, 1, "id", (
+        raise click.BadParameter(
             f"'{persona_id}' is not a valid id (lowercase letters, digits, - and _, starting "
-            "with a letter or digit, at most 64)"))])
+            "with a letter or digit, at most 64)", param_hint=param)
 
 
 def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str, *,
@@ -245,8 +310,13 @@ def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str, 
             Problem(str(source), 1, 1, p.field, f"{p.message} (in the persona made from this "
                                                 "card; nothing was written)")
             if p.file == str(target) else p for p in exc.problems]) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
     _ensure_schema(target.parent)
+    _write_new(target, text)
+
+
+def _write_new(target: Path, text: str) -> None:
+    """Create ``target`` holding ``text``, whole (never overwriting a file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.tmp")
     temporary.write_text(text, encoding="utf-8")
     # The watcher sees the file appear whole. link() refuses to clobber a file that
@@ -263,6 +333,7 @@ def _check_and_write(ctx: CliContext, target: Path, text: str, persona_id: str, 
 
 def _ensure_schema(directory: Path) -> None:
     """Put the schema next to the personas so the files' modeline finds it."""
+    directory.mkdir(parents=True, exist_ok=True)
     schema = directory / SCHEMA_FILE
     if not schema.exists():
         schema.write_text(persona_schema_text(), encoding="utf-8")
@@ -287,23 +358,6 @@ def _trigger_summary(persona: Persona) -> str:
     if t.channels:
         parts.append(f"all messages in {len(t.channels)} channel(s)")
     return "; ".join(parts) or "none"
-
-
-def _as_plain(value: Any) -> Any:
-    if isinstance(value, re.Pattern | Regex):
-        return value.pattern
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _as_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if f.name not in ("source_text", "applied_defaults")}
-    if isinstance(value, frozenset):
-        return sorted(_as_plain(v) for v in value)
-    if isinstance(value, tuple | list):
-        return [_as_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _as_plain(v) for k, v in value.items()}
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 _STARTER = """\

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 import orjson
+from rich import box
 from rich.columns import Columns
 from rich.console import Console
 from rich.panel import Panel
@@ -196,6 +197,12 @@ def _print_call(out: Console, call: CallExplanation) -> None:
     stopped = call.stopped_by
     if stopped:
         out.print(f"[bold red]stopped:[/] {stopped}")
+    if call.greeting is not None:
+        g = call.greeting.data
+        how = "chosen at random" if g.get("chosen_by") == "random" else "asked for"
+        out.print(Text(f"the conversation opened with greeting {g.get('choice')} ({how}), at "
+                       f"position {call.greeting.position}: ", style="bold")
+                  + Text(str(g.get("text"))))
     if call.outcome is not None:
         o = call.outcome.data
         usage = o.get("usage") or {}
@@ -225,6 +232,7 @@ def _print_call(out: Console, call: CallExplanation) -> None:
         for line in prompt_lines(messages):
             style = "bold cyan" if line.startswith("[") and line.endswith("]") else ""
             out.print(Text(line, style=style))
+        _print_lore(out, call)
     elif call.prompt_problem:
         out.print(f"[yellow]prompt not rebuilt:[/] {call.prompt_problem}")
     if call.steps:
@@ -249,6 +257,23 @@ def _print_call(out: Console, call: CallExplanation) -> None:
         out.print(f"delivered as {ids}")
 
 
+def _print_lore(out: Console, call: CallExplanation) -> None:
+    assert call.prompt is not None
+    lore = call.prompt.lore
+    if not lore.outcomes:
+        if call.prompt.persona.lorebook.entries:
+            out.print("[bold]lorebook[/]: no entry activated")
+        return
+    out.print(f"[bold]lorebook[/] ({lore.spent:,} of {lore.budget:,} tokens):")
+    marks = {"inserted": ("inserted", "green"), "cut": ("cut", "yellow"),
+             "blocked": ("blocked", "dim")}
+    for outcome in lore.outcomes:
+        word, style = marks[outcome.status]
+        size = f", {outcome.tokens:,} tokens" if outcome.tokens else ""
+        out.print(Text(f"  {word:<8} ", style=style) + Text(f"{outcome.label}{size}: ")
+                  + Text(outcome.reason, style="dim"))
+
+
 # -- rerun ----------------------------------------------------------------------------
 
 
@@ -259,7 +284,8 @@ def _print_call(out: Console, call: CallExplanation) -> None:
 @click.option("--recorded", is_flag=True,
               help="Use the persona version that was recorded with the call.")
 @click.option("--persona", "persona_id", help="Which persona's call, when several answered.")
-@click.option("--provider", help="Send the prompt to this provider instead.")
+@click.option("--provider", help="Send the prompt to this provider (default: the provider the "
+                                 "call was recorded with).")
 @click.option("--live-tools", is_flag=True,
               help="Call the persona's tools for real (default: replay the recorded results).")
 @pass_context
@@ -267,7 +293,8 @@ def _print_call(out: Console, call: CallExplanation) -> None:
 def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded: bool,
           persona_id: str | None, provider: str | None, live_tools: bool) -> None:
     """Ask the model again what a recorded call asked, with the current (or given) persona,
-    and show both replies and the prompt diff. Never delivered, never counted in quotas.
+    on the provider it was recorded with (unless --provider), and show both replies and
+    the prompt diff. Never delivered, never counted in quotas; exit 1 when the call fails.
     Tool calls get the recorded results unless --live-tools."""
     config = ctx.config
     known = known_providers_from_config(config)
@@ -303,6 +330,8 @@ def rerun(ctx: CliContext, message_id: str, persona_file: Path | None, recorded:
     finally:
         log.close()
     _print_rerun(ctx.out, plan, result, position)
+    if not result.ok:
+        raise SystemExit(1)
 
 
 def _current_persona(ctx: CliContext, plan: RerunPlan, persona_file: Path | None
@@ -358,14 +387,24 @@ def _print_rerun(out: Console, plan: RerunPlan, result: RerunResult, position: i
 @user_errors
 def rebuild(ctx: CliContext) -> None:
     """Rebuild every projection from position zero and compare it with the live tables;
-    exit 1 when any differs."""
+    exit 1 when any differs. Projections that never ran on this log (an imported one)
+    or were built by an older personae are built first, saying so."""
     log = ctx.open_log(read_only=True)
+    try:
+        before = {c.name: c for c in check_projections(log) if c.skipped}
+    finally:
+        log.close()
+    # opening with the projections builds them (as the log's writer); else only read
+    log = ctx.open_log(projections=True) if before else ctx.open_log(read_only=True)
     try:
         checks = check_projections(log)
     finally:
         log.close()
     failed = False
     for check in checks:
+        if check.name in before and not check.skipped:
+            ctx.out.print(f"[cyan]built[/] {check.name} from the log up to position "
+                          f"{check.position} ({before[check.name].skipped})")
         if check.skipped:
             ctx.out.print(f"[dim]skipped[/] {check.name}: {check.skipped}")
         elif check.ok:
@@ -386,10 +425,29 @@ def rebuild(ctx: CliContext) -> None:
 
 # -- stats ----------------------------------------------------------------------------
 
-_STATS_COLUMNS = {"key": "key", "messages": "msgs", "replies": "replies", "refusals": "refused",
-                  "failures": "failed", "total_tokens": "tokens", "latency_p50_s": "p50 s",
-                  "latency_p90_s": "p90 s", "latency_p99_s": "p99 s", "error_rate": "errors",
-                  "refusal_rate": "refusals"}
+_STATS_COLUMNS = (("key", "key"), ("messages", "msgs"), ("replies", "replies"),
+                  ("refusals", "refused"), ("failures", "failed"), ("total_tokens", "tokens"),
+                  ("latency_p50_s", "p50"), ("latency_p90_s", "p90"), ("latency_p99_s", "p99"),
+                  ("error_rate", "err"), ("refusal_rate", "ref"))
+"""The columns of ``stats`` (readable at 80 columns): counts, tokens, latency
+percentiles and error and refusal rates."""
+_KEY_WIDTH = 16
+
+
+def _stats_cell(column: str, value: Any) -> str:
+    if value in ("", None):
+        return "-"
+    if column.startswith("latency"):
+        seconds = float(value)
+        return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"
+    if column.endswith("_rate"):
+        return f"{float(value):.0%}"
+    if column == "total_tokens":
+        return f"{int(value):,}"
+    if column == "key":
+        text = str(value)
+        return text if len(text) <= _KEY_WIDTH else text[:_KEY_WIDTH - 1] + "…"
+    return str(value)
 
 
 @click.command()
@@ -410,20 +468,26 @@ def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
         return
     rows = stats_rows(figures)
     for dimension in DIMENSIONS:
-        table = Table(title=f"by {dimension}", title_justify="left")
-        for header in _STATS_COLUMNS.values():
-            table.add_column(header, justify="left" if header == "key" else "right")
+        table = Table(title=f"by {dimension}", title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False, padding=(0, 0), show_edge=False)
+        for name, header in _STATS_COLUMNS:
+            table.add_column(header, justify="left" if name == "key" else "right",
+                             no_wrap=True)
         for row in rows:
             if row["dimension"] == dimension:
-                table.add_row(*(str(row[c]) for c in _STATS_COLUMNS))
+                table.add_row(*(_stats_cell(name, row[name]) for name, _ in _STATS_COLUMNS))
         ctx.out.print(table)
+    ctx.out.print("[dim]p50/p90/p99: reply latency; err: replies failed; ref: triggers "
+                  "refused[/]")
     if figures.quotas:
-        table = Table(title="quota use (current window)", title_justify="left")
+        table = Table(title="quota use (current window)", title_justify="left",
+                      box=box.SIMPLE_HEAD, pad_edge=False)
         for column in ("persona", "scope", "key", "tokens", "replies"):
-            table.add_column(column)
+            table.add_column(column, justify="right" if column in ("tokens", "replies")
+                             else "left")
         for use in figures.quotas:
-            table.add_row(use.persona_id, use.scope, use.scope_key, str(use.tokens),
-                          str(use.messages))
+            table.add_row(use.persona_id, use.scope, _stats_cell("key", use.scope_key),
+                          f"{use.tokens:,}", str(use.messages))
         ctx.out.print(table)
     chart = tokens_chart(figures.tokens_per_day())
     if chart:
@@ -487,5 +551,12 @@ def import_command(ctx: CliContext, source: Path, partial: bool) -> None:
         log.close()
     ctx.out.print(f"imported {result.events} events (last position {result.last_position}) "
                   f"into {log.location}")
+    log = ctx.open_log(projections=True)  # the bot's read models, built from the events
+    try:
+        built = [c.name for c in check_projections(log) if not c.skipped]
+    finally:
+        log.close()
+    ctx.out.print(f"built the projections {', '.join(built)} from them; `personae rebuild` "
+                  "checks them against the events")
 
 

@@ -61,7 +61,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
 
     from ..adapters.discord.adapter import DiscordAdapter, DiscordAdapterSettings
     from ..adapters.discord.runner import raise_for
-    from ..app import Runtime, open_log_store
+    from ..app import Runtime, missing_key_message, missing_keys, open_log_store
     from ..ops.observability import start_observability
     from ..personas.defaults import defaults_from_config, known_providers_from_config
     from ..personas.model import Persona
@@ -121,6 +121,8 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         if not len(registry):
             log.warning("no personas loaded from %s: the bot will answer nothing",
                         config.personas_dir)
+        if problem := missing_key_message(missing_keys(config, secrets, registry.all())):
+            log.error("%s", problem)
         await runtime.dispatcher.start()
         started.set()
         # What start-up built (modules, personas, clients) lives as long as the process:

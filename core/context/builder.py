@@ -1,10 +1,14 @@
 """The prompt for one reply, built from the conversation's events.
 
-Order of the messages: the rendered system prompt, the lorebook entries that the
-recent turns activate (within the book's token budget), the persona's example
-exchanges, the history (oldest first, chosen newest-first within
-``context.max_messages`` and ``context.max_tokens``, the message being answered
-always last), then the persona's post-history instructions.
+Order of the messages: lorebook entries placed ``before_system``, the system prompt,
+entries placed ``after_system`` (the default), the persona's example exchanges,
+entries placed ``after_examples``, the history (oldest first, chosen newest-first
+within ``context.max_messages`` and ``context.max_tokens``, the message being
+answered always last, with ``at_depth`` entries inserted that many messages from its
+end), then the persona's post-history instructions. Every text is rendered with the
+same variables (:mod:`core.personas.prompt`); the lorebook entries are those the
+recent turns activate within the book's budget (:mod:`core.personas.lorebook`). A
+persona's greeting is a turn of the conversation like its replies.
 
 In multi-user channels each person's turn carries their display name; other
 personas' replies are named user turns; a message's attachments are part of its
@@ -25,26 +29,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..events import (
     AttachmentStored,
     ConversationReset,
+    GreetingDelivered,
     MessageDeleted,
     MessageEdited,
     MessageReceived,
     ModelReplied,
+    PersonaGreeted,
     ReplyDelivered,
     ReplyFailed,
     Typed,
 )
-from ..events.ids import message_event_id, reply_event_id
+from ..events.ids import greeting_event_id, message_event_id, reply_event_id
 from ..events.media import Attachment, attachments_of
 from ..gateway.model import ChatMessage
 from ..gateway.tokens import estimate_tokens, images_tokens
-from ..personas.lorebook import activate_entries
+from ..personas.lorebook import LoreOutcome, LoreScan, entry_digest, scan_lorebook
 from ..personas.model import Persona
-from ..personas.prompt import render_system_prompt
+from ..personas.prompt import SEED, render_text
 from .attachments import render_turn
 
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -70,6 +76,8 @@ class Turn:
     persona_id: str | None = None
     answered_author: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    lore: tuple[str, ...] = ()
+    """For a persona's reply: the lorebook entries its prompt held (digests)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +98,15 @@ class BuiltContext:
     history_turns: int
     lore_entries: int
     estimated_tokens: int
+    lore: LoreScan = field(default_factory=LoreScan)
+    """What the lorebook did: every entry that activated, and what became of it."""
+
+    @property
+    def lore_inserted(self) -> tuple[str, ...]:
+        """The digests of the entries the conversation activated into the prompt
+        (recorded with the reply; those carried by stickiness are not: a sticky entry's
+        time counts from when it activated)."""
+        return tuple(entry_digest(o.entry) for o in self.lore.inserted if not o.carried)
 
 
 def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Turn]:
@@ -120,7 +137,21 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
             turns[key] = Turn(key=key, position=item.position, author_id=event.persona_id,
                               speaker=event.persona_name or event.persona_id, text=event.text,
                               positions=(item.position,), persona_id=event.persona_id,
+                              answered_author=event.author_id, lore=event.lore)
+        elif isinstance(event, PersonaGreeted):
+            # the greeting opens the conversation: it comes before the message that did
+            opening = turns.get(message_event_id(event.platform, event.greeting_id))
+            key = greeting_event_id(event.platform, event.greeting_id, event.persona_id)
+            turns[key] = Turn(key=key, position=opening.position if opening else item.position,
+                              author_id=event.persona_id,
+                              speaker=event.persona_name or event.persona_id, text=event.text,
+                              positions=(item.position,), persona_id=event.persona_id,
                               answered_author=event.author_id)
+        elif isinstance(event, GreetingDelivered):
+            ours.update(message_event_id(event.platform, m) for m in event.delivered_ids)
+            if not event.delivered_ids:  # it never reached anyone
+                turns.pop(greeting_event_id(event.platform, event.greeting_id,
+                                            event.persona_id), None)
         elif isinstance(event, ReplyDelivered):
             ours.update(message_event_id(event.platform, m) for m in event.delivered_ids)
         elif isinstance(event, MessageEdited):
@@ -142,7 +173,8 @@ def conversation_turns(events: Iterable[Typed], source_event_id: str) -> list[Tu
         elif isinstance(event, ReplyFailed):
             turns.pop(reply_event_id(event.platform, event.message_id, event.persona_id), None)
     # an echo of our own reply may be recorded before we knew its id: ModelReplied has it
-    ordered = sorted((t for t in turns.values() if t.key not in ours), key=lambda t: t.position)
+    ordered = sorted((t for t in turns.values() if t.key not in ours),
+                     key=lambda t: (t.position, t.persona_id is None))
     source = [t for t in ordered if t.key == source_event_id]
     return [t for t in ordered if t.key != source_event_id] + source
 
@@ -155,20 +187,37 @@ def build_context(
 ) -> BuiltContext:
     """The prompt for ``persona`` answering ``target`` (see the module docstring)."""
     candidates = _visible(persona, conversation_turns(events, target.source_event_id), target)
-    system = [ChatMessage("system", render_system_prompt(persona, variables))]
+
+    def render(text: str, where: str) -> str:
+        return render_text(persona, text, variables, where)
+
     lorebook = persona.lorebook
-    depth = max([lorebook.scan_depth] + [e.scan_depth for e in lorebook.entries
-                                         if e.scan_depth is not None])
-    scanned = candidates[-depth:] if lorebook.entries and depth > 0 else []
-    lore = activate_entries(lorebook, [t.text for t in scanned], estimate_tokens)
-    if lore:
-        system.append(ChatMessage("system", "\n\n".join(entry.content for entry in lore)))
+    scan = LoreScan()
+    scanned: list[Turn] = []
+    timed: list[Turn] = []
+    if lorebook.entries:
+        depth = max([lorebook.scan_depth] + [e.scan_depth for e in lorebook.entries
+                                             if e.scan_depth is not None])
+        scanned = candidates[-depth:] if depth > 0 else []
+        since, timed = _lore_history(persona, candidates)
+        scan = scan_lorebook(
+            lorebook, [t.text for t in scanned], estimate_tokens,
+            context_tokens=persona.context.max_tokens, seed=variables.get(SEED, ""),
+            render=lambda index, text: render(text, f"lorebook[{index}]"), since=since)
+    placed = _placed(scan.inserted)
+    system = [*placed.get("before_system", []), ChatMessage("system", render(
+        persona.prompt.system, "system")), *placed.get("after_system", [])]
     examples = []
-    for example in persona.prompt.examples:
-        examples += [ChatMessage("user", example.user), ChatMessage("assistant", example.assistant)]
-    closing = ([ChatMessage("system", persona.prompt.post_history)]
+    for i, example in enumerate(persona.prompt.examples):
+        examples += [ChatMessage("user", render(example.user, f"examples[{i}].user")),
+                     ChatMessage("assistant", render(example.assistant,
+                                                     f"examples[{i}].assistant"))]
+    examples += placed.get("after_examples", [])
+    closing = ([ChatMessage("system", render(persona.prompt.post_history, "post_history"))]
                if persona.prompt.post_history else [])
-    fixed = sum(_cost(m) for m in (*system, *examples, *closing))
+    at_depth = _at_depth(scan.inserted)
+    fixed = sum(_cost(m) for m in (*system, *examples, *closing,
+                                   *(m for _, m in at_depth)))
     budget = persona.context.max_tokens - fixed
     spent = fixed
     blobs = {e.event.sha256: (e.position, e.event) for e in events
@@ -189,11 +238,54 @@ def build_context(
         history.append((turn, message, rendered.positions))
     history.reverse()
     used = {p for turn, _, stored in history for p in (*turn.positions, *stored)}
-    # scanned turns formed the lore even when the budget left them out of the history
-    used.update(p for turn in scanned for p in turn.positions)
-    messages = (*system, *examples, *(m for _, m, _ in history), *closing)
+    # scanned turns formed the lore even when the budget left them out of the history,
+    # and so did the replies (and the turns since) that make entries sticky
+    used.update(p for turn in (*scanned, *timed) for p in turn.positions)
+    conversation = [m for _, m, _ in history]
+    for depth, message in at_depth:
+        conversation.insert(max(0, len(conversation) - depth), message)
+    messages = (*system, *examples, *conversation, *closing)
     return BuiltContext(messages=tuple(messages), positions=tuple(sorted(used)),
-                        history_turns=len(history), lore_entries=len(lore), estimated_tokens=spent)
+                        history_turns=len(history), lore_entries=len(scan.inserted),
+                        estimated_tokens=spent, lore=scan)
+
+
+def _lore_history(persona: Persona, candidates: Sequence[Turn]
+                  ) -> tuple[dict[str, int], list[Turn]]:
+    """How many messages ago each lorebook entry was last inserted by this persona's
+    replies (entry digest -> messages between that reply and the one answered), as far
+    back as any entry's sticky and cooldown reach; and the turns that tells from."""
+    horizon = max((e.sticky + e.cooldown for e in persona.lorebook.entries), default=0)
+    if not horizon or len(candidates) < 2:
+        return {}, []
+    since: dict[str, int] = {}
+    earlier = candidates[:-1]  # the message answered is last
+    reach = earlier[-horizon:]
+    for back, turn in enumerate(reversed(reach)):
+        if turn.persona_id == persona.id:
+            for digest in turn.lore:
+                since.setdefault(digest, back)
+    return since, list(reach)
+
+
+def _placed(inserted: Sequence[LoreOutcome]) -> dict[str, list[ChatMessage]]:
+    """The system messages of the entries placed before or after the system prompt,
+    or after the examples (one message per place, entries in prompt order)."""
+    texts: dict[str, list[str]] = {}
+    for outcome in inserted:
+        if outcome.entry.position != "at_depth":
+            texts.setdefault(outcome.entry.position, []).append(outcome.text)
+    return {place: [ChatMessage("system", "\n\n".join(parts))] for place, parts in texts.items()}
+
+
+def _at_depth(inserted: Sequence[LoreOutcome]) -> list[tuple[int, ChatMessage]]:
+    """The messages of ``at_depth`` entries: one per depth and role, deepest first."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for outcome in inserted:
+        if outcome.entry.position == "at_depth":
+            groups.setdefault((outcome.entry.depth, outcome.entry.role), []).append(outcome.text)
+    return [(depth, ChatMessage(role, "\n\n".join(parts)))  # type: ignore[arg-type]
+            for (depth, role), parts in sorted(groups.items(), key=lambda g: -g[0][0])]
 
 
 def speaker_name(name: str, fallback: str) -> str:

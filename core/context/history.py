@@ -23,10 +23,12 @@ from ..events import (
     AttachmentStored,
     ConversationReset,
     DomainEvent,
+    GreetingDelivered,
     MessageDeleted,
     MessageEdited,
     MessageReceived,
     ModelReplied,
+    PersonaGreeted,
     ReplyDelivered,
     ReplyFailed,
     Typed,
@@ -34,10 +36,10 @@ from ..events import (
 
 CONTEXT_TYPES: dict[str, type[DomainEvent]] = {cls.type: cls for cls in (
     MessageReceived, MessageEdited, MessageDeleted, ConversationReset, ModelReplied,
-    ReplyFailed, ReplyDelivered, AttachmentStored)}
+    ReplyFailed, ReplyDelivered, PersonaGreeted, GreetingDelivered, AttachmentStored)}
 """The event types a prompt is built from, by name (AttachmentStored lives in its own
 stream: it reaches a prompt through :class:`~core.context.blobs.AttachmentContent`)."""
-_TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type})
+_TURN_TYPES = frozenset({MessageReceived.type, ModelReplied.type, PersonaGreeted.type})
 
 EVENTS_PER_TURN = 2
 """Events read first per turn wanted: an exchange is two turns in four events (message,

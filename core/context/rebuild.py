@@ -11,13 +11,14 @@ gives the messages that were sent, byte for byte (``personae explain`` and
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eventstore import LogReader
 
 from ..events import ModelFailed, ModelReplied, PersonaTriggered, from_recorded
 from ..events.ids import trigger_event_id, version_event_id
 from ..gateway.model import ChatMessage
+from ..personas.lorebook import LoreScan
 from ..personas.model import Persona
 from ..personas.versions import persona_from_version_event
 from .builder import ContextTarget, build_context
@@ -35,6 +36,8 @@ class RebuiltPrompt:
     persona: Persona
     messages: tuple[ChatMessage, ...]
     positions: tuple[int, ...]
+    lore: LoreScan = field(default_factory=LoreScan)
+    """What the lorebook did in that prompt: every entry that activated, and why."""
 
 
 def rebuild_prompt(log: LogReader, reply_event_id: str,
@@ -61,7 +64,8 @@ def rebuild_prompt(log: LogReader, reply_event_id: str,
     positions = tuple(int(p) for p in outcome.context_positions)
     built = build_context(persona, context_events(log.read_positions(positions)),
                           target_of(trigger), dict(outcome.variables))
-    return RebuiltPrompt(persona=persona, messages=built.messages, positions=positions)
+    return RebuiltPrompt(persona=persona, messages=built.messages, positions=positions,
+                         lore=built.lore)
 
 
 def trigger_of(log: LogReader, outcome: ModelReplied | ModelFailed) -> PersonaTriggered | None:

@@ -44,7 +44,7 @@ class DeliveryLog:
 
     async def state(self, target: ReplyTarget, persona_id: str) -> DeliveryState:
         """What was recorded of ``persona_id``'s reply to ``target``."""
-        prefix = delivery_prefix(target.platform, target.message_id, persona_id)
+        prefix = delivery_prefix(target.platform, target.delivery_id, persona_id)
         steps = await self._store.read(lambda log: _steps(log, prefix))
         return delivery_state(steps)
 
@@ -52,32 +52,32 @@ class DeliveryLog:
                       route: str, channel_id: str) -> None:
         """Record the plan before the first part is posted."""
         await self._append(target, DeliveryPlanned(
-            platform=target.platform, message_id=target.message_id, persona_id=persona_id,
+            platform=target.platform, message_id=target.delivery_id, persona_id=persona_id,
             parts=tuple(parts), route=route, channel_id=channel_id),
-            delivery_plan_event_id(target.platform, target.message_id, persona_id))
+            delivery_plan_event_id(target.platform, target.delivery_id, persona_id))
 
     async def posted(self, target: ReplyTarget, persona_id: str, index: int,
                      posted_id: str) -> None:
         """Record that part ``index`` is posted."""
         await self._append(target, DeliveryPartPosted(
-            platform=target.platform, message_id=target.message_id, persona_id=persona_id,
+            platform=target.platform, message_id=target.delivery_id, persona_id=persona_id,
             index=index, posted_id=posted_id),
-            delivery_part_event_id(target.platform, target.message_id, persona_id, index))
+            delivery_part_event_id(target.platform, target.delivery_id, persona_id, index))
 
     async def preview_planned(self, target: ReplyTarget, persona_id: str, *, text: str,
                               route: str, channel_id: str) -> None:
         """Record the preview's first text before it is posted."""
         await self._append(target, PreviewPlanned(
-            platform=target.platform, message_id=target.message_id, persona_id=persona_id,
+            platform=target.platform, message_id=target.delivery_id, persona_id=persona_id,
             text=text, route=route, channel_id=channel_id),
-            preview_planned_event_id(target.platform, target.message_id, persona_id))
+            preview_planned_event_id(target.platform, target.delivery_id, persona_id))
 
     async def previewed(self, target: ReplyTarget, persona_id: str, posted_id: str) -> None:
         """Record the preview's id before it is first edited."""
         await self._append(target, PreviewPosted(
-            platform=target.platform, message_id=target.message_id, persona_id=persona_id,
+            platform=target.platform, message_id=target.delivery_id, persona_id=persona_id,
             posted_id=posted_id),
-            preview_posted_event_id(target.platform, target.message_id, persona_id))
+            preview_posted_event_id(target.platform, target.delivery_id, persona_id))
 
     async def claims(self, platform: str, message_ids: Sequence[str]
                      ) -> Mapping[str, tuple[str, str]]:

@@ -55,6 +55,7 @@ from ..tools.toolbox import Toolbox
 from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource
 from .background import Background
 from .deliveries import DeliveryLog
+from .greetings import Greeter, GreetingOutcome, GreetingRequest
 from .messages import (
     Author,
     InboundDeletion,
@@ -140,12 +141,16 @@ class Dispatcher:
         self._background = Background()
         self._notifier = Notifier(parts.sinks)
         self._waiters: dict[str, asyncio.Future[ReplyResult]] = {}
+        self._greeter = Greeter(store=parts.store, history=parts.history,
+                                personas=parts.personas, sinks=parts.sinks,
+                                background=self._background, clock=parts.clock,
+                                window_s=settings.recovery_window_s)
         self._pipeline = ReplyPipeline(
             store=parts.store, personas=parts.personas, model=parts.model, sinks=parts.sinks,
             history=parts.history, ledger=parts.ledger, versions=parts.versions,
             notifier=self._notifier, background=self._background, clock=parts.clock,
             settle=self.settle, chain=self.chain, attachments=parts.attachments,
-            toolbox=parts.toolbox)
+            toolbox=parts.toolbox, greeter=self._greeter)
         self.deliveries = DeliveryLog(parts.store, parts.history)
         """Where platforms record the steps of a delivery (:mod:`~core.dispatcher.deliveries`)."""
         self._recovery = Recovery(
@@ -173,6 +178,7 @@ class Dispatcher:
     async def recover(self) -> RecoveryReport:
         """Finish what a crash left open, exactly once (see :mod:`~core.dispatcher.recovery`);
         ``wait_idle`` waits for the work it starts."""
+        await self._greeter.recover()
         return await self._recovery.recover(self._rerun)
 
     async def wait_idle(self) -> None:
@@ -261,6 +267,32 @@ class Dispatcher:
         """``message`` with its author's roles looked up, if the platform did not send
         them, where ``wanted`` roles count (still unknown if the lookup fails)."""
         return await self._admission.look_up_roles(message, wanted)
+    async def greet(self, request: GreetingRequest, persona_id: str, *, choice: int | None = None,
+                    only_if_new: bool = False) -> GreetingOutcome:
+        """Post ``persona_id``'s greeting ``choice`` (None: one at random) in the
+        conversation ``request`` names, in order with the replies there; with
+        ``only_if_new``, only if the persona has not spoken there since its last reset."""
+        persona = self._personas.get(persona_id)
+        if persona is None:
+            return GreetingOutcome(posted=False, reason=f"no persona {persona_id!r} is loaded.")
+        if not self._queue.reserve():
+            return GreetingOutcome(posted=False, reason=persona.delivery.busy_notice)
+        done: asyncio.Future[GreetingOutcome] = asyncio.get_running_loop().create_future()
+
+        async def job() -> None:
+            try:
+                done.set_result(await self._greeter.greet(request, persona, choice=choice,
+                                                          only_if_new=only_if_new))
+            except BaseException as exc:
+                done.set_exception(exc)
+                raise
+
+        async def cut_short() -> None:
+            if not done.done():
+                done.set_result(GreetingOutcome(posted=False, reason="the bot is shutting down"))
+
+        self._queue.submit(request.stream_id, (), job, cut_short)
+        return await done
 
     async def quota_status(self, persona_id: str, message: InboundMessage) -> QuotaStatus | None:
         """What ``message``'s author has left of the persona's quota there, and when it

@@ -13,6 +13,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from ..events import Refusal
+from ..events.ids import greeting_delivery_id
 from ..media.intake import IncomingAttachment
 from ..personas.model import AllowedMentions
 
@@ -24,13 +25,16 @@ class Author:
     ``roles_known`` is False when the platform did not say what roles the author has
     (Discord: history, DMs, slash commands from DMs): ``roles`` is then empty for want
     of knowing, not because they have none, and a rule about roles must look them up or
-    refuse (see :mod:`~core.dispatcher.roles`)."""
+    refuse (see :mod:`~core.dispatcher.roles`). ``operator`` is the person at this
+    process's own terminal (``personae chat``): they pass every permission rule and may
+    reload, as an admin does."""
 
     id: str
     display_name: str
     is_bot: bool = False
     roles: frozenset[str] = frozenset()
     roles_known: bool = True
+    operator: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +90,11 @@ class InboundDeletion:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplyTarget:
-    """Where a reply or notice goes: the conversation and the message it answers."""
+    """Where a reply or notice goes: the conversation and the message it answers.
+
+    ``greeting`` is true for a persona's greeting, whose ``message_id`` is the message
+    that opened the conversation: the greeting and the reply to that message are two
+    deliveries, told apart by :attr:`delivery_id`."""
 
     platform: str
     channel_id: str
@@ -94,6 +102,13 @@ class ReplyTarget:
     author_id: str
     guild_id: str | None = None
     is_dm: bool = False
+    greeting: bool = False
+
+    @property
+    def delivery_id(self) -> str:
+        """What identifies this delivery (with the persona): the message answered, or
+        for a greeting ``greeting:<message>`` (its records, claims and nonces)."""
+        return greeting_delivery_id(self.message_id) if self.greeting else self.message_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +129,8 @@ class OutboundReply:
     it: an adapter that can tell must return what was already posted, not post again.
     ``files`` go with the reply's first message; ``spoiler`` is text to show hidden
     before the reply (a reasoning model's thinking, ``reasoning: spoiler``).
+    A greeting (``target.greeting``) opens the conversation where it is (never a
+    thread) and is no answer to a slash command.
     """
 
     target: ReplyTarget
@@ -128,6 +145,11 @@ class OutboundReply:
     recovered: bool = False
     files: tuple[OutboundFile, ...] = ()
     spoiler: str = ""
+
+    @property
+    def greeting(self) -> bool:
+        """Whether this is a persona's greeting (see :class:`ReplyTarget`)."""
+        return self.target.greeting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

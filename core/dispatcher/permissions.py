@@ -2,10 +2,11 @@
 
 Deny rules win over allow rules. Empty allow-lists allow everyone; the user and
 role allow-lists together form one rule (being in either is enough). In DMs the
-channel lists do not apply; ``dms: false`` refuses DMs. Admins (config.yaml) pass
-every permission rule; rate limits and quotas still apply to them. Roles the platform
-did not send are never taken as "no roles": a rule that needs them refuses with
-``roles_unknown`` unless they were looked up (:mod:`~core.dispatcher.roles`).
+channel lists do not apply; ``dms: false`` refuses DMs. Admins (config.yaml) and the
+operator at the terminal pass every permission rule; rate limits and quotas still
+apply to them. Roles the platform did not send are never taken as "no roles": a rule
+that needs them refuses with ``roles_unknown`` unless they were looked up
+(:mod:`~core.dispatcher.roles`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from .roles import needs_roles
 
 
 def is_admin(author: Author, admins: AdminSettings) -> bool:
-    """Whether ``author`` is an admin by user id or by one of their (known) roles."""
-    return author.id in admins.users or bool(author.roles & admins.roles)
+    """Whether ``author`` is an admin by user id or by one of their (known) roles (the
+    operator at the terminal is one too)."""
+    return author.operator or author.id in admins.users or bool(author.roles & admins.roles)
 
 
 def permission_refusal(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from eventstore import EventStore
 
@@ -24,7 +23,6 @@ from ..context.builder import BuiltContext, build_context
 from ..context.history import ConversationHistory, context_events
 from ..context.rebuild import target_of
 from ..events import (
-    MessageReceived,
     ModelFailed,
     ModelReplied,
     PersonaTriggered,
@@ -41,12 +39,14 @@ from ..tools.loop import StepCall, run_tool_loop
 from ..tools.toolbox import Toolbox, ToolOutcome
 from .admission import PersonaSource
 from .background import Background
+from .greetings import Greeter
 from .messages import OutboundFile, OutboundReply, ReplyTarget
 from .notices import FALLBACK_FAILURE_NOTICE, Notifier
 from .recording import record
 from .requests import model_request
 from .sink import DeliveryError, ReplySink
 from .toolsteps import StepRecorder, read_steps
+from .variables import conversation_variables
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,8 @@ class ReplyPipeline:
                  sinks: Mapping[str, ReplySink], history: ConversationHistory,
                  ledger: QuotaLedger, versions: VersionRecorder, notifier: Notifier,
                  background: Background, clock: Callable[[], float], settle: Settle,
-                 chain: Chain, attachments: AttachmentContent, toolbox: Toolbox) -> None:
+                 chain: Chain, attachments: AttachmentContent, toolbox: Toolbox,
+                 greeter: Greeter) -> None:
         self._store = store
         self._personas = personas
         self._model = model
@@ -96,6 +97,7 @@ class ReplyPipeline:
         self._chain = chain
         self._attachments = attachments
         self._toolbox = toolbox
+        self._greeter = greeter
 
     async def run(self, job: ReplyJob) -> None:
         """Answer ``job``'s trigger: prompt, model call, record, deliver."""
@@ -106,6 +108,7 @@ class ReplyPipeline:
             return
         await self._versions.record([persona])
         sink = self._sinks.get(trigger.platform)
+        await self._greeter.before_reply(trigger, job.stream_id, persona)
         events = await self._history.recent(job.stream_id, turns_wanted(persona))
         if not any(e.event_id == trigger.source_event_id for e in events):
             # answering a message older than the history read (a recovered trigger)
@@ -162,7 +165,7 @@ class ReplyPipeline:
             used_fallback=outcome.used_fallback, finish_reason=outcome.finish_reason,
             context_positions=context.positions, variables=variables,
             scope_keys=trigger.scope_keys, hop=trigger.hop, reasoning=outcome.reasoning,
-            model_calls=model_calls, tools_called=tools_called)
+            model_calls=model_calls, tools_called=tools_called, lore=context.lore_inserted)
         result = await record(self._history, job.stream_id, replied.new_event(
             reply_event_id(trigger.platform, trigger.message_id, persona.id),
             causation_id=trigger_event_id(trigger.platform, trigger.message_id, persona.id)))
@@ -275,29 +278,22 @@ class ReplyPipeline:
 
     def _variables(self, persona: Persona, events: Sequence[Typed],
                    job: ReplyJob) -> dict[str, str]:
-        now = datetime.fromtimestamp(self._clock(), UTC)
+        trigger = job.trigger
         source = next((e.event for e in reversed(events)
-                       if e.event_id == job.trigger.source_event_id), None)
-        if isinstance(source, MessageReceived):
-            speaker, channel, guild = source.author_name, source.channel_name, source.guild_name
-        elif isinstance(source, ModelReplied):
-            speaker, channel, guild = source.persona_name, None, None
-        else:
-            speaker, channel, guild = "", None, None
-        return {
-            "user": speaker or job.trigger.author_id,
-            "channel": channel or ("DM" if job.trigger.is_dm else job.trigger.channel_id),
-            "guild": guild or "",
-            "date": now.strftime("%Y-%m-%d"),
-            "time": now.strftime("%H:%M UTC"),
-        }
+                       if e.event_id == trigger.source_event_id), None)
+        return conversation_variables(
+            source=source, events=events, author_id=trigger.author_id,
+            channel_id=trigger.channel_id, is_dm=trigger.is_dm, now=self._clock(),
+            seed=trigger_event_id(trigger.platform, trigger.message_id, trigger.persona_id))
 
 
 def turns_wanted(persona: Persona) -> int:
-    """Turns of history a prompt may use: the message budget, the lorebook's scan depth,
-    and one more to know the budget was the limit."""
+    """Turns of history a prompt may use: the message budget, the lorebook's scan depth
+    and how far its sticky and cooldown settings reach, and one more to know the
+    budget was the limit."""
     book = persona.lorebook
-    depths = [book.scan_depth, *(e.scan_depth or 0 for e in book.entries)]
+    depths = [book.scan_depth, *(max(e.scan_depth or 0, e.sticky + e.cooldown + 1)
+                                 for e in book.entries)]
     return max(persona.context.max_messages, *depths) + 1
 
 

@@ -4,12 +4,13 @@
 reached (``model``: no model outcome yet; ``delivery``: replied, not delivered).
 Crash recovery reads this instead of scanning the log.
 
-``persona_messages``: the platform messages each persona posted (and the message each
-answered), so a reply to one of them triggers that persona, the platform's echo of it
-is known as ours, ``explain`` finds the call behind a reply id, and a delivery
-recovered after a crash never takes another reply's message for its own. A message is
-claimed as soon as it is posted (a part, a preview), not only once the reply is
-delivered.
+``persona_messages``: the platform messages each persona posted, greetings included (and
+the message each answered; for a greeting ``greeting:<message>``, the message whose
+conversation it opened), so a reply to one of them triggers that persona, the
+platform's echo of it is known as ours, ``explain`` finds the call behind a reply id,
+and a delivery recovered after a crash never takes another reply's (or a greeting's)
+message for its own. A message is claimed as soon as it is posted (a part, a preview),
+not only once the reply is delivered.
 
 ``dm_personas``: in each DM conversation, the persona a person last started a reply
 from (the one they are talking with: a DM goes to it unless another is named).
@@ -23,6 +24,7 @@ from eventstore import Column, LogReader, Projection, RecordedEvent, Table, Tabl
 
 from ..events import (
     DeliveryPartPosted,
+    GreetingDelivered,
     ModelFailed,
     ModelReplied,
     PersonaTriggered,
@@ -31,18 +33,19 @@ from ..events import (
     ReplyFailed,
     from_recorded,
 )
-from ..events.ids import trigger_event_id
+from ..events.ids import greeting_delivery_id, trigger_event_id
 from ..limits.quotas import QuotaProjection
+from .greetings import GreetingProjection
 
 
 class DispatchProjection(Projection):
     """Open replies and persona-authored messages (see the module docstring)."""
 
     name = "dispatch"
-    version = 3
+    version = 4
     types = frozenset({PersonaTriggered.type, ModelReplied.type, ModelFailed.type,
                        ReplyDelivered.type, ReplyFailed.type, DeliveryPartPosted.type,
-                       PreviewPosted.type})
+                       PreviewPosted.type, GreetingDelivered.type})
     tables = (
         Table(name="open_replies", columns=(
             Column(name="trigger_id", type="text"), Column(name="stage", type="text"),
@@ -68,6 +71,14 @@ class DispatchProjection(Projection):
             tables.insert("persona_messages", {
                 "platform": step.platform, "message_id": posted, "persona_id": step.persona_id,
                 "hop": 0, "answered_message_id": step.message_id}, on_conflict="ignore")
+            return
+        if isinstance(step, GreetingDelivered):  # a greeting is the persona's message too
+            for delivered in step.delivered_ids:
+                tables.insert("persona_messages", {
+                    "platform": step.platform, "message_id": str(delivered),
+                    "persona_id": step.persona_id, "hop": 0,
+                    "answered_message_id": greeting_delivery_id(step.greeting_id)},
+                    on_conflict="ignore")
             return
         assert isinstance(step, PersonaTriggered | ModelReplied | ModelFailed | ReplyDelivered
                           | ReplyFailed)
@@ -96,8 +107,9 @@ class DispatchProjection(Projection):
 
 
 def projections() -> tuple[Projection, ...]:
-    """Every projection the bot keeps beside the log: the dispatcher's and the quotas'."""
-    return (DispatchProjection(), QuotaProjection())
+    """Every projection the bot keeps beside the log: the dispatcher's, the greetings'
+    and the quotas'."""
+    return (DispatchProjection(), GreetingProjection(), QuotaProjection())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

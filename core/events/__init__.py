@@ -23,6 +23,7 @@ from .conversation import (
     ThreadOpened,
 )
 from .delivery import DeliveryPartPosted, DeliveryPlanned, PreviewPlanned, PreviewPosted
+from .greetings import GreetingDelivered, PersonaGreeted
 from .media import Attachment, AttachmentStored, attachments_of
 from .operations import (
     GatewayConnected,
@@ -54,7 +55,8 @@ CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     PersonaTriggered, TriggerRejected, ModelReplied, ModelFailed, ReplyDelivered, ReplyFailed,
     DeliveryPlanned, DeliveryPartPosted, PreviewPlanned, PreviewPosted,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
-    LogCreated, RerunRecorded, AttachmentStored, ToolCalled, ToolResult,
+    LogCreated, RerunRecorded, AttachmentStored, ToolCalled, ToolResult, PersonaGreeted,
+    GreetingDelivered,
 )}
 """Every event type, by its stored name."""
 
@@ -147,12 +149,14 @@ __all__ = [
     "GatewayConnected",
     "GatewayDisconnected",
     "GatewayResumed",
+    "GreetingDelivered",
     "LogCreated",
     "MessageDeleted",
     "MessageEdited",
     "MessageReceived",
     "ModelFailed",
     "ModelReplied",
+    "PersonaGreeted",
     "PersonaTriggered",
     "PersonaVersionRecorded",
     "PreviewPlanned",

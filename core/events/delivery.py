@@ -6,7 +6,13 @@ route and the channel) before the first part is posted, then each part as it is
 posted; a streamed reply records its preview's first text before posting it and the
 preview's id before editing it. Recovery after a crash posts only the parts without a
 record, in order, and looks for the one that may have been in flight in the channel's
-history. The outcome is still one ReplyDelivered (or ReplyFailed).
+history. The outcome is still one ReplyDelivered (or ReplyFailed); a greeting's is its
+GreetingDelivered.
+
+Every step's ``message_id`` is the delivery's: the message answered, or for a
+greeting ``greeting:<message>`` (:func:`~core.events.ids.greeting_delivery_id`), so a
+greeting and the reply to the message that opened its conversation never share a
+record.
 """
 
 from __future__ import annotations

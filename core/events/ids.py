@@ -90,6 +90,23 @@ def preview_planned_event_id(platform: str, message_id: str, persona_id: str) ->
 def preview_posted_event_id(platform: str, message_id: str, persona_id: str) -> str:
     """The id of a streamed reply's PreviewPosted."""
     return delivery_prefix(platform, message_id, persona_id) + "preview"
+def greeting_event_id(platform: str, greeting_id: str, persona_id: str) -> str:
+    """The id of the one PersonaGreeted per opening message (or command) and persona."""
+    return f"greeting:{platform}:{greeting_id}:{persona_id}"
+
+
+GREETING_PREFIX = "greeting:"
+
+
+def greeting_delivery_id(greeting_id: str) -> str:
+    """What a greeting's delivery steps, claims and nonces are keyed by in place of the
+    message answered (the reply to that message is another delivery)."""
+    return GREETING_PREFIX + greeting_id
+
+
+def greeting_delivered_event_id(platform: str, greeting_id: str, persona_id: str) -> str:
+    """The id of the one GreetingDelivered of a greeting."""
+    return f"greeted:{platform}:{greeting_id}:{persona_id}"
 
 
 def quota_stream(persona_id: str) -> str:

@@ -25,8 +25,9 @@ class QuotaReset(DomainEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PersonaVersionRecorded(DomainEvent):
-    """One distinct version of a persona: its file's text and the defaults applied,
-    recorded once, so the persona behind any reply can be rebuilt exactly."""
+    """One distinct version of a persona: its file's text, the defaults applied and the
+    lorebook files it includes, recorded once, so the persona behind any reply can be
+    rebuilt exactly."""
 
     type: ClassVar[str] = "PersonaVersionRecorded"
     persona_id: str
@@ -34,6 +35,8 @@ class PersonaVersionRecorded(DomainEvent):
     source_text: str
     path: str | None = None
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    included: Mapping[str, str] = field(default_factory=dict)
+    """The text of each lorebook file the persona includes, by name."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

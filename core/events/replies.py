@@ -134,6 +134,10 @@ class ModelReplied(DomainEvent):
     reasoning: str = ""
     model_calls: int = 1
     tools_called: int = 0
+    lore: tuple[str, ...] = ()
+    """The lorebook entries the conversation activated into the prompt (their content
+    digests; not those there only because they are sticky): what keeps an entry
+    sticky, or cooling down, in the replies after."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

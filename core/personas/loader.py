@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import json
 import logging
+import re
 import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,16 +28,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-import fastjsonschema
 import jsonschema
 from apscheduler.triggers.cron import CronTrigger
 
 from ..durations import DAY, HOUR, parse_duration
 from ..patterns import MAX_PERSONA_PROGRAM, PatternError, compile_regex
 from ..problems import Problem, ProblemsError, at_most
-from ..schemacheck import bundled_schema, schema_problems, validator_for
+from ..schemacheck import bundled_schema, fast_validator_for, schema_problems, validator_for
 from ..yamldoc import FieldPath, YamlDocument, YamlLimits, load_yaml, quick_load, read_yaml_file
 from .defaults import LocatedDefaults
+from .includes import LOREBOOK_LIMITS, Includes, NoIncludes, includes_for
 from .model import (
     AllowedMentions,
     ContextSpec,
@@ -102,7 +103,8 @@ def load_persona_file(
 ) -> Persona:
     """Load one persona file. Raises :class:`ProblemsError` with every problem in it."""
     path = Path(path)
-    return _load(_read(path), str(path), path.resolve(), defaults, known_providers)
+    return _load(_read(path), str(path), path.resolve(), defaults, known_providers,
+                 includes_for(path))
 
 
 def load_persona_text(
@@ -112,10 +114,12 @@ def load_persona_text(
     defaults: Mapping[str, Any],
     known_providers: Collection[str],
     path: Path | None = None,
+    includes: Includes | None = None,
 ) -> Persona:
-    """Load a persona from its source ``text`` (named ``file`` in problems)."""
+    """Load a persona from its source ``text`` (named ``file`` in problems); the lorebook
+    files it includes come from ``includes`` (default: none)."""
     resolved = path.resolve() if path is not None else None
-    return _load(text, file, resolved, defaults, known_providers)
+    return _load(text, file, resolved, defaults, known_providers, includes or NoIncludes())
 
 
 class LoadCache:
@@ -123,16 +127,18 @@ class LoadCache:
     files whose text changed. Use one cache per ``defaults`` and ``known_providers``."""
 
     def __init__(self) -> None:
-        self._results: dict[Path, tuple[str, Persona | ProblemsError]] = {}
+        self._results: dict[Path, tuple[str, dict[str, str | None], Persona | ProblemsError]] = {}
 
     def load(self, path: Path, resolved: Path, text: str, defaults: Mapping[str, Any],
              known_providers: Collection[str]) -> Persona:
-        """The result for ``path`` (``resolved``) holding ``text``: remembered, or loaded now."""
+        """The result for ``path`` (``resolved``) holding ``text`` (and the lorebook files
+        it includes holding what they held): remembered, or loaded now."""
         cached = self._results.get(resolved)
-        if cached is None or cached[0] != text:
+        if cached is None or cached[0] != text or not includes_for(path).unchanged(cached[1]):
+            includes = includes_for(path)
             try:
                 result: Persona | ProblemsError = _load(
-                    text, str(path), resolved, defaults, known_providers)
+                    text, str(path), resolved, defaults, known_providers, includes)
             except ProblemsError as exc:
                 result = exc
             except Exception as exc:
@@ -142,10 +148,10 @@ class LoadCache:
                 result = ProblemsError([Problem(
                     str(path), 1, 1, "", f"this file could not be loaded ({type(exc).__name__}; "
                     "a bug in personae, please report it with the file)")])
-            cached = self._results[resolved] = (text, result)
-        if isinstance(cached[1], ProblemsError):
-            raise cached[1]
-        return cached[1]
+            cached = self._results[resolved] = (text, dict(includes.read_texts), result)
+        if isinstance(cached[2], ProblemsError):
+            raise cached[2]
+        return cached[2]
 
     def forget_all_but(self, resolved_paths: Collection[Path]) -> None:
         """Drop the results of files that are gone."""
@@ -208,11 +214,16 @@ def load_personas(
                               cache=cache)
 
 
-def persona_version(source_text: str, defaults: Mapping[str, Any]) -> str:
-    """The content hash of a persona: its source text and the defaults merged under it."""
+def persona_version(source_text: str, defaults: Mapping[str, Any],
+                    included: Mapping[str, str] | None = None) -> str:
+    """The content hash of a persona: its source text, the defaults merged under it and
+    the lorebook files it includes."""
     digest = hashlib.sha256(source_text.encode("utf-8"))
     digest.update(b"\0")
     digest.update(_canonical_json(defaults).encode("utf-8"))
+    if included:  # a persona without includes keeps the version it always had
+        digest.update(b"\0")
+        digest.update(_canonical_json(dict(included)).encode("utf-8"))
     return digest.hexdigest()[:16]
 
 
@@ -230,7 +241,7 @@ def _read(path: Path) -> str:
 
 def _load(
     text: str, file: str, path: Path | None, defaults: Mapping[str, Any],
-    known_providers: Collection[str],
+    known_providers: Collection[str], includes: Includes,
 ) -> Persona:
     """Most files are valid, and a valid file needs no positions: try the quick way
     first, and take the located way (which explains every problem) on any doubt."""
@@ -239,13 +250,18 @@ def _load(
     if isinstance(data, dict):
         merged = _deep_merge(plain_defaults, data)
         if _passes_fast_schema(merged) and not _rule_problems(_Unlocated(merged), known_providers):
-            return _build(merged, text, path, plain_defaults)
-    return _load_located(text, file, path, defaults, known_providers)
+            try:
+                included = _included(_Unlocated(merged), includes)
+            except ProblemsError:
+                pass  # the located way says where
+            else:
+                return _build(merged, text, path, plain_defaults, included)
+    return _load_located(text, file, path, defaults, known_providers, includes)
 
 
 def _load_located(
     text: str, file: str, path: Path | None, defaults: Mapping[str, Any],
-    known_providers: Collection[str],
+    known_providers: Collection[str], includes: Includes | None = None,
 ) -> Persona:
     document = load_yaml(text, file, PERSONA_LIMITS)
     if document.data is None:
@@ -266,7 +282,126 @@ def _load_located(
     if problems:
         problems.sort(key=lambda p: (p.file != file, p.line, p.column, p.field))
         raise ProblemsError(at_most(problems))
-    return _build(merged.data, text, path, plain_defaults)
+    return _build(merged.data, text, path, plain_defaults,
+                  _included(merged, includes or NoIncludes()))
+
+
+def _included(doc: _Locator, includes: Includes) -> dict[str, tuple[str, list[dict]]]:
+    """The lorebook files the persona includes: name -> (text, entries). Raises
+    ProblemsError, each problem located where it is (a missing file at the include)."""
+    lorebook = _get(doc.data, "lorebook")
+    names = _list(_get(lorebook, "include"))
+    found: dict[str, tuple[str, list[dict]]] = {}
+    problems: list[Problem] = []
+    total = sum(compile_regex(p, case_sensitive=c).program_size for _, p, c in _regexes(doc.data))
+    for i, name in enumerate(names):
+        if not isinstance(name, str) or name in found:
+            continue
+        try:
+            read = includes.read(name)
+        except ProblemsError as exc:
+            problems += exc.problems
+            continue
+        if read is None:
+            problems.append(doc.problem(("lorebook", "include", i), (
+                f"no lorebook file {name!r}: expected {includes.where(name)} "
+                "(`personae personas import` makes one from a World Info file)")))
+            continue
+        label, text = read
+        try:
+            entries = _load_lorebook(label, text)
+        except ProblemsError as exc:
+            problems += exc.problems
+            continue
+        total += sum(compile_regex(p, case_sensitive=c).program_size
+                     for _, p, c in _regexes({"lorebook": entries}))
+        if total > MAX_PERSONA_PROGRAM:
+            problems.append(doc.problem(("lorebook", "include", i), (
+                f"the lorebook {name!r} brings this persona's regular expressions to {total:,} "
+                f"RE2 instructions, more than the {MAX_PERSONA_PROGRAM:,} allowed together")))
+            continue
+        found[name] = (text, entries)
+    if problems:
+        raise ProblemsError(at_most(problems))
+    return found
+
+
+def load_lorebook_text(text: str, *, file: str) -> list[dict]:
+    """The entries of a lorebook file's ``text`` (see :mod:`core.personas.includes`);
+    raises ProblemsError with every problem in it, located in it (named ``file``)."""
+    return _load_lorebook(file, text)
+
+
+def _load_lorebook(file: str, text: str) -> list[dict]:
+    data = quick_load(text, file, LOREBOOK_LIMITS)
+    if isinstance(data, dict) and _passes(_fast_lorebook_validator(), data) and not \
+            _lorebook_rules(_Unlocated({"lorebook": data.get("entries")})):
+        return list(data["entries"])
+    document = load_yaml(text, file, LOREBOOK_LIMITS)
+    if not isinstance(document.data, dict):
+        raise ProblemsError([document.problem((), (
+            "a lorebook file is a mapping with entries (and optionally name and description)"))])
+    problems = schema_problems(document, _lorebook_validator())
+    blamed = {p.field for p in problems}
+    problems += [p for p in _lorebook_rules(_Rerooted(document, text)) if p.field not in blamed]
+    if problems:
+        problems.sort(key=lambda p: (p.line, p.column, p.field))
+        raise ProblemsError(at_most(problems))
+    return list(document.data["entries"])
+
+
+def _lorebook_rules(doc: _Locator) -> list[Problem]:
+    lorebook = _get(doc.data, "lorebook")
+    return (_regex_problems(doc, doc.data) + _lorebook_problems(doc, lorebook)
+            + _lore_template_problems(doc, lorebook))
+
+
+def _lorebook_file_schema() -> dict[str, Any]:
+    schema = persona_schema()
+    return {"$schema": schema["$schema"], "$defs": schema["$defs"], "type": "object",
+            "additionalProperties": False, "required": ["entries"],
+            "properties": {
+                "name": {"type": "string"}, "description": {"type": "string"},
+                "entries": {"type": "array", "maxItems": 5000,
+                            "items": {"$ref": "#/$defs/lore_entry"}}}}
+
+
+@cache
+def _lorebook_validator() -> jsonschema.protocols.Validator:
+    return validator_for(_lorebook_file_schema())
+
+
+@cache
+def _fast_lorebook_validator() -> Callable[[Any], Any]:
+    return fast_validator_for(_lorebook_file_schema())
+
+
+def _passes(validator: Callable[[Any], Any], data: Any) -> bool:
+    try:
+        validator(data)
+    except Exception:  # any doubt goes to the thorough validator
+        return False
+    return True
+
+
+class _Rerooted:
+    """A lorebook file seen as a persona's ``lorebook`` (the shape the rules read)."""
+
+    def __init__(self, document: YamlDocument, source: str) -> None:
+        self._document = document
+        self._lines = source.split("\n")
+        self.data = {"lorebook": _get(document.data, "entries")}
+
+    def problem(self, path: Sequence[str | int], message: str, *, key: bool = False) -> Problem:
+        return self._document.problem(("entries", *tuple(path)[1:]), message, key=key)
+
+    def problem_in_text(self, path: FieldPath, value: str, offset: int, token: str,
+                        message: str) -> Problem:
+        problem = self.problem(path, message)
+        where = _token_position(self._lines, problem.line, problem.column, value, offset, token)
+        if where is None:
+            return problem
+        return Problem(problem.file, where[0], where[1], problem.field, message)
 
 
 def _schema_problems(document: YamlDocument) -> list[Problem]:
@@ -319,7 +454,7 @@ def _validator() -> jsonschema.protocols.Validator:
 
 @cache
 def _fast_validator() -> Callable[[Any], Any]:
-    return fastjsonschema.compile(dict(persona_schema()), use_default=False)
+    return fast_validator_for(persona_schema())
 
 
 @dataclass(frozen=True)
@@ -456,6 +591,7 @@ def _rule_problems(doc: _Locator, known_providers: Collection[str]) -> list[Prob
     problems += _limit_problems(doc, _get(data, "limits"), _get(_get(data, "model"), "max_tokens"))
     problems += _lorebook_problems(doc, _get(data, "lorebook"))
     problems += tool_problems(doc, _get(data, "tools"))
+    problems += _lore_template_problems(doc, _get(data, "lorebook"))
     return problems
 
 
@@ -484,6 +620,13 @@ def _provider_problems(
     return problems
 
 
+def _lore_template_problems(doc: _Locator, lorebook: Any) -> list[Problem]:
+    base: FieldPath = ("lorebook",) if isinstance(lorebook, list) else ("lorebook", "entries")
+    entries = lorebook if isinstance(lorebook, list) else _list(_get(lorebook, "entries"))
+    return _texts_problems(doc, [((*base, i, "content"), _get(entry, "content"))
+                                 for i, entry in enumerate(entries)])
+
+
 def _template_problems(doc: _Locator, prompt: Any) -> list[Problem]:
     texts: list[tuple[FieldPath, Any]] = [
         (("prompt", "system"), _get(prompt, "system")),
@@ -495,6 +638,10 @@ def _template_problems(doc: _Locator, prompt: Any) -> list[Problem]:
     for i, example in enumerate(_list(_get(prompt, "examples"))):
         texts += [(("prompt", "examples", i, side), _get(example, side))
                   for side in ("user", "assistant")]
+    return _texts_problems(doc, texts)
+
+
+def _texts_problems(doc: _Locator, texts: Sequence[tuple[FieldPath, Any]]) -> list[Problem]:
     problems = []
     for path, text in texts:
         mistakes = template_errors(text) if isinstance(text, str) else []
@@ -656,10 +803,20 @@ def _seconds(doc: _Locator, path: FieldPath, value: Any, problems: list[Problem]
         return None
 
 
+_SHARE = re.compile(r"^\s*([0-9]{1,3}(?:\.[0-9]+)?)\s*%\s*$")
+
+
 def _lorebook_problems(doc: _Locator, lorebook: Any) -> list[Problem]:
     base: FieldPath = ("lorebook",) if isinstance(lorebook, list) else ("lorebook", "entries")
     entries = lorebook if isinstance(lorebook, list) else _list(_get(lorebook, "entries"))
     problems: list[Problem] = []
+    budget = _get(lorebook, "token_budget")
+    if isinstance(budget, str):
+        share = _SHARE.match(budget)
+        if share is None or not 0 < float(share.group(1)) <= 100:
+            problems.append(doc.problem(("lorebook", "token_budget"), (
+                f"{json.dumps(budget)} is not a budget: a number of tokens (1500) or a share "
+                "of context.max_tokens between 0% and 100% (25%)")))
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             continue
@@ -674,7 +831,8 @@ def _lorebook_problems(doc: _Locator, lorebook: Any) -> list[Problem]:
 # -- building the frozen persona -----------------------------------------------------
 
 
-def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]) -> Persona:
+def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any],
+           included: Mapping[str, tuple[str, list[dict]]]) -> Persona:
     model, prompt = data["model"], data["prompt"]
     context = data.get("context") or {}
     return Persona(
@@ -702,16 +860,17 @@ def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]
         limits=_limits(data.get("limits") or {}),
         permissions=_permissions(data.get("permissions") or {}),
         delivery=_delivery(data.get("delivery") or {}),
-        lorebook=_lorebook(data.get("lorebook")),
+        lorebook=_lorebook(data.get("lorebook"), included),
         tools=tools_spec(data.get("tools")),
         reasoning=data.get("reasoning", "hide"),
         tags=tuple(data.get("tags", [])),
         extensions=data.get("extensions", {}),
         source_path=path,
         source_text=text,
-        version=persona_version(text, defaults),
+        version=persona_version(text, defaults, {n: t for n, (t, _) in included.items()}),
         notes=data.get("notes", ""),
         applied_defaults=defaults,
+        included={name: text for name, (text, _) in included.items()},
     )
 
 
@@ -803,27 +962,49 @@ def _delivery(delivery: dict) -> DeliverySpec:
     )
 
 
-def _lorebook(lorebook: Any) -> Lorebook:
-    if not lorebook:
+def _lorebook(lorebook: Any, included: Mapping[str, tuple[str, list[dict]]]) -> Lorebook:
+    if not lorebook and not included:
         return Lorebook()
-    book: dict[str, Any] = {"entries": lorebook} if isinstance(lorebook, list) else lorebook
+    book: dict[str, Any] = ({"entries": lorebook} if isinstance(lorebook, list)
+                            else dict(lorebook or {}))
     defaults = Lorebook()
+    budget = book.get("token_budget")
+    share = defaults.context_share
+    if isinstance(budget, str):
+        share, budget = float(budget.strip().rstrip("%").strip()) / 100, None
+    entries = [*book.get("entries", []), *(e for _, found in included.values() for e in found)]
     return Lorebook(
-        entries=tuple(LoreEntry(
-            content=e["content"],
-            keys=tuple(e.get("keys", [])),
-            secondary_keys=tuple(e.get("secondary_keys", [])),
-            selective_logic=e.get("selective_logic", "and_any"),
-            regex=e.get("regex", False),
-            case_sensitive=e.get("case_sensitive", False),
-            whole_words=e.get("whole_words", True),
-            constant=e.get("constant", False),
-            enabled=e.get("enabled", True),
-            priority=e.get("priority", 0),
-            order=e.get("order", 100),
-            scan_depth=e.get("scan_depth"),
-            name=e.get("name"),
-        ) for e in book.get("entries", [])),
+        entries=tuple(_lore_entry(e) for e in entries),
         scan_depth=book.get("scan_depth", defaults.scan_depth),
-        token_budget=book.get("token_budget", defaults.token_budget),
+        token_budget=budget,
+        context_share=share,
+        recursive=book.get("recursive", defaults.recursive),
+        include=tuple(included),
+    )
+
+
+def _lore_entry(e: Mapping[str, Any]) -> LoreEntry:
+    return LoreEntry(
+        content=e["content"],
+        keys=tuple(e.get("keys", [])),
+        secondary_keys=tuple(e.get("secondary_keys", [])),
+        selective_logic=e.get("selective_logic", "and_any"),
+        regex=e.get("regex", False),
+        case_sensitive=e.get("case_sensitive", False),
+        whole_words=e.get("whole_words", True),
+        constant=e.get("constant", False),
+        enabled=e.get("enabled", True),
+        priority=e.get("priority", 0),
+        order=e.get("order", 100),
+        scan_depth=e.get("scan_depth"),
+        name=e.get("name"),
+        position=e.get("position", "after_system"),
+        depth=e.get("depth", 4),
+        role=e.get("role", "system"),
+        probability=e.get("probability", 100),
+        exclude_recursion=e.get("exclude_recursion", False),
+        prevent_recursion=e.get("prevent_recursion", False),
+        delay_until_recursion=e.get("delay_until_recursion", False),
+        sticky=e.get("sticky", 0),
+        cooldown=e.get("cooldown", 0),
     )

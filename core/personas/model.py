@@ -18,6 +18,8 @@ Scope = Literal["user", "channel", "guild", "persona", "provider"]
 ReasoningMode = Literal["hide", "spoiler", "attach"]
 ContextScope = Literal["channel", "thread", "user", "dm"]
 SelectiveLogic = Literal["and_any", "and_all", "not_any", "not_all"]
+LorePosition = Literal["before_system", "after_system", "after_examples", "at_depth"]
+Role = Literal["system", "user", "assistant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +60,20 @@ class Example:
 
 @dataclass(frozen=True, slots=True)
 class PromptSpec:
-    """The system template (variables: {persona} {user} {channel} {guild} {date} {time}),
-    example exchanges, instructions placed after the history, and a greeting."""
+    """The system template, example exchanges, instructions placed after the history,
+    and the greetings that open a conversation: every one a template
+    (:mod:`core.personas.prompt`)."""
 
     system: str
     examples: tuple[Example, ...] = ()
     post_history: str | None = None
     greeting: str | None = None
     alternate_greetings: tuple[str, ...] = ()
+
+    @property
+    def greetings(self) -> tuple[str, ...]:
+        """Every greeting, numbered from 1: ``greeting`` first, then the alternates."""
+        return ((self.greeting,) if self.greeting else ()) + self.alternate_greetings
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +187,8 @@ class DeliverySpec:
 
 @dataclass(frozen=True, slots=True)
 class LoreEntry:
-    """A lorebook entry, inserted into the prompt when its keys appear in recent messages."""
+    """A lorebook entry, inserted into the prompt when its keys appear in recent messages
+    (see :mod:`core.personas.lorebook` for what each setting does)."""
 
     content: str
     keys: tuple[str, ...] = ()
@@ -194,15 +203,41 @@ class LoreEntry:
     order: int = 100
     scan_depth: int | None = None
     name: str | None = None
+    position: LorePosition = "after_system"
+    depth: int = 4
+    """For ``position: at_depth``: how many messages from the end of the history."""
+    role: Role = "system"
+    """For ``position: at_depth``: who the inserted message is from."""
+    probability: int = 100
+    """Percent chance that an activated entry is inserted."""
+    exclude_recursion: bool = False
+    prevent_recursion: bool = False
+    delay_until_recursion: bool = False
+    sticky: int = 0
+    """Messages the entry stays active after it was inserted."""
+    cooldown: int = 0
+    """Messages after that (sticky or not) during which it cannot activate."""
 
 
 @dataclass(frozen=True, slots=True)
 class Lorebook:
-    """Entries plus how far back to scan and how many tokens the whole book may use."""
+    """Entries plus how far back to scan and how many tokens the whole book may use:
+    ``token_budget`` tokens when set, else ``context_share`` of ``context.max_tokens``."""
 
     entries: tuple[LoreEntry, ...] = ()
     scan_depth: int = 4
-    token_budget: int = 500
+    token_budget: int | None = None
+    context_share: float = 0.25
+    recursive: bool = False
+    """Whether inserted entries' content can activate other entries (bounded)."""
+    include: tuple[str, ...] = ()
+    """Lorebook files (``personas/lorebooks/NAME.yaml``) whose entries were added."""
+
+    def budget(self, context_tokens: int) -> int:
+        """The most tokens the book may add to a prompt of ``context_tokens``."""
+        if self.token_budget is not None:
+            return self.token_budget
+        return max(1, int(context_tokens * self.context_share))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,3 +307,6 @@ class Persona:
     applied_defaults: Mapping[str, Any] = field(default_factory=dict)
     """The persona_defaults merged under ``source_text``; with it the persona can be
     rebuilt exactly, and it is part of ``version``."""
+    included: Mapping[str, str] = field(default_factory=dict)
+    """The text of each lorebook file the persona includes, by name (part of
+    ``version``, recorded with it)."""

@@ -11,6 +11,7 @@ from eventstore import EventStore, NewEvent, RecordedEvent
 
 from ..events import PersonaVersionRecorded
 from ..events.ids import version_event_id, version_stream
+from .includes import RecordedIncludes
 from .loader import load_persona_text
 from .model import Persona
 
@@ -21,6 +22,7 @@ def version_event(persona: Persona) -> NewEvent:
         persona_id=persona.id, version=persona.version,
         path=str(persona.source_path) if persona.source_path else None,
         source_text=persona.source_text, defaults=dict(persona.applied_defaults),
+        included=dict(persona.included),
     ).new_event(version_event_id(persona.id, persona.version))
 
 
@@ -43,6 +45,7 @@ def persona_from_version_event(event: RecordedEvent, known_providers: Collection
         path=Path(recorded.path) if recorded.path else None,
         defaults=recorded.defaults,
         known_providers=known_providers,
+        includes=RecordedIncludes(recorded.included),
     )
 
 

@@ -10,14 +10,16 @@ is in the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from watchfiles import Change, awatch
+from watchfiles import awatch
 
 from ..problems import Problem
+from .includes import LOREBOOK_DIR
 from .loader import PERSONA_SUFFIXES, LoadCache, load_personas
 from .model import Persona
 from .registry import PersonaRegistry, RegistryChange
@@ -31,7 +33,9 @@ class PersonaWatcher:
     Problems are logged as warnings; ``on_problems`` also receives the problems of
     each reload that has any (to tell the admins, say). ``on_loaded`` receives the
     personas whose version is new and is awaited before they serve; ``on_reloaded``
-    is told what each reload changed.
+    is told what each reload changed. ``adapt`` turns each loaded persona into the one
+    that serves (the terminal's offline stand-in, say). The lorebook files personas
+    include (``lorebooks/``) are watched too.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class PersonaWatcher:
         on_problems: Callable[[Sequence[Problem]], None],
         on_loaded: Callable[[Sequence[Persona]], Awaitable[None]] | None = None,
         on_reloaded: Callable[[RegistryChange], None] | None = None,
+        adapt: Callable[[Persona], Persona] | None = None,
         debounce_ms: int = 100,
         step_ms: int = 15,
     ) -> None:
@@ -54,6 +59,7 @@ class PersonaWatcher:
         self._on_problems = on_problems
         self._on_loaded = on_loaded
         self._on_reloaded = on_reloaded
+        self._adapt = adapt
         self._debounce_ms = debounce_ms
         self._step_ms = step_ms
         self._lock = asyncio.Lock()
@@ -82,6 +88,9 @@ class PersonaWatcher:
             load_personas, self._directory, defaults=self._defaults,
             known_providers=self._known_providers, cache=self._cache,
         )
+        if self._adapt is not None:
+            loaded = dataclasses.replace(loaded, personas={
+                pid: self._adapt(p) for pid, p in loaded.personas.items()})
         serving, change = self._registry.preview(loaded)
         if self._on_loaded is not None and change.changed:
             try:
@@ -115,9 +124,10 @@ class PersonaWatcher:
         """Watch until cancelled, reloading after each batch of changes. Raises
         FileNotFoundError when the directory does not exist (:meth:`reload` reports
         that as a problem first, so check it at start-up)."""
+        directory = self._directory.resolve()
         batches = awatch(
-            self._directory, watch_filter=_is_persona_file, debounce=self._debounce_ms,
-            step=self._step_ms, recursive=False,
+            directory, watch_filter=lambda change, path: _is_persona_file(directory, path),
+            debounce=self._debounce_ms, step=self._step_ms, recursive=True,
         )
         # awatch registers its OS watch before its first await, so once that task has
         # run one step no change can be missed; the reload then catches up on any
@@ -142,6 +152,11 @@ async def _next(batches: AsyncIterator[Any]) -> Any:
     return await anext(batches)
 
 
-def _is_persona_file(change: Change, path: str) -> bool:
-    name = Path(path).name
-    return name.endswith(PERSONA_SUFFIXES) and not name.startswith(".")
+def _is_persona_file(directory: Path, path: str) -> bool:
+    """A persona file in ``directory``, or a lorebook file in its ``lorebooks`` folder."""
+    file = Path(path)
+    name = file.name
+    if not name.endswith(PERSONA_SUFFIXES) or name.startswith("."):
+        return False
+    parent = file.parent
+    return parent == directory or (parent.name == LOREBOOK_DIR and parent.parent == directory)

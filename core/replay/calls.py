@@ -15,7 +15,7 @@ from eventstore import EventFilter, LogReader
 
 from ..dispatcher.projection import DispatchProjection, read_persona_messages
 from ..events import MessageReceived, ReplyDelivered
-from ..events.ids import message_event_id, trigger_prefix
+from ..events.ids import GREETING_PREFIX, message_event_id, trigger_prefix
 from .selection import platforms
 
 
@@ -74,8 +74,8 @@ def _delivered_as(log: LogReader, platform: str, reply_id: str) -> tuple[str, st
     seen = state[1] if state is not None and state[0] == DispatchProjection.version else 0
     if seen:
         found = read_persona_messages(log, platform, [reply_id]).get(reply_id)
-        if found is not None:
-            return found.answered_message_id, found.persona_id
+        if found is not None:  # a greeting's message explains as the reply it opened
+            return found.answered_message_id.removeprefix(GREETING_PREFIX), found.persona_id
     for event in log.scan(EventFilter(types=frozenset({ReplyDelivered.type}), after=seen)):
         delivered = ReplyDelivered.from_data(event.data)
         if delivered.platform == platform and reply_id in delivered.delivered_ids:

@@ -1,12 +1,14 @@
 """``explain``: everything the log knows about one message and the replies to it.
 
 For each persona the message triggered: the decision (and the rule that stopped it,
-if one did), the exact prompt rebuilt from the persona version and the event
-positions recorded with the call (attachments as the parts the model was sent, from
-their stored content), the tools offered and every tool round (calls, results,
-durations, errors: the last prompt holds them as the model saw them), the model
-parameters, attempts, usage, latency, the reasoning, the reply and where it was
-delivered. A message no persona took up says why.
+if one did), the greeting it opened the conversation with (if it did), the exact
+prompt rebuilt from the persona version and the event positions recorded with the
+call (attachments as the parts the model was sent, from their stored content), which
+lorebook entries were inserted, which matched but were cut by the budget or blocked,
+and why, the tools offered and every tool round (calls, results, durations, errors:
+the last prompt holds them as the model saw them), the model parameters, attempts,
+usage, latency, the reasoning, the reply and where it was delivered. A message no
+persona took up says why.
 """
 
 from __future__ import annotations
@@ -21,8 +23,21 @@ from ..context.rebuild import RebuildError, RebuiltPrompt, rebuild_prompt
 from ..credentials import Secrets
 from ..dispatcher.requests import sampling_params
 from ..dispatcher.toolsteps import read_steps
-from ..events import MessageReceived, ModelFailed, ReplyFailed, TriggerRejected, from_recorded
-from ..events.ids import delivered_event_id, message_event_id, reply_event_id, trigger_prefix
+from ..events import (
+    MessageReceived,
+    ModelFailed,
+    PersonaGreeted,
+    ReplyFailed,
+    TriggerRejected,
+    from_recorded,
+)
+from ..events.ids import (
+    delivered_event_id,
+    greeting_event_id,
+    message_event_id,
+    reply_event_id,
+    trigger_prefix,
+)
 from ..gateway.model import ChatMessage, ImageMode, ToolDefinition
 from ..problems import ProblemsError
 from ..tools.loop import StepCall, step_messages
@@ -42,6 +57,9 @@ class CallExplanation:
     prompt_problem: str | None
     steps: tuple[StepCall, ...] = ()
     tools: tuple[ToolDefinition, ...] = ()
+    greeting: RecordedEvent | None = None
+    """The PersonaGreeted that opened the conversation (posted before this reply, or
+    earlier, when the prompt still holds it)."""
 
     @property
     def messages(self) -> tuple[ChatMessage, ...]:
@@ -116,13 +134,24 @@ def explain(log: LogReader, asked: str,
             except (RebuildError, ProblemsError) as exc:
                 problem = str(exc)
         delivery = log.get(delivered_event_id(ref.platform, ref.message_id, persona_id))
+        greeting = log.get(greeting_event_id(ref.platform, ref.message_id, persona_id)) or (
+            _greeting_in(log, prompt, persona_id) if prompt is not None else None)
         calls.append(CallExplanation(
             persona_id=persona_id, decision=decision, outcome=outcome, delivery=delivery,
             prompt=prompt, prompt_problem=problem, tools=tools,
-            steps=read_steps(log, ref.platform, ref.message_id, persona_id)))
+            steps=read_steps(log, ref.platform, ref.message_id, persona_id),
+            greeting=greeting))
     if ref.persona_id:  # the user asked about one reply: its persona first
         calls.sort(key=lambda c: c.persona_id != ref.persona_id)
     return Explanation(ref=ref, message=message, calls=tuple(calls))
+
+
+def _greeting_in(log: LogReader, prompt: RebuiltPrompt, persona_id: str
+                 ) -> RecordedEvent | None:
+    """The greeting that opened the conversation, when the prompt holds it."""
+    return next((e for e in log.read_positions(prompt.positions)
+                 if e.type == PersonaGreeted.type and e.data.get("persona_id") == persona_id),
+                None)
 
 
 def explanation_as_json(explanation: Explanation,
@@ -169,5 +198,10 @@ def _call_json(call: CallExplanation, image_modes: Mapping[str, ImageMode]) -> d
         "prompt_problem": call.prompt_problem,
         "tools": [t.to_openai() for t in call.tools],
         "steps": [step_json(s) for s in call.steps],
+        "greeting": dict(call.greeting.data) if call.greeting else None,
+        "lore": ({"budget": call.prompt.lore.budget, "spent": call.prompt.lore.spent,
+                  "entries": [{"index": o.index, "name": o.label, "status": o.status,
+                               "reason": o.reason, "tokens": o.tokens, "step": o.step}
+                              for o in call.prompt.lore.outcomes]} if call.prompt else None),
     }
 

@@ -1,9 +1,10 @@
 """``rerun``: ask the model again what a recorded call asked, with today's persona.
 
 The events the recorded prompt was built from (its ``context_positions``) and the
-variables its system prompt was rendered with are reused; the persona is the one
-given (a file, the current directory's version, or the recorded one) and the
-provider may be swapped. The new reply is recorded as a ``RerunRecorded`` event in
+variables its texts were rendered with are reused; the persona is the one given (a
+file, the current directory's version, or the recorded one). The call goes to the
+provider it was recorded with (the terminal's offline stand-in, a fallback...) unless
+another is named. The new reply is recorded as a ``RerunRecorded`` event in
 the stream ``rerun:<platform>:<message id>``: never in the conversation, never
 delivered, and of a type no projection counts (quotas and open replies ignore it).
 
@@ -49,6 +50,9 @@ class RerunPlan:
     persona: Persona
     messages: tuple[ChatMessage, ...]
     provider: str | None
+    """Where the call goes instead of the persona's own provider (None: the persona's)."""
+    model: str | None = None
+    """The model asked there instead of the persona's (the recorded call's)."""
     recorded_steps: tuple[StepCall, ...] = ()
 
     def prompt_diff(self) -> list[str]:
@@ -84,9 +88,12 @@ def plan_rerun(log: LogReader, asked: str, persona: Persona | None = None, *,
                           target_of(trigger), dict(outcome.variables))
     old_text = outcome.text if isinstance(outcome, ModelReplied) else None
     steps = read_steps(log, outcome.platform, outcome.message_id, outcome.persona_id)
+    model = None
+    if provider is None and outcome.provider and outcome.provider != chosen.model.provider:
+        provider, model = outcome.provider, outcome.model or None  # as it was recorded
     return RerunPlan(ref=ref, source_event_id=recorded.event_id, old_text=old_text,
                      old_prompt=old, persona=chosen, messages=built.messages, provider=provider,
-                     recorded_steps=steps)
+                     model=model, recorded_steps=steps)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +106,11 @@ class RerunResult:
     steps: tuple[StepCall, ...] = ()
     live_tools: bool = False
 
+    @property
+    def ok(self) -> bool:
+        """Whether the model answered."""
+        return self.outcome.ok
+
 
 async def run_rerun(plan: RerunPlan, model: ModelClient, *,
                     live_tools: Toolbox | None = None) -> RerunResult:
@@ -109,6 +121,8 @@ async def run_rerun(plan: RerunPlan, model: ModelClient, *,
     tools = toolbox.definitions(plan.persona)
     request = replace(model_request(plan.persona, plan.messages, plan.provider, tools=tools),
                       stream=False)
+    if plan.model:
+        request = replace(request, model=plan.model)
     if not tools:
         outcome = await model.complete(request)
         return RerunResult(outcome=outcome, messages=plan.messages)

@@ -71,11 +71,18 @@ def _users_of(data: Mapping[str, Any]) -> set[str]:
 
 def conversation_streams(log: LogReader, conversation: str) -> frozenset[str]:
     """The streams ``conversation`` names: a stream id as is, or a channel id on any
-    platform (``conv:<platform>:<channel>`` for each platform that has one)."""
+    platform (``conv:<platform>:<channel>`` for each platform that has one), with the
+    conversations under it (a terminal user's, one per persona:
+    ``conv:console:<user>:<persona>``)."""
     if log.stream_version(conversation):
         return frozenset({conversation})
-    candidates = {conversation_prefix(p) + conversation for p in platforms(log)}
-    return frozenset(s for s in candidates if log.stream_version(s))
+    found = set()
+    for platform in platforms(log):
+        stream = conversation_prefix(platform) + conversation
+        if log.stream_version(stream):
+            found.add(stream)
+        found.update(f"{stream}:{part}" for part in log.stream_segments(f"{stream}:"))
+    return frozenset(found)
 
 
 def platforms(log: LogReader) -> list[str]:

@@ -29,11 +29,13 @@ from ..events import (
     GatewayConnected,
     GatewayDisconnected,
     GatewayResumed,
+    GreetingDelivered,
     MessageDeleted,
     MessageEdited,
     MessageReceived,
     ModelFailed,
     ModelReplied,
+    PersonaGreeted,
     PersonaTriggered,
     PersonaVersionRecorded,
     PreviewPlanned,
@@ -211,6 +213,13 @@ _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
     AttachmentStored.type: ("blue", _stored),
     ToolCalled.type: ("green", _tool_called),
     ToolResult.type: ("green", _tool_result),
+    PersonaGreeted.type: ("bold green", lambda d: (
+        f"{d.get('persona_name') or d.get('persona_id')} greeted with greeting "
+        f"{d.get('choice')} ({d.get('chosen_by')}): {_quote(d.get('text'))}")),
+    GreetingDelivered.type: ("green", lambda d: (
+        f"{d.get('persona_id')}'s greeting delivered as "
+        f"{', '.join(str(i) for i in d.get('delivered_ids') or ())}" if d.get("delivered_ids")
+        else f"{d.get('persona_id')}'s greeting not delivered: {d.get('error')}")),
 }
 
 

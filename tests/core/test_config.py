@@ -83,7 +83,8 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
 def test_yaml_syntax_error_keeps_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "database:\n  path: [unclosed\n")
     message = only_problem(path)
-    assert message.startswith(f"{path}:3:1: YAML syntax error")
+    # at the [ that is never closed, not where the file ran out
+    assert message.startswith(f"{path}:2:9: YAML syntax error: this [ is never closed")
 
 
 def test_duplicate_keys_are_errors_not_silently_last_wins(tmp_path: Path) -> None:

@@ -32,7 +32,8 @@ async def test_a_full_disk_holds_messages_back_and_answers_them_once_space_retur
             waiting = [await emu.user_says(server.alice if i % 2 else server.bob,
                                            server.general, f"ada, while full {i}")
                        for i in range(6)]
-            problem = await eventually(bot.adapter.intake_problem)
+            # six messages, three kept: the rest are to be read back from the channel
+            problem = await eventually(lambda: _overflowed(bot.adapter.intake_problem()))
             assert bot.ours_in(server.general)[-1].id < waiting[0].id  # nothing answered
             filler.unlink()  # space returns
             await emu.wait_until(lambda: len(bot.ours_in(server.general)) == 7, timeout=30)
@@ -46,12 +47,15 @@ async def test_a_full_disk_holds_messages_back_and_answers_them_once_space_retur
             triggered = [e.data["message_id"] for e in await bot.events("PersonaTriggered")]
 
     assert "wait for the event log" in problem and "is full" in problem
-    assert "read back" in problem  # six messages, three kept: the rest from the channel
     asked = [before, *waiting, *later]
     assert sorted(triggered) == sorted(str(m.id) for m in asked)  # each once
     answered = [r.content.rsplit("to: ", 1)[1] for r in bot.ours_in(server.general)]
     assert sorted(answered) == sorted(m.content for m in asked)
     assert wal < DISK_BYTES // 2  # checkpointed after the disk was full
+
+
+def _overflowed(problem: str | None) -> str | None:
+    return problem if problem is not None and "read back" in problem else None
 
 
 async def test_edits_wait_with_the_messages_and_a_command_says_why_it_cannot_run(

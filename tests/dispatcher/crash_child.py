@@ -1,10 +1,11 @@
 """A dispatcher in a child process, for the kill -9 test.
 
-    python -m tests.dispatcher.crash_child DB BASE_URL
+    python -m tests.dispatcher.crash_child DB BASE_URL [greeting]
 
 Ingests one message for persona ``ada`` (provider ``fake`` at BASE_URL) and then
 waits forever: in the model call while the fake server holds the answer back, or
-in delivery (its adapter never finishes delivering) when the server answers.
+in delivery (its adapter never finishes delivering) when the server answers. With
+``greeting``, Ada has a greeting, and the delivery that never finishes is the greeting's.
 Prints ``ingested`` once the message and its trigger are committed, and
 ``delivering`` when the reply is recorded and handed to the adapter.
 """
@@ -40,10 +41,14 @@ class _HangingSink:
         return None
 
 
-async def _main(db: Path, base_url: str) -> None:
+GREETING = "  greeting: Hello {user}, I am {persona}.\n"
+
+
+async def _main(db: Path, base_url: str, greeting: bool) -> None:
     store = await open_store(db)
     gateway = ModelGateway({"fake": ProviderSettings("fake", base_url=base_url)}, Secrets({}))
-    dispatcher = build_dispatcher(store, PersonaRegistry([load_persona("ada")]), gateway,
+    ada = load_persona("ada", extra=GREETING if greeting else "")
+    dispatcher = build_dispatcher(store, PersonaRegistry([ada]), gateway,
                                   {"test": _HangingSink()})
     await dispatcher.start(schedule_resets=False)
     await dispatcher.ingest(human(text="@ada survive this", message_id="crash-1"))
@@ -52,4 +57,4 @@ async def _main(db: Path, base_url: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(Path(sys.argv[1]), sys.argv[2]))
+    asyncio.run(_main(Path(sys.argv[1]), sys.argv[2], sys.argv[3:] == ["greeting"]))

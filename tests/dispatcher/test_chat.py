@@ -55,22 +55,27 @@ def test_chat_through_stdin_streams_replies_and_runs_the_commands(tmp_path):
 
     log = SQLiteLog.open(tmp_path / "data" / "log.db", create=False)
     try:
-        stream = log.read_stream("conv:console:grace")
+        # each persona keeps its own conversation: Bob never sees Ada's turns
+        stream = log.read_stream("conv:console:grace:ada")
         assert [e.data["text"] for e in stream if e.type == "MessageReceived"] == [
-            "hello there", "what is a decorator?", "fresh start", "hi bob"]
+            "hello there", "what is a decorator?", "fresh start"]
         assert sum(e.type == "ConversationReset" for e in stream) == 1
         replies = [e for e in stream if e.type == "ModelReplied"]
         # after /reset the prompt holds only the new message: system prompt + 1 turn
         assert "(prompt " in replies[2].data["text"] and "2 messages" in replies[2].data["text"]
         assert "Decorators wrap functions" not in replies[2].data["text"]
-        assert [e.data["provider"] for e in replies] == ["offline"] * 4
+        bob = log.read_stream("conv:console:grace:bob")
+        assert [e.data["text"] for e in bob if e.type == "MessageReceived"] == ["hi bob"]
+        (bob_reply,) = [e for e in bob if e.type == "ModelReplied"]
+        assert "2 messages). You said: hi bob" in bob_reply.data["text"]
+        assert [e.data["provider"] for e in [*replies, bob_reply]] == ["offline"] * 4
     finally:
         log.close()
     # a new session continues the conversation from the log: system, then since the
-    # reset "fresh start", Ada's reply, "hi bob", Bob's reply, and "and again"
+    # reset "fresh start", Ada's reply, and "and again"
     again = _chat(config, "and again\n", "ada", "--user", "Grace")
     assert again.returncode == 0, again.stderr
-    assert "6 messages). You said: and again" in again.stdout
+    assert "4 messages). You said: and again" in again.stdout
 
 
 def test_missing_credentials_fall_back_to_offline_saying_which_variable_to_set(

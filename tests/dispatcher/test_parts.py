@@ -104,7 +104,7 @@ async def test_the_runtime_runs_a_platform_over_the_backend_the_url_names(memory
         await runtime.close()
     assert "Ada: " in out.getvalue() and "You said: hello there" in out.getvalue()
     assert "* Ada (ada)" in out.getvalue()  # /personas, the shared command, in the terminal
-    assert [e.type for e in events if e.stream_id == "conv:console:grace"] == [
+    assert [e.type for e in events if e.stream_id == "conv:console:grace:ada"] == [
         "MessageReceived", "PersonaTriggered", "ModelReplied", "ReplyDelivered"]
 
 

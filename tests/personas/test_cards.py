@@ -89,7 +89,9 @@ def import_and_load(tmp_path: Path, card: dict, **kwargs):
 
 def test_v2_card_maps_every_field(tmp_path: Path) -> None:
     imported, persona = import_and_load(tmp_path, V2_CARD)
-    assert imported.warnings == ()
+    # the character's note has no persona field of its own: it becomes a lorebook entry
+    assert imported.warnings == (
+        "extensions.depth_prompt: imported as a constant lorebook entry at depth 4",)
     assert persona.id == "seraphina" and persona.name == "Seraphina"
     system = persona.prompt.system
     assert system.startswith("Write as {persona}. You are {persona}. Stay in character")
@@ -108,18 +110,21 @@ def test_v2_card_maps_every_field(tmp_path: Path) -> None:
     assert persona.description == "Seraphina is a forest guardian who protects the user."
     book = persona.lorebook
     assert (book.scan_depth, book.token_budget) == (3, 300)
-    glade, autumn, runes = book.entries
+    glade, autumn, runes, note = book.entries
     assert glade.keys == ("glade", "forest") and glade.secondary_keys == ("spring",)
     assert glade.selective_logic == "and_all" and not glade.whole_words
     assert (glade.order, glade.priority) == (5, 2)
-    assert glade.content == "The glade hides Seraphina's spring."
+    # lorebook entries are templates like every prompt text
+    assert glade.content == "The glade hides {persona}'s spring."
     assert autumn.constant and autumn.order == 1
     assert runes.regex and runes.keys == ("^rune\\d$",)
+    assert (note.content, note.constant, note.position, note.depth) == ("x", True, "at_depth", 4)
     ext = persona.extensions
-    assert ext["depth_prompt"] == {"depth": 4, "prompt": "x"} and ext["fav"] is True
+    assert "depth_prompt" not in ext and ext["fav"] is True
     assert ext["card"]["creator"] == "someone" and ext["card"]["spec"] == "chara_card_v2"
-    assert ext["card"]["character_book"]["extensions"] == {"custom": 1}
-    assert ext["card"]["character_book"]["entry_extensions"]["0"]["selectiveLogic"] == 3
+    assert ext["card"]["character_book"] == {"name": "Glade lore", "extensions": {"custom": 1}}
+    # what a persona field carries is not kept a second time
+    assert "entry_extensions" not in ext["card"]["character_book"]
 
 
 def test_v3_card_from_png_prefers_ccv3(tmp_path: Path) -> None:

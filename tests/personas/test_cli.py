@@ -72,14 +72,15 @@ def test_list_and_show(project: Path) -> None:
     assert "keywords: hey ada" in row["triggers"]
     assert "bad.yaml" in listed.stderr
 
-    shown = run(project, "show", "ada", "--user", "Bo")
+    shown = run(project, "show", "Ada", "--user", "Bo")  # the name, as chat takes it
     assert shown.exit_code == 0, shown.output
-    assert "reply_deadline_s: 30.0" in shown.stdout  # from persona_defaults
+    # in the persona file's own words, defaults applied (this one from persona_defaults)
+    assert "  reply_deadline: 30s\n" in shown.stdout and "_s:" not in shown.stdout
     assert "You are Ada, talking with Bo." in shown.stdout
 
     missing = run(project, "show", "nobody")
-    assert missing.exit_code == 2 and "no valid persona with id 'nobody' (known: ada)" in \
-        missing.output
+    assert missing.exit_code == 1 and "no valid persona 'nobody'" in missing.output
+    assert "(known: ada)" in missing.output and ":1:1" not in missing.output
 
 
 def test_new_creates_a_valid_commented_file(project: Path) -> None:

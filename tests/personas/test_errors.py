@@ -73,7 +73,9 @@ def test_yaml_syntax_error_keeps_line_and_column(tmp_path: Path) -> None:
     text = BASE + "triggers:\n  keywords: [a, b\n  mention: true\n"
     [problem] = problems_in(tmp_path, text)
     assert "YAML syntax error" in problem.message
-    assert (problem.line, problem.column) == where(text, ": true")  # where the ] was due
+    # where the mistake is: the [ never closed (the parser noticed on the next line)
+    assert (problem.line, problem.column) == where(text, "[a, b")
+    assert "this [ is never closed" in problem.message and "noticed at line" in problem.message
     tabbed = BASE + "triggers:\n\tmention: true\n"
     [tab] = problems_in(tmp_path, tabbed)
     assert "a tab: YAML indents with spaces only" in tab.message

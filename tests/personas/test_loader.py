@@ -209,3 +209,16 @@ def test_integer_keys_and_duplicates_take_the_located_way() -> None:
     assert load(text).model.extra == {"logit_bias": {50256: -100}}
     with pytest.raises(ProblemsError, match="appears twice"):
         load(MINIMAL + "model: {provider: openai, name: m}\nname: Again\n")
+
+
+def test_compiling_a_fast_validator_leaves_the_shared_schema_as_it_was() -> None:
+    # fastjsonschema rewrites the $refs it walks; the persona schema is shared (cached)
+    # by every validator, the lorebook files' among them
+    import copy
+
+    from core.personas.loader import persona_schema
+    from core.schemacheck import fast_validator_for
+
+    before = copy.deepcopy(dict(persona_schema()))
+    fast_validator_for(persona_schema())
+    assert dict(persona_schema()) == before

@@ -1,4 +1,4 @@
-"""Slash commands: ``/ask``, ``/personas``, ``/reset``, ``/usage`` and ``/reload``.
+"""Slash commands: ``/ask``, ``/greet``, ``/personas``, ``/reset``, ``/usage`` and ``/reload``.
 
 Each is the shared command of :mod:`core.commands`; this module turns an interaction
 into a :class:`~core.commands.Caller` and shows the answer, privately (ephemeral)
@@ -61,6 +61,20 @@ def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
             p.id.lower().startswith(wanted) or p.name.lower().startswith(wanted)
             or wanted in p.name.lower())]
         return {_choice_label(p): p.id for p in matches[:AUTOCOMPLETE_CHOICES]}
+
+    @bot.slash_command(name="greet", description="Post a persona's greeting here")
+    async def greet(inter: ApplicationCommandInteraction,
+                    persona: str = commands.Param(description="Who greets"),
+                    which: int | None = commands.Param(
+                        default=None, ge=1, le=100,
+                        description="Which greeting: 1 is the first, 2 and on the alternates "
+                                    "(default: one at random)")) -> None:
+        caller = command_caller(inter)
+        await inter.response.defer(ephemeral=True)
+        answer = await commands_.greet(caller, persona, which)
+        await inter.edit_original_response(content=answer.text)
+
+    greet.autocomplete("persona")(persona_choices)
 
     @bot.slash_command(name="personas", description="Who is here, and what they do")
     async def personas(inter: ApplicationCommandInteraction) -> None:

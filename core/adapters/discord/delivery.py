@@ -164,14 +164,14 @@ class DiscordSink:
     async def deliver(self, reply: OutboundReply) -> DeliveryReceipt:
         """Post ``reply``; the receipt lists every Discord message it became."""
         target = reply.target
-        key = (target.message_id, reply.persona_id)
+        key = (target.delivery_id, reply.persona_id)
         self._stop_typing(key)
         allowed = discord_allowed_mentions(reply.allowed_mentions, target.author_id)
         text = reply.text if reply.text.strip() else "…"
         if reply.spoiler.strip():
             text = f"{spoiler_block(reply.spoiler)}\n\n{text}"
         try:
-            if self._interactions.expects(target.message_id):
+            if self._interactions.expects(target.message_id) and not reply.greeting:
                 parts = _headed(reply.persona_name, text)
                 ids = await self._interactions.answer(target.message_id, parts, allowed)
             else:
@@ -186,7 +186,7 @@ class DiscordSink:
         """A short line as the persona (privately, for a slash command). A reply whose
         preview is showing gets the notice in that preview, marked as cut off."""
         target = notice.target
-        key = (target.message_id, notice.persona_id)
+        key = (target.delivery_id, notice.persona_id)
         self._stop_typing(key)
         stream = self._streams.pop(key, None)
         if await self._interactions.tell(target.message_id, notice.text):
@@ -200,13 +200,14 @@ class DiscordSink:
             return
         where = await self._where(target, notice.persona_id,
                                   persona.delivery.webhook if persona else True, "")
+        assert where is not None  # a notice never moves
         none = disnake.AllowedMentions.none()
         await self._post(where, notice.persona_name, persona.avatar_url if persona else None,
                          notice.text, none, target)
 
     async def typing(self, target: ReplyTarget, persona_id: str) -> None:
         """Keep "typing" showing in the channel until the reply or a notice is posted."""
-        key = (target.message_id, persona_id)
+        key = (target.delivery_id, persona_id)
         if key in self._typing or self._interactions.expects(target.message_id):
             return
         self._typing[key] = asyncio.create_task(self._keep_typing(target))
@@ -220,7 +221,7 @@ class DiscordSink:
         if persona is None or not persona.delivery.stream_edits or \
                 self._interactions.expects(target.message_id):
             return
-        key = (target.message_id, persona_id)
+        key = (target.delivery_id, persona_id)
         stream = self._streams.setdefault(key, _Stream())
         stream.text += text
         try:
@@ -230,7 +231,7 @@ class DiscordSink:
 
     async def _show(self, stream: _Stream, target: ReplyTarget, persona_id: str,
                     persona: Persona) -> None:
-        key = (target.message_id, persona_id)
+        key = (target.delivery_id, persona_id)
         async with stream.lock:
             if not stream.checked:
                 stream.checked = True
@@ -238,8 +239,13 @@ class DiscordSink:
                 if found is not None:
                     stream.message_id, stream.where = found.message_id, found.where
             if stream.message_id is None:
+                # where the reply goes is decided before its first byte is posted: a
+                # preview waits while only the reply's length could still move it
+                where = await self._where(target, persona_id, persona.delivery.webhook,
+                                          stream.text, final=False)
+                if where is None:
+                    return
                 self._stop_typing(key)
-                where = await self._where(target, persona_id, persona.delivery.webhook, "")
                 preview = _preview(persona.name, stream.text, where.hook is None)
                 if not preview.strip():
                     return
@@ -292,7 +298,7 @@ class DiscordSink:
     async def _deliver_in_channel(self, reply: OutboundReply, text: str,
                                   allowed: disnake.AllowedMentions) -> list[str]:
         target = reply.target
-        key = (target.message_id, reply.persona_id)
+        key = (target.delivery_id, reply.persona_id)
         state = await self._state(target, reply.persona_id) if reply.recovered \
             else DeliveryState()
         stream = self._streams.pop(key, None)
@@ -311,7 +317,9 @@ class DiscordSink:
             where = await self._where_again(state.channel_id, state.route)
             parts = list(state.parts)
         else:
-            where = await self._where(target, reply.persona_id, reply.webhook, text)
+            decided = await self._where(target, reply.persona_id, reply.webhook, text)
+            assert decided is not None  # a whole reply is always decided
+            where = decided
             parts = split_message(text) if where.hook is not None else _headed(
                 reply.persona_name, text)
         delivery = _Delivery(reply=reply, where=where, parts=parts, state=state,
@@ -386,7 +394,7 @@ class DiscordSink:
                 posted = await self._post_part(delivery.where, reply.persona_name,
                                                reply.avatar_url, part, delivery.allowed,
                                                target, reply.persona_id, index)
-                self._claim([posted], (target.message_id, reply.persona_id))
+                self._claim([posted], (target.delivery_id, reply.persona_id))
                 await self._record_part(delivery, index, posted)
             ids.append(posted)
         return ids
@@ -461,7 +469,7 @@ class DiscordSink:
         """The first of ``candidates`` no other reply claims."""
         if not candidates:
             return None
-        mine = (target.message_id, persona_id)
+        mine = (target.delivery_id, persona_id)
         recorded = await self._recorder.claims(target.platform, candidates) \
             if self._recorder is not None else {}
         for candidate in candidates:
@@ -480,12 +488,18 @@ class DiscordSink:
     # -- posting -------------------------------------------------------------------------
 
     async def _where(self, target: ReplyTarget, persona_id: str, webhook: bool,
-                     text: str) -> _Where:
+                     text: str, *, final: bool = True) -> _Where | None:
+        """Where a reply (``text``: all of it, or what has arrived when not ``final``),
+        a greeting (never into a thread) or a notice (no text) goes; None while a
+        streaming reply's place cannot be decided yet (see :meth:`ThreadMover.decide`)."""
         channel = await self._channel(int(target.channel_id))
-        if isinstance(channel, disnake.TextChannel):
-            persona = self._personas.get(persona_id)
-            if persona is not None and text and await self._threads.should_move(
-                    persona, target, text):
+        persona = self._personas.get(persona_id)
+        if isinstance(channel, disnake.TextChannel) and persona is not None \
+                and not target.greeting and (text or not final):
+            move = await self._threads.decide(persona, target, text, final=final)
+            if move is None:
+                return None
+            if move:
                 try:
                     channel = await self._threads.open(channel, target, persona)
                 except disnake.HTTPException as exc:
@@ -605,7 +619,7 @@ class DiscordSink:
                                                persona_id, "preview")
             if self._recorder is not None:
                 await self._recorder.previewed(target, persona_id, posted)
-        self._claim([posted], (target.message_id, persona_id))
+        self._claim([posted], (target.delivery_id, persona_id))
         return _Stream(message_id=int(posted), where=where, checked=True)
 
     async def _flush_later(self, stream: _Stream, name: str) -> None:
@@ -712,7 +726,7 @@ class DiscordSink:
 def part_nonce(target: ReplyTarget, persona_id: str, index: int | str) -> str:
     """The nonce of one part of one reply (25 characters, Discord's most): the same
     after a restart, so Discord returns the message instead of posting it twice."""
-    key = f"{target.platform}:{target.message_id}:{persona_id}:{index}"
+    key = f"{target.platform}:{target.delivery_id}:{persona_id}:{index}"
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()[:25]
 
 

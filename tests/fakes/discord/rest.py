@@ -373,6 +373,11 @@ class RestApi:
                 return 200, payloads.message(self._world, earlier, shape="created")
         reference = body.get("message_reference") or {}
         reference_id = int(reference["message_id"]) if reference.get("message_id") else None
+        if reference_id is not None and reference.get("fail_if_not_exists") is False:
+            # Discord: a reply to a message that is not there is sent as a normal message
+            referenced = self._world.messages.get(reference_id)
+            if referenced is None or referenced.deleted or referenced.channel_id != channel.id:
+                reference_id = None
         message = self._world.create_message(
             channel,
             self._world.bot_user,
