@@ -61,6 +61,8 @@ class DiscordEmulator:
         enabled_privileged_intents: int = PRIVILEGED_INTENTS,
         interaction_deadline: float = 3.0,
         heartbeat_interval_ms: int = 41_250,
+        max_concurrency: int = 1,
+        recommended_shards: int = 1,
     ) -> None:
         self.token = token or secrets.token_urlsafe(40)
         self._changed = asyncio.Event()
@@ -78,6 +80,7 @@ class DiscordEmulator:
             resume_url=lambda: f"ws://127.0.0.1:{self._port}/gateway/resume",
             heartbeat_interval_ms=heartbeat_interval_ms,
             on_change=self._note_change,
+            max_concurrency=max_concurrency,
         )
         self._rest = RestApi(
             self.world,
@@ -89,6 +92,7 @@ class DiscordEmulator:
             interaction_deadline=interaction_deadline,
             on_change=self._note_change,
         )
+        self._rest.recommended_shards = recommended_shards
 
     # lifecycle ---------------------------------------------------------------
 
@@ -495,5 +499,21 @@ class DiscordEmulator:
         self._rest.nonce_window_s = value
 
     def set_session_starts_remaining(self, remaining: int) -> None:
-        """What ``/gateway/bot`` reports; 0 makes disnake raise SessionStartLimitReached."""
-        self._rest.session_starts_remaining = remaining
+        """What ``/gateway/bot`` reports (each accepted IDENTIFY takes one); fewer than
+        the shards to start makes disnake raise SessionStartLimitReached."""
+        self.hub.session_starts_remaining = remaining
+
+    @property
+    def session_starts_remaining(self) -> int:
+        return self.hub.session_starts_remaining
+
+    @property
+    def refused_identifies(self) -> list[GatewayConnectionRecord]:
+        """Connections whose IDENTIFY was refused: ``refused`` says why ("rate_limited":
+        another IDENTIFY of its bucket, ``shard_id % max_concurrency``, within 5 s, answered
+        with op 9 as Discord does; "invalid_shard": close 4010)."""
+        return self.hub.refused_identifies
+
+    def shard_connected(self, shard_id: int) -> bool:
+        """A session of shard ``shard_id`` is connected (READY or RESUMED sent)."""
+        return self.hub.shard_connected(shard_id)

@@ -22,6 +22,17 @@ class Server:
     alice: User
     bob: User
 
+    @classmethod
+    def build(cls, emu: DiscordEmulator) -> Server:
+        """A guild with #general and two members, alice and bob."""
+        guild = emu.add_guild("Test Guild")
+        alice = emu.add_user("alice")
+        bob = emu.add_user("bob")
+        emu.add_member(guild, alice)
+        emu.add_member(guild, bob)
+        general = emu.add_text_channel(guild, "general")
+        return cls(guild, general, alice, bob)
+
 
 @pytest.fixture
 async def emu() -> AsyncIterator[DiscordEmulator]:
@@ -34,10 +45,4 @@ async def emu() -> AsyncIterator[DiscordEmulator]:
 @pytest.fixture
 def server(emu: DiscordEmulator) -> Server:
     """A guild with #general and two members, alice and bob."""
-    guild = emu.add_guild("Test Guild")
-    alice = emu.add_user("alice")
-    bob = emu.add_user("bob")
-    emu.add_member(guild, alice)
-    emu.add_member(guild, bob)
-    general = emu.add_text_channel(guild, "general")
-    return Server(guild, general, alice, bob)
+    return Server.build(emu)

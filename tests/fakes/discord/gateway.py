@@ -25,6 +25,10 @@ DIRECT_MESSAGES = 1 << 12
 MESSAGE_CONTENT = 1 << 15
 PRIVILEGED_INTENTS = GUILD_MEMBERS | GUILD_PRESENCES | MESSAGE_CONTENT
 
+IDENTIFY_WINDOW_S = 5.0
+"""Discord accepts one IDENTIFY per rate-limit bucket (``shard_id % max_concurrency``)
+per 5 s; another within the window is answered with op 9 INVALID_SESSION."""
+
 _MESSAGE_EVENTS = {"MESSAGE_CREATE", "MESSAGE_UPDATE", "MESSAGE_DELETE"}
 _MEMBER_EVENTS = {"GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE", "GUILD_MEMBER_REMOVE"}
 
@@ -49,6 +53,12 @@ class GatewayConnectionRecord:
     resumed: bool | None
     session_id: str | None
     events: tuple[tuple[int, str], ...]
+    shard: tuple[int, int] | None = None
+    identified_at: float | None = None
+    """When the IDENTIFY was accepted (READY sent)."""
+    refused: str | None = None
+    """Why an IDENTIFY was refused: "rate_limited" (op 9: another in its bucket within
+    5 s), "invalid_shard" (close 4010), or None."""
 
 
 @dataclass
@@ -88,6 +98,9 @@ class _Connection:
         self.resumed: bool | None = None
         self.session_id: str | None = None
         self.events: list[tuple[int, str]] = []
+        self.shard: tuple[int, int] | None = None
+        self.identified_at: float | None = None
+        self.refused: str | None = None
         self._deflate = zlib.compressobj()
         self._queue: asyncio.Queue[dict[str, Any] | _Close] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_frames())
@@ -130,6 +143,9 @@ class _Connection:
             resumed=self.resumed,
             session_id=self.session_id,
             events=tuple(self.events),
+            shard=self.shard,
+            identified_at=self.identified_at,
+            refused=self.refused,
         )
 
     async def _write_frames(self) -> None:
@@ -171,8 +187,14 @@ class GatewayHub:
         resume_url: Callable[[], str],
         heartbeat_interval_ms: int,
         on_change: Callable[[], None],
+        max_concurrency: int = 1,
+        session_start_total: int = 1000,
     ) -> None:
         self._world = world
+        self.max_concurrency = max_concurrency
+        self.session_start_total = session_start_total
+        self.session_starts_remaining = session_start_total
+        self._bucket_identified: dict[int, float] = {}
         self._token = token
         self._application_id = application_id
         self._enabled_privileged = enabled_privileged_intents
@@ -194,6 +216,16 @@ class GatewayHub:
     @property
     def identify_count(self) -> int:
         return sum(1 for c in self._connections if c.start == "identify")
+
+    @property
+    def refused_identifies(self) -> list[GatewayConnectionRecord]:
+        """Connections whose IDENTIFY was refused (rate-limited or an invalid shard)."""
+        return [c.record() for c in self._connections if c.refused is not None]
+
+    def shard_connected(self, shard_id: int) -> bool:
+        """A session of shard ``shard_id`` is attached to a live socket."""
+        return any(s.connection is not None and s.connection.live and s.shard is not None
+                   and s.shard[0] == shard_id for s in self._sessions.values())
 
     @property
     def resume_count(self) -> int:
@@ -223,7 +255,9 @@ class GatewayHub:
         for session in list(self._sessions.values()):
             if to_session is not None and session.id != to_session:
                 continue
-            if not session.owns_guild(guild_id):
+            # guild events go to the guild's shard, DMs to shard 0; what is addressed to a
+            # session (its READY, a member chunk it asked for) goes to that session
+            if to_session is None and not session.owns_guild(guild_id):
                 continue
             shaped = self._shape_for(session, event, data, guild_id)
             if shaped is None:
@@ -270,6 +304,13 @@ class GatewayHub:
             connection.close(code)
         if forget_sessions:
             self._sessions.clear()
+            self.forgive_identifies()
+
+    def forgive_identifies(self) -> None:
+        """Forget when each bucket last identified. A fault a test injects (a session
+        invalidated, a refused RESUME) makes the client IDENTIFY again at once, since tests
+        skip disnake's 5 s pause; that IDENTIFY is not the concurrency under test."""
+        self._bucket_identified.clear()
 
     def send_op(self, op: int, d: Any) -> None:
         for session in self._sessions.values():
@@ -280,12 +321,15 @@ class GatewayHub:
         self.send_op(9, resumable)
         if not resumable:
             self._sessions.clear()
+            self.forgive_identifies()
 
     def fail_next_identify(self, close_code: int) -> None:
         self._identify_faults.append(close_code)
+        self.forgive_identifies()
 
     def refuse_next_resume(self) -> None:
         self._refuse_resumes += 1
+        self.forgive_identifies()
 
     def replay_on_next_resume(self, already_sent: int) -> None:
         self._extra_replays = already_sent
@@ -342,24 +386,40 @@ class GatewayHub:
     def _identify(self, connection: _Connection, d: Mapping[str, Any]) -> None:
         connection.start = "identify"
         intents = int(d.get("intents", 0))
+        shard = d.get("shard")
+        connection.shard = (int(shard[0]), int(shard[1])) if shard else None
         if self._identify_faults:
             connection.close(self._identify_faults.pop(0))
         elif not secrets.compare_digest(str(d.get("token", "")), self._token):
             connection.close(4004)
+        elif connection.shard is not None and not 0 <= connection.shard[0] < connection.shard[1]:
+            connection.refused = "invalid_shard"
+            connection.close(4010)
         elif intents & PRIVILEGED_INTENTS & ~self._enabled_privileged:
             connection.close(4014)
+        elif not self._may_identify(connection.shard):
+            # Discord's answer to an IDENTIFY past max_concurrency: op 9, not resumable
+            connection.refused = "rate_limited"
+            connection.send({"op": 9, "d": False, "s": None, "t": None})
         else:
-            shard = d.get("shard")
-            session = _Session(
-                id=secrets.token_hex(16),
-                intents=intents,
-                shard=(int(shard[0]), int(shard[1])) if shard else None,
-            )
+            self.session_starts_remaining = max(0, self.session_starts_remaining - 1)
+            connection.identified_at = time.monotonic()
+            session = _Session(id=secrets.token_hex(16), intents=intents, shard=connection.shard)
             self._sessions[session.id] = session
             connection.session_id = session.id
             session.connection = connection
             self._dispatch_ready(session)
         self._on_change()
+
+    def _may_identify(self, shard: tuple[int, int] | None) -> bool:
+        """One IDENTIFY per bucket per window; taking it starts the bucket's window."""
+        bucket = (shard[0] if shard else 0) % self.max_concurrency
+        now = time.monotonic()
+        last = self._bucket_identified.get(bucket)
+        if last is not None and now - last < IDENTIFY_WINDOW_S:
+            return False
+        self._bucket_identified[bucket] = now
+        return True
 
     def _dispatch_ready(self, session: _Session) -> None:
         bot_guilds = [g for g in self._world.guilds if (g, self._world.bot_user.id) in self._world.members]

@@ -94,7 +94,7 @@ class RestApi:
         self.faults: list[RestFault] = []
         self.stalls: list[RestStall] = []
         self.nonce_window_s = NONCE_WINDOW_S
-        self.session_starts_remaining = 1000
+        self.recommended_shards = 1
 
     def install(self, app: web.Application) -> None:
         bot, hook = True, False
@@ -266,12 +266,12 @@ class RestApi:
     async def _gateway_bot(self, call: _Call) -> _Result:
         return 200, {
             "url": self._gateway_url(),
-            "shards": 1,
+            "shards": self.recommended_shards,
             "session_start_limit": {
-                "total": 1000,
-                "remaining": self.session_starts_remaining,
+                "total": self._hub.session_start_total,
+                "remaining": self._hub.session_starts_remaining,
                 "reset_after": 86_400_000,
-                "max_concurrency": 1,
+                "max_concurrency": self._hub.max_concurrency,
             },
         }
 
