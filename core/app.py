@@ -10,6 +10,7 @@ shuts it all down in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -17,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from eventstore import EventStore, open_store
+from eventstore.postgres.target import PostgresTarget
 
 from .commands import CommandSet, Reload
 from .config import Config
 from .context.blobs import AttachmentContent
 from .context.history import ConversationHistory
+from .coordination import Coordinator, LocalCoordinator, PostgresCoordinator
 from .credentials import Secrets
 from .dispatcher.admission import Admission, PersonaSource
 from .dispatcher.dispatcher import Dispatcher, DispatcherParts, DispatcherSettings
@@ -82,6 +85,17 @@ async def open_log_store(config: Config, secrets: Secrets | None = None) -> Even
     return await open_store(config.database.url, synchronous=config.database.synchronous,
                             upcasters=upcasters(), projections=projections(),
                             password=config.database.password(secrets), lock=True)
+
+
+async def open_coordinator(config: Config, secrets: Secrets) -> Coordinator:
+    """Who runs which shard, agreed through the log's PostgreSQL server (its own tables,
+    in the log's schema); for an SQLite log, which one process uses, nobody to agree with."""
+    count = config.discord.shard_count or 1
+    if config.database.url.split("://", 1)[0] not in ("postgresql", "postgres"):
+        return LocalCoordinator(count)
+    target = PostgresTarget.parse(config.database.url, password=config.database.password(secrets))
+    return await asyncio.to_thread(PostgresCoordinator, target, shard_count=count,
+                                   static=config.discord.shards != "auto")
 
 
 class Platform(Protocol):

@@ -58,6 +58,15 @@ class DiscordSettings:
     api_base_url: str = DEFAULT_DISCORD_API
     catch_up_window_s: float = 600.0
     application_id: int | None = None
+    shards: tuple[int, ...] | Literal["auto"] | None = None
+    """The Discord shards this process runs (``discord.shards``, ``run --shards``): ids,
+    ``"auto"`` (a standby: whatever no live process runs), or None (no sharding)."""
+    shard_count: int | None = None
+    """How many shards the bot has in all (required with ``shards``)."""
+
+    @property
+    def sharded(self) -> bool:
+        return self.shards is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +223,7 @@ def load_config(path: str | Path) -> Config:
     problems = schema_problems(document, validator_for(bundled_schema("core", "config.schema.json")))
     problems += _password_in_url(document)
     problems += _duration_problems(document, {p.field for p in problems})
+    problems += _shard_problems(document, {p.field for p in problems})
     if problems:
         raise ProblemsError(at_most(problems))
     return _build(path.resolve(), data)
@@ -233,6 +243,63 @@ def _password_in_url(document: YamlDocument) -> list[Problem]:
                                  "this file: put it in an environment variable (or .env) and "
                                  "name that in database.password_env")]
     return []
+
+
+def parse_shards(text: str) -> tuple[int, ...] | Literal["auto"]:
+    """``0-3``, ``0,2,5-7`` (ids, sorted, each once) or ``auto``; ValueError says why not."""
+    text = text.strip()
+    if text == "auto":
+        return "auto"
+    ids: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise ValueError(f"{text!r} is not a shard list: write ranges such as 0-3 or "
+                             "0,2,5-7, or auto")
+        low, high = int(first), int(last or first)
+        if high < low:
+            raise ValueError(f"the range {part.strip()} runs backwards: write {high}-{low}")
+        if high - low > 100_000:
+            raise ValueError(f"the range {part.strip()} has more shards than Discord allows")
+        ids.update(range(low, high + 1))
+    return tuple(sorted(ids))
+
+
+def shard_plan_problem(shards: tuple[int, ...] | Literal["auto"] | None,
+                       shard_count: int | None, database_url: str) -> str | None:
+    """Why ``shards`` out of ``shard_count`` cannot run on the log ``database_url``, or None."""
+    if shards is None:
+        return None if shard_count is None else (
+            "shard_count needs shards (the ones this process runs: 0-N, a range, or auto)")
+    if shard_count is None:
+        return "shards needs shard_count (how many shards the bot has in all)"
+    if shards != "auto" and shards[-1] >= shard_count:
+        return (f"shard {shards[-1]} does not exist with shard_count {shard_count} "
+                f"(shards are 0 to {shard_count - 1})")
+    on_postgres = database_url.split("://", 1)[0] in ("postgresql", "postgres")
+    if not on_postgres and (shards == "auto" or len(shards) < shard_count):
+        what = "a standby (auto)" if shards == "auto" else "part of the shards"
+        return (f"running {what} needs the log on PostgreSQL (database.url: postgresql://...): "
+                "other processes run the rest, and an SQLite log has one process")
+    return None
+
+
+def _shard_problems(document: YamlDocument, blamed: set[str]) -> list[Problem]:
+    discord = _mapping(document.data.get("discord"))
+    if blamed & {"discord.shards", "discord.shard_count"}:
+        return []
+    text, count = discord.get("shards"), discord.get("shard_count")
+    try:
+        shards = parse_shards(text) if isinstance(text, str) else None
+    except ValueError as exc:
+        return [document.problem(("discord", "shards"), str(exc))]
+    database = _mapping(document.data.get("database"))
+    problem = shard_plan_problem(shards, count if isinstance(count, int) else None,
+                                 str(database.get("url") or "sqlite:///"))
+    if problem is None:
+        return []
+    return [document.problem(("discord", "shards" if text is not None else "shard_count"),
+                             problem)]
 
 
 # The longest each duration setting may be, and whether 0s works for it. Longer ones
@@ -291,6 +358,8 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
             api_base_url=discord.get("api_base_url", DEFAULT_DISCORD_API).rstrip("/"),
             catch_up_window_s=parse_duration(discord.get("catch_up_window", "10m")),
             application_id=discord.get("application_id"),
+            shards=parse_shards(discord["shards"]) if "shards" in discord else None,
+            shard_count=discord.get("shard_count"),
         ),
         providers={name: _provider(name, p) for name, p in data.get("providers", {}).items()},
         admins=AdminSettings(

@@ -36,14 +36,24 @@ log = logging.getLogger(__name__)
 
 
 @click.command()
+@click.option("--shards", metavar="IDS",
+              help="The Discord shards this process runs: 0-3, 0,2,5-7, or auto (a standby "
+                   "that takes over the shards of processes that stop; needs PostgreSQL). "
+                   "Default: discord.shards in config.yaml, else one unsharded connection.")
+@click.option("--shard-count", type=click.IntRange(1, 100_000), metavar="N",
+              help="How many shards the bot has in all (every process the same). Default: "
+                   "discord.shard_count.")
 @pass_context
 @user_errors
-def run(ctx: CliContext) -> None:
-    """Run the bot on Discord (stop with Ctrl-C or SIGTERM)."""
+def run(ctx: CliContext, shards: str | None, shard_count: int | None) -> None:
+    """Run the bot on Discord (stop with Ctrl-C or SIGTERM).
+
+    Several processes sharing one PostgreSQL log each run a range of shards
+    (docs/scale-out.md)."""
     # imported here: disnake takes most of a second to import, and other commands need none of it
     from ..adapters.discord.runner import CannotRun
 
-    config = ctx.config
+    config = _with_shards(ctx.config, shards, shard_count)
     token = ctx.secrets.require(
         config.discord.token_env,
         "with the bot token (Developer Portal > your application > Bot > Reset Token)")
@@ -54,6 +64,24 @@ def run(ctx: CliContext) -> None:
         raise SystemExit(EXIT_USER_ERROR) from None
 
 
+def _with_shards(config: Config, shards: str | None, shard_count: int | None) -> Config:
+    """``config`` with the command line's shards (checked as config.yaml's are)."""
+    from dataclasses import replace
+
+    from ..config import parse_shards, shard_plan_problem
+
+    if shards is None and shard_count is None:
+        return config
+    try:
+        chosen = parse_shards(shards) if shards is not None else config.discord.shards
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--shards") from None
+    count = shard_count if shard_count is not None else config.discord.shard_count
+    if problem := shard_plan_problem(chosen, count, config.database.url):
+        raise click.UsageError(problem)
+    return replace(config, discord=replace(config.discord, shards=chosen, shard_count=count))
+
+
 async def serve(config: Config, secrets: Secrets, token: str, *,
                 protect: Callable[[Iterable[str]], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM (or a fatal gateway error), then shut down cleanly."""
@@ -61,7 +89,14 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
 
     from ..adapters.discord.adapter import DiscordAdapter, DiscordAdapterSettings
     from ..adapters.discord.runner import raise_for
-    from ..app import Runtime, missing_key_message, missing_keys, open_log_store
+    from ..adapters.discord.shards import ShardSetup
+    from ..app import (
+        Runtime,
+        missing_key_message,
+        missing_keys,
+        open_coordinator,
+        open_log_store,
+    )
     from ..ops.observability import start_observability
     from ..personas.defaults import defaults_from_config, known_providers_from_config
     from ..personas.model import Persona
@@ -73,6 +108,11 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     # disnake builds every REST URL from this class attribute; nothing may reset it after
     disnake.http.Route.BASE = config.discord.api_base_url
     store = await open_log_store(config)
+    shards = None
+    if config.discord.shards is not None and config.discord.shard_count is not None:
+        shards = ShardSetup(shards=config.discord.shards, shard_count=config.discord.shard_count,
+                            coordinator=await open_coordinator(config, secrets))
+        log.info("shards: %s (this process: %s)", shards.label, shards.coordinator.owner)
     # per-reply log lines; /metrics, /healthz and /readyz when metrics.port is set
     ops = await start_observability(config, store)
     registry = PersonaRegistry()
@@ -103,7 +143,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     def discord(store: EventStore, personas: PersonaRegistry) -> DiscordAdapter:
         adapter = DiscordAdapter(store, personas, DiscordAdapterSettings(
             catch_up_window_s=config.discord.catch_up_window_s,
-            attachments=config.attachments))
+            attachments=config.attachments), shards=shards)
         adapters.append(adapter)
         return adapter
 
@@ -123,13 +163,16 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
                         config.personas_dir)
         if problem := missing_key_message(missing_keys(config, secrets, registry.all())):
             log.error("%s", problem)
-        await runtime.dispatcher.start()
+        # a sharded process finishes a conversation's open replies when it takes the
+        # conversation's shard (another process may be answering them now)
+        await runtime.dispatcher.start(
+            owns=None if shards is None else (lambda trigger: trigger.platform != "discord"))
         started.set()
         # What start-up built (modules, personas, clients) lives as long as the process:
         # frozen, it is left out of the collector's full passes, which stall every reply
         # in flight (docs/benchmarks.md, "End to end").
         gc.freeze()
-        tasks = [asyncio.create_task(adapter.client.start(token), name="discord"),
+        tasks = [asyncio.create_task(adapter.start(token), name="discord"),
                  asyncio.create_task(watcher.run(), name="persona-watcher")]
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([tasks[0], stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -145,6 +188,8 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await ops.close()
+        if shards is not None:
+            await asyncio.to_thread(shards.coordinator.close)
         await store.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

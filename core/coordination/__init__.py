@@ -14,7 +14,7 @@ from .leases import (
     PostgresCoordinator,
 )
 from .local import LocalCoordinator
-from .plan import Coordinator, PlanProblem, bucket_of, plan_problems, shard_of
+from .plan import Coordinator, PlanProblem, bucket_of, describe_shards, plan_problems, shard_of
 
 __all__ = [
     "IDENTIFY_INTERVAL_S",
@@ -25,6 +25,7 @@ __all__ = [
     "PlanProblem",
     "PostgresCoordinator",
     "bucket_of",
+    "describe_shards",
     "plan_problems",
     "shard_of",
 ]

@@ -45,16 +45,20 @@ def plan_problems(shard_count: int, holders: Iterable[tuple[str, int, int]]
     gaps = tuple(s for s in range(shard_count) if s not in owners)
     if gaps:
         problems.append(PlanProblem(kind="gap", shards=gaps,
-                                    detail=f"no live process runs shard(s) {_ranges(gaps)}"))
+                                    detail=f"no live process runs shard(s) {describe_shards(gaps)}"))
     doubled = tuple(s for s, o in sorted(owners.items()) if len(set(o)) > 1)
     if doubled:
         problems.append(PlanProblem(kind="overlap", shards=doubled,
-                                    detail=f"shard(s) {_ranges(doubled)} are run by several "
+                                    detail=f"shard(s) {describe_shards(doubled)} are run by several "
                                            "processes"))
     return problems
 
 
-def _ranges(ids: Sequence[int]) -> str:
+def describe_shards(ids: Sequence[int]) -> str:
+    """``0-3,5``: shard ids as ranges; ``none`` for none."""
+    if not ids:
+        return "none"
+    ids = sorted(ids)
     parts: list[str] = []
     start = prev = ids[0]
     for shard in [*ids[1:], None]:

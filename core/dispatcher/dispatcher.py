@@ -160,14 +160,16 @@ class Dispatcher:
 
     # -- life cycle --------------------------------------------------------------------
 
-    async def start(self, *, schedule_resets: bool = True) -> RecoveryReport:
+    async def start(self, *, schedule_resets: bool = True,
+                    owns: Callable[[PersonaTriggered], bool] | None = None) -> RecoveryReport:
         """Record persona versions, catch up missed quota resets, start the reset
-        schedule, and recover replies a crash left unfinished."""
+        schedule, and recover replies a crash left unfinished (with ``owns``: only those
+        whose trigger it accepts)."""
         await self._versions.record(self._personas.all())
         await self._resets.catch_up(self._personas.all())
         if schedule_resets:
             self._resets.start(self._personas.all())
-        return await self.recover()
+        return await self.recover(owns)
 
     async def personas_changed(self) -> None:
         """Call after a persona reload: new versions are recorded, schedules replaced."""
@@ -175,11 +177,15 @@ class Dispatcher:
         await self._resets.catch_up(self._personas.all())
         self._resets.reschedule(self._personas.all())
 
-    async def recover(self) -> RecoveryReport:
+    async def recover(self, owns: Callable[[PersonaTriggered], bool] | None = None
+                      ) -> RecoveryReport:
         """Finish what a crash left open, exactly once (see :mod:`~core.dispatcher.recovery`);
-        ``wait_idle`` waits for the work it starts."""
-        await self._greeter.recover()
-        return await self._recovery.recover(self._rerun)
+        ``wait_idle`` waits for the work it starts. ``owns`` limits it to the replies whose
+        trigger it accepts: a process running some Discord shards recovers the
+        conversations of a shard when it takes the shard (greetings at start-up only)."""
+        if owns is None:
+            await self._greeter.recover()
+        return await self._recovery.recover(self._rerun, owns)
 
     async def wait_idle(self) -> None:
         """Until every accepted reply has finished."""

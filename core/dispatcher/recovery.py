@@ -57,9 +57,11 @@ class Recovery:
         self._window_s = window_s
         self._clock = clock
 
-    async def recover(self, rerun: Rerun) -> RecoveryReport:
-        """Finish what a crash left open. Deliveries run in the background: at start-up an
-        adapter may not be connected yet, and they wait until it is."""
+    async def recover(self, rerun: Rerun,
+                      owns: Callable[[PersonaTriggered], bool] | None = None) -> RecoveryReport:
+        """Finish what a crash left open (only what ``owns`` accepts, when given).
+        Deliveries run in the background: at start-up an adapter may not be connected yet,
+        and they wait until it is."""
         open_replies = await self._store.read(read_open_replies)
         if not open_replies:
             return RecoveryReport()
@@ -70,7 +72,7 @@ class Recovery:
         reran, redelivered, closed = [], [], []
         for item in open_replies:
             trigger = PersonaTriggered.from_data(events[item.trigger_position].data)
-            if trigger.platform not in self._sinks:
+            if trigger.platform not in self._sinks or (owns is not None and not owns(trigger)):
                 continue
             job = ReplyJob.of(trigger, item.stream_id)
             if item.recorded_at < cutoff:

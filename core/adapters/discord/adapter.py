@@ -32,10 +32,12 @@ from eventstore import EventStore, LogUnavailable
 
 from ...commands import CommandSet
 from ...config import AttachmentSettings
+from ...coordination import shard_of
 from ...dispatcher.admission import PersonaSource
 from ...dispatcher.dispatcher import Dispatcher
 from ...dispatcher.messages import InboundDeletion, InboundEdit
 from ...dispatcher.projection import read_persona_messages
+from ...events import PersonaTriggered
 from ...events.ids import message_event_id
 from .attachments import DiscordFiles, message_files, offered_files, recorded_files
 from .backlog import BACKLOG_LIMIT, Backlog
@@ -46,6 +48,7 @@ from .gateway_log import GatewayLog
 from .inbound import PLATFORM, inbound_deletion, inbound_edit, inbound_message
 from .interactions import DEFER_AFTER_S, InteractionReplies
 from .members import MemberRoles
+from .shards import ShardedBot, ShardKeeper, ShardSetup
 from .threads import ThreadMover
 
 log = logging.getLogger(__name__)
@@ -103,14 +106,24 @@ class DiscordAdapter:
 
     def __init__(self, store: EventStore, personas: PersonaSource,
                  settings: DiscordAdapterSettings = DiscordAdapterSettings(), *,
-                 client_options: dict[str, Any] | None = None) -> None:
+                 client_options: dict[str, Any] | None = None,
+                 shards: ShardSetup | None = None) -> None:
         self._store = store
         self._personas = personas
         self._settings = settings
         # No message cache: edits and deletes arrive as raw events and the log is the
         # memory; disnake's default 1,000 cached messages only fed the garbage collector.
-        self.client = _Bot(
-            intents=bot_intents(), **{"max_messages": None, **(client_options or {})})
+        options: dict[str, Any] = {"intents": bot_intents(), "max_messages": None,
+                                   **(client_options or {})}
+        self.shards = shards
+        self.keeper: ShardKeeper | None = None
+        """Runs this process's shards as their leases come and go (None: unsharded)."""
+        self.client: commands.InteractionBot | ShardedBot
+        if shards is None:
+            self.client = _Bot(**options)
+        else:
+            bot = ShardedBot(shard_count=shards.shard_count, **options)
+            self.client, self.keeper = bot, ShardKeeper(bot, shards)
         self._interactions = InteractionReplies(settings.defer_after_s)
         self._threads = ThreadMover(store)
         self.sink = DiscordSink(self.client, personas, self._interactions, self._threads,
@@ -124,6 +137,7 @@ class DiscordAdapter:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._channel_locks: dict[int, asyncio.Lock] = {}
         self._announced = False
+        self._recovered: set[tuple[int, int]] = set()
         self._backlog = Backlog(self._read_back, limit=settings.backlog_limit)
         self.caught_up = asyncio.Event()
         """Set after each catch-up pass (tests and health checks wait on it)."""
@@ -139,10 +153,23 @@ class DiscordAdapter:
         client.add_listener(self._on_raw_message_delete, "on_raw_message_delete")
         client.add_listener(self._on_raw_bulk_message_delete, "on_raw_bulk_message_delete")
         client.add_listener(self._on_thread_create, "on_thread_create")
-        client.add_listener(self._on_connect, "on_connect")
-        client.add_listener(self._on_resumed, "on_resumed")
-        client.add_listener(self._on_disconnect, "on_disconnect")
-        client.add_listener(self._on_ready, "on_ready")
+        if self.keeper is None:
+            client.add_listener(self._on_connect, "on_connect")
+            client.add_listener(self._on_resumed, "on_resumed")
+            client.add_listener(self._on_disconnect, "on_disconnect")
+            client.add_listener(self._on_ready, "on_ready")
+        else:
+            client.add_listener(self._on_shard_connect, "on_shard_connect")
+            client.add_listener(self._on_shard_resumed, "on_shard_resumed")
+            client.add_listener(self._on_shard_disconnect, "on_shard_disconnect")
+            client.add_listener(self._on_shard_ready, "on_shard_ready")
+
+    async def start(self, token: str) -> None:
+        """Connect to Discord and run until the client stops (or its shards' keeper)."""
+        if self.keeper is not None:
+            await self.keeper.run(token)
+        else:
+            await self.client.start(token)
 
     def stop_intake(self) -> None:
         """Ignore new gateway messages from now on (shutdown has begun)."""
@@ -196,7 +223,8 @@ class DiscordAdapter:
     async def _read_back(self, channels: set[int]) -> None:
         """Catch up the channels whose messages did not fit in the backlog."""
         await catch_up(self.client, self._store, self._settings.catch_up_window_s,
-                       self._read_back_one, channels=[str(c) for c in sorted(channels)])
+                       self._read_back_one, channels=[str(c) for c in sorted(channels)],
+                       owns=self._owns)
 
     async def _read_back_one(self, message: disnake.Message) -> None:
         # straight to the log, not behind the backlog this read-back is part of
@@ -293,11 +321,14 @@ class DiscordAdapter:
             log.info("could not join thread %s: %s", thread.id, exc)
 
     async def _on_connect(self) -> None:
+        self._announce()
+        await self._gateway_log.connected(self._session_id())
+
+    def _announce(self) -> None:
         if not self._announced:
             self._announced = True
             log.info("connected to Discord as %s; invite the bot with %s", self.client.user,
                      invite_url(self.client.application_id or self.client.user.id))
-        await self._gateway_log.connected(self._session_id())
 
     async def _on_resumed(self) -> None:
         await self._gateway_log.resumed(self._session_id())
@@ -308,11 +339,41 @@ class DiscordAdapter:
     async def _on_ready(self) -> None:
         self._spawn(self._catch_up())
 
-    async def _catch_up(self) -> None:
+    async def _on_shard_connect(self, shard_id: int) -> None:
+        self._announce()
+        await self._gateway_log.connected(self._shard_session(shard_id), shard_id)
+
+    async def _on_shard_resumed(self, shard_id: int) -> None:
+        await self._gateway_log.resumed(self._shard_session(shard_id), shard_id)
+
+    async def _on_shard_disconnect(self, shard_id: int) -> None:
+        await self._gateway_log.disconnected(self._shard_session(shard_id), shard_id)
+
+    async def _on_shard_ready(self, shard_id: int) -> None:
+        """A shard (re)identified: Discord replays nothing it missed, so read back its
+        channels. A shard just taken (from a process that died, or at start-up) first gets
+        its conversations' unfinished replies finished: nothing of this process was
+        running there."""
+        assert self.shards is not None and isinstance(self.client, ShardedBot)
+        count = self.shards.shard_count
+        tenure = (shard_id, self.client.tenures.get(shard_id, 0))
+        if tenure not in self._recovered and self._dispatcher is not None:
+            self._recovered.add(tenure)
+
+            def in_shard(trigger: PersonaTriggered) -> bool:
+                guild = int(trigger.guild_id) if trigger.guild_id else None
+                return trigger.platform == PLATFORM and shard_of(guild, count) == shard_id
+            try:
+                await self._dispatcher.recover(in_shard)
+            except Exception:
+                log.exception("recovering the replies of shard %s failed", shard_id)
+        self._spawn(self._catch_up(lambda guild_id: shard_of(guild_id, count) == shard_id))
+
+    async def _catch_up(self, owns: Callable[[int | None], bool] | None = None) -> None:
         self.caught_up.clear()
         try:
             await catch_up(self.client, self._store, self._settings.catch_up_window_s,
-                           self.ingest)
+                           self.ingest, owns=owns)
         except Exception:
             log.exception("catching up after the restart failed")
         finally:
@@ -331,12 +392,21 @@ class DiscordAdapter:
                 return
             await asyncio.sleep(0.01)
 
+    @property
+    def _owns(self) -> Callable[[int | None], bool] | None:
+        """Whether a guild's (None: DMs') events come to this process (None: all do)."""
+        return self.client.owns_guild if isinstance(self.client, ShardedBot) else None
+
     def _is_own(self, message: disnake.Message) -> bool:
         me = self.client.user
         return message.author.id == me.id or self._is_own_webhook(message.webhook_id)
 
     def _is_own_webhook(self, webhook_id: object) -> bool:
         return webhook_id is not None and self.sink.owns_webhook(int(webhook_id))  # type: ignore[call-overload]
+
+    def _shard_session(self, shard_id: int) -> str | None:
+        shard = getattr(self.client, "_AutoShardedClient__shards", {}).get(shard_id)
+        return getattr(getattr(shard, "ws", None), "session_id", None)
 
     def _session_id(self) -> str | None:
         ws = getattr(self.client, "ws", None)

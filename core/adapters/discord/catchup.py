@@ -39,19 +39,25 @@ def recent_channels(log_: LogReader, since: float) -> list[str]:
 async def catch_up(client: disnake.Client, store: EventStore, window_s: float,
                    ingest: Callable[[disnake.Message], Awaitable[None]], *,
                    clock: Callable[[], float] = time.time,
-                   channels: Iterable[str] | None = None) -> int:
+                   channels: Iterable[str] | None = None,
+                   owns: Callable[[int | None], bool] | None = None) -> int:
     """Feed ``ingest`` every message of the window in recently active channels (or in
-    ``channels``); returns how many messages were looked at."""
+    ``channels``); returns how many messages were looked at. With ``owns`` (a guild id,
+    None for DMs: whether this process runs its shard), channels of other processes'
+    shards are left to them."""
     since = clock() - window_s
     if channels is None:
         channels = await store.read(lambda log_: recent_channels(log_, since))
     channels = list(channels)
     after = disnake.Object(disnake.utils.time_snowflake(datetime.fromtimestamp(since, UTC)))
-    seen = 0
+    seen = looked = 0
     for channel_id in channels:
         try:
             channel = client.get_channel(int(channel_id)) or await client.fetch_channel(
                 int(channel_id))
+            if owns is not None and not owns(_guild_id(channel)):
+                continue
+            looked += 1
             history = channel.history(limit=HISTORY_LIMIT, after=after,  # type: ignore[union-attr]
                                       oldest_first=True)
             async for message in history:
@@ -59,6 +65,11 @@ async def catch_up(client: disnake.Client, store: EventStore, window_s: float,
                 await ingest(message)
         except (disnake.HTTPException, AttributeError) as exc:
             log.warning("could not catch up channel %s: %s", channel_id, exc)
-    if channels:
-        log.info("caught up %d channel(s), %d message(s) looked at", len(channels), seen)
+    if looked:
+        log.info("caught up %d channel(s), %d message(s) looked at", looked, seen)
     return seen
+
+
+def _guild_id(channel: object) -> int | None:
+    guild = getattr(channel, "guild", None)
+    return getattr(guild, "id", None)

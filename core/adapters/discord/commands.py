@@ -35,7 +35,8 @@ class DiscordStyle:
         return f"`{text}`"
 
 
-def register_commands(bot: commands.InteractionBot, commands_: CommandSet,
+def register_commands(bot: commands.InteractionBot | commands.AutoShardedInteractionBot,
+                      commands_: CommandSet,
                       interactions: InteractionReplies) -> None:
     """Add the slash commands to ``bot`` (disnake syncs them when it connects)."""
     style = DiscordStyle()

@@ -1,0 +1,131 @@
+"""End to end over PostgreSQL: several ``personae run`` processes, each a range of shards,
+one emulator, one log. Each conversation is answered once, by the process running its
+shard; when one is killed (-9) a standby takes its shards over within a bounded time and
+answers what was said meanwhile, once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.coordination import PostgresCoordinator
+from core.coordination.leases import LEASE_TTL_S, RENEW_INTERVAL_S
+from eventstore import open_log
+from eventstore.postgres.target import PostgresTarget
+from tests.eventstore import pgserver
+from tests.fakes.discord import DiscordEmulator
+from tests.fakes.openai_server import FakeOpenAI
+
+from .harness import Bot, guilds_on_every_shard, replies_to, start_bot, until, write_config
+
+SHARDS = 4
+TAKEOVER_BOUND_S = 10.0
+"""The goal: a killed process's shards are connected again by another within this."""
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[tuple[DiscordEmulator, FakeOpenAI, Path, str]]:
+    url = pgserver.new_schema_url()
+    async with DiscordEmulator(max_concurrency=16) as emu, FakeOpenAI() as fake:
+        config = write_config(tmp_path, api_base_url=emu.api_base_url, model_url=fake.base_url,
+                              database_url=url)
+        yield emu, fake, config, url
+    pgserver.drop_test_schemas()
+
+
+async def stop_all(bots: list[Bot]) -> None:
+    for bot in bots:
+        await bot.stop()
+
+
+def event_types(url: str) -> list[str]:
+    log = open_log(url, create=False, read_only=True)
+    try:
+        return [e.type for e in log.read_all()]
+    finally:
+        log.close()
+
+
+async def test_each_guild_is_answered_once_by_the_process_running_its_shard(world) -> None:
+    emu, fake, config, url = world
+    alice = emu.add_user("alice")
+    guilds = guilds_on_every_shard(emu, SHARDS, alice)
+    bots = [await start_bot(config, "low", "--shards", "0-1", "--shard-count", str(SHARDS),
+                            token=emu.token),
+            await start_bot(config, "high", "--shards", "2-3", "--shard-count", str(SHARDS),
+                            token=emu.token)]
+    try:
+        await until(lambda: all(emu.shard_connected(s) for s in range(SHARDS)), 45,
+                    "every shard connected", bots)
+        asked = [await emu.user_says(alice, channel, f"hello from shard {shard}",
+                                     mentions=[emu.bot_user])
+                 for shard, (_, channel) in sorted(guilds.items())]
+        await until(lambda: all(replies_to(emu, m) for m in asked), 30, "every reply", bots)
+        await asyncio.sleep(0.5)  # a second answer would come within this
+        answers = [len(replies_to(emu, m)) for m in asked]
+        leases = PostgresCoordinator(PostgresTarget.parse(url), shard_count=SHARDS,
+                                     static=True).leases()
+    finally:
+        await stop_all(bots)
+    assert answers == [1] * SHARDS
+    assert sorted((c.shard for c in emu.gateway_connections if c.identified_at),
+                  key=str) == [(s, SHARDS) for s in range(SHARDS)]
+    assert not emu.refused_identifies
+    owners = {lease.shard_id: lease.owner for lease in leases}
+    assert owners[0] == owners[1] != owners[2] == owners[3]
+    assert len(fake.requests) == SHARDS
+    types = event_types(url)
+    assert types.count("MessageReceived") == SHARDS
+    assert types.count("ReplyDelivered") == SHARDS
+
+
+async def test_a_killed_process_s_shards_are_taken_over_and_what_was_missed_answered_once(
+        world) -> None:
+    emu, _fake, config, url = world
+    alice = emu.add_user("alice")
+    guilds = guilds_on_every_shard(emu, SHARDS, alice)
+    dm = emu.dm_channel(alice)
+    args = ("--shard-count", str(SHARDS))
+    low = await start_bot(config, "low", "--shards", "0-1", *args, token=emu.token)
+    bots = [low, await start_bot(config, "high", "--shards", "2-3", *args, token=emu.token),
+            await start_bot(config, "standby", "--shards", "auto", *args, token=emu.token)]
+    try:
+        await until(lambda: all(emu.shard_connected(s) for s in range(SHARDS)), 45,
+                    "every shard connected", bots)
+        first = [await emu.user_says(alice, channel, f"hello {shard}", mentions=[emu.bot_user])
+                 for shard, (_, channel) in sorted(guilds.items())]
+        first.append(await emu.user_says(alice, dm, "hello in private"))
+        await until(lambda: all(replies_to(emu, m) for m in first), 30, "first replies", bots)
+
+        low.kill()
+        killed = time.monotonic()
+        await until(lambda: not emu.shard_connected(0), 5, "the socket closed")
+        missed = [await emu.user_says(alice, guilds[shard][1], f"still there, {shard}?",
+                                      mentions=[emu.bot_user]) for shard in (0, 1)]
+        missed.append(await emu.user_says(alice, dm, "anyone?"))
+        await until(lambda: emu.shard_connected(0) and emu.shard_connected(1),
+                    TAKEOVER_BOUND_S + 5, "shards 0 and 1 taken over", bots)
+        takeover_s = time.monotonic() - killed
+        await until(lambda: all(replies_to(emu, m) for m in missed), 30, "missed ones", bots)
+        live = await emu.user_says(alice, guilds[0][1], "and now?", mentions=[emu.bot_user])
+        await until(lambda: replies_to(emu, live), 15, "a live reply after the takeover", bots)
+        await asyncio.sleep(1.0)  # room for any second answer
+        answers = [len(replies_to(emu, m)) for m in [*first, *missed, live]]
+        leases = {lease.shard_id: lease.owner for lease in PostgresCoordinator(
+            PostgresTarget.parse(url), shard_count=SHARDS, static=True).leases()
+            if lease.remaining_s > 0}
+        standby_log = bots[2].output()
+    finally:
+        await stop_all(bots)
+    assert answers == [1] * len(answers)
+    # lease time + one renewal interval to notice, then connect and READY
+    assert takeover_s <= TAKEOVER_BOUND_S, takeover_s
+    assert takeover_s >= LEASE_TTL_S - RENEW_INTERVAL_S, "taken before the lease expired"
+    assert leases[0] == leases[1] != leases[2] == leases[3]
+    assert "took the lease of shard 0" in standby_log
+    types = event_types(url)
+    assert types.count("ReplyDelivered") == len(answers)
