@@ -129,3 +129,42 @@ async def test_a_killed_process_s_shards_are_taken_over_and_what_was_missed_answ
     assert "took the lease of shard 0" in standby_log
     types = event_types(url)
     assert types.count("ReplyDelivered") == len(answers)
+
+
+async def test_identifies_of_two_processes_keep_to_one_per_bucket_per_five_seconds(
+        tmp_path: Path) -> None:
+    url = pgserver.new_schema_url()
+    async with DiscordEmulator(max_concurrency=1) as emu, FakeOpenAI() as fake:
+        config = write_config(tmp_path, api_base_url=emu.api_base_url, model_url=fake.base_url,
+                              database_url=url)
+        alice = emu.add_user("alice")
+        guilds_on_every_shard(emu, 2, alice)
+        bots = [await start_bot(config, f"p{shard}", "--shards", str(shard), "--shard-count",
+                                "2", token=emu.token) for shard in (0, 1)]
+        try:
+            await until(lambda: emu.shard_connected(0) and emu.shard_connected(1), 45,
+                        "both shards connected", bots)
+            logs = [bot.output() for bot in bots]
+        finally:
+            await stop_all(bots)
+    pgserver.drop_test_schemas()
+    identified = sorted(c.identified_at for c in emu.gateway_connections
+                        if c.identified_at is not None)
+    assert len(identified) == 2
+    assert not emu.refused_identifies
+    assert identified[1] - identified[0] >= 5.0
+    assert all("Discord session starts: " in text and " of 1000 left" in text for text in logs)
+    assert any("after waiting" in text for text in logs)
+
+
+async def test_a_process_whose_shards_exceed_the_session_starts_left_says_so(world) -> None:
+    emu, _fake, config, _url = world
+    emu.set_session_starts_remaining(1)
+    bot = await start_bot(config, "low", "--shards", "0-1", "--shard-count", "2",
+                          token=emu.token)
+    code = await asyncio.wait_for(bot.process.wait(), 30)
+    output = bot.output()
+    assert code == 2, output
+    assert "Traceback" not in output
+    assert "error: Discord's daily limit of gateway logins is used up" in output
+    assert emu.identify_count == 0
