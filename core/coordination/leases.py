@@ -58,6 +58,20 @@ class Lease:
     wanted_by: str | None
 
 
+def read_leases(conn: psycopg.Connection[Any], schema: str) -> list[Lease]:
+    """Every lease row in ``schema``, live or expired, by shard ([] when no process ever
+    ran shards there). Reads only (``personae doctor`` uses it)."""
+    exists = conn.execute("SELECT to_regclass(%s)",
+                          (f'"{schema}".personae_shard_leases',)).fetchone()
+    if exists is None or exists[0] is None:
+        return []
+    return [Lease(shard_id=r[0], shard_count=r[1], owner=r[2], mode=r[3],
+                  remaining_s=float(r[4]), wanted_by=r[5]) for r in conn.execute(
+        "SELECT shard_id, shard_count, owner, mode, "
+        "extract(epoch FROM expires_at - clock_timestamp()), wanted_by "
+        f'FROM "{schema}".personae_shard_leases ORDER BY shard_id').fetchall()]
+
+
 class PostgresCoordinator:
     """Leases and the IDENTIFY gate of one bot process (see the module docstring)."""
 
@@ -141,12 +155,7 @@ class PostgresCoordinator:
 
     def leases(self) -> list[Lease]:
         """Every lease row, live or expired, by shard."""
-        return self._run(lambda conn: [Lease(
-            shard_id=r[0], shard_count=r[1], owner=r[2], mode=r[3], remaining_s=float(r[4]),
-            wanted_by=r[5]) for r in conn.execute(
-                "SELECT shard_id, shard_count, owner, mode, "
-                "extract(epoch FROM expires_at - clock_timestamp()), wanted_by "
-                f"FROM {self._t('personae_shard_leases')} ORDER BY shard_id").fetchall()])
+        return self._run(lambda conn: read_leases(conn, self._schema))
 
     # -- identify -------------------------------------------------------------------------
 

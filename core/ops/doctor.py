@@ -24,12 +24,18 @@ from typing import Literal
 
 import aiohttp
 import openai
+import psycopg
 
 from eventstore import EventStoreError
+from eventstore.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from eventstore.postgres.schema import schema_version
+from eventstore.postgres.target import PostgresTarget
 from eventstore.sqlite import check_log
 
 from ..config import Config, ProviderSettings, load_config
-from ..credentials import Secrets
+from ..coordination import Lease, describe_shards, plan_problems
+from ..coordination.leases import read_leases
+from ..credentials import MissingSecret, Secrets
 from ..gateway.gateway import PLACEHOLDER_API_KEY
 from ..gateway.openai_backend import OPENAI_BASE_URL
 from ..personas.defaults import defaults_from_config, known_providers_from_config
@@ -112,8 +118,12 @@ async def diagnose(
     secrets = Secrets.load(config.env_file, environ)
     dates = _ServerClock()
     personas, used = _personas(config)
-    findings = [Finding("config", "ok", f"{config.source} is valid"), personas,
-                *_database(config.database.path, config.database.url)]
+    findings = [Finding("config", "ok", f"{config.source} is valid"), personas]
+    if config.database.path is None and config.database.url.split("://", 1)[0] in (
+            "postgresql", "postgres"):
+        findings += await asyncio.to_thread(_postgres, config, secrets, timeout_s)
+    else:
+        findings += _database(config.database.path, config.database.url)
     token_finding, token = _token(config, secrets)
     findings.append(token_finding)
     findings += await _discord(config, token, timeout_s, dates, clock)
@@ -178,6 +188,73 @@ def _database(path: Path | None, url: str) -> list[Finding]:
                         + "; ".join(str(v) for v in violations)
                         + "): restore it from a backup (docs/deployment.md, Backups)")]
     return [Finding("database", "ok", f"{path} is writable and passes `personae db check`")]
+
+
+def _postgres(config: Config, secrets: Secrets, timeout_s: float) -> list[Finding]:
+    """The server answers, the log's schema version, and who runs which shard."""
+    try:
+        target = PostgresTarget.parse(config.database.url,
+                                      password=config.database.password(secrets))
+    except (EventStoreError, MissingSecret) as exc:
+        return [Finding("database", "fail", str(exc))]
+    try:
+        with psycopg.connect(**target.connect_kwargs(
+                connect_timeout=max(1, int(timeout_s)), autocommit=True,
+                application_name="personae-doctor")) as conn:
+            version = schema_version(conn, target.schema)
+            leases = read_leases(conn, target.schema)
+            server = conn.info.parameter_status("server_version") or "?"
+    except psycopg.Error as exc:
+        reason = target.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+        return [Finding("database", "fail", f"cannot connect to {target.location} ({reason}): "
+                        "check the server, database.url and database.password_env")]
+    if version is None:
+        database = Finding("database", "ok", f"{target.location} answers (PostgreSQL {server}); "
+                           "no log there yet: `personae db init` (or the first run) makes it")
+    elif version > POSTGRES_SCHEMA_VERSION:
+        database = Finding("database", "fail", f"{target.location} holds a log of schema "
+                           f"{version}, written by a newer personae (this one understands up "
+                           f"to {POSTGRES_SCHEMA_VERSION}): upgrade personae")
+    else:
+        later = "" if version == POSTGRES_SCHEMA_VERSION else (
+            f"; migrated to {POSTGRES_SCHEMA_VERSION} when the bot opens it")
+        database = Finding("database", "ok", f"{target.location} answers (PostgreSQL {server}); "
+                           f"log schema {version}{later}")
+    return [database, _shard_plan(config, leases)]
+
+
+def _shard_plan(config: Config, leases: list[Lease]) -> Finding:
+    """Gaps, overlaps and count mismatches among the live processes, and this config's
+    place among them."""
+    live = [lease for lease in leases if lease.remaining_s > 0]
+    mine = config.discord.shards
+    count = config.discord.shard_count or (live[0].shard_count if live else None)
+    if count is None:
+        return Finding("shards", "ok", "not sharded: one process runs every guild")
+    holders = [(lease.owner, lease.shard_id, lease.shard_count) for lease in live]
+    running = {lease.shard_id for lease in live}
+    by_owner: dict[str, set[int]] = {}
+    for lease in live:
+        by_owner.setdefault(lease.owner, set()).add(lease.shard_id)
+    if isinstance(mine, tuple) and set(mine) not in by_owner.values():
+        # (a live process holding exactly these shards is taken for this config's own)
+        holders += [("this config", shard, count) for shard in mine]
+    problems = plan_problems(count, holders)
+    if mine == "auto":
+        problems = [p for p in problems if p.kind != "gap"]  # the standby fills gaps
+    processes = sorted({lease.owner for lease in live})
+    where = (f"{len(processes)} live process(es) run shard(s) "
+             f"{describe_shards(sorted(running))} of {count}" if live else
+             f"no process runs shards of {count} now")
+    this = ("; this config is a standby (auto)" if mine == "auto" else
+            f"; this config runs {describe_shards(mine)}" if isinstance(mine, tuple) else "")
+    if not problems:
+        return Finding("shards", "ok", f"{where}{this}: every shard has one process")
+    worst: Status = "fail" if any(p.kind in ("overlap", "count") for p in problems) else "warn"
+    advice = ("give each process its own range (--shards) and the same --shard-count; the "
+              "guilds of a shard nobody runs get no answers (docs/scale-out.md)")
+    return Finding("shards", worst, f"{where}{this}: "
+                   + "; ".join(p.detail for p in problems) + f": {advice}")
 
 
 def _not_writable(directory: Path) -> str | None:
