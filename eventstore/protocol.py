@@ -233,8 +233,9 @@ class EventStore(Protocol):
         ...
 
     def follow(self, after: int = 0, *, types: Iterable[str] | None = None,
-               batch: int = 500) -> AsyncIterator[RecordedEvent]:
-        """Every event after ``after``, then each new one as it commits, until closed."""
+               batch: int = 500, own: bool = False) -> AsyncIterator[RecordedEvent]:
+        """Every event after ``after``, then each new one as it commits, until closed;
+        with ``own``, only those this store appended (not other processes')."""
         ...
 
     async def read(self, query: Callable[[LogReader], T]) -> T:

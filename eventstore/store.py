@@ -38,6 +38,9 @@ MAX_BATCH_REQUESTS = 1000
 RECENT_EVENTS = 1024
 """Events committed through this store kept in memory for followers."""
 
+OWN_POSITIONS = 100_000
+"""How many positions it appended a store remembers for ``follow(own=True)``."""
+
 LISTEN_WAIT_S = 5.0
 """How long the listener thread blocks in one wait for other connections' commits."""
 
@@ -64,6 +67,10 @@ class ThreadedStore:
         # Contiguous positions, oldest first; filled only while someone follows.
         self._recent: deque[RecordedEvent] = deque(maxlen=RECENT_EVENTS)
         self._followers = 0
+        # Positions this store appended lately (for followers of its own events only);
+        # filled on the writer thread before anyone hears of the commit.
+        self._own: set[int] = set()
+        self._own_order: deque[int] = deque()
         # The last position known to be committed, by this store or (heard of) another.
         self._log_end = 0
         self._loop = asyncio.get_running_loop()
@@ -170,6 +177,7 @@ class ThreadedStore:
             error = exc if isinstance(exc, LogUnavailable) else LogUnavailable(
                 f"the event log could not commit: {exc}")
             outcomes = [error] * len(batch)
+        self._note_own(outcomes)
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
         for pending, outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
@@ -178,6 +186,15 @@ class ThreadedStore:
                 loop.call_soon_threadsafe(self._settle, results)
             except RuntimeError:
                 continue  # that loop is closed: nobody is waiting any more
+
+    def _note_own(self, outcomes: list) -> None:
+        for outcome in outcomes:
+            if isinstance(outcome, AppendResult):
+                for event in outcome.written:
+                    self._own.add(event.position)
+                    self._own_order.append(event.position)
+        while len(self._own_order) > OWN_POSITIONS:
+            self._own.discard(self._own_order.popleft())
 
     def _settle(self, results: list) -> None:
         for future, outcome in results:
@@ -312,12 +329,15 @@ class ThreadedStore:
         return await self._on_reader(lambda log: log.last_position())
 
     async def follow(
-        self, after: int = 0, *, types: Iterable[str] | None = None, batch: int = 500
+        self, after: int = 0, *, types: Iterable[str] | None = None, batch: int = 500,
+        own: bool = False,
     ) -> AsyncIterator[RecordedEvent]:
         """Every event after ``after``, then each new one as it commits, forever.
 
         Followers are woken by the writer's commits and, when the backend can hear
-        them, by other connections' commits; never by polling.
+        them, by other connections' commits; never by polling. With ``own``, only the
+        events this store appended are yielded (a process's metrics, over a log other
+        processes write too); it remembers the last :data:`OWN_POSITIONS` of them.
         """
         type_list = None if types is None else tuple(types)
         self._followers += 1
@@ -328,7 +348,8 @@ class ThreadedStore:
                 if events is None:
                     events = await self.read_all(after, types=type_list, limit=batch)
                 for event in events:
-                    yield event
+                    if not own or event.position in self._own:
+                        yield event
                     after = event.position
                 if len(events) < batch:
                     await waiter.wait()

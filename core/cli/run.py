@@ -157,6 +157,9 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
                                      reload=watcher.reload, model=ops.timed_model, store=store)
         (adapter,) = adapters
         ops.add_check(adapter.intake_problem)
+        if shards is not None and adapter.keeper is not None:
+            ops.run_shards(shards.label, shards.coordinator.owner,
+                           lambda: adapter.keeper.held if adapter.keeper else [])
         await watcher.reload()
         if not len(registry):
             log.warning("no personas loaded from %s: the bot will answer nothing",

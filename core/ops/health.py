@@ -9,7 +9,7 @@ balancer, systemd watchdog script or person can tell what is wrong.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +45,16 @@ def log_writable(path: Path) -> str | None:
     return None
 
 
-def readiness_of(state: LiveState, store: EventStore) -> Readiness:
-    """Readiness from what the metrics recorder knows and the log's state."""
+def readiness_of(state: LiveState, store: EventStore, *,
+                 held: Sequence[int] | None = None) -> Readiness:
+    """Readiness from what the metrics recorder knows and the log's state; ``held``: the
+    shards a sharded process runs now (each must be connected)."""
     reasons = []
-    if not state.gateway_connected:
+    if held is None and not state.gateway_connected:
         reasons.append("the Discord gateway is not connected")
+    down = [shard for shard in held or () if not state.shards.get(shard)]
+    if down:
+        reasons.append(f"Discord shard(s) {', '.join(map(str, down))} not connected")
     path = sqlite_path(store.location)
     unwritable = log_writable(path) if path is not None else None
     if unwritable is not None:

@@ -100,6 +100,13 @@ class Metrics:
         self.gateway_connected = Gauge(
             "personae_gateway_connected", "1 while the Discord gateway is connected.",
             registry=registry)
+        self.shard_connected = Gauge(
+            "personae_shard_connected", "1 while this process's connection of the Discord "
+            "shard is up (sharded processes).", ["shard"], registry=registry)
+        self.process = Gauge(
+            "personae_process", "This process (1): the shards it is configured for "
+            "(0-3/8, auto/8) and how other processes name it.", ["shards", "process"],
+            registry=registry)
         self.gateway_reconnects = Counter(
             "personae_gateway_reconnects", "Gateway sessions resumed or re-identified after "
             "a lost connection.", ["kind"], registry=registry)
@@ -116,6 +123,8 @@ class LiveState:
     """What the recorder knows about the present, for readiness and the gauges."""
 
     gateway_connected: bool = False
+    shards: dict[int, bool] = field(default_factory=dict)
+    """Sharded processes: each shard's connection, up or not (from its gateway events)."""
     last_append_error: str | None = None
     awaiting_model: set[str] = field(default_factory=set)
     unfinished: set[str] = field(default_factory=set)
@@ -129,8 +138,9 @@ class MetricsRecorder:
     """
 
     def __init__(self, store: EventStore, metrics: Metrics, state: LiveState | None = None,
-                 *, queue_depth: Callable[[], int] | None = None) -> None:
+                 *, queue_depth: Callable[[], int] | None = None, own: bool = False) -> None:
         self._store = store
+        self._own = own  # count only this process's appends (a log several processes share)
         self._metrics = metrics
         self.state = state or LiveState()
         self._task: asyncio.Task[None] | None = None
@@ -172,7 +182,7 @@ class MetricsRecorder:
 
     async def _follow(self) -> None:
         try:
-            async for event in self._store.follow(self._position):
+            async for event in self._store.follow(self._position, own=self._own):
                 try:
                     self.observe(event)
                 except Exception:  # a malformed event must not stop the metrics
@@ -257,16 +267,23 @@ class MetricsRecorder:
         self.state.unfinished.discard(key)
         _log_reply(recorded, event.persona_id, outcome, self._replies.pop(key, {}))
 
-    def _gateway_up(self, kind: str) -> None:
+    def _gateway_up(self, kind: str, event: GatewayConnected | GatewayResumed) -> None:
         if self._seen_disconnect:
             self._metrics.gateway_reconnects.labels(kind).inc()
+        if event.shard_id is not None:
+            self.state.shards[event.shard_id] = True
+            self._metrics.shard_connected.labels(str(event.shard_id)).set(1)
         self.state.gateway_connected = True
         self._metrics.gateway_connected.set(1)
 
     def _gateway_down(self, event: GatewayDisconnected, _: RecordedEvent) -> None:
         self._seen_disconnect = True
-        self.state.gateway_connected = False
-        self._metrics.gateway_connected.set(0)
+        if event.shard_id is not None:
+            self.state.shards[event.shard_id] = False
+            self._metrics.shard_connected.labels(str(event.shard_id)).set(0)
+        # a sharded process is connected while any of its shards is
+        self.state.gateway_connected = any(self.state.shards.values())
+        self._metrics.gateway_connected.set(int(self.state.gateway_connected))
 
 
 _Handler = Callable[[MetricsRecorder, Any, RecordedEvent], None]
@@ -278,8 +295,8 @@ _HANDLERS: dict[str, _Handler] = {
     ModelFailed.type: MetricsRecorder._failed,
     ReplyDelivered.type: MetricsRecorder._delivered,
     ReplyFailed.type: MetricsRecorder._delivery_failed,
-    GatewayConnected.type: lambda recorder, _, __: recorder._gateway_up("identify"),
-    GatewayResumed.type: lambda recorder, _, __: recorder._gateway_up("resume"),
+    GatewayConnected.type: lambda recorder, event, _: recorder._gateway_up("identify", event),
+    GatewayResumed.type: lambda recorder, event, _: recorder._gateway_up("resume", event),
     GatewayDisconnected.type: MetricsRecorder._gateway_down,
 }
 

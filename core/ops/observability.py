@@ -11,7 +11,7 @@ when ``metrics.port`` is set, the ``/metrics`` + health endpoint.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -36,6 +36,7 @@ class Observability:
     server: HealthServer | None
     checks: list[Callable[[], str | None]] = field(default_factory=list)
     """More reasons not to be ready, from the running parts (see :meth:`add_check`)."""
+    held_shards: Callable[[], Sequence[int]] | None = None
 
     def timed_model(self, model: ModelClient) -> TimedModel:
         """``model`` (the gateway) with its replies' time to first token observed."""
@@ -46,9 +47,17 @@ class Observability:
         the Discord adapter's messages waiting for the log to take them."""
         self.checks.append(check)
 
+    def run_shards(self, label: str, process: str, held: Callable[[], Sequence[int]]) -> None:
+        """A sharded process: ``label`` (``0-3/8``) and ``process`` (its lease owner name)
+        go in ``personae_process``; ``/readyz`` wants every shard it ``held`` connected
+        (a standby holding none is ready)."""
+        self.metrics.process.labels(label, process).set(1)
+        self.held_shards = held
+
     def readiness(self) -> Readiness:
         """What ``/readyz`` would answer now."""
-        found = readiness_of(self.recorder.state, self.store)
+        found = readiness_of(self.recorder.state, self.store, held=(
+            None if self.held_shards is None else self.held_shards()))
         more = tuple(reason for check in self.checks if (reason := check()) is not None)
         return Readiness(found.reasons + more)
 
@@ -76,7 +85,10 @@ async def start_observability(
     a fresh one: never the process-global registry.
     """
     metrics = Metrics(registry or CollectorRegistry())
-    recorder = MetricsRecorder(store, metrics, LiveState(), queue_depth=queue_depth)
+    # over a log other processes write too, this process's series count its own events
+    shared = config.database.url.split("://", 1)[0] in ("postgresql", "postgres")
+    recorder = MetricsRecorder(store, metrics, LiveState(), queue_depth=queue_depth,
+                               own=shared)
     await recorder.start()
     store.observe_appends(recorder.observe_append)
     observability = Observability(metrics, recorder, store, None)

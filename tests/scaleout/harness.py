@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -23,11 +24,19 @@ triggers: {mention: true, dm: true}
 """
 
 
-def write_config(folder: Path, *, api_base_url: str, model_url: str, database_url: str) -> Path:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(folder: Path, *, api_base_url: str, model_url: str, database_url: str,
+                 name: str = "config", metrics_port: int | None = None) -> Path:
     (folder / "personas").mkdir(exist_ok=True)
     (folder / "personas" / "ada.yaml").write_text(PERSONA)
-    config = folder / "config.yaml"
-    config.write_text(
+    config = folder / f"{name}.yaml"
+    metrics = f"metrics: {{port: {metrics_port}}}\n" if metrics_port else ""
+    config.write_text(metrics +
         f"database: {{url: '{database_url}'}}\n"
         "personas: {dir: personas}\n"
         f"discord: {{api_base_url: '{api_base_url}', token_env: TEST_DISCORD_TOKEN, "
@@ -72,7 +81,7 @@ class Bot:
 
 
 async def start_bot(config: Path, name: str, *args: str, token: str) -> Bot:
-    log = config.parent / f"{name}.log"
+    log = config.parent / f"{name}.log"  # (a file: a pipe nobody reads would fill up)
     env = {**os.environ, "TEST_DISCORD_TOKEN": token}
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(

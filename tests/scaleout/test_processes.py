@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from core.coordination import PostgresCoordinator
@@ -20,7 +21,15 @@ from tests.eventstore import pgserver
 from tests.fakes.discord import DiscordEmulator
 from tests.fakes.openai_server import FakeOpenAI
 
-from .harness import Bot, guilds_on_every_shard, replies_to, start_bot, until, write_config
+from .harness import (
+    Bot,
+    free_port,
+    guilds_on_every_shard,
+    replies_to,
+    start_bot,
+    until,
+    write_config,
+)
 
 SHARDS = 4
 TAKEOVER_BOUND_S = 10.0
@@ -50,14 +59,36 @@ def event_types(url: str) -> list[str]:
         log.close()
 
 
+async def metrics_of(port: int) -> tuple[str, int]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+        async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+            return text, response.status
+
+
+def series(text: str, name: str) -> dict[str, float]:
+    """``{labels: value}`` of one series in Prometheus text."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            key, _, value = line.rpartition(" ")
+            found[key[len(name):]] = float(value)
+    return found
+
+
 async def test_each_guild_is_answered_once_by_the_process_running_its_shard(world) -> None:
     emu, fake, config, url = world
     alice = emu.add_user("alice")
     guilds = guilds_on_every_shard(emu, SHARDS, alice)
-    bots = [await start_bot(config, "low", "--shards", "0-1", "--shard-count", str(SHARDS),
-                            token=emu.token),
-            await start_bot(config, "high", "--shards", "2-3", "--shard-count", str(SHARDS),
-                            token=emu.token)]
+    ports = {"low": free_port(), "high": free_port()}
+    configs = {name: write_config(config.parent, api_base_url=emu.api_base_url,
+                                  model_url=fake.base_url, database_url=url, name=name,
+                                  metrics_port=port) for name, port in ports.items()}
+    bots = [await start_bot(configs["low"], "low", "--shards", "0-1", "--shard-count",
+                            str(SHARDS), token=emu.token),
+            await start_bot(configs["high"], "high", "--shards", "2-3", "--shard-count",
+                            str(SHARDS), token=emu.token)]
     try:
         await until(lambda: all(emu.shard_connected(s) for s in range(SHARDS)), 45,
                     "every shard connected", bots)
@@ -69,8 +100,18 @@ async def test_each_guild_is_answered_once_by_the_process_running_its_shard(worl
         answers = [len(replies_to(emu, m)) for m in asked]
         leases = PostgresCoordinator(PostgresTarget.parse(url), shard_count=SHARDS,
                                      static=True).leases()
+        scraped = {name: await metrics_of(port) for name, port in ports.items()}
     finally:
         await stop_all(bots)
+    for name, mine in (("low", (0, 1)), ("high", (2, 3))):
+        text, ready = scraped[name]
+        assert ready == 200, text
+        assert series(text, "personae_replies_delivered_total") == {'{persona="ada"}': 2.0}
+        assert series(text, "personae_messages_received_total") == {'{platform="discord"}': 2.0}
+        assert series(text, "personae_shard_connected") == {
+            f'{{shard="{shard}"}}': 1.0 for shard in mine}
+        [(labels, one)] = series(text, "personae_process").items()
+        assert one == 1.0 and f'shards="{mine[0]}-{mine[1]}/{SHARDS}"' in labels
     assert answers == [1] * SHARDS
     assert sorted((c.shard for c in emu.gateway_connections if c.identified_at),
                   key=str) == [(s, SHARDS) for s in range(SHARDS)]
