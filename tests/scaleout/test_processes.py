@@ -154,11 +154,23 @@ async def test_a_killed_process_s_shards_are_taken_over_and_what_was_missed_answ
         await until(lambda: all(replies_to(emu, m) for m in missed), 30, "missed ones", bots)
         live = await emu.user_says(alice, guilds[0][1], "and now?", mentions=[emu.bot_user])
         await until(lambda: replies_to(emu, live), 15, "a live reply after the takeover", bots)
-        await asyncio.sleep(1.0)  # room for any second answer
-        answers = [len(replies_to(emu, m)) for m in [*first, *missed, live]]
         leases = {lease.shard_id: lease.owner for lease in PostgresCoordinator(
             PostgresTarget.parse(url), shard_count=SHARDS, static=True).leases()
             if lease.remaining_s > 0}
+
+        # restarted (systemd would), the killed process asks for its shards back
+        taken = {c.session_id for c in emu.gateway_connections if c.identified_at}
+        bots.append(await start_bot(config, "low-again", "--shards", "0-1", *args,
+                                    token=emu.token))
+        await until(lambda: {c.shard for c in emu.gateway_connections
+                             if c.identified_at and c.session_id not in taken} == {
+                                 (0, SHARDS), (1, SHARDS)}
+                    and emu.shard_connected(0) and emu.shard_connected(1),
+                    30, "shards 0 and 1 handed back", bots)
+        back = await emu.user_says(alice, guilds[1][1], "back?", mentions=[emu.bot_user])
+        await until(lambda: replies_to(emu, back), 15, "a reply after the handback", bots)
+        await asyncio.sleep(1.0)  # room for any second answer
+        answers = [len(replies_to(emu, m)) for m in [*first, *missed, live, back]]
         standby_log = bots[2].output()
     finally:
         await stop_all(bots)
@@ -168,6 +180,8 @@ async def test_a_killed_process_s_shards_are_taken_over_and_what_was_missed_answ
     assert takeover_s >= LEASE_TTL_S - RENEW_INTERVAL_S, "taken before the lease expired"
     assert leases[0] == leases[1] != leases[2] == leases[3]
     assert "took the lease of shard 0" in standby_log
+    assert "handing shard 0 back to the process configured for it" in standby_log
+    assert not emu.refused_identifies
     types = event_types(url)
     assert types.count("ReplyDelivered") == len(answers)
 
@@ -209,3 +223,46 @@ async def test_a_process_whose_shards_exceed_the_session_starts_left_says_so(wor
     assert "Traceback" not in output
     assert "error: Discord's daily limit of gateway logins is used up" in output
     assert emu.identify_count == 0
+
+
+async def test_a_dispatch_both_processes_see_during_a_handover_is_answered_once(
+        world) -> None:
+    emu, _fake, config, url = world
+    alice = emu.add_user("alice")
+    guilds = guilds_on_every_shard(emu, SHARDS, alice)
+    args = ("--shard-count", str(SHARDS))
+    high = await start_bot(config, "high", "--shards", "2-3", *args, token=emu.token)
+    bots = [await start_bot(config, "low", "--shards", "0-1", *args, token=emu.token), high,
+            await start_bot(config, "standby", "--shards", "auto", *args, token=emu.token)]
+    channel = guilds[2][1]
+    try:
+        await until(lambda: all(emu.shard_connected(s) for s in range(SHARDS)), 45,
+                    "every shard connected", bots)
+        first = await emu.user_says(alice, channel, "hello", mentions=[emu.bot_user])
+        await until(lambda: replies_to(emu, first), 30, "the first reply", bots)
+        sessions = {c.session_id for c in emu.gateway_connections if c.shard == (2, SHARDS)}
+        high.pause()        # alive but silent: its socket stays open, its leases lapse
+        await until(lambda: any(c.shard == (2, SHARDS) and c.identified_at
+                                and c.session_id not in sessions
+                                for c in emu.gateway_connections),
+                    TAKEOVER_BOUND_S + 5, "the standby connected shard 2", bots)
+        # both sessions of shard 2 get this dispatch: the paused one reads it on waking
+        both = await emu.user_says(alice, channel, "who answers?", mentions=[emu.bot_user])
+        await until(lambda: replies_to(emu, both), 30, "a reply from the standby", bots)
+        high.resume()
+        await until(lambda: "lost the lease of shard 2" in high.output(), 15,
+                    "the woken process let go of shard 2", bots)
+        await asyncio.sleep(1.5)  # room for the woken process to answer (it must not)
+        answers = [len(replies_to(emu, m)) for m in (first, both)]
+        high_log = high.output()
+        seen_by = [sum(1 for _, event in c.events if event == "MESSAGE_CREATE")
+                   for c in emu.gateway_connections if c.shard == (2, SHARDS)]
+    finally:
+        await stop_all(bots)
+    assert answers == [1, 1]
+    # the paused process's socket was sent the dispatch too (and its replies' echoes)
+    assert len(seen_by) == 2 and min(seen_by) >= 2
+    assert "lost the lease of shard 3" in high_log
+    types = event_types(url)
+    assert types.count("MessageReceived") >= 2
+    assert types.count("PersonaTriggered") == 2
