@@ -43,9 +43,13 @@ log = logging.getLogger(__name__)
 @click.option("--shard-count", type=click.IntRange(1, 100_000), metavar="N",
               help="How many shards the bot has in all (every process the same). Default: "
                    "discord.shard_count.")
+@click.option("--metrics-port", type=click.IntRange(1, 65_535), metavar="PORT",
+              help="Serve /metrics, /healthz and /readyz on this port (default: "
+                   "metrics.port); each process on one machine needs its own.")
 @pass_context
 @user_errors
-def run(ctx: CliContext, shards: str | None, shard_count: int | None) -> None:
+def run(ctx: CliContext, shards: str | None, shard_count: int | None,
+        metrics_port: int | None) -> None:
     """Run the bot on Discord (stop with Ctrl-C or SIGTERM).
 
     Several processes sharing one PostgreSQL log each run a range of shards
@@ -54,6 +58,10 @@ def run(ctx: CliContext, shards: str | None, shard_count: int | None) -> None:
     from ..adapters.discord.runner import CannotRun
 
     config = _with_shards(ctx.config, shards, shard_count)
+    if metrics_port is not None:
+        from dataclasses import replace
+
+        config = replace(config, metrics=replace(config.metrics, port=metrics_port))
     token = ctx.secrets.require(
         config.discord.token_env,
         "with the bot token (Developer Portal > your application > Bot > Reset Token)")

@@ -199,10 +199,16 @@ class PostgresCoordinator:
             "AND expires_at >= clock_timestamp()", (self.owner,)).fetchall())
 
     def _create(self, conn: psycopg.Connection[Any]) -> None:
+        # beside a log only: tables of ours in an empty schema would make the event store
+        # take the schema for someone else's and refuse it
+        found = conn.execute("SELECT to_regclass(%s)",
+                             (f'"{self._schema}".personae_schema',)).fetchone()
+        if found is None or found[0] is None:
+            raise CoordinationError(f"there is no event log at {self._target.location} to "
+                                    "coordinate shards beside (open the log first)")
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                          (_DDL_LOCK, self._schema))
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self._schema}"')
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self._t('personae_shard_leases')} ("
                 "shard_id integer PRIMARY KEY, shard_count integer NOT NULL, "

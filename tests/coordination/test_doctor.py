@@ -21,6 +21,7 @@ def write_config(folder: Path, url: str, discord: str = "") -> Path:
 
 
 def holder(url: str, name: str, count: int = 4) -> PostgresCoordinator:
+    open_log(url).close()
     return PostgresCoordinator(PostgresTarget.parse(url), shard_count=count, static=True,
                                ttl_s=60, owner=name)
 

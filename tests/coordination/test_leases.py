@@ -9,11 +9,13 @@ import pytest
 
 from core.coordination import CoordinationError, PostgresCoordinator, plan_problems
 from core.coordination.leases import IDENTIFY_INTERVAL_S
+from eventstore import open_log
 from eventstore.postgres.target import PostgresTarget
 
 
 def coordinator(url: str, *, static: bool, count: int = 4, ttl: float = 0.6,
                 name: str = "") -> PostgresCoordinator:
+    open_log(url).close()  # leases live beside a log
     return PostgresCoordinator(PostgresTarget.parse(url), shard_count=count, static=static,
                                ttl_s=ttl, owner=name or None)
 
@@ -85,3 +87,8 @@ def test_plan_problems_name_gaps_overlaps_and_counts() -> None:
     assert [(p.kind, p.shards) for p in problems] == [
         ("count", ()), ("gap", (2, 3, 5)), ("overlap", (1,))]
     assert problems[1].detail == "no live process runs shard(s) 2-3,5"
+
+
+def test_no_leases_where_there_is_no_log(pg_url: str) -> None:
+    with pytest.raises(CoordinationError, match="there is no event log at postgresql://"):
+        PostgresCoordinator(PostgresTarget.parse(pg_url), shard_count=2, static=True)

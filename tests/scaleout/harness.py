@@ -30,13 +30,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def write_config(folder: Path, *, api_base_url: str, model_url: str, database_url: str,
-                 name: str = "config", metrics_port: int | None = None) -> Path:
+def write_config(folder: Path, *, api_base_url: str, model_url: str, database_url: str
+                 ) -> Path:
     (folder / "personas").mkdir(exist_ok=True)
     (folder / "personas" / "ada.yaml").write_text(PERSONA)
-    config = folder / f"{name}.yaml"
-    metrics = f"metrics: {{port: {metrics_port}}}\n" if metrics_port else ""
-    config.write_text(metrics +
+    config = folder / "config.yaml"
+    config.write_text(
         f"database: {{url: '{database_url}'}}\n"
         "personas: {dir: personas}\n"
         f"discord: {{api_base_url: '{api_base_url}', token_env: TEST_DISCORD_TOKEN, "

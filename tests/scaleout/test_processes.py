@@ -82,13 +82,9 @@ async def test_each_guild_is_answered_once_by_the_process_running_its_shard(worl
     alice = emu.add_user("alice")
     guilds = guilds_on_every_shard(emu, SHARDS, alice)
     ports = {"low": free_port(), "high": free_port()}
-    configs = {name: write_config(config.parent, api_base_url=emu.api_base_url,
-                                  model_url=fake.base_url, database_url=url, name=name,
-                                  metrics_port=port) for name, port in ports.items()}
-    bots = [await start_bot(configs["low"], "low", "--shards", "0-1", "--shard-count",
-                            str(SHARDS), token=emu.token),
-            await start_bot(configs["high"], "high", "--shards", "2-3", "--shard-count",
-                            str(SHARDS), token=emu.token)]
+    bots = [await start_bot(config, name, "--shards", shards, "--shard-count", str(SHARDS),
+                            "--metrics-port", str(ports[name]), token=emu.token)
+            for name, shards in (("low", "0-1"), ("high", "2-3"))]
     try:
         await until(lambda: all(emu.shard_connected(s) for s in range(SHARDS)), 45,
                     "every shard connected", bots)
