@@ -2,6 +2,7 @@
 
     python bench/e2e.py [--conversations 50,500,2000] [--latency-ms 500] [--think-s 10]
                         [--duration-s 30] [--warmup-s 15] [--json]
+    python bench/e2e.py --url postgresql://postgres@127.0.0.1:5432/test [--processes 2] ...
     python bench/e2e.py --chaos [--chaos-conversations 200] [--chaos-messages 2000] [--json]
 
 The Discord emulator, the fake OpenAI server (fixed latency) and the simulated people
@@ -13,9 +14,14 @@ message. For each number of conversations it prints:
 - the bot's overhead: time from the message to the first answer message (both stamped
   by the emulator's clock) minus the model's latency, p50/p95/p99;
 - replies per second over the measured window;
-- the bot's CPU milliseconds per reply (``/proc/<pid>/stat`` of the bot process), its
+- the bot's CPU milliseconds per reply (``/proc/<pid>/stat`` of the bot processes), its
   RSS (``/proc/<pid>/status``), and this process's own CPU share (emulator + fake model
-  + the simulated people: they share the machine's 2 cores with the bot).
+  + the simulated people: they share the machine's 2 cores with the bot), per reply too,
+  and over PostgreSQL the server's processes' CPU per reply.
+
+``--url`` puts the log on PostgreSQL; ``--processes N`` runs N bot processes over it,
+one shard each of N (``personae run --shards i --shard-count N``), the conversations'
+guilds spread over the shards.
 
 ``--chaos`` runs the fault schedule of ``tests/chaos`` (gateway closes, op 7, op 9,
 replays, REST 429 per route and global, 5xx, model 429 storms, 5xx bursts, stalls
@@ -70,6 +76,12 @@ class LoadResult:
     bot_rss_mb: float
     bot_peak_rss_mb: float
     harness_cpu_share: float
+    processes: int = 1
+    backend: str = "sqlite"
+    postgres_cpu_ms_per_reply: float = 0.0
+    """The PostgreSQL server's processes (0 over SQLite)."""
+    harness_cpu_ms_per_reply: float = 0.0
+    """This process: the emulator, the fake model and the simulated people."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +127,32 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
+def postgres_cpu_s() -> float:
+    """CPU seconds of every PostgreSQL server process on this machine (the server the
+    bots use, and whatever else it serves meanwhile)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    total += cpu_s(entry.name)
+            except OSError:
+                continue  # gone meanwhile
+    return total
+
+
 async def measure_load(folder: Path, conversations: int, *, latency_s: float, think_s: float,
-                       warmup_s: float, duration_s: float, profile: Path | None = None
-                       ) -> LoadResult:
+                       warmup_s: float, duration_s: float, profile: Path | None = None,
+                       database_url: str | None = None, processes: int = 1) -> LoadResult:
     """One load level: warm up, then measure ``duration_s`` seconds."""
     settings = BotSettings(webhook=True, max_concurrency=1024, max_concurrent_replies=1024,
-                           reply_deadline_s=60, provider_timeout_s=30)
+                           reply_deadline_s=60, provider_timeout_s=30,
+                           database_url=database_url)
     draw = random.Random(conversations)
     async with ChaosRig.open(folder, conversations=conversations, latency_s=latency_s,
-                             settings=settings) as rig:
-        await rig.bot.start()
+                             settings=settings, processes=processes) as rig:
+        for bot in rig.bots:
+            await bot.start()
         await rig.until_connected(timeout_s=120)
         gc.freeze()  # the rig's own full collections would be counted as the bot's overhead
         exchanges: list[Exchange] = []
@@ -156,7 +184,10 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
                   for i in range(conversations)]
         await asyncio.sleep(warmup_s)
         pid = rig.bot.pid
-        bot_cpu0, own_cpu0, started = cpu_s(pid), cpu_s("self"), time.monotonic()
+        pids = [bot.pid for bot in rig.bots]
+        pg_cpu0 = postgres_cpu_s() if database_url else 0.0
+        bot_cpu0, own_cpu0, started = (sum(cpu_s(p) for p in pids), cpu_s("self"),
+                                       time.monotonic())
         recording = True
         profiler = None
         if profile is not None:
@@ -168,13 +199,16 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         if profiler is not None:
             await profiler.wait()
         recording = False
-        bot_cpu1, own_cpu1, ended = cpu_s(pid), cpu_s("self"), time.monotonic()
+        bot_cpu1, own_cpu1, ended = (sum(cpu_s(p) for p in pids), cpu_s("self"),
+                                     time.monotonic())
+        pg_cpu1 = postgres_cpu_s() if database_url else 0.0
         rss, peak = rss_mb(pid)
         stopping = True
         for task in people:
             task.cancel()
         await asyncio.gather(*people, return_exceptions=True)
-        await rig.bot.stop()
+        for bot in rig.bots:
+            await bot.stop()
 
     elapsed = ended - started
     answered = [e.reply_s - latency_s for e in exchanges if e.reply_s is not None]
@@ -190,7 +224,10 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         bot_cpu_ms_per_reply=round(1000 * (bot_cpu1 - bot_cpu0) / max(replies, 1), 2),
         bot_cpu_share=round((bot_cpu1 - bot_cpu0) / elapsed, 3),
         bot_rss_mb=round(rss, 1), bot_peak_rss_mb=round(peak, 1),
-        harness_cpu_share=round((own_cpu1 - own_cpu0) / elapsed, 3))
+        harness_cpu_share=round((own_cpu1 - own_cpu0) / elapsed, 3),
+        processes=processes, backend="postgresql" if database_url else "sqlite",
+        postgres_cpu_ms_per_reply=round(1000 * (pg_cpu1 - pg_cpu0) / max(replies, 1), 2),
+        harness_cpu_ms_per_reply=round(1000 * (own_cpu1 - own_cpu0) / max(replies, 1), 2))
 
 
 async def run_chaos(folder: Path, conversations: int, messages: int) -> ChaosResult:
@@ -227,6 +264,16 @@ async def run_chaos(folder: Path, conversations: int, messages: int) -> ChaosRes
             duration_s=round(ended - started, 1), db_check_ok=code == 0)
 
 
+def _drop_schema(server_url: str, url: str) -> None:
+    import psycopg
+
+    from eventstore.postgres.target import PostgresTarget
+
+    with psycopg.connect(**PostgresTarget.parse(server_url).connect_kwargs(
+            autocommit=True)) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{PostgresTarget.parse(url).schema}" CASCADE')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", default="50,500,2000",
@@ -242,6 +289,11 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy the bot during the measured window (collapsed stacks "
                              "to this file; with several levels, the last one's)")
+    parser.add_argument("--url", default=None,
+                        help="the bots' log: a PostgreSQL server URL (each level in a schema "
+                             "of its own, dropped after); default an SQLite file")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="bot processes, one shard each (needs --url)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -253,9 +305,18 @@ def main() -> None:
             for level in (int(n) for n in args.conversations.split(",")):
                 folder = Path(tmp) / f"level-{level}"
                 folder.mkdir()
-                found.append(await measure_load(
-                    folder, level, latency_s=args.latency_ms / 1000, think_s=args.think_s,
-                    warmup_s=args.warmup_s, duration_s=args.duration_s, profile=args.profile))
+                url = None
+                if args.url:
+                    separator = "&" if "?" in args.url else "?"
+                    url = f"{args.url}{separator}schema=personae_bench_e2e_{os.getpid()}_{level}"
+                try:
+                    found.append(await measure_load(
+                        folder, level, latency_s=args.latency_ms / 1000, think_s=args.think_s,
+                        warmup_s=args.warmup_s, duration_s=args.duration_s,
+                        profile=args.profile, database_url=url, processes=args.processes))
+                finally:
+                    if url is not None:
+                        _drop_schema(args.url, url)
                 if not args.json:
                     print(json.dumps(asdict(found[-1])), flush=True)
             return found

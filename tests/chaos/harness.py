@@ -69,6 +69,8 @@ class BotSettings:
     """The event log's path (relative to the bot's folder, or absolute)."""
     metrics_port: int | None = None
     """Serve /metrics, /healthz and /readyz on this port."""
+    database_url: str | None = None
+    """The log's URL instead of ``database`` (a PostgreSQL schema shared by processes)."""
 
 
 def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
@@ -87,7 +89,9 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
         f"failure_notice: '{FAILURE_NOTICE}', busy_notice: '{BUSY_NOTICE}'}}\n")
     config = folder / "config.yaml"
     config.write_text(
-        f"database: {{path: '{settings.database}', synchronous: normal}}\n"
+        (f"database: {{url: '{settings.database_url}'}}\n" if settings.database_url else
+         f"database: {{path: '{settings.database}', synchronous: normal}}\n")
+        +
         "personas: {dir: personas}\n"
         f"discord: {{api_base_url: '{emu.api_base_url}', token_env: {TOKEN_ENV}, "
         f"catch_up_window: {settings.catch_up_window_s:g}s}}\n"
@@ -104,9 +108,11 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
 class BotProcess:
     """``personae run`` as a child process; its stderr goes to ``bot-<n>.log``."""
 
-    def __init__(self, config: Path, token: str) -> None:
+    def __init__(self, config: Path, token: str, args: Sequence[str] = ()) -> None:
         self.config = config
         self._token = token
+        self._args = tuple(args)
+        """More arguments of ``personae run`` (``--shards 0 --shard-count 2``)."""
         self.process: asyncio.subprocess.Process | None = None
         self.log_files: list[Path] = []
         self.exit_codes: list[int] = []
@@ -123,12 +129,13 @@ class BotProcess:
     async def start(self) -> None:
         """Start the bot (another start after a stop or a kill is a restart)."""
         assert not self.running
-        log_file = self.config.parent / f"bot-{len(self.log_files)}.log"
+        log_file = self.config.parent / f"bot-{'-'.join(self._args[1:2])}{len(self.log_files)}.log"
         self.log_files.append(log_file)
         env = {**os.environ, TOKEN_ENV: self._token}
         with log_file.open("wb") as sink:
             self.process = await asyncio.create_subprocess_exec(
-                *personae_command(self.config), "run", env=env, cwd=self.config.parent,
+                *personae_command(self.config), "run", *self._args, env=env,
+                cwd=self.config.parent,
                 stdout=sink, stderr=sink, preexec_fn=_die_with_parent)
 
     async def kill(self) -> None:
@@ -189,13 +196,18 @@ class Conversation:
     channel: Channel
 
 
-def build_world(emu: DiscordEmulator, conversations: int) -> list[Conversation]:
-    """A guild per 250 channels; each conversation has its own user and channel."""
+def build_world(emu: DiscordEmulator, conversations: int, shards: int = 1
+                ) -> list[Conversation]:
+    """A guild per 250 channels; each conversation has its own user and channel. With
+    ``shards``, the guilds take the shards in turn (guild 0 on shard 0, 1 on 1 ...)."""
     found: list[Conversation] = []
     guild = None
     for index in range(conversations):
         if index % CHANNELS_PER_GUILD == 0:
-            guild = emu.add_guild(f"guild-{index // CHANNELS_PER_GUILD}")
+            number = index // CHANNELS_PER_GUILD
+            guild = emu.add_guild(f"guild-{number}")
+            while (guild.id >> 22) % shards != number % shards:
+                guild = emu.add_guild(f"guild-{number}")
         assert guild is not None
         user = emu.add_user(f"user{index}")
         emu.add_member(guild, user)
@@ -368,14 +380,20 @@ class ChaosRig:
     """Emulator + fake model in this process, the bot as a child (see the module doc)."""
 
     def __init__(self, emu: DiscordEmulator, fake: FakeOpenAI, folder: Path,
-                 conversations: list[Conversation], settings: BotSettings) -> None:
+                 conversations: list[Conversation], settings: BotSettings,
+                 processes: int = 1) -> None:
         self.emu = emu
         self.fake = fake
         self.folder = folder
         self.conversations = conversations
         self.settings = settings
         self.config = write_bot_folder(folder, emu, fake, settings)
-        self.bot = BotProcess(self.config, emu.token)
+        self.bots = [BotProcess(self.config, emu.token) if processes == 1 else
+                     BotProcess(self.config, emu.token,
+                                ("--shards", str(n), "--shard-count", str(processes)))
+                     for n in range(processes)]
+        """One process, or one per shard (over a PostgreSQL log)."""
+        self.bot = self.bots[0]
         self.watcher = AnswerWatcher(emu, by_reference=not settings.webhook)
         self.sent: list[Sent] = []
         self._counter = itertools.count()
@@ -383,20 +401,27 @@ class ChaosRig:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, folder: Path, *, conversations: int, latency_s: float = 0.0,
-                   settings: BotSettings = BotSettings()) -> AsyncIterator[ChaosRig]:
-        async with DiscordEmulator(bot_name="Personae") as emu, \
+                   settings: BotSettings = BotSettings(), processes: int = 1
+                   ) -> AsyncIterator[ChaosRig]:
+        async with DiscordEmulator(bot_name="Personae", max_concurrency=16) as emu, \
                 FakeOpenAI(latency_s=latency_s) as fake:
-            rig = cls(emu, fake, folder, build_world(emu, conversations), settings)
+            rig = cls(emu, fake, folder, build_world(emu, conversations, processes),
+                      settings, processes)
             rig.watcher.start()
             try:
                 yield rig
             finally:
                 await rig.watcher.stop()
-                if rig.bot.running:
-                    await rig.bot.stop()
+                for bot in rig.bots:
+                    if bot.running:
+                        await bot.stop()
 
     async def until_connected(self, timeout_s: float = 30.0) -> None:
-        """Until the bot is on the gateway with its commands registered."""
+        """Until the bot (each of its shards) is on the gateway with its commands
+        registered."""
+        if len(self.bots) > 1:
+            await self.emu.wait_until(lambda: all(
+                self.emu.shard_connected(n) for n in range(len(self.bots))), timeout=timeout_s)
         await self.emu.wait_until(lambda: self.emu.hub.connected, timeout=timeout_s)
         await self.emu.wait_for_command("ask", timeout=timeout_s)
 
