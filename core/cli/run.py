@@ -96,7 +96,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     import disnake.http
 
     from ..adapters.discord.adapter import DiscordAdapter, DiscordAdapterSettings
-    from ..adapters.discord.runner import raise_for
+    from ..adapters.discord.runner import CannotRun, raise_for
     from ..adapters.discord.shards import ShardSetup
     from ..app import (
         Runtime,
@@ -105,6 +105,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         open_coordinator,
         open_log_store,
     )
+    from ..coordination import CoordinationError
     from ..ops.observability import start_observability
     from ..personas.defaults import defaults_from_config, known_providers_from_config
     from ..personas.model import Persona
@@ -118,8 +119,13 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     store = await open_log_store(config)
     shards = None
     if config.discord.shards is not None and config.discord.shard_count is not None:
+        try:
+            coordinator = await open_coordinator(config, secrets)
+        except CoordinationError as exc:
+            await store.close()
+            raise CannotRun(str(exc)) from None
         shards = ShardSetup(shards=config.discord.shards, shard_count=config.discord.shard_count,
-                            coordinator=await open_coordinator(config, secrets))
+                            coordinator=coordinator)
         log.info("shards: %s (this process: %s)", shards.label, shards.coordinator.owner)
     # per-reply log lines; /metrics, /healthz and /readyz when metrics.port is set
     ops = await start_observability(config, store)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import Connection
 
 from eventstore.postgres.target import PostgresTarget
 
@@ -58,7 +59,7 @@ class Lease:
     wanted_by: str | None
 
 
-def read_leases(conn: psycopg.Connection[Any], schema: str) -> list[Lease]:
+def read_leases(conn: Connection[Any], schema: str) -> list[Lease]:
     """Every lease row in ``schema``, live or expired, by shard ([] when no process ever
     ran shards there). Reads only (``personae doctor`` uses it)."""
     exists = conn.execute("SELECT to_regclass(%s)",
@@ -87,13 +88,13 @@ class PostgresCoordinator:
         self._target = target
         self._schema = target.schema
         self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: Connection[Any] | None = None
         self._run(self._create)
 
     # -- leases ---------------------------------------------------------------------------
 
     def claim(self, wanted: Sequence[int] | None) -> list[int]:
-        def claim(conn: psycopg.Connection[Any]) -> list[int]:
+        def claim(conn: Connection[Any]) -> list[int]:
             other = conn.execute(
                 f"SELECT owner, shard_count FROM {self._t('personae_shard_leases')} "
                 "WHERE expires_at >= clock_timestamp() AND shard_count <> %s LIMIT 1",
@@ -131,7 +132,7 @@ class PostgresCoordinator:
         return self._run(claim)
 
     def renew(self) -> list[int]:
-        def renew(conn: psycopg.Connection[Any]) -> list[int]:
+        def renew(conn: Connection[Any]) -> list[int]:
             rows = conn.execute(
                 f"UPDATE {self._t('personae_shard_leases')} "
                 "SET expires_at = clock_timestamp() + make_interval(secs => %s) "
@@ -162,7 +163,7 @@ class PostgresCoordinator:
     def identify_wait(self, shard_id: int, max_concurrency: int) -> float:
         bucket = shard_id % max(1, max_concurrency)
 
-        def take(conn: psycopg.Connection[Any]) -> float:
+        def take(conn: Connection[Any]) -> float:
             taken = conn.execute(
                 f"INSERT INTO {self._t('personae_identify_buckets')} AS b "
                 "(bucket, identified_at, shard_id, owner) "
@@ -193,12 +194,12 @@ class PostgresCoordinator:
     def _t(self, table: str) -> str:
         return f'"{self._schema}".{table}'
 
-    def _held(self, conn: psycopg.Connection[Any]) -> list[int]:
+    def _held(self, conn: Connection[Any]) -> list[int]:
         return sorted(r[0] for r in conn.execute(
             f"SELECT shard_id FROM {self._t('personae_shard_leases')} WHERE owner = %s "
             "AND expires_at >= clock_timestamp()", (self.owner,)).fetchall())
 
-    def _create(self, conn: psycopg.Connection[Any]) -> None:
+    def _create(self, conn: Connection[Any]) -> None:
         # beside a log only: tables of ours in an empty schema would make the event store
         # take the schema for someone else's and refuse it
         found = conn.execute("SELECT to_regclass(%s)",
@@ -219,7 +220,7 @@ class PostgresCoordinator:
                 "bucket integer PRIMARY KEY, identified_at timestamptz NOT NULL, "
                 "shard_id integer NOT NULL, owner text NOT NULL)")
 
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+    def _run(self, work: Callable[[Connection[Any]], T]) -> T:
         """``work`` on the connection; a broken connection is opened again once."""
         with self._lock:
             for attempt in (1, 2):

@@ -46,9 +46,8 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[DiscordEmulator, FakeOpen
     pgserver.drop_test_schemas()
 
 
-async def stop_all(bots: list[Bot]) -> None:
-    for bot in bots:
-        await bot.stop()
+async def stop_all(bots: list[Bot]) -> list[int]:
+    return [await bot.stop() for bot in bots]
 
 
 def event_types(url: str) -> list[str]:
@@ -98,7 +97,11 @@ async def test_each_guild_is_answered_once_by_the_process_running_its_shard(worl
                                      static=True).leases()
         scraped = {name: await metrics_of(port) for name, port in ports.items()}
     finally:
-        await stop_all(bots)
+        codes = await stop_all(bots)
+    assert codes == [0, 0], [bot.output()[-2000:] for bot in bots]
+    released = PostgresCoordinator(PostgresTarget.parse(url), shard_count=SHARDS,
+                                   static=True).leases()
+    assert [lease.remaining_s < 0 for lease in released] == [True] * SHARDS  # at SIGTERM
     for name, mine in (("low", (0, 1)), ("high", (2, 3))):
         text, ready = scraped[name]
         assert ready == 200, text

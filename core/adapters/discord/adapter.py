@@ -186,6 +186,8 @@ class DiscordAdapter:
         await self._interactions.aclose()
         await self._files.aclose()
         await self.client.close()
+        if self.keeper is not None:
+            await self.keeper.release()
 
     # -- gateway events ------------------------------------------------------------------
 

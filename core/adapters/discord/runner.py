@@ -12,6 +12,7 @@ import asyncio
 import disnake
 
 from ...config import Config
+from ...coordination import CoordinationError
 
 INTENT_HELP = (
     "Discord refused the Message Content intent: switch it on in the Developer Portal > "
@@ -39,6 +40,8 @@ def raise_for(task: asyncio.Task[None], config: Config) -> None:
     if isinstance(error, disnake.SessionStartLimitReached):
         raise CannotRun("Discord's daily limit of gateway logins is used up; wait for it "
                         "to reset (at most 24 hours) before starting the bot again.")
+    if isinstance(error, CoordinationError):
+        raise CannotRun(str(error))
     if isinstance(error, (disnake.HTTPException, OSError)):
         raise CannotRun(f"could not reach Discord at {config.discord.api_base_url}: {error}")
     if error is not None:

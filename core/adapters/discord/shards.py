@@ -107,7 +107,7 @@ class ShardedBot(commands.AutoShardedInteractionBot):
         shards: dict[int, Any] = self._AutoShardedClient__shards  # type: ignore[attr-defined]
         shard = shards.pop(shard_id, None)
         if shard is not None:
-            await shard.close()
+            await shard.disconnect()  # closes it and tells on_shard_disconnect
 
     async def _launch(self, shard_id: int, *, initial: bool) -> None:
         assert isinstance(self.shard_ids, list) and self._gateway_url is not None
@@ -171,9 +171,14 @@ class ShardKeeper:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(CoordinationError):
-                await asyncio.to_thread(self._coordinator.release, None)
-            log.info("let go of the leases of shard(s) %s", describe_shards(self.held))
+
+    async def release(self) -> None:
+        """Let go of every lease (the client is closed): another process may take the
+        shards at once instead of waiting for the leases to expire."""
+        held = self.held
+        with contextlib.suppress(CoordinationError):
+            await asyncio.to_thread(self._coordinator.release, None)
+            log.info("let go of the leases of shard(s) %s", describe_shards(held))
 
     async def _first_shards(self) -> list[int]:
         if self._wanted is None:
