@@ -202,9 +202,12 @@ def build_world(emu: DiscordEmulator, conversations: int, shards: int = 1
     ``shards``, the guilds take the shards in turn (guild 0 on shard 0, 1 on 1 ...)."""
     found: list[Conversation] = []
     guild = None
+    # several shards: at least two guilds each, so every shard has conversations
+    per_guild = CHANNELS_PER_GUILD if shards == 1 else max(1, min(
+        CHANNELS_PER_GUILD, conversations // (2 * shards)))
     for index in range(conversations):
-        if index % CHANNELS_PER_GUILD == 0:
-            number = index // CHANNELS_PER_GUILD
+        if index % per_guild == 0:
+            number = index // per_guild
             guild = emu.add_guild(f"guild-{number}")
             while (guild.id >> 22) % shards != number % shards:
                 guild = emu.add_guild(f"guild-{number}")
