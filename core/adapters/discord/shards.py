@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,7 +53,7 @@ class ShardedBot(commands.AutoShardedInteractionBot):
 
     def __init__(self, *, shard_count: int, **options: Any) -> None:
         super().__init__(shard_ids=[], shard_count=shard_count, **options)
-        self.first_shards: Callable[[], Any] | None = None
+        self.first_shards: Callable[[], Awaitable[list[int]]] | None = None
         """Awaited once the gateway is known: the shards to launch first."""
         self._gateway_url: str | None = None
         self._gateway_known = asyncio.Event()
@@ -66,6 +66,7 @@ class ShardedBot(commands.AutoShardedInteractionBot):
 
     @property
     def running_shards(self) -> list[int]:
+        """The shards this process runs now (launched, or being launched)."""
         return list(self.shard_ids or ())
 
     def owns_guild(self, guild_id: int | None) -> bool:
@@ -147,14 +148,13 @@ class ShardKeeper:
         self._last_renewed = clock()
         self._launching: asyncio.Queue[int] = asyncio.Queue()
         self._pending: set[int] = set()
-        self.changed = asyncio.Event()
-        """Set whenever the shards this process runs change (tests and health wait on it)."""
         bot.first_shards = self._first_shards
         if getattr(self._coordinator, "uses_identify_gate", False):
             bot.before_identify_hook = self._before_identify  # type: ignore[method-assign]
 
     @property
     def held(self) -> list[int]:
+        """The shards this process runs now."""
         return self._bot.running_shards
 
     async def run(self, token: str) -> None:
@@ -210,7 +210,6 @@ class ShardKeeper:
                               self._setup.ttl_s, describe_shards(self.held))
                     for shard_id in self.held:
                         await self._bot.remove_shard(shard_id)
-                    self.changed.set()
 
     async def _step(self, *, claim: bool) -> None:
         coordinator = self._coordinator
@@ -220,13 +219,11 @@ class ShardKeeper:
             log.warning("lost the lease of shard %s to another process: disconnecting it",
                         shard_id)
             await self._bot.remove_shard(shard_id)
-            self.changed.set()
         asked = await asyncio.to_thread(coordinator.handback)
         for shard_id in asked:
             log.info("handing shard %s back to the process configured for it", shard_id)
             await self._bot.remove_shard(shard_id)
             held.discard(shard_id)
-            self.changed.set()
         if asked:
             await asyncio.to_thread(coordinator.release, asked)
         if claim:
@@ -247,7 +244,6 @@ class ShardKeeper:
                     await asyncio.to_thread(self._coordinator.release, [shard_id])
             finally:
                 self._pending.discard(shard_id)
-                self.changed.set()
 
     async def _before_identify(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait for the shard's IDENTIFY bucket, across every process of the bot."""
