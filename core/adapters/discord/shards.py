@@ -117,6 +117,8 @@ class ShardedBot(commands.AutoShardedInteractionBot):
             self.shard_ids.sort()
         self.tenures[shard_id] = self.tenures.get(shard_id, 0) + 1
         await self.launch_shard(self._gateway_url, shard_id, initial=initial)
+        if shard_id not in self.shard_ids:  # let go of while it was connecting
+            await self.remove_shard(shard_id)
 
     async def _read_gateway(self, *, initial: bool) -> None:
         _, gateway, limit = await self.http.get_bot_gateway(
