@@ -265,3 +265,39 @@ async def test_a_dispatch_both_processes_see_during_a_handover_is_answered_once(
     types = event_types(url)
     assert types.count("MessageReceived") >= 2
     assert types.count("PersonaTriggered") == 2
+
+
+async def test_a_reply_posted_as_its_process_died_is_recorded_by_the_taker_not_posted_again(
+        world) -> None:
+    emu, _fake, config, url = world
+    alice = emu.add_user("alice")
+    guilds = guilds_on_every_shard(emu, SHARDS, alice)
+    channel = guilds[0][1]
+    args = ("--shard-count", str(SHARDS))
+    low = await start_bot(config, "low", "--shards", "0-1", *args, token=emu.token)
+    standby = await start_bot(config, "standby", "--shards", "auto", *args, token=emu.token)
+    bots = [low, standby,
+            await start_bot(config, "high", "--shards", "2-3", *args, token=emu.token)]
+    try:
+        await until(lambda: all(emu.shard_connected(s) for s in range(SHARDS)), 45,
+                    "every shard connected", bots)
+        first = await emu.user_says(alice, channel, "hello", mentions=[emu.bot_user])
+        await until(lambda: replies_to(emu, first), 30, "the first reply", bots)
+        # Discord posts the reply; the process dies before it hears so
+        stall = emu.stall("POST /webhooks/{webhook_id}/{token}", after_effect=True)
+        cut = await emu.user_says(alice, channel, "cut short?", mentions=[emu.bot_user])
+        await asyncio.wait_for(stall.arrived.wait(), 30)
+        low.kill()
+        stall.release()
+        await until(lambda: emu.shard_connected(0) and emu.shard_connected(1),
+                    TAKEOVER_BOUND_S + 5, "shards 0 and 1 taken over", bots)
+        await until(lambda: "1 re-delivered" in standby.output(), 20,
+                    "the standby finished the open reply", bots)
+        await asyncio.sleep(1.0)  # room for a second post (there must be none)
+        answers = [len(replies_to(emu, m)) for m in (first, cut)]
+    finally:
+        await stop_all(bots)
+    assert answers == [1, 1]
+    types = event_types(url)
+    assert types.count("ModelReplied") == 2
+    assert types.count("ReplyDelivered") == 2
