@@ -31,6 +31,10 @@ class RefusalKind(StrEnum):
     QUOTA = "quota"
     BUSY = "busy"
     HOP_LIMIT = "hop_limit"
+    AGE_RESTRICTED = "age_restricted"
+    """An ``nsfw: true`` persona outside an age-restricted channel: detail ``dm`` (DMs
+    are not allowed for it), ``channel`` (the channel is not age-restricted) or
+    ``unknown`` (the platform did not say)."""
 
 
 class Refusal(str):

@@ -48,6 +48,7 @@ from .model import (
     Lorebook,
     LoreEntry,
     ModelSpec,
+    ModerationOverride,
     PermissionSpec,
     Persona,
     PromptSpec,
@@ -592,7 +593,19 @@ def _rule_problems(doc: _Locator, known_providers: Collection[str]) -> list[Prob
     problems += _lorebook_problems(doc, _get(data, "lorebook"))
     problems += tool_problems(doc, _get(data, "tools"))
     problems += _lore_template_problems(doc, _get(data, "lorebook"))
+    problems += _moderation_problems(doc, _get(data, "moderation"))
     return problems
+
+
+def _moderation_problems(doc: _Locator, moderation: Any) -> list[Problem]:
+    thresholds = _get(moderation, "thresholds")
+    if not isinstance(thresholds, dict):
+        return []
+    return [doc.problem(("moderation", "thresholds", name), (
+        f"flag ({pair.get('flag')}) is over block ({pair.get('block', 1.0)}): every blocked "
+        "text is flagged first, so flag must be at most block"))
+        for name, pair in thresholds.items()
+        if isinstance(pair, dict) and pair.get("flag", 1.0) > pair.get("block", 1.0)]
 
 
 def _get(data: Any, key: str) -> Any:
@@ -863,6 +876,8 @@ def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]
         lorebook=_lorebook(data.get("lorebook"), included),
         tools=tools_spec(data.get("tools")),
         reasoning=data.get("reasoning", "hide"),
+        nsfw=data.get("nsfw", False),
+        moderation=_moderation(data.get("moderation") or {}),
         tags=tuple(data.get("tags", [])),
         extensions=data.get("extensions", {}),
         source_path=path,
@@ -875,6 +890,18 @@ def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]
 
 
 _CONTEXT = ContextSpec()
+
+
+def _moderation(moderation: dict) -> ModerationOverride:
+    actions = moderation.get("actions") or {}
+    return ModerationOverride(
+        inbound=moderation.get("inbound"),
+        outbound=moderation.get("outbound"),
+        thresholds={str(name): (float(t.get("flag", 1.0)), float(t.get("block", 1.0)))
+                    for name, t in (moderation.get("thresholds") or {}).items()},
+        actions={verdict: (items,) if isinstance(items, str) else tuple(dict.fromkeys(items))
+                 for verdict, items in actions.items()},
+    )
 
 
 def _model(model: dict) -> ModelSpec:

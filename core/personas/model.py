@@ -276,6 +276,18 @@ class ToolsSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ModerationOverride:
+    """A persona's changes to config.yaml's moderation step: each direction on or off
+    (None: as config says), thresholds by category (flag, block) and actions by verdict
+    over config's."""
+
+    inbound: bool | None = None
+    outbound: bool | None = None
+    thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Persona:
     """A loaded persona. ``version`` is the content hash of ``source_text`` and the
     defaults applied to it; the event log stores each version's text once so any
@@ -297,6 +309,10 @@ class Persona:
     reasoning: ReasoningMode = "hide"
     """What users see of a reasoning model's thinking: nothing, a spoiler block, or a
     text file with the reply. The log keeps it in every case."""
+    nsfw: bool = False
+    """An adult persona: it answers only in age-restricted channels (and DMs if the
+    operator allows them), checked at admission."""
+    moderation: ModerationOverride = ModerationOverride()
     tags: tuple[str, ...] = ()
     extensions: Mapping[str, Any] = field(default_factory=dict)
     source_path: Path | None = None

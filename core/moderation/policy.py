@@ -1,0 +1,107 @@
+"""From scores to a verdict and from a verdict to actions, for one persona and direction.
+
+A category's score is held to its thresholds: the category's own (``harassment/threatening``),
+else its family's (``harassment``), else ``default``; a persona's thresholds come before
+config's at each step. The strongest verdict over all categories wins. ``refuse`` means
+something only for the verdict it is listed under; a provider failure under ``fail:
+closed`` is a block that refuses, whatever the lists say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..config import MODERATION_CATEGORY_DEFAULT, ModerationSettings
+from ..events import ModerationAction, ModerationDirection, ModerationVerdict
+from ..personas.model import Persona
+
+_STRENGTH = {ModerationVerdict.PASS: 0, ModerationVerdict.FLAG: 1, ModerationVerdict.BLOCK: 2}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """What one persona's texts in one direction are held to."""
+
+    direction: ModerationDirection
+    thresholds: Mapping[str, tuple[float, float]]
+    actions: Mapping[str, tuple[str, ...]]
+    fail_closed: bool
+
+    def thresholds_for(self, category: str) -> tuple[float, float]:
+        """(flag, block) for ``category``."""
+        for key in (category, category.split("/", 1)[0], MODERATION_CATEGORY_DEFAULT):
+            if key in self.thresholds:
+                return self.thresholds[key]
+        return (1.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Judgement:
+    """A verdict with what led to it and what is to be done."""
+
+    verdict: ModerationVerdict
+    actions: tuple[str, ...]
+    matched: tuple[str, ...]
+    thresholds: Mapping[str, Mapping[str, float]]
+    failed_closed: bool = False
+
+    @property
+    def refuses(self) -> bool:
+        """Whether the reply does not happen."""
+        return ModerationAction.REFUSE in self.actions
+
+    @property
+    def warns(self) -> bool:
+        """Whether the reply goes out with a warning."""
+        return ModerationAction.WARN in self.actions
+
+    @property
+    def alerts(self) -> bool:
+        """Whether the moderators' channel is told."""
+        return ModerationAction.ALERT in self.actions
+
+
+def policy_for(settings: ModerationSettings, persona: Persona,
+               direction: ModerationDirection) -> Policy | None:
+    """What ``persona``'s texts going ``direction`` are held to; None when moderation
+    is off for them."""
+    if not settings.enabled:
+        return None
+    override = persona.moderation
+    on = override.inbound if direction == ModerationDirection.IN else override.outbound
+    if on is None:
+        on = settings.inbound if direction == ModerationDirection.IN else settings.outbound
+    if not on:
+        return None
+    thresholds = {name: (t.flag, t.block) for name, t in settings.thresholds.items()}
+    thresholds.update(override.thresholds)
+    return Policy(direction=direction, thresholds=thresholds,
+                  actions={**settings.actions, **override.actions},
+                  fail_closed=settings.fail == "closed")
+
+
+def judge(policy: Policy, scores: Mapping[str, float], *, failed: bool) -> Judgement:
+    """The verdict ``scores`` come to under ``policy`` (``failed``: the provider did not
+    answer, so only the local lists' scores are there)."""
+    verdict = ModerationVerdict.PASS
+    matched: list[str] = []
+    used: dict[str, dict[str, float]] = {}
+    for category, score in sorted(scores.items()):
+        flag, block = policy.thresholds_for(category)
+        used[category] = {"flag": flag, "block": block}
+        found = (ModerationVerdict.BLOCK if score >= block else
+                 ModerationVerdict.FLAG if score >= flag else ModerationVerdict.PASS)
+        if found != ModerationVerdict.PASS:
+            matched.append(category)
+        if _STRENGTH[found] > _STRENGTH[verdict]:
+            verdict = found
+    if failed and policy.fail_closed:
+        block_actions = policy.actions.get(ModerationVerdict.BLOCK, ())
+        actions = (ModerationAction.REFUSE.value,
+                   *(a for a in block_actions if a == ModerationAction.ALERT))
+        return Judgement(verdict=ModerationVerdict.BLOCK, actions=actions,
+                         matched=tuple(matched), thresholds=used, failed_closed=True)
+    actions = () if verdict == ModerationVerdict.PASS else policy.actions.get(verdict.value, ())
+    return Judgement(verdict=verdict, actions=tuple(actions), matched=tuple(matched),
+                     thresholds=used)
