@@ -70,7 +70,9 @@ class PersonaTriggered(DomainEvent):
     """A persona will answer ``message_id``. ``source_event_id`` is the event holding
     the text being answered (a MessageReceived, or a ModelReplied for persona-to-persona
     turns); ``hop`` counts persona-to-persona replies in a row (0 for a person), and
-    ``root_author_id`` is then the person whose message started the chain."""
+    ``root_author_id`` is then the person whose message started the chain.
+    ``moderation_bypass`` is true when the author holds one of the roles that skip the
+    moderation step on the way in (known roles only: unknown roles never bypass)."""
 
     type: ClassVar[str] = "PersonaTriggered"
     decoders: ClassVar[Mapping[str, Any]] = {"reason": TriggerReason}
@@ -88,6 +90,7 @@ class PersonaTriggered(DomainEvent):
     provider: str = ""
     scope_keys: Mapping[str, str] = field(default_factory=dict)
     root_author_id: str | None = None
+    moderation_bypass: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -46,21 +46,6 @@ class Judgement:
     thresholds: Mapping[str, Mapping[str, float]]
     failed_closed: bool = False
 
-    @property
-    def refuses(self) -> bool:
-        """Whether the reply does not happen."""
-        return ModerationAction.REFUSE in self.actions
-
-    @property
-    def warns(self) -> bool:
-        """Whether the reply goes out with a warning."""
-        return ModerationAction.WARN in self.actions
-
-    @property
-    def alerts(self) -> bool:
-        """Whether the moderators' channel is told."""
-        return ModerationAction.ALERT in self.actions
-
 
 def policy_for(settings: ModerationSettings, persona: Persona,
                direction: ModerationDirection) -> Policy | None:

@@ -986,6 +986,8 @@ def _delivery(delivery: dict) -> DeliverySpec:
         busy_notice=delivery.get("busy_notice", defaults.busy_notice),
         rate_limited_notice=delivery.get("rate_limited_notice", defaults.rate_limited_notice),
         quota_notice=delivery.get("quota_notice", defaults.quota_notice),
+        age_restricted_notice=delivery.get("age_restricted_notice",
+                                           defaults.age_restricted_notice),
     )
 
 

@@ -183,6 +183,7 @@ class DeliverySpec:
     busy_notice: str = "I'm busy right now; please try again shortly."
     rate_limited_notice: str = "You're sending messages faster than I can answer; slow down a little."
     quota_notice: str = "You've used your quota for now; it resets at {reset}."
+    age_restricted_notice: str = "I only talk in age-restricted channels."
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,7 +150,8 @@ class World:
         self._on_change()
         return member
 
-    def add_text_channel(self, guild: Guild, name: str, *, overwrites: Iterable[Overwrite] = ()) -> Channel:
+    def add_text_channel(self, guild: Guild, name: str, *, overwrites: Iterable[Overwrite] = (),
+                         nsfw: bool = False) -> Channel:
         position = sum(1 for c in self.channels.values() if c.guild_id == guild.id)
         channel = Channel(
             id=self.ids.next(),
@@ -159,6 +160,7 @@ class World:
             guild_id=guild.id,
             position=position,
             permission_overwrites=tuple(overwrites),
+            nsfw=nsfw,
         )
         self.channels[channel.id] = channel
         self._on_change()
