@@ -196,7 +196,9 @@ def _print_call(out: Console, call: CallExplanation) -> None:
                   f"{str(decision.get('persona_version'))[:12]}, hop {decision.get('hop', 0)})")
     stopped = call.stopped_by
     if stopped:
-        out.print(f"[bold red]stopped:[/] {stopped}")
+        out.print(Text("stopped: ", style="bold red") + Text(stopped))
+    for sentence in call.moderated:
+        out.print(Text("moderation: ", style="bold magenta") + Text(sentence))
     if call.greeting is not None:
         g = call.greeting.data
         how = "chosen at random" if g.get("chosen_by") == "random" else "asked for"

@@ -1,0 +1,105 @@
+"""Personas marked ``nsfw: true`` speak only in age-restricted channels (Discord's channel
+``nsfw`` flag; a thread has none of its own and counts as its parent), and in DMs only
+when the operator allows it: the real disnake client against the emulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.config import load_config
+from core.dispatcher.dispatcher import DispatcherSettings
+from tests.fakes.discord import DiscordEmulator, Message
+from tests.fakes.discord.fixtures import Server
+from tests.fakes.openai_server import FakeOpenAI
+
+from .conftest import Bot, persona, running_bot, until_recorded
+
+LILITH = persona("lilith", extra="nsfw: true\ntriggers: {keywords: [lilith]}\n"
+                                 "delivery: {age_restricted_notice: 'Adults-only channels, please.'}\n")
+ADA = persona("ada", extra="triggers: {keywords: [ada]}\n")
+
+
+async def decision(bot: Bot, message: Message, persona_id: str = "lilith") -> tuple[str, str]:
+    await until_recorded(bot, message)
+    await bot.dispatcher.wait_idle()
+    (found,) = [(e.type, e.data["reason"]) for e in await bot.events("PersonaTriggered",
+                                                                     "TriggerRejected")
+                if e.data["message_id"] == str(message.id) and e.data["persona_id"] == persona_id]
+    return found
+
+
+async def test_an_nsfw_persona_answers_only_in_age_restricted_channels_and_their_threads(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    after_dark = emu.add_text_channel(server.guild, "after-dark", nsfw=True)
+    async with running_bot(emu, tmp_path / "log.db", [LILITH, ADA], fake_openai) as bot:
+        plain = await emu.user_says(server.alice, server.general, "lilith, ada, hello")
+        plain_decisions = (await decision(bot, plain), await decision(bot, plain, "ada"))
+        adult = await emu.user_says(server.alice, after_dark, "lilith, hello")
+        adult_decision = await decision(bot, adult)
+        adult_reply = await bot.reply_to(adult)
+        dark_thread = await emu.user_creates_thread(server.alice, after_dark, "late")
+        in_dark_thread = await emu.user_says(server.alice, dark_thread, "lilith, in here?")
+        dark_thread_decision = await decision(bot, in_dark_thread)
+        plain_thread = await emu.user_creates_thread(server.alice, server.general, "daytime")
+        in_plain_thread = await emu.user_says(server.alice, plain_thread, "lilith, here?")
+        plain_thread_decision = await decision(bot, in_plain_thread)
+        in_general = [m.content for m in bot.ours_in(server.general)]
+        received = {e.data["message_id"]: e.data["channel_nsfw"]
+                    for e in await bot.events("MessageReceived")}
+
+    assert plain_decisions == (("TriggerRejected", "age_restricted:channel"),
+                               ("PersonaTriggered", "keyword"))
+    assert all("Lilith" not in text for text in in_general)
+    assert adult_decision == ("PersonaTriggered", "keyword")
+    assert adult_reply.content.endswith("to: lilith, hello")
+    assert dark_thread_decision == ("PersonaTriggered", "keyword")  # the parent's flag
+    assert plain_thread_decision == ("TriggerRejected", "age_restricted:channel")
+    assert received[str(adult.id)] is True and received[str(plain.id)] is False
+    assert received[str(in_dark_thread.id)] is True
+
+
+async def test_asking_an_nsfw_persona_outside_gets_one_notice_a_keyword_none(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    async with running_bot(emu, tmp_path / "log.db", [LILITH], fake_openai) as bot:
+        overheard = await emu.user_says(server.alice, server.general, "lilith is a name")
+        await decision(bot, overheard)
+        asked = await emu.user_says(server.alice, server.general, "hi lilith",
+                                    mentions=[emu.bot_user])
+        asked_decision = await decision(bot, asked)
+        again = await emu.user_says(server.alice, server.general, "hi again lilith",
+                                    mentions=[emu.bot_user])
+        await decision(bot, again)
+        said = [m.content for m in bot.ours_in(server.general)]
+    assert asked_decision == ("TriggerRejected", "age_restricted:channel")
+    assert said == ["Adults-only channels, please."]  # once an hour, never for a keyword
+
+
+async def test_an_nsfw_persona_refuses_dms_unless_the_operator_allows_them(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    dm = emu.dm_channel(server.alice)
+    db = tmp_path / "log.db"
+    async with running_bot(emu, db, [LILITH], fake_openai) as bot:
+        refused = await emu.user_says(server.alice, dm, "hello lilith")
+        refused_decision = await decision(bot, refused)
+        notice = await bot.reply_to(refused)
+    allowed_settings = DispatcherSettings(shutdown_deadline_s=5, allow_nsfw_dms=True)
+    async with running_bot(emu, db, [LILITH], fake_openai,
+                           dispatcher_settings=allowed_settings) as bot:
+        allowed = await emu.user_says(server.alice, dm, "hello again lilith")
+        allowed_decision = await decision(bot, allowed)
+        reply = await bot.reply_to(allowed)
+
+    assert refused_decision == ("TriggerRejected", "age_restricted:dm")
+    assert notice.content.endswith("Adults-only channels, please.")  # headed with the name
+    assert allowed_decision == ("PersonaTriggered", "dm")
+    assert reply.content.endswith("to: hello again lilith")
+
+
+def test_allowing_nsfw_personas_in_dms_is_a_config_setting(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text("dms: {allow_nsfw: true}\n")
+    config = load_config(tmp_path / "config.yaml")
+    assert config.dm_allow_nsfw is True
+    assert DispatcherSettings.from_config(config).allow_nsfw_dms is True
+    (tmp_path / "config.yaml").write_text("dms: {}\n")
+    assert DispatcherSettings.from_config(load_config(tmp_path / "config.yaml")).allow_nsfw_dms \
+        is False
