@@ -4,7 +4,10 @@ when the operator allows it: the real disnake client against the emulator."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import pytest
 
 from core.config import load_config
 from core.dispatcher.dispatcher import DispatcherSettings
@@ -103,3 +106,20 @@ def test_allowing_nsfw_personas_in_dms_is_a_config_setting(tmp_path: Path) -> No
     (tmp_path / "config.yaml").write_text("dms: {}\n")
     assert DispatcherSettings.from_config(load_config(tmp_path / "config.yaml")).allow_nsfw_dms \
         is False
+
+
+async def test_an_nsfw_persona_set_to_answer_in_a_channel_that_is_not_age_restricted_is_reported(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    after_dark = emu.add_text_channel(server.guild, "after-dark", nsfw=True)
+    both = persona("lilith", extra=f"nsfw: true\ntriggers: {{channels: ['{server.general.id}', "
+                                   f"'{after_dark.id}']}}\n")
+    with caplog.at_level(logging.WARNING, logger="core.adapters.discord.adapter"):
+        async with running_bot(emu, tmp_path / "log.db", [both], fake_openai) as bot:
+            ignored = await emu.user_says(server.alice, server.general, "anyone?")
+            general_decision = await decision(bot, ignored)
+    warnings = [r.getMessage() for r in caplog.records if "is nsfw" in r.getMessage()]
+    assert warnings == [f"persona lilith is nsfw, but channel {server.general.id} (#general) "
+                        "is not age-restricted: it will not answer there (mark the channel "
+                        "age-restricted in Discord, or take it out of the persona's channels)"]
+    assert general_decision == ("TriggerRejected", "age_restricted:channel")

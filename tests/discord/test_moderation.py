@@ -286,3 +286,32 @@ fail: closed
     assert said == [IN_NOTICE, IN_NOTICE]
     explained = invoke(tmp_path, "explain", str(first.id))
     assert "provider failed (http_500), fail closed: refused" in explained
+
+
+async def test_in_a_dm_the_bypass_holds_only_for_roles_that_could_be_looked_up(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    trusted = emu.add_role(server.guild, "trusted")
+    carol = trusted_member(emu, server, trusted)
+    dave = emu.add_user("dave")
+    emu.add_member(server.guild, dave, roles=[trusted])
+    fake_openai.moderate("insult", harassment=0.97)
+    checker = moderator(tmp_path, fake_openai, f"""
+provider: fake
+outbound: false
+bypass_roles: ['{trusted.id}']
+""")
+    async with running_bot(emu, tmp_path / "log.db", [ADA], fake_openai,
+                           moderator=checker) as bot:
+        looked_up = await emu.user_says(carol, emu.dm_channel(carol), "ada, quoting an insult")
+        await settled(bot, looked_up)
+        emu.server_error("GET /guilds/{guild_id}/members/{user_id}", times=5, status=403)
+        unknown = await emu.user_says(dave, emu.dm_channel(dave), "ada, quoting an insult")
+        await settled(bot, unknown)
+        found = [(await checks(bot, m))["in"] for m in (looked_up, unknown)]
+        said = texts(bot, emu.dm_channel(dave), unknown)
+
+    # a DM carries no roles: they were looked up in the server, and when that failed
+    # the message was checked like anyone's (unknown roles never bypass)
+    assert found[0]["bypassed"] == "role"
+    assert found[1]["bypassed"] is None and found[1]["verdict"] == "block"
+    assert len(said) == 1 and said[0].endswith(IN_NOTICE)
