@@ -335,7 +335,7 @@ def _moderation_problems(document: YamlDocument) -> list[Problem]:
     if provider is not None and provider not in providers:
         problems.append(document.problem(("moderation", "provider"), (
             f"no provider {provider!r} under providers: (known: "
-            f"{', '.join(sorted(providers)) or 'none'})")))
+            f"{', '.join(sorted(map(str, providers))) or 'none'})")))
     elif provider is not None and _mapping(providers[provider]).get("kind") == "offline":
         problems.append(document.problem(("moderation", "provider"),
                                          "the offline provider has no moderation endpoint"))
