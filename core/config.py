@@ -198,7 +198,7 @@ class ModerationSettings:
     bypass_roles: frozenset[str] = frozenset()
     inbound_notice: str = "I can't respond to that message."
     outbound_notice: str = "I wrote a reply I can't share here; please try asking differently."
-    warning: str = "\u26a0\ufe0f Moderation flagged this conversation ({categories})."
+    warning: str = "⚠️ Moderation flagged this conversation ({categories})."
     max_chars: int = 20_000
     """Most characters of one text sent to the provider (the rest is not checked by it;
     the local lists read the whole text)."""
