@@ -137,6 +137,8 @@ def refusal_line(persona: Persona, reason: Refusal) -> str:
         return f"You've used your quota with {persona.name} for now; /usage shows when it resets."
     if kind == RefusalKind.BUSY:
         return persona.delivery.busy_notice
+    if kind == RefusalKind.AGE_RESTRICTED:
+        return persona.delivery.age_restricted_notice
     return f"{persona.name} will not answer that ({kind.value})."
 
 

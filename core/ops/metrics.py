@@ -64,7 +64,7 @@ class Metrics:
             ["persona", "reason"], registry=registry)
         self.refusals = Counter(
             "personae_trigger_refusals", "Triggers refused, by stable reason "
-            "(permission:*, rate_limited:*, quota:*, busy, hop_limit).",
+            "(permission:*, rate_limited:*, quota:*, busy, hop_limit, age_restricted:*).",
             ["persona", "reason"], registry=registry)
         self.replies = Counter(
             "personae_model_replies", "Replies the model produced.",

@@ -11,11 +11,12 @@ import pytest
 
 from core.config import load_config
 from core.dispatcher.dispatcher import DispatcherSettings
-from tests.fakes.discord import DiscordEmulator, Message
+from tests.fakes.discord import EPHEMERAL, DiscordEmulator, Message
 from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
 
 from .conftest import Bot, persona, running_bot, until_recorded
+from .test_commands import answer_of
 
 LILITH = persona("lilith", extra="nsfw: true\ntriggers: {keywords: [lilith]}\n"
                                  "delivery: {age_restricted_notice: 'Adults-only channels, please.'}\n")
@@ -123,3 +124,23 @@ async def test_an_nsfw_persona_set_to_answer_in_a_channel_that_is_not_age_restri
                         "is not age-restricted: it will not answer there (mark the channel "
                         "age-restricted in Discord, or take it out of the persona's channels)"]
     assert general_decision == ("TriggerRejected", "age_restricted:channel")
+
+
+async def test_ask_for_an_nsfw_persona_is_gated_by_the_channel_it_is_used_in(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    after_dark = emu.add_text_channel(server.guild, "after-dark", nsfw=True)
+    async with running_bot(emu, tmp_path / "log.db", [LILITH], fake_openai) as bot:
+        await emu.wait_for_command("ask")
+        refused = await emu.user_invokes("ask", {"persona": "lilith", "prompt": "hi"},
+                                         server.general, server.alice)
+        refusal = await answer_of(emu, refused)
+        asked = await emu.user_invokes("ask", {"persona": "lilith", "prompt": "hi there"},
+                                       after_dark, server.alice)
+        answer = await answer_of(emu, asked)
+        await bot.dispatcher.wait_idle()
+        decisions = [(e.type, e.data["reason"]) for e in await bot.events(
+            "PersonaTriggered", "TriggerRejected")]
+    assert decisions == [("TriggerRejected", "age_restricted:channel"),
+                         ("PersonaTriggered", "invoked")]
+    assert refusal.flags & EPHEMERAL and refusal.content == "Adults-only channels, please."
+    assert answer.content.endswith("to: hi there")
