@@ -141,14 +141,17 @@ class Admission:
 
     async def allowed(self, message: InboundMessage,
                       personas: Iterable[Persona]) -> list[tuple[Persona, Refusal | None]]:
-        """Each persona with the permission rule that refuses ``message``'s author there
-        (None: they may talk to it), roles looked up where needed."""
+        """Each persona with the permission rule (or the age gate) that refuses
+        ``message``'s author there (None: they may talk to it), roles looked up where
+        needed."""
         chosen = list(personas)
         message = await self._roles.complete(message, chosen)
         found = []
         for persona in chosen:
             rule = permission_refusal(message, persona.permissions, self._admins)
-            found.append((persona, Refusal.of(RefusalKind.PERMISSION, rule) if rule else None))
+            gate = self._age_gate(message, persona)
+            found.append((persona, Refusal.of(RefusalKind.PERMISSION, rule) if rule else
+                          Refusal.of(RefusalKind.AGE_RESTRICTED, gate) if gate else None))
         return found
 
     async def look_up_roles(self, message: InboundMessage,
@@ -269,7 +272,7 @@ class Admission:
             author_id=message.author.id, source_event_id=source_event_id,
             guild_id=message.guild_id, is_dm=message.is_dm, hop=match.hop,
             provider=persona.model.provider, scope_keys=keys, root_author_id=root_author,
-            moderation_bypass=self._bypasses(message))
+            moderation_bypass=self._bypasses(message), channel_nsfw=message.channel_nsfw)
         return Decision(persona=persona, match=match, event=event, bucket=bucket)
 
     def _age_gate(self, message: InboundMessage, persona: Persona) -> str | None:

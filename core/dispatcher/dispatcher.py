@@ -364,7 +364,8 @@ class Dispatcher:
             channel_id=target.channel_id,
             author=Author(id=f"{PERSONA_AUTHOR}{persona.id}", display_name=persona.name,
                           is_bot=True),
-            text=replied.text, guild_id=target.guild_id, is_dm=target.is_dm)
+            text=replied.text, guild_id=target.guild_id, is_dm=target.is_dm,
+            channel_nsfw=job.trigger.channel_nsfw)
         matches = await self._admission.matches(message, from_persona=persona.id,
                                                 hop=replied.hop)
         if not matches:

@@ -72,7 +72,8 @@ class PersonaTriggered(DomainEvent):
     turns); ``hop`` counts persona-to-persona replies in a row (0 for a person), and
     ``root_author_id`` is then the person whose message started the chain.
     ``moderation_bypass`` is true when the author holds one of the roles that skip the
-    moderation step on the way in (known roles only: unknown roles never bypass)."""
+    moderation step on the way in (known roles only: unknown roles never bypass).
+    ``channel_nsfw`` is the channel's age restriction as the message said it."""
 
     type: ClassVar[str] = "PersonaTriggered"
     decoders: ClassVar[Mapping[str, Any]] = {"reason": TriggerReason}
@@ -91,6 +92,7 @@ class PersonaTriggered(DomainEvent):
     scope_keys: Mapping[str, str] = field(default_factory=dict)
     root_author_id: str | None = None
     moderation_bypass: bool = False
+    channel_nsfw: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

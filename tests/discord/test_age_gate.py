@@ -11,6 +11,7 @@ import pytest
 
 from core.config import load_config
 from core.dispatcher.dispatcher import DispatcherSettings
+from core.personas.loader import load_persona_text
 from tests.fakes.discord import EPHEMERAL, DiscordEmulator, Message
 from tests.fakes.discord.fixtures import Server
 from tests.fakes.openai_server import FakeOpenAI
@@ -144,3 +145,43 @@ async def test_ask_for_an_nsfw_persona_is_gated_by_the_channel_it_is_used_in(
                          ("PersonaTriggered", "invoked")]
     assert refusal.flags & EPHEMERAL and refusal.content == "Adults-only channels, please."
     assert answer.content.endswith("to: hi there")
+
+
+async def test_in_an_age_restricted_channel_an_nsfw_persona_may_answer_another_persona(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    after_dark = emu.add_text_channel(server.guild, "after-dark", nsfw=True)
+    follower = persona("lilith", extra="nsfw: true\n"
+                                       "triggers: {from_personas: [ada], keywords: [once]}\n")
+    fake_openai.answer("start a story", "once upon a time")
+    fake_openai.answer("start one here", "once more")
+    async with running_bot(emu, tmp_path / "log.db", [ADA, follower], fake_openai) as bot:
+        there = await emu.user_says(server.alice, after_dark, "ada, start a story")
+        await until_recorded(bot, there)
+        await bot.dispatcher.wait_idle()
+        here = await emu.user_says(server.alice, server.general, "ada, start one here")
+        await until_recorded(bot, here)
+        await bot.dispatcher.wait_idle()
+        lilith = [(e.type, e.data["reason"]) for e in await bot.events(
+            "PersonaTriggered", "TriggerRejected") if e.data["persona_id"] == "lilith"]
+    # the chain carries the channel's flag from the message that started it
+    assert lilith == [("PersonaTriggered", "keyword"),
+                      ("TriggerRejected", "age_restricted:channel")]
+
+
+async def test_greet_and_the_persona_list_keep_an_nsfw_persona_out_of_other_channels(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    greeter = load_persona_text(
+        "id: lilith\nname: Lilith\nnsfw: true\nmodel: {provider: fake, name: fake-model}\n"
+        "prompt: {system: hi, greeting: Welcome.}\n", file="lilith.yaml", defaults={},
+        known_providers=("fake",))
+    async with running_bot(emu, tmp_path / "log.db", [greeter, ADA], fake_openai) as bot:
+        await emu.wait_for_command("greet")
+        asked = await emu.user_invokes("greet", {"persona": "lilith"}, server.general,
+                                       server.alice)
+        refusal = await answer_of(emu, asked)
+        listed = await answer_of(emu, await emu.user_invokes("personas", {}, server.general,
+                                                             server.alice))
+        posted = [m.content for m in bot.ours_in(server.general)]
+    assert refusal.content == "I only talk in age-restricted channels."
+    assert "Welcome." not in posted
+    assert "Lilith" not in listed.content and "Ada" in listed.content
