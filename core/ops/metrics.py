@@ -33,6 +33,7 @@ from ..events import (
     MessageReceived,
     ModelFailed,
     ModelReplied,
+    ModerationChecked,
     PersonaTriggered,
     ReplyDelivered,
     ReplyFailed,
@@ -78,6 +79,14 @@ class Metrics:
         self.delivery_failures = Counter(
             "personae_reply_delivery_failures", "Replies the adapter could not deliver.",
             ["persona"], registry=registry)
+        self.moderation = Counter(
+            "personae_moderation_decisions", "Moderation decisions, by direction (in: "
+            "messages, out: replies) and verdict (pass, flag, block).",
+            ["persona", "direction", "verdict"], registry=registry)
+        self.moderation_failures = Counter(
+            "personae_moderation_provider_failures", "Moderation checks the provider did "
+            "not answer, by error (timeout, http_503, connection, garbage...).",
+            ["error"], registry=registry)
         self.latency = Histogram(
             "personae_model_latency_seconds", "Time from request to complete reply, retries "
             "included.", ["persona", "provider"], buckets=LATENCY_BUCKETS, registry=registry)
@@ -215,6 +224,11 @@ class MetricsRecorder:
     def _rejected(self, event: TriggerRejected, _: RecordedEvent) -> None:
         self._metrics.refusals.labels(event.persona_id, str(event.reason)).inc()
 
+    def _moderated(self, event: ModerationChecked, _: RecordedEvent) -> None:
+        self._metrics.moderation.labels(event.persona_id, event.direction, event.verdict).inc()
+        if event.error:
+            self._metrics.moderation_failures.labels(event.error).inc()
+
     def _replied(self, event: ModelReplied, _: RecordedEvent) -> None:
         m, persona, provider = self._metrics, event.persona_id, event.provider
         usage = event.usage
@@ -274,6 +288,7 @@ _HANDLERS: dict[str, _Handler] = {
     MessageReceived.type: MetricsRecorder._message,
     PersonaTriggered.type: MetricsRecorder._triggered,
     TriggerRejected.type: MetricsRecorder._rejected,
+    ModerationChecked.type: MetricsRecorder._moderated,
     ModelReplied.type: MetricsRecorder._replied,
     ModelFailed.type: MetricsRecorder._failed,
     ReplyDelivered.type: MetricsRecorder._delivered,
