@@ -40,6 +40,7 @@ from ..events import (
     Typed,
 )
 from ..events.ids import delivered_event_id, reply_event_id, trigger_event_id
+from ..events.moderation import MODERATION_ERROR_CLASS
 from ..gateway.model import ModelClient, ModelOutcome
 from ..limits.quotas import QuotaLedger
 from ..personas.model import Persona
@@ -133,7 +134,7 @@ class ReplyPipeline:
             if inbound is not None:
                 await self._moderation.alert(job.target, persona, inbound, trigger.message_id)
                 if inbound.refuses:
-                    await self.fail(job, "moderation", _refused(inbound), persona,
+                    await self.fail(job, MODERATION_ERROR_CLASS, _refused(inbound), persona,
                                     notice=("moderation", self._moderation.inbound_notice))
                     return
         checked_out = self._moderation is not None and self._moderation.active(

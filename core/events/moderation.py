@@ -17,6 +17,10 @@ from typing import ClassVar
 
 from .base import DomainEvent
 
+MODERATION_ERROR_CLASS = "moderation"
+"""The ``error_class`` of the ModelFailed that closes a reply whose message the
+moderation step refused (the model was never asked)."""
+
 
 class ModerationDirection(StrEnum):
     """Which way the moderated text was going."""

@@ -40,6 +40,7 @@ from ..events import (
     TriggerRejected,
     from_recorded,
 )
+from ..events.moderation import MODERATION_ERROR_CLASS
 from ..gateway.model import ModelClient, ModelOutcome, ModelRequest, OnDelta
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,8 @@ class MetricsRecorder:
 
     def _failed(self, event: ModelFailed, recorded: RecordedEvent) -> None:
         m, persona, provider = self._metrics, event.persona_id, event.provider
-        m.failures.labels(persona, provider, event.error_class).inc()
+        if event.error_class != MODERATION_ERROR_CLASS:  # no model failed: moderation counts it
+            m.failures.labels(persona, provider, event.error_class).inc()
         m.retries.labels(persona, provider).inc(max(0, int(event.attempts or 0) - 1))
         key = _reply_key(event.platform, event.message_id, event.persona_id)
         self.state.awaiting_model.discard(key)

@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 import eventstore
-from core.events import ModerationChecked
+from core.events import ModelFailed, ModerationChecked
 from core.ops.metrics import Metrics, MetricsRecorder
 
 from .test_metrics import samples, total
@@ -26,6 +26,10 @@ async def test_moderation_decisions_and_provider_failures_are_counted(tmp_path: 
                                       direction=direction, verdict=verdict, error=error)
             await store.append("conv:test:c1", event.new_event(
                 f"moderation:test:{message_id}:ada:{direction}"))
+        refused = ModelFailed(platform="test", message_id="m1", persona_id="ada",
+                              error_class="moderation", error="refused by moderation (in)",
+                              provider="fake")
+        await store.append("conv:test:c1", refused.new_event("reply:test:m1:ada"))
         for recorded in await store.read_all():
             recorder.observe(recorded)
     finally:
@@ -37,3 +41,4 @@ async def test_moderation_decisions_and_provider_failures_are_counted(tmp_path: 
                  verdict="pass") == 1
     assert total(scrape, "personae_moderation_provider_failures_total", error="timeout") == 1
     assert total(scrape, "personae_moderation_provider_failures_total") == 2
+    assert total(scrape, "personae_model_failures_total") == 0  # no model failed
