@@ -155,7 +155,9 @@ def moderator_for(config: Config, secrets: Secrets) -> Moderator | None:
         return None
     provider = None
     if settings.provider is not None:
-        from .moderation.openai_provider import OpenAIModeration  # the SDK: see Runtime.open
+        # the SDK: imported only when used (see Runtime.open)
+        from .gateway.gateway import PLACEHOLDER_API_KEY
+        from .moderation.openai_provider import OpenAIModeration
 
         provider_settings = config.providers[settings.provider]
         key_env = provider_settings.key_env
@@ -163,7 +165,7 @@ def moderator_for(config: Config, secrets: Secrets) -> Moderator | None:
         if key_env and key is None:
             log.error("moderation.provider %s needs %s, which is not set: every check will "
                       "fail (moderation.fail: %s)", settings.provider, key_env, settings.fail)
-        provider = OpenAIModeration(provider_settings, key or "unset", settings.model)
+        provider = OpenAIModeration(provider_settings, key or PLACEHOLDER_API_KEY, settings.model)
     return Moderator(settings, provider)
 
 

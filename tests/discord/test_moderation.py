@@ -11,6 +11,7 @@ timeout.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -120,6 +121,12 @@ alert_channel: {mods.id}
     explained = invoke(tmp_path, "explain", str(bad.id))
     assert "stopped: refused by moderation of the message to ada" in explained
     assert "block; harassment 0.970 >= block 0.8" in explained
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "config.yaml"), "explain",
+                                      str(bad.id), "--json"])
+    (call,) = json.loads(result.stdout)["calls"]
+    assert call["stopped_by"].startswith("refused by moderation of the message to ada")
+    assert [m["verdict"] for m in call["moderation"]] == ["block"]
+    assert call["outcome"]["error_class"] == "moderation"
     timeline = invoke(tmp_path, "replay", "--type", "ModerationChecked")
     assert f"moderation of the message to ada on message {bad.id}: block" in timeline
     assert f"moderation of the message to ada on message {fine.id}: pass" in timeline
