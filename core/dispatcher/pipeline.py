@@ -222,7 +222,7 @@ class ReplyPipeline:
                                                     ModerationDirection.OUT, replied.text)
             if outbound is not None and outbound.refuses:
                 await self._moderation.alert(job.target, persona, outbound, trigger.message_id)
-                await self._refuse_delivery(job, persona, outbound, replied)
+                await self._refuse_delivery(job, persona, outbound)
                 return
             warning = self._moderation.warning(inbound, outbound)
         if sink is None:
@@ -256,8 +256,7 @@ class ReplyPipeline:
                                              delivered.delivered_ids[0])
             await self._chain(job, persona, replied, delivered)
 
-    async def _refuse_delivery(self, job: ReplyJob, persona: Persona, outbound: Checked,
-                               replied: ModelReplied) -> None:
+    async def _refuse_delivery(self, job: ReplyJob, persona: Persona, outbound: Checked) -> None:
         """Moderation refused the reply: record it undelivered and tell the person."""
         trigger = job.trigger
         result = await record(self._history, job.stream_id, self._undelivered(
