@@ -205,7 +205,7 @@ def _print_call(out: Console, call: CallExplanation) -> None:
         out.print(Text(f"the conversation opened with greeting {g.get('choice')} ({how}), at "
                        f"position {call.greeting.position}: ", style="bold")
                   + Text(str(g.get("text"))))
-    if call.outcome is not None:
+    if call.outcome is not None and not call.refused_before_model:
         o = call.outcome.data
         usage = o.get("usage") or {}
         table = Table.grid(padding=(0, 2))

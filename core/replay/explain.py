@@ -42,6 +42,7 @@ from ..events.ids import (
     reply_event_id,
     trigger_prefix,
 )
+from ..events.moderation import MODERATION_ERROR_CLASS
 from ..gateway.model import ChatMessage, ImageMode, ToolDefinition
 from ..problems import ProblemsError
 from ..tools.loop import StepCall, step_messages
@@ -67,6 +68,11 @@ class CallExplanation:
     earlier, when the prompt still holds it)."""
     moderation: tuple[RecordedEvent, ...] = ()
     """The ModerationChecked decisions of this reply: on the way in, then out."""
+
+    @property
+    def refused_before_model(self) -> bool:
+        """Whether moderation refused the message, so no prompt was built, no model asked."""
+        return self.outcome is not None and _refused_by_moderation(self.outcome)
 
     @property
     def moderated(self) -> tuple[str, ...]:
@@ -143,7 +149,7 @@ def explain(log: LogReader, asked: str,
         outcome = log.get(outcome_id)
         prompt, problem = None, None
         tools: tuple[ToolDefinition, ...] = ()
-        if outcome is not None:
+        if outcome is not None and not _refused_by_moderation(outcome):
             try:
                 prompt = rebuild_prompt(log, outcome_id, known_providers)
                 tools = Toolbox(Secrets({})).definitions(prompt.persona)
@@ -163,6 +169,12 @@ def explain(log: LogReader, asked: str,
     if ref.persona_id:  # the user asked about one reply: its persona first
         calls.sort(key=lambda c: c.persona_id != ref.persona_id)
     return Explanation(ref=ref, message=message, calls=tuple(calls))
+
+
+def _refused_by_moderation(outcome: RecordedEvent) -> bool:
+    """A reply closed before its prompt was built: moderation refused the message."""
+    return (outcome.type == ModelFailed.type
+            and outcome.data.get("error_class") == MODERATION_ERROR_CLASS)
 
 
 def _greeting_in(log: LogReader, prompt: RebuiltPrompt, persona_id: str

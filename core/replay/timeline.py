@@ -174,7 +174,7 @@ def moderation_sentence(d: Mapping[str, Any]) -> str:
     if d.get("error"):
         parts.append(f"provider failed ({d['error']}), "
                      + ("fail closed: refused" if d.get("failed_closed") else "fail open"))
-    sources = ", ".join(d.get("sources") or ()) or "no source answered"
+    sources = ", ".join(d.get("sources") or ()) or "no source"
     actions = ", ".join(d.get("actions") or ()) or "none"
     return f"{'; '.join(parts)} (from {sources}; actions: {actions})"
 
