@@ -121,6 +121,7 @@ alert_channel: {mods.id}
     explained = invoke(tmp_path, "explain", str(bad.id))
     assert "stopped: refused by moderation of the message to ada" in explained
     assert "block; harassment 0.970 >= block 0.8" in explained
+    assert "prompt not rebuilt" not in explained and "attempts" not in explained  # no call
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "config.yaml"), "explain",
                                       str(bad.id), "--json"])
     (call,) = json.loads(result.stdout)["calls"]
