@@ -323,3 +323,21 @@ bypass_roles: ['{trusted.id}']
     assert found[0]["bypassed"] == "role"
     assert found[1]["bypassed"] is None and found[1]["verdict"] == "block"
     assert len(said) == 1 and said[0].endswith(IN_NOTICE)
+
+
+async def test_a_streaming_persona_shows_nothing_of_a_reply_before_it_is_checked(
+        emu: DiscordEmulator, server: Server, tmp_path: Path) -> None:
+    streamer = persona("ada", extra="triggers: {keywords: [ada]}\n"
+                                    "delivery: {stream_edits: true}\n")
+    async with FakeOpenAI(tokens_per_second=200) as fake:
+        fake.answer("story", "here is a long and gory story told slowly")
+        fake.moderate("gory", violence=0.9)
+        checker = moderator(tmp_path, fake, "provider: fake\n")
+        async with running_bot(emu, tmp_path / "log.db", [streamer], fake,
+                               moderator=checker) as bot:
+            asked = await emu.user_says(server.alice, server.general, "ada, tell me a story")
+            await settled(bot, asked)
+            posted = [m.content for m in emu.messages_in(server.general, include_deleted=True)
+                      if bot.is_ours(m)]
+    edits = emu.requests_to("PATCH /channels/{channel_id}/messages/{message_id}")
+    assert posted == [OUT_NOTICE] and edits == []  # no preview was ever posted
