@@ -185,3 +185,20 @@ async def test_greet_and_the_persona_list_keep_an_nsfw_persona_out_of_other_chan
     assert refusal.content == "I only talk in age-restricted channels."
     assert "Welcome." not in posted
     assert "Lilith" not in listed.content and "Ada" in listed.content
+
+
+async def test_the_gate_follows_the_channel_setting_as_moderators_change_it(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    async with running_bot(emu, tmp_path / "log.db", [LILITH], fake_openai) as bot:
+        before = await decision(bot, await emu.user_says(server.alice, server.general,
+                                                         "lilith, hi"))
+        emu.set_nsfw(server.general, True)
+        await emu.hub.flush()
+        during = await decision(bot, await emu.user_says(server.alice, server.general,
+                                                         "lilith, hi again"))
+        emu.set_nsfw(server.general, False)
+        await emu.hub.flush()
+        after = await decision(bot, await emu.user_says(server.alice, server.general,
+                                                        "lilith, still there?"))
+    assert [before[1], during[1], after[1]] == [
+        "age_restricted:channel", "keyword", "age_restricted:channel"]

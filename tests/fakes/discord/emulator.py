@@ -179,6 +179,12 @@ class DiscordEmulator:
         self._dispatch_channel("CHANNEL_CREATE", channel)
         return channel
 
+    def set_nsfw(self, channel: Channel, nsfw: bool) -> Channel:
+        """A moderator switches the channel's age restriction (CHANNEL_UPDATE)."""
+        updated = self.world.set_nsfw(channel, nsfw)
+        self._dispatch_channel("CHANNEL_UPDATE", updated)
+        return updated
+
     def set_overwrite(
         self, channel: Channel, target: User | Role, *, allow: int = 0, deny: int = 0
     ) -> Channel:

@@ -166,6 +166,12 @@ class World:
         self._on_change()
         return channel
 
+    def set_nsfw(self, channel: Channel, nsfw: bool) -> Channel:
+        updated = replace(self.channel(channel.id), nsfw=nsfw)
+        self.channels[channel.id] = updated
+        self._on_change()
+        return updated
+
     def set_overwrite(self, channel: Channel, overwrite: Overwrite) -> Channel:
         current = self.channel(channel.id)
         kept = tuple(
