@@ -5,13 +5,18 @@ result) raises :class:`ModerationUnavailable` with a short class (``timeout``,
 ``http_503``, ``garbage``...); the moderator never raises and never waits past its
 deadline: the failure is part of the :class:`Scores` and the policy's ``fail`` setting
 decides what it means.
+
+The provider's answers are kept for a minute, for the last few hundred texts: a message
+several personas answer is sent once, not once per persona.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,6 +27,8 @@ from .wordlist import LocalList
 log = logging.getLogger(__name__)
 
 LOCAL_SOURCE = "local"
+CACHED_ANSWERS = 256
+CACHE_TTL_S = 60.0
 
 
 class ModerationUnavailable(Exception):
@@ -63,6 +70,7 @@ class Moderator:
         self._provider = provider
         self._local = LocalList.compile(settings.words, settings.patterns)
         self._clock = clock
+        self._answers: OrderedDict[bytes, tuple[float, Mapping[str, float]]] = OrderedDict()
 
     async def score(self, text: str) -> Scores:
         """``text`` scored by the local lists and the provider (see the module docstring)."""
@@ -75,10 +83,13 @@ class Moderator:
         error = None
         if self._provider is not None and text.strip():
             timeout_s = self.settings.timeout_s
+            sent = text[:self.settings.max_chars]
             try:
-                async with asyncio.timeout(timeout_s):
-                    found = await self._provider.scores(text[:self.settings.max_chars],
-                                                        timeout_s)
+                found = self._cached(sent)
+                if found is None:
+                    async with asyncio.timeout(timeout_s):
+                        found = await self._provider.scores(sent, timeout_s)
+                    self._keep(sent, found)
             except TimeoutError:
                 error = "timeout"
             except ModerationUnavailable as exc:
@@ -95,6 +106,21 @@ class Moderator:
                             self._provider.name, error, self.settings.fail)
         return Scores(scores=scores, sources=tuple(sources), error=error,
                       latency_s=round(self._clock() - started, 6))
+
+    def _cached(self, text: str) -> Mapping[str, float] | None:
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        found = self._answers.get(key)
+        if found is None or self._clock() - found[0] > CACHE_TTL_S:
+            return None
+        self._answers.move_to_end(key)
+        return found[1]
+
+    def _keep(self, text: str, scores: Mapping[str, float]) -> None:
+        key = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        self._answers[key] = (self._clock(), scores)
+        self._answers.move_to_end(key)
+        while len(self._answers) > CACHED_ANSWERS:
+            self._answers.popitem(last=False)
 
     async def aclose(self) -> None:
         """Close the provider's connections."""

@@ -117,3 +117,37 @@ async def test_unknown_roles_never_bypass(fake_openai: FakeOpenAI, tmp_path: Pat
         await close_harness(h)
     # no platform resolver here: roles the platform did not send stay unknown
     assert bypassed == ["role", None]
+
+
+async def test_a_message_several_personas_answer_is_sent_to_the_provider_once(
+        fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    fake_openai.moderate("storm", violence=0.3)
+    personas = [load_persona("ada"), load_persona("bob")]
+    h = await make_harness(tmp_path, personas, fake_openai,
+                           moderator=checker(fake_openai, outbound=False))
+    try:
+        await settle(await h.dispatcher.ingest(human(
+            text="a storm is coming", mentions=frozenset({"ada", "bob"}))))
+        checks = [(e.data["persona_id"], e.data["scores"]["violence"])
+                  for e in await h.events("ModerationChecked")]
+    finally:
+        await close_harness(h)
+    assert sorted(checks) == [("ada", 0.3), ("bob", 0.3)]
+    assert [r.body["input"] for r in fake_openai.moderation_requests] == ["a storm is coming"]
+
+
+async def test_a_kept_answer_is_asked_again_after_a_minute(fake_openai: FakeOpenAI) -> None:
+    now = [0.0]
+    provider = OpenAIModeration(ProviderSettings("fake", base_url=fake_openai.base_url), "k",
+                                "omni-moderation-latest")
+    moderator = Moderator(ModerationSettings(enabled=True, provider="fake"), provider,
+                          clock=lambda: now[0])
+    try:
+        await moderator.score("same text")
+        now[0] = 59.0
+        await moderator.score("same text")
+        now[0] = 120.0
+        await moderator.score("same text")
+    finally:
+        await moderator.aclose()
+    assert len(fake_openai.moderation_requests) == 2
