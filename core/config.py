@@ -161,13 +161,22 @@ MODERATION_CATEGORY_DEFAULT = "default"
 """The ``moderation.thresholds`` key that holds for every category not named."""
 
 
+NEVER = "never"
+"""A threshold that no score reaches (``block: never``: the category only ever flags)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Thresholds:
     """A category's scores at which the moderation step flags and blocks (0..1; a score
-    at or over the threshold counts)."""
+    at or over the threshold counts; None: never)."""
 
-    flag: float
-    block: float
+    flag: float | None
+    block: float | None
+
+
+def threshold_level(value: Any) -> float | None:
+    """A threshold as written (a number, or ``never``) as a number or None."""
+    return None if value == NEVER else float(value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -340,11 +349,8 @@ def _moderation_problems(document: YamlDocument) -> list[Problem]:
         problems.append(document.problem(("moderation", "provider"),
                                          "the offline provider has no moderation endpoint"))
     for name, pair in _mapping(section.get("thresholds")).items():
-        pair = _mapping(pair)
-        if pair.get("flag", 1.0) > pair.get("block", 1.0):
-            problems.append(document.problem(("moderation", "thresholds", name), (
-                f"flag ({pair.get('flag')}) is over block ({pair.get('block', 1.0)}): "
-                "every blocked text is flagged first, so flag must be at most block")))
+        if (problem := thresholds_problem(_mapping(pair))) is not None:
+            problems.append(document.problem(("moderation", "thresholds", name), problem))
     actions = _mapping(section.get("actions"))
     wants_alert = any("alert" in ([a] if isinstance(a, str) else a) for a in actions.values())
     if wants_alert and section.get("alert_channel") is None:
@@ -367,6 +373,15 @@ def _moderation_problems(document: YamlDocument) -> list[Problem]:
         except ValueError as exc:
             problems.append(document.problem(("moderation", "timeout"), str(exc)))
     return problems
+
+
+def thresholds_problem(pair: Mapping[str, Any]) -> str | None:
+    """What is wrong with a category's ``{flag, block}`` as written (None: nothing)."""
+    flag, block = pair.get("flag"), pair.get("block")
+    if isinstance(flag, int | float) and isinstance(block, int | float) and flag > block:
+        return (f"flag ({flag}) is over block ({block}): every blocked text is flagged "
+                "first, so flag must be at most block")
+    return None
 
 
 MODERATION_LONGEST_TIMEOUT_S = 60.0
@@ -420,10 +435,12 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
 
 def _moderation(data: Mapping[str, Any]) -> ModerationSettings:
     defaults = ModerationSettings()
-    thresholds = dict(defaults.thresholds)
-    thresholds.update({str(name): Thresholds(flag=float(t.get("flag", 1.0)),
-                                             block=float(t.get("block", 1.0)))
-                       for name, t in data.get("thresholds", {}).items()})
+    given = {str(name): t for name, t in data.get("thresholds", {}).items()}
+    base = defaults.thresholds[MODERATION_CATEGORY_DEFAULT]
+    fallback = _thresholds(given.get(MODERATION_CATEGORY_DEFAULT, {}), base)
+    thresholds = {MODERATION_CATEGORY_DEFAULT: fallback}
+    thresholds.update({name: _thresholds(t, fallback) for name, t in given.items()
+                       if name != MODERATION_CATEGORY_DEFAULT})
     actions = dict(defaults.actions)
     actions.update({verdict: _names(items) for verdict, items in data.get("actions", {}).items()})
     notices = data.get("notices", {})
@@ -447,6 +464,13 @@ def _moderation(data: Mapping[str, Any]) -> ModerationSettings:
         warning=data.get("warning", defaults.warning),
         max_chars=data.get("max_chars", defaults.max_chars),
     )
+
+
+def _thresholds(written: Mapping[str, Any], inherited: Thresholds) -> Thresholds:
+    """``written``'s levels, the ones it leaves out from ``inherited``."""
+    return Thresholds(
+        flag=threshold_level(written["flag"]) if "flag" in written else inherited.flag,
+        block=threshold_level(written["block"]) if "block" in written else inherited.block)
 
 
 def _names(items: Any) -> tuple[str, ...]:

@@ -375,7 +375,7 @@ def _refused(checked: Checked) -> str:
         return (f"refused by moderation ({event.direction}): the provider failed "
                 f"({event.error}) and fail is closed")
     found = ", ".join(f"{c} {event.scores.get(c, 0.0):.2f} >= "
-                      f"{event.thresholds.get(c, {}).get(event.verdict, 0.0):g}"
+                      f"{event.thresholds.get(c, {}).get(event.verdict) or 0.0:g}"
                       for c in event.matched)
     return f"refused by moderation ({event.direction}): {event.verdict} {found}".rstrip()
 

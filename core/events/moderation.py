@@ -59,7 +59,7 @@ class ModerationChecked(DomainEvent):
     ``scores``: the highest score per category over every source that answered;
     ``sources``: which answered (``local``, ``<provider>:<model>``); ``matched``: the
     categories at or over their flag threshold, with ``thresholds`` the ``{flag, block}``
-    each was held to. ``error`` names a provider failure (``timeout``,
+    each was held to (None: never). ``error`` names a provider failure (``timeout``,
     ``http_503``, ``garbage``...) and ``failed_closed`` says the ``fail: closed`` policy
     made it a block. ``bypassed`` names why nothing was checked (``role``) and then
     ``verdict`` is ``pass``. ``actions`` are those taken (``refuse`` only for a block).
@@ -76,7 +76,7 @@ class ModerationChecked(DomainEvent):
     actions: tuple[str, ...] = ()
     """:class:`ModerationAction` values."""
     scores: Mapping[str, float] = field(default_factory=dict)
-    thresholds: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    thresholds: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     matched: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     error: str | None = None

@@ -1,10 +1,12 @@
 """From scores to a verdict and from a verdict to actions, for one persona and direction.
 
 A category's score is held to its thresholds: the category's own (``harassment/threatening``),
-else its family's (``harassment``), else ``default``; a persona's thresholds come before
-config's at each step. The strongest verdict over all categories wins. ``refuse`` means
-something only for the verdict it is listed under; a provider failure under ``fail:
-closed`` is a block that refuses, whatever the lists say.
+else its family's (``harassment``), else ``default``; a persona's levels come before
+config's, and a level it leaves out is config's for that category. A level may be
+None (``never``): a category with ``block: never`` only ever flags. The strongest
+verdict over all categories wins. ``refuse`` means something only for the verdict it is
+listed under; a provider failure under ``fail: closed`` is a block that refuses,
+whatever the lists say.
 """
 
 from __future__ import annotations
@@ -19,21 +21,29 @@ from ..personas.model import Persona
 _STRENGTH = {ModerationVerdict.PASS: 0, ModerationVerdict.FLAG: 1, ModerationVerdict.BLOCK: 2}
 
 
+Levels = tuple[float | None, float | None]
+"""A category's (flag, block) scores; None: never."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """What one persona's texts in one direction are held to."""
 
     direction: ModerationDirection
-    thresholds: Mapping[str, tuple[float, float]]
+    thresholds: Mapping[str, Levels]
     actions: Mapping[str, tuple[str, ...]]
     fail_closed: bool
 
-    def thresholds_for(self, category: str) -> tuple[float, float]:
+    def thresholds_for(self, category: str) -> Levels:
         """(flag, block) for ``category``."""
-        for key in (category, category.split("/", 1)[0], MODERATION_CATEGORY_DEFAULT):
-            if key in self.thresholds:
-                return self.thresholds[key]
-        return (1.0, 1.0)
+        return _resolve(self.thresholds, category)
+
+
+def _resolve(thresholds: Mapping[str, Levels], category: str) -> Levels:
+    for key in (category, category.split("/", 1)[0], MODERATION_CATEGORY_DEFAULT):
+        if key in thresholds:
+            return thresholds[key]
+    return (None, None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +53,7 @@ class Judgement:
     verdict: ModerationVerdict
     actions: tuple[str, ...]
     matched: tuple[str, ...]
-    thresholds: Mapping[str, Mapping[str, float]]
+    thresholds: Mapping[str, Mapping[str, float | None]]
     failed_closed: bool = False
 
 
@@ -59,8 +69,11 @@ def policy_for(settings: ModerationSettings, persona: Persona,
         on = settings.inbound if direction == ModerationDirection.IN else settings.outbound
     if not on:
         return None
-    thresholds = {name: (t.flag, t.block) for name, t in settings.thresholds.items()}
-    thresholds.update(override.thresholds)
+    thresholds: dict[str, Levels] = {name: (t.flag, t.block)
+                                     for name, t in settings.thresholds.items()}
+    for name, levels in override.thresholds.items():
+        flag, block = _resolve(thresholds, name)  # the levels the persona leaves out
+        thresholds[name] = (levels.get("flag", flag), levels.get("block", block))
     return Policy(direction=direction, thresholds=thresholds,
                   actions={**settings.actions, **override.actions},
                   fail_closed=settings.fail == "closed")
@@ -71,12 +84,13 @@ def judge(policy: Policy, scores: Mapping[str, float], *, failed: bool) -> Judge
     answer, so only the local lists' scores are there)."""
     verdict = ModerationVerdict.PASS
     matched: list[str] = []
-    used: dict[str, dict[str, float]] = {}
+    used: dict[str, dict[str, float | None]] = {}
     for category, score in sorted(scores.items()):
         flag, block = policy.thresholds_for(category)
         used[category] = {"flag": flag, "block": block}
-        found = (ModerationVerdict.BLOCK if score >= block else
-                 ModerationVerdict.FLAG if score >= flag else ModerationVerdict.PASS)
+        found = (ModerationVerdict.BLOCK if block is not None and score >= block else
+                 ModerationVerdict.FLAG if flag is not None and score >= flag else
+                 ModerationVerdict.PASS)
         if found != ModerationVerdict.PASS:
             matched.append(category)
         if _STRENGTH[found] > _STRENGTH[verdict]:

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import jsonschema
 from apscheduler.triggers.cron import CronTrigger
 
+from ..config import threshold_level, thresholds_problem
 from ..durations import DAY, HOUR, parse_duration
 from ..patterns import MAX_PERSONA_PROGRAM, PatternError, compile_regex
 from ..problems import Problem, ProblemsError, at_most
@@ -601,11 +602,9 @@ def _moderation_problems(doc: _Locator, moderation: Any) -> list[Problem]:
     thresholds = _get(moderation, "thresholds")
     if not isinstance(thresholds, dict):
         return []
-    return [doc.problem(("moderation", "thresholds", name), (
-        f"flag ({pair.get('flag')}) is over block ({pair.get('block', 1.0)}): every blocked "
-        "text is flagged first, so flag must be at most block"))
-        for name, pair in thresholds.items()
-        if isinstance(pair, dict) and pair.get("flag", 1.0) > pair.get("block", 1.0)]
+    return [doc.problem(("moderation", "thresholds", name), problem)
+            for name, pair in thresholds.items()
+            if isinstance(pair, dict) and (problem := thresholds_problem(pair)) is not None]
 
 
 def _get(data: Any, key: str) -> Any:
@@ -897,7 +896,7 @@ def _moderation(moderation: dict) -> ModerationOverride:
     return ModerationOverride(
         inbound=moderation.get("inbound"),
         outbound=moderation.get("outbound"),
-        thresholds={str(name): (float(t.get("flag", 1.0)), float(t.get("block", 1.0)))
+        thresholds={str(name): {level: threshold_level(value) for level, value in t.items()}
                     for name, t in (moderation.get("thresholds") or {}).items()},
         actions={verdict: (items,) if isinstance(items, str) else tuple(dict.fromkeys(items))
                  for verdict, items in actions.items()},

@@ -279,12 +279,12 @@ class ToolsSpec:
 @dataclass(frozen=True, slots=True)
 class ModerationOverride:
     """A persona's changes to config.yaml's moderation step: each direction on or off
-    (None: as config says), thresholds by category (flag, block) and actions by verdict
-    over config's."""
+    (None: as config says), thresholds by category (the levels the file sets, ``flag``
+    and/or ``block``, None for never) and actions by verdict, over config's."""
 
     inbound: bool | None = None
     outbound: bool | None = None
-    thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    thresholds: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
     actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 

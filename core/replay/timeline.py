@@ -163,8 +163,9 @@ def moderation_sentence(d: Mapping[str, Any]) -> str:
     for category in d.get("matched") or ():
         pair = thresholds.get(category) or {}
         score = float(scores.get(category, 0.0))
-        over = "block" if score >= float(pair.get("block", 1.0)) else "flag"
-        found.append(f"{category} {score:.3f} >= {over} {float(pair.get(over, 0.0)):g}")
+        block = pair.get("block")
+        over = "block" if block is not None and score >= float(block) else "flag"
+        found.append(f"{category} {score:.3f} >= {over} {float(pair.get(over) or 0.0):g}")
     if not found and scores:
         top = max(scores, key=lambda c: float(scores[c]))
         found.append(f"highest {top} {float(scores[top]):.3f}")

@@ -139,3 +139,32 @@ def test_nsfw_personas_asking_for_dms_and_unused_overrides_are_warned_about(
     assert persona_warnings(asks, {}, Secrets({}), allow_nsfw_dms=True,
                             moderation_enabled=True) == []
     assert persona_warnings(quiet, {}, Secrets({})) == []  # the default dm: true says nothing
+
+
+def test_a_level_left_out_is_inherited_and_never_is_never_reached(tmp_path: Path) -> None:
+    settings = config_with(tmp_path, """
+moderation:
+  thresholds:
+    default: {block: 0.9}
+    harassment: {flag: 0.3}
+    spam: {block: never}
+""").moderation
+    assert settings.thresholds["default"] == Thresholds(flag=0.5, block=0.9)
+    assert settings.thresholds["harassment"] == Thresholds(flag=0.3, block=0.9)
+    assert settings.thresholds["spam"] == Thresholds(flag=0.5, block=None)
+    plain = policy_for(settings, persona(), ModerationDirection.IN)
+    assert plain is not None
+    assert judge(plain, {"spam": 1.0}, failed=False).verdict == "flag"  # a list that only flags
+    assert judge(plain, {"harassment/threatening": 0.35}, failed=False).verdict == "flag"
+    relaxed = persona("moderation: {thresholds: {harassment: {flag: never}, spam: {block: 0.99}}}\n")
+    assert relaxed.moderation.thresholds == {"harassment": {"flag": None},
+                                             "spam": {"block": 0.99}}
+    policy = policy_for(settings, relaxed, ModerationDirection.IN)
+    assert policy is not None
+    assert policy.thresholds_for("harassment") == (None, 0.9)  # block still config's
+    assert policy.thresholds_for("spam") == (0.5, 0.99)
+    judged = judge(policy, {"harassment": 0.5, "spam": 1.0}, failed=False)
+    assert judged.verdict == "block" and judged.matched == ("spam",)
+    assert judged.thresholds["harassment"] == {"flag": None, "block": 0.9}
+    assert "is not a score from 0 to 1, or never" in problems_of(
+        tmp_path, "moderation: {thresholds: {hate: {flag: sometimes}}}\n")[0]
