@@ -71,7 +71,7 @@ def validate(ctx: CliContext, paths: tuple[Path, ...], as_json: bool) -> None:
         *budget_warnings(loaded.personas[pid], estimate_tokens),
         *persona_warnings(loaded.personas[pid], ctx.config.providers, ctx.secrets,
                           allow_nsfw_dms=ctx.config.dm_allow_nsfw,
-                          moderation_enabled=ctx.config.moderation.enabled))]
+                          moderation=ctx.config.moderation))]
     if as_json:
         click.echo(json.dumps({
             "ok": not problems, "files": len(files), "personas": sorted(loaded.personas),

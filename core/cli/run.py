@@ -127,7 +127,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         for persona in registry.all():
             for warning in persona_warnings(persona, config.providers, secrets,
                                             allow_nsfw_dms=config.dm_allow_nsfw,
-                                            moderation_enabled=config.moderation.enabled):
+                                            moderation=config.moderation):
                 log.warning("%s", warning)
         await runtime.dispatcher.start()
         started.set()

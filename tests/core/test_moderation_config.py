@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import Thresholds, load_config
+from core.config import ModerationSettings, Thresholds, load_config
 from core.credentials import Secrets
 from core.events import ModerationDirection
 from core.moderation.policy import judge, policy_for
@@ -136,8 +136,13 @@ def test_nsfw_personas_asking_for_dms_and_unused_overrides_are_warned_about(
     warned = [str(w) for w in persona_warnings(asks, {}, Secrets({}))]
     assert any("lil.yaml:6:" in w and "dms.allow_nsfw" in w for w in warned)
     assert any("moderation is not enabled" in w for w in warned)
-    assert persona_warnings(asks, {}, Secrets({}), allow_nsfw_dms=True,
-                            moderation_enabled=True) == []
+    on = ModerationSettings(enabled=True)
+    assert persona_warnings(asks, {}, Secrets({}), allow_nsfw_dms=True, moderation=on) == []
+    alerting = persona("moderation: {actions: {block: [refuse, alert]}}\n")
+    assert [w.message for w in persona_warnings(alerting, {}, Secrets({}), moderation=on)] == [
+        "an alert action needs moderation.alert_channel in config.yaml: no alert will be posted"]
+    assert persona_warnings(alerting, {}, Secrets({}), moderation=ModerationSettings(
+        enabled=True, alert_channel="1")) == []
     assert persona_warnings(quiet, {}, Secrets({})) == []  # the default dm: true says nothing
 
 
