@@ -37,6 +37,7 @@ from .events import upcasters
 from .gateway.model import ModelClient
 from .limits.quotas import QuotaLedger
 from .limits.schedule import QuotaResetScheduler
+from .moderation.moderator import Moderator
 from .personas.model import Persona
 from .personas.registry import PersonaRegistry
 from .personas.versions import VersionRecorder
@@ -53,12 +54,14 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
                      settings: DispatcherSettings | None = None, *,
                      clock: Callable[[], float] = time.time,
                      toolbox: Toolbox | None = None,
-                     roles: Mapping[str, RoleResolver] | None = None) -> Dispatcher:
+                     roles: Mapping[str, RoleResolver] | None = None,
+                     moderator: Moderator | None = None) -> Dispatcher:
     """A dispatcher over ``store`` answering as ``personas`` through ``model``, delivering
     to ``sinks`` (one per platform name), within ``settings`` (default: the defaults),
     calling personas' tools with ``toolbox`` (default: one that knows no secrets; the
     dispatcher closes it at shutdown); ``roles`` looks up the roles a platform did not
-    send (per platform name)."""
+    send (per platform name); ``moderator`` runs the moderation step (None: off; the
+    dispatcher closes it at shutdown)."""
     settings = settings or DispatcherSettings()
     queue = WorkQueue(max_pending=settings.queue_size, max_concurrent=settings.max_concurrent)
     ledger = QuotaLedger(store)
@@ -67,13 +70,16 @@ def build_dispatcher(store: EventStore, personas: PersonaSource, model: ModelCli
                           admins=settings.admins, clock=clock,
                           policy=OnePersonaPerDm(personas=personas, store=store,
                                                  default_persona=settings.dm_default_persona),
-                          roles=RoleLookup(dict(roles or {}), settings.admins))
+                          roles=RoleLookup(dict(roles or {}), settings.admins),
+                          allow_nsfw_dms=settings.allow_nsfw_dms,
+                          bypass_roles=moderator.settings.bypass_roles if moderator else frozenset())
     return Dispatcher(DispatcherParts(
         store=store, personas=personas, model=model, sinks=dict(sinks), queue=queue,
         history=ConversationHistory(store, max_events=settings.history_cache_events),
         ledger=ledger, versions=versions, admission=admission,
         resets=QuotaResetScheduler(store, clock, on_reset=ledger.observe_reset), clock=clock,
         attachments=AttachmentContent(store), toolbox=toolbox or Toolbox(Secrets({})),
+        moderator=moderator,
     ), settings)
 
 
@@ -155,6 +161,28 @@ def missing_key_message(missing: Mapping[str, Sequence[str]]) -> str | None:
     return "\n".join(lines)
 
 
+def moderator_for(config: Config, secrets: Secrets) -> Moderator | None:
+    """The moderation step config.yaml describes (None: off). A provider whose key is
+    not set fails every check, which ``moderation.fail`` then judges (and the log says)."""
+    settings = config.moderation
+    if not settings.enabled:
+        return None
+    provider = None
+    if settings.provider is not None:
+        # the SDK: imported only when used (see Runtime.open)
+        from .gateway.gateway import PLACEHOLDER_API_KEY
+        from .moderation.openai_provider import OpenAIModeration
+
+        provider_settings = config.providers[settings.provider]
+        key_env = provider_settings.key_env
+        key = secrets.get(key_env) if key_env else None
+        if key_env and key is None:
+            log.error("moderation.provider %s needs %s, which is not set: every check will "
+                      "fail (moderation.fail: %s)", settings.provider, key_env, settings.fail)
+        provider = OpenAIModeration(provider_settings, key or PLACEHOLDER_API_KEY, settings.model)
+    return Moderator(settings, provider)
+
+
 PlatformFactory = Callable[[EventStore, PersonaRegistry], Platform]
 """Builds a platform once the log and the registry exist."""
 
@@ -192,7 +220,8 @@ class Runtime:
             store, registry, model(gateway) if model is not None else gateway,
             {p.name: p.sink for p in built}, DispatcherSettings.from_config(config),
             toolbox=Toolbox(secrets),
-            roles={p.name: p.roles for p in built if p.roles is not None})
+            roles={p.name: p.roles for p in built if p.roles is not None},
+            moderator=moderator_for(config, secrets))
         runtime = cls(config=config, store=store, registry=registry, gateway=gateway,
                       dispatcher=dispatcher,
                       commands=CommandSet(dispatcher=dispatcher, personas=registry,

@@ -47,6 +47,8 @@ class Caller:
     channel_name: str | None = None
     guild_name: str | None = None
     sent_at: float | None = None
+    channel_nsfw: bool | None = None
+    """Whether the platform marks the channel age-restricted (None: it does not say)."""
 
     def greeting(self) -> GreetingRequest:
         """A greeting asked for with this command, where it was given."""
@@ -63,7 +65,8 @@ class Caller:
             author=self.author, text=text, guild_id=self.guild_id,
             parent_channel_id=self.parent_channel_id, is_dm=self.is_dm,
             invoked_persona=persona_id, sent_at=self.sent_at or time.time(),
-            channel_name=self.channel_name, guild_name=self.guild_name)
+            channel_name=self.channel_name, guild_name=self.guild_name,
+            channel_nsfw=self.channel_nsfw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +137,8 @@ def refusal_line(persona: Persona, reason: Refusal) -> str:
         return f"You've used your quota with {persona.name} for now; /usage shows when it resets."
     if kind == RefusalKind.BUSY:
         return persona.delivery.busy_notice
+    if kind == RefusalKind.AGE_RESTRICTED:
+        return persona.delivery.age_restricted_notice
     return f"{persona.name} will not answer that ({kind.value})."
 
 

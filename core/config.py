@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .durations import DAY, HOUR, parse_duration
+from .patterns import PatternError, compile_regex
 from .problems import Problem, ProblemsError, at_most
 from .schemacheck import bundled_schema, schema_problems, validator_for
 from .yamldoc import YamlDocument, YamlLimits, dotted, load_yaml, read_yaml_file
@@ -165,6 +166,62 @@ class MetricsSettings:
     host: str = "127.0.0.1"
 
 
+MODERATION_CATEGORY_DEFAULT = "default"
+"""The ``moderation.thresholds`` key that holds for every category not named."""
+
+
+NEVER = "never"
+"""A threshold that no score reaches (``block: never``: the category only ever flags)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Thresholds:
+    """A category's scores at which the moderation step flags and blocks (0..1; a score
+    at or over the threshold counts; None: never)."""
+
+    flag: float | None
+    block: float | None
+
+
+def threshold_level(value: Any) -> float | None:
+    """A threshold as written (a number, or ``never``) as a number or None."""
+    return None if value == NEVER else float(value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModerationSettings:
+    """The optional moderation step (config.yaml ``moderation``, docs/privacy.md).
+
+    ``provider`` names an entry of ``providers:`` whose server has ``/v1/moderations``
+    (None: the local lists only); ``words`` and ``patterns`` are the local lists, by
+    category. ``actions`` maps a verdict (``flag``, ``block``) to what is done about it
+    (``refuse``, ``warn``, ``alert``, ``log``); ``fail`` says what a failing provider
+    means. ``bypass_roles``: people with one of these roles are not checked (unknown
+    roles never bypass)."""
+
+    enabled: bool = False
+    inbound: bool = True
+    outbound: bool = True
+    provider: str | None = None
+    model: str = "omni-moderation-latest"
+    timeout_s: float = 5.0
+    fail: Literal["open", "closed"] = "open"
+    thresholds: Mapping[str, Thresholds] = field(
+        default_factory=lambda: {MODERATION_CATEGORY_DEFAULT: Thresholds(flag=0.5, block=0.8)})
+    words: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    patterns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    actions: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"flag": ("log",), "block": ("refuse",)})
+    alert_channel: str | None = None
+    bypass_roles: frozenset[str] = frozenset()
+    inbound_notice: str = "I can't respond to that message."
+    outbound_notice: str = "I wrote a reply I can't share here; please try asking differently."
+    warning: str = "⚠️ Moderation flagged this conversation ({categories})."
+    max_chars: int = 20_000
+    """Most characters of one text sent to the provider (the rest is not checked by it;
+    the local lists read the whole text)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """Everything in config.yaml, with defaults filled in and paths made absolute."""
@@ -182,6 +239,9 @@ class Config:
     attachments: AttachmentSettings = AttachmentSettings()
     dm_default_persona: str | None = None
     """``dms.default_persona``: who answers a DM when nobody was talked with there yet."""
+    dm_allow_nsfw: bool = False
+    """``dms.allow_nsfw``: whether ``nsfw: true`` personas may answer in DMs."""
+    moderation: ModerationSettings = ModerationSettings()
 
     @property
     def env_file(self) -> Path:
@@ -224,6 +284,8 @@ def load_config(path: str | Path) -> Config:
     problems += _password_in_url(document)
     problems += _duration_problems(document, {p.field for p in problems})
     problems += _shard_problems(document, {p.field for p in problems})
+    if not any(p.field.startswith("moderation") for p in problems):
+        problems += _moderation_problems(document)
     if problems:
         raise ProblemsError(at_most(problems))
     return _build(path.resolve(), data)
@@ -337,6 +399,62 @@ def _duration_problems(document: YamlDocument, blamed: set[str]) -> list[Problem
     return problems
 
 
+def _moderation_problems(document: YamlDocument) -> list[Problem]:
+    """What the schema cannot see in ``moderation``: a provider that is not configured,
+    a flag threshold over its block threshold, an alert with nowhere to go, a pattern
+    RE2 cannot take, a timeout too long."""
+    data = document.data
+    section = _mapping(data.get("moderation"))
+    problems = []
+    provider = section.get("provider")
+    providers = _mapping(data.get("providers"))
+    if provider is not None and provider not in providers:
+        problems.append(document.problem(("moderation", "provider"), (
+            f"no provider {provider!r} under providers: (known: "
+            f"{', '.join(sorted(map(str, providers))) or 'none'})")))
+    elif provider is not None and _mapping(providers[provider]).get("kind") == "offline":
+        problems.append(document.problem(("moderation", "provider"),
+                                         "the offline provider has no moderation endpoint"))
+    for name, pair in _mapping(section.get("thresholds")).items():
+        if (problem := thresholds_problem(_mapping(pair))) is not None:
+            problems.append(document.problem(("moderation", "thresholds", name), problem))
+    actions = _mapping(section.get("actions"))
+    wants_alert = any("alert" in ([a] if isinstance(a, str) else a) for a in actions.values())
+    if wants_alert and section.get("alert_channel") is None:
+        problems.append(document.problem(("moderation", "actions"), (
+            "an alert action needs moderation.alert_channel (the moderators' channel id)")))
+    for category, patterns in _mapping(section.get("patterns")).items():
+        for index, pattern in enumerate(patterns):
+            try:
+                compile_regex(pattern)
+            except PatternError as exc:
+                problems.append(document.problem(("moderation", "patterns", category, index),
+                                                 f"{pattern!r} {exc}"))
+    timeout = section.get("timeout")
+    if timeout is not None:
+        try:
+            if parse_duration(timeout, maximum=MODERATION_LONGEST_TIMEOUT_S) == 0:
+                problems.append(document.problem(("moderation", "timeout"),
+                                                 "must be longer than 0s, or no check could "
+                                                 "ever finish"))
+        except ValueError as exc:
+            problems.append(document.problem(("moderation", "timeout"), str(exc)))
+    return problems
+
+
+def thresholds_problem(pair: Mapping[str, Any]) -> str | None:
+    """What is wrong with a category's ``{flag, block}`` as written (None: nothing)."""
+    flag, block = pair.get("flag"), pair.get("block")
+    if isinstance(flag, int | float) and isinstance(block, int | float) and flag > block:
+        return (f"flag ({flag}) is over block ({block}): every blocked text is flagged "
+                "first, so flag must be at most block")
+    return None
+
+
+MODERATION_LONGEST_TIMEOUT_S = 60.0
+"""A moderation check holds its reply up: a minute is the longest that makes sense."""
+
+
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -379,7 +497,53 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
         metrics=MetricsSettings(port=metrics.get("port"), host=metrics.get("host", "127.0.0.1")),
         attachments=_attachments(data.get("attachments", {})),
         dm_default_persona=data.get("dms", {}).get("default_persona"),
+        dm_allow_nsfw=data.get("dms", {}).get("allow_nsfw", False),
+        moderation=_moderation(data.get("moderation", {})),
     )
+
+
+def _moderation(data: Mapping[str, Any]) -> ModerationSettings:
+    defaults = ModerationSettings()
+    given = {str(name): t for name, t in data.get("thresholds", {}).items()}
+    base = defaults.thresholds[MODERATION_CATEGORY_DEFAULT]
+    fallback = _thresholds(given.get(MODERATION_CATEGORY_DEFAULT, {}), base)
+    thresholds = {MODERATION_CATEGORY_DEFAULT: fallback}
+    thresholds.update({name: _thresholds(t, fallback) for name, t in given.items()
+                       if name != MODERATION_CATEGORY_DEFAULT})
+    actions = dict(defaults.actions)
+    actions.update({verdict: _names(items) for verdict, items in data.get("actions", {}).items()})
+    notices = data.get("notices", {})
+    alert = data.get("alert_channel")
+    return ModerationSettings(
+        enabled=data.get("enabled", bool(data)),
+        inbound=data.get("inbound", defaults.inbound),
+        outbound=data.get("outbound", defaults.outbound),
+        provider=data.get("provider"),
+        model=data.get("model", defaults.model),
+        timeout_s=parse_duration(data.get("timeout", "5s")),
+        fail=data.get("fail", defaults.fail),
+        thresholds=thresholds,
+        words={str(c): tuple(str(w) for w in ws) for c, ws in data.get("words", {}).items()},
+        patterns={str(c): tuple(ps) for c, ps in data.get("patterns", {}).items()},
+        actions=actions,
+        alert_channel=str(alert) if alert is not None else None,
+        bypass_roles=frozenset(str(r) for r in data.get("bypass_roles", [])),
+        inbound_notice=notices.get("inbound", defaults.inbound_notice),
+        outbound_notice=notices.get("outbound", defaults.outbound_notice),
+        warning=data.get("warning", defaults.warning),
+        max_chars=data.get("max_chars", defaults.max_chars),
+    )
+
+
+def _thresholds(written: Mapping[str, Any], inherited: Thresholds) -> Thresholds:
+    """``written``'s levels, the ones it leaves out from ``inherited``."""
+    return Thresholds(
+        flag=threshold_level(written["flag"]) if "flag" in written else inherited.flag,
+        block=threshold_level(written["block"]) if "block" in written else inherited.block)
+
+
+def _names(items: Any) -> tuple[str, ...]:
+    return (items,) if isinstance(items, str) else tuple(dict.fromkeys(items))
 
 
 def _attachments(data: Mapping[str, Any]) -> AttachmentSettings:

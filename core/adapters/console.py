@@ -43,6 +43,7 @@ from ..dispatcher.messages import (
     Author,
     DeliveryReceipt,
     InboundMessage,
+    ModerationAlert,
     Notice,
     OutboundReply,
     ReplyTarget,
@@ -118,6 +119,10 @@ class ConsoleSink:
         self._streaming.discard(key)
         self._noticed.add(key)
         self._write(f"{prefix}[{_printable(notice.persona_name)}] {_printable(notice.text)}\n")
+
+    async def alert(self, alert: ModerationAlert) -> None:
+        """A moderation alert on a line of its own (the operator is the moderator here)."""
+        self._write(f"[moderation] {_printable(alert.summary)}\n")
 
     def noticed(self, message_id: str, persona_id: str) -> bool:
         """Whether a notice about ``message_id`` was shown for ``persona_id`` (and forget it)."""

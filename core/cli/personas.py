@@ -69,7 +69,9 @@ def validate(ctx: CliContext, paths: tuple[Path, ...], as_json: bool) -> None:
     problems = [*missing, *loaded.problems]
     warnings = [w for pid in sorted(loaded.personas) for w in (
         *budget_warnings(loaded.personas[pid], estimate_tokens),
-        *persona_warnings(loaded.personas[pid], ctx.config.providers, ctx.secrets))]
+        *persona_warnings(loaded.personas[pid], ctx.config.providers, ctx.secrets,
+                          allow_nsfw_dms=ctx.config.dm_allow_nsfw,
+                          moderation=ctx.config.moderation))]
     if as_json:
         click.echo(json.dumps({
             "ok": not problems, "files": len(files), "personas": sorted(loaded.personas),

@@ -196,14 +196,16 @@ def _print_call(out: Console, call: CallExplanation) -> None:
                   f"{str(decision.get('persona_version'))[:12]}, hop {decision.get('hop', 0)})")
     stopped = call.stopped_by
     if stopped:
-        out.print(f"[bold red]stopped:[/] {stopped}")
+        out.print(Text("stopped: ", style="bold red") + Text(stopped))
+    for sentence in call.moderated:
+        out.print(Text("moderation: ", style="bold magenta") + Text(sentence))
     if call.greeting is not None:
         g = call.greeting.data
         how = "chosen at random" if g.get("chosen_by") == "random" else "asked for"
         out.print(Text(f"the conversation opened with greeting {g.get('choice')} ({how}), at "
                        f"position {call.greeting.position}: ", style="bold")
                   + Text(str(g.get("text"))))
-    if call.outcome is not None:
+    if call.outcome is not None and not call.refused_before_model:
         o = call.outcome.data
         usage = o.get("usage") or {}
         table = Table.grid(padding=(0, 2))

@@ -111,6 +111,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     from ..personas.model import Persona
     from ..personas.registry import PersonaRegistry, RegistryChange
     from ..personas.versions import record_versions
+    from ..personas.warnings import persona_warnings
     from ..personas.watcher import PersonaWatcher
     from ..tools.http import persona_secret_names
 
@@ -180,6 +181,11 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
                         config.personas_dir)
         if problem := missing_key_message(missing_keys(config, secrets, registry.all())):
             log.error("%s", problem)
+        for persona in registry.all():
+            for warning in persona_warnings(persona, config.providers, secrets,
+                                            allow_nsfw_dms=config.dm_allow_nsfw,
+                                            moderation=config.moderation):
+                log.warning("%s", warning)
         # a sharded process finishes a conversation's open replies when it takes the
         # conversation's shard (another process may be answering them now)
         await runtime.dispatcher.start(

@@ -1,7 +1,10 @@
 """Admission: which personas a message triggers, and whether each may answer now.
 
 For every persona the triggers match (in the order the turn policy gives), in turn:
-the hop limit (persona-to-persona chains), the permission rules (people only), the
+the hop limit (persona-to-persona chains), the age gate (an ``nsfw`` persona answers
+only in age-restricted channels, and in DMs only if the operator allows it; a platform
+that does not say whether a channel is age-restricted is refused), the permission
+rules (people only), the
 rate limit (a token bucket per scope key), the quota (a projection of the log) and
 room in the reply queue. The first rule that refuses makes a TriggerRejected, with
 at most one short notice per person, persona and kind within a window; otherwise a
@@ -32,6 +35,11 @@ PERSONA_AUTHOR = "persona:"
 """How the author of a persona's own message is named (persona-to-persona turns)."""
 BUSY_NOTICE_WINDOW_S = 30.0
 QUOTA_NOTICE_WINDOW_S = 3600.0
+AGE_NOTICE_WINDOW_S = 3600.0
+_ASKED = frozenset({TriggerReason.INVOKED, TriggerReason.MENTION, TriggerReason.REPLY,
+                    TriggerReason.DM})
+"""Triggers where someone asked the persona itself: only they get an age-gate notice (a
+keyword or a channel the persona answers everywhere would make one per message)."""
 
 
 class PersonaSource(Protocol):
@@ -95,7 +103,8 @@ class Admission:
                  versions: VersionRecorder, admins: AdminSettings, clock: Callable[[], float],
                  triggers: TriggerEvaluator | None = None, policy: TurnPolicy | None = None,
                  rates: RateLimiter | None = None, notices: NoticeGate | None = None,
-                 roles: RoleLookup | None = None) -> None:
+                 roles: RoleLookup | None = None, allow_nsfw_dms: bool = False,
+                 bypass_roles: frozenset[str] = frozenset()) -> None:
         self._personas = personas
         self._queue = queue
         self._ledger = ledger
@@ -107,6 +116,8 @@ class Admission:
         self._rates = rates or RateLimiter(clock)
         self._notices = notices or NoticeGate(clock)
         self._roles = roles or RoleLookup({}, admins)
+        self._allow_nsfw_dms = allow_nsfw_dms
+        self._bypass_roles = bypass_roles
 
     async def matches(self, message: InboundMessage, *, replied_persona: str | None = None,
                       from_persona: str | None = None, hop: int = 0) -> Sequence[TriggerMatch]:
@@ -122,18 +133,25 @@ class Admission:
         triggers need them and the platform did not send them."""
         personas = [p for m in matches if m.hop == 0
                     and (p := self._personas.get(m.persona_id)) is not None]
-        return await self._roles.complete(message, personas)
+        message = await self._roles.complete(message, personas)
+        if personas and self._bypass_roles and not message.author.roles_known:
+            # who bypasses moderation depends on roles: look them up (unknown never bypass)
+            message = await self._roles.lookup(message, self._bypass_roles)
+        return message
 
     async def allowed(self, message: InboundMessage,
                       personas: Iterable[Persona]) -> list[tuple[Persona, Refusal | None]]:
-        """Each persona with the permission rule that refuses ``message``'s author there
-        (None: they may talk to it), roles looked up where needed."""
+        """Each persona with the permission rule (or the age gate) that refuses
+        ``message``'s author there (None: they may talk to it), roles looked up where
+        needed."""
         chosen = list(personas)
         message = await self._roles.complete(message, chosen)
         found = []
         for persona in chosen:
             rule = permission_refusal(message, persona.permissions, self._admins)
-            found.append((persona, Refusal.of(RefusalKind.PERMISSION, rule) if rule else None))
+            gate = self._age_gate(message, persona)
+            found.append((persona, Refusal.of(RefusalKind.PERMISSION, rule) if rule else
+                          Refusal.of(RefusalKind.AGE_RESTRICTED, gate) if gate else None))
         return found
 
     async def look_up_roles(self, message: InboundMessage,
@@ -212,6 +230,12 @@ class Admission:
         if match.hop > persona.triggers.max_hops:
             return reject(Refusal.of(RefusalKind.HOP_LIMIT),
                           f"hop {match.hop} > max_hops {persona.triggers.max_hops}")
+        gate = self._age_gate(message, persona)
+        if gate is not None:
+            asked = match.hop == 0 and TriggerReason(match.reason) in _ASKED
+            return reject(Refusal.of(RefusalKind.AGE_RESTRICTED, gate), _AGE_DETAILS[gate],
+                          notice=persona.delivery.age_restricted_notice if asked else None,
+                          window_s=AGE_NOTICE_WINDOW_S)
         if match.hop == 0 or root is not None:
             rule = permission_refusal(root or message, persona.permissions, self._admins)
             if rule is not None:
@@ -247,8 +271,24 @@ class Admission:
             channel_id=message.channel_id,
             author_id=message.author.id, source_event_id=source_event_id,
             guild_id=message.guild_id, is_dm=message.is_dm, hop=match.hop,
-            provider=persona.model.provider, scope_keys=keys, root_author_id=root_author)
+            provider=persona.model.provider, scope_keys=keys, root_author_id=root_author,
+            moderation_bypass=self._bypasses(message), channel_nsfw=message.channel_nsfw)
         return Decision(persona=persona, match=match, event=event, bucket=bucket)
+
+    def _age_gate(self, message: InboundMessage, persona: Persona) -> str | None:
+        """Why an nsfw persona may not answer here (None: it may, or it is not nsfw)."""
+        if not persona.nsfw or message.author.operator:
+            return None  # the operator at their own terminal is the adult running the bot
+        if message.is_dm:
+            return None if self._allow_nsfw_dms else "dm"
+        if message.channel_nsfw is None:
+            return "unknown"
+        return None if message.channel_nsfw else "channel"
+
+    def _bypasses(self, message: InboundMessage) -> bool:
+        author = message.author
+        return (author.roles_known and not author.is_bot
+                and not self._bypass_roles.isdisjoint(author.roles))
 
     async def _quota_usage(self, message: InboundMessage,
                            personas: Iterable[Persona]) -> Mapping[str, QuotaUsage]:
@@ -263,3 +303,10 @@ class Admission:
     def _give_back(self, bucket: BucketKey | None) -> None:
         if bucket is not None:
             self._rates.give_back(bucket)
+
+
+_AGE_DETAILS = {
+    "dm": "nsfw persona in a DM (dms.allow_nsfw is false)",
+    "channel": "nsfw persona in a channel that is not age-restricted",
+    "unknown": "nsfw persona where the platform does not say the channel is age-restricted",
+}

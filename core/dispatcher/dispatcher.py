@@ -49,6 +49,7 @@ from ..gateway.model import ModelClient
 from ..limits.quotas import QuotaLedger, QuotaStatus
 from ..limits.schedule import QuotaResetScheduler
 from ..media.intake import IncomingAttachment
+from ..moderation.moderator import Moderator
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
 from ..tools.toolbox import Toolbox
@@ -65,6 +66,7 @@ from .messages import (
     ReplyResult,
     ReplyTarget,
 )
+from .moderation import ModerationStep
 from .notices import Notifier
 from .pipeline import ReplyJob, ReplyPipeline
 from .projection import read_persona_messages
@@ -87,6 +89,8 @@ class DispatcherSettings:
     """Recent conversation events kept in memory for prompts (0: read the log each time)."""
     dm_default_persona: str | None = None
     """Who answers a DM when nobody was talked with there yet (config ``dms``)."""
+    allow_nsfw_dms: bool = False
+    """Whether ``nsfw`` personas may answer in DMs (config ``dms.allow_nsfw``)."""
 
     @classmethod
     def from_config(cls, config: Config) -> DispatcherSettings:
@@ -99,6 +103,7 @@ class DispatcherSettings:
             provider_concurrency={n: p.max_concurrency for n, p in config.providers.items()},
             admins=config.admins,
             dm_default_persona=config.dm_default_persona,
+            allow_nsfw_dms=config.dm_allow_nsfw,
         )
 
 
@@ -119,6 +124,7 @@ class DispatcherParts:
     clock: Callable[[], float]
     attachments: AttachmentContent
     toolbox: Toolbox
+    moderator: Moderator | None = None
 
 
 class Dispatcher:
@@ -150,7 +156,11 @@ class Dispatcher:
             history=parts.history, ledger=parts.ledger, versions=parts.versions,
             notifier=self._notifier, background=self._background, clock=parts.clock,
             settle=self.settle, chain=self.chain, attachments=parts.attachments,
-            toolbox=parts.toolbox, greeter=self._greeter)
+            toolbox=parts.toolbox, greeter=self._greeter,
+            moderation=ModerationStep(moderator=parts.moderator, store=parts.store,
+                                      history=parts.history, sinks=parts.sinks)
+            if parts.moderator is not None else None)
+        self._moderator = parts.moderator
         self.deliveries = DeliveryLog(parts.store, parts.history)
         """Where platforms record the steps of a delivery (:mod:`~core.dispatcher.deliveries`)."""
         self._recovery = Recovery(
@@ -201,6 +211,8 @@ class Dispatcher:
         cut = await self._queue.finish(deadline)
         cut += await self._background.stop(deadline - (time.monotonic() - started))
         await self._toolbox.aclose()
+        if self._moderator is not None:
+            await self._moderator.aclose()
         return cut
 
     # -- intake ------------------------------------------------------------------------
@@ -358,7 +370,8 @@ class Dispatcher:
             channel_id=target.channel_id,
             author=Author(id=f"{PERSONA_AUTHOR}{persona.id}", display_name=persona.name,
                           is_bot=True),
-            text=replied.text, guild_id=target.guild_id, is_dm=target.is_dm)
+            text=replied.text, guild_id=target.guild_id, is_dm=target.is_dm,
+            channel_nsfw=job.trigger.channel_nsfw)
         matches = await self._admission.matches(message, from_persona=persona.id,
                                                 hop=replied.hop)
         if not matches:
@@ -417,7 +430,8 @@ def _received(message: InboundMessage, from_persona: str | None) -> MessageRecei
         invoked_persona=message.invoked_persona, sent_at=message.sent_at,
         channel_name=message.channel_name, guild_name=message.guild_name,
         from_persona=from_persona,
-        attachments=tuple(a.attachment.to_data() for a in message.attachments))
+        attachments=tuple(a.attachment.to_data() for a in message.attachments),
+        channel_nsfw=message.channel_nsfw)
 
 
 def _target(message: InboundMessage) -> ReplyTarget:

@@ -46,7 +46,9 @@ class InboundMessage:
     the persona ids the adapter resolved from platform mentions; ``invoked_persona``
     is an explicit invocation (a slash command, the console's current persona) and,
     when set, is the only persona considered. ``attachments`` are its files, already
-    fetched within the operator's caps (:mod:`core.media.intake`).
+    fetched within the operator's caps (:mod:`core.media.intake`). ``channel_nsfw``
+    is whether the platform marks the channel age-restricted (a thread: its parent);
+    None when it does not say (DMs, the terminal): the age gate then refuses.
     """
 
     platform: str
@@ -64,6 +66,7 @@ class InboundMessage:
     channel_name: str | None = None
     guild_name: str | None = None
     attachments: tuple[IncomingAttachment, ...] = ()
+    channel_nsfw: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +175,19 @@ class Notice:
     persona_name: str
     kind: NoticeKind
     text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModerationAlert:
+    """A line for the moderators' channel ``channel_id`` about a moderation decision in
+    the conversation of ``target``: ``summary`` says what was found and done (no
+    content); the adapter adds a link to ``linked_message_id`` (in ``target``'s channel)."""
+
+    target: ReplyTarget
+    channel_id: str
+    linked_message_id: str
+    persona_id: str
+    summary: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

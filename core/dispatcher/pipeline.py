@@ -8,6 +8,12 @@ ModelFailed, hands the reply to the platform's sink (with the model's reasoning 
 the persona's ``reasoning`` setting says), records ReplyDelivered or ReplyFailed, and
 then lets the dispatcher offer the delivered reply to personas that answer other
 personas (chaining). A failure at any step is recorded and the user told, once.
+
+With moderation on (:mod:`~core.dispatcher.moderation`), the person's message is
+checked before the prompt is built, and the reply after ModelReplied is recorded and
+before it is handed to the sink (so a checked reply is not streamed): a refusal on
+the way in is a ModelFailed ``moderation`` (no model call), on the way out a
+ReplyFailed; either way the person gets the short moderation notice.
 """
 
 from __future__ import annotations
@@ -23,14 +29,18 @@ from ..context.builder import BuiltContext, build_context
 from ..context.history import ConversationHistory, context_events
 from ..context.rebuild import target_of
 from ..events import (
+    MessageEdited,
+    MessageReceived,
     ModelFailed,
     ModelReplied,
+    ModerationDirection,
     PersonaTriggered,
     ReplyDelivered,
     ReplyFailed,
     Typed,
 )
 from ..events.ids import delivered_event_id, reply_event_id, trigger_event_id
+from ..events.moderation import MODERATION_ERROR_CLASS
 from ..gateway.model import ModelClient, ModelOutcome
 from ..limits.quotas import QuotaLedger
 from ..personas.model import Persona
@@ -41,6 +51,7 @@ from .admission import PersonaSource
 from .background import Background
 from .greetings import Greeter
 from .messages import OutboundFile, OutboundReply, ReplyTarget
+from .moderation import Checked, ModerationStep
 from .notices import FALLBACK_FAILURE_NOTICE, Notifier
 from .recording import record
 from .requests import model_request
@@ -82,7 +93,7 @@ class ReplyPipeline:
                  ledger: QuotaLedger, versions: VersionRecorder, notifier: Notifier,
                  background: Background, clock: Callable[[], float], settle: Settle,
                  chain: Chain, attachments: AttachmentContent, toolbox: Toolbox,
-                 greeter: Greeter) -> None:
+                 greeter: Greeter, moderation: ModerationStep | None = None) -> None:
         self._store = store
         self._personas = personas
         self._model = model
@@ -98,6 +109,7 @@ class ReplyPipeline:
         self._attachments = attachments
         self._toolbox = toolbox
         self._greeter = greeter
+        self._moderation = moderation
 
     async def run(self, job: ReplyJob) -> None:
         """Answer ``job``'s trigger: prompt, model call, record, deliver."""
@@ -114,6 +126,19 @@ class ReplyPipeline:
             # answering a message older than the history read (a recovered trigger)
             source = await self._store.get(trigger.source_event_id)
             events = [*events, *context_events([source])] if source is not None else events
+        inbound = None
+        if self._moderation is not None and trigger.hop == 0:
+            inbound = await self._moderation.check(
+                trigger, job.stream_id, persona, ModerationDirection.IN,
+                _latest_text(events, trigger.source_event_id))
+            if inbound is not None:
+                await self._moderation.alert(job.target, persona, inbound, trigger.message_id)
+                if inbound.refuses:
+                    await self.fail(job, MODERATION_ERROR_CLASS, _refused(inbound), persona,
+                                    notice=("moderation", self._moderation.inbound_notice))
+                    return
+        checked_out = self._moderation is not None and self._moderation.active(
+            persona, ModerationDirection.OUT)
         variables = self._variables(persona, events, job)
         stored = await self._attachments.for_events(events)
         context = build_context(persona, [*events, *stored], target_of(trigger), variables)
@@ -123,6 +148,7 @@ class ReplyPipeline:
         streamed: list[str] = []
         if sink is not None:
             self._background.hint(sink.typing(job.target, persona.id))
+        if sink is not None and not checked_out:  # a reply to check is shown once checked
 
             async def on_delta(text: str) -> None:
                 streamed.append(text)
@@ -174,22 +200,38 @@ class ReplyPipeline:
             return
         self._ledger.observe_reply(persona.id, trigger.scope_keys, outcome.usage.total_tokens,
                                    result.positions[0])
-        await self.deliver(job, persona, replied, streamed=bool(streamed))
+        await self.deliver(job, persona, replied, streamed=bool(streamed), inbound=inbound)
 
     async def deliver(self, job: ReplyJob, persona: Persona, replied: ModelReplied, *,
-                      streamed: bool, recovered: bool = False) -> None:
-        """Hand ``replied`` to the platform and record what came of it."""
+                      streamed: bool, recovered: bool = False,
+                      inbound: Checked | None = None) -> None:
+        """Hand ``replied`` to the platform (once moderation let it through) and record
+        what came of it. ``inbound``: the check of the message it answers (None: read
+        back from the log when moderation is on)."""
         trigger = job.trigger
         sink = self._sinks.get(trigger.platform)
         event_id = delivered_event_id(trigger.platform, trigger.message_id, persona.id)
         delivered: ReplyDelivered | None = None
         outcome: ReplyDelivered | ReplyFailed
+        warning, outbound = "", None
+        if self._moderation is not None:
+            if inbound is None:
+                inbound = await self._moderation.recorded(trigger, persona,
+                                                          ModerationDirection.IN)
+            outbound = await self._moderation.check(trigger, job.stream_id, persona,
+                                                    ModerationDirection.OUT, replied.text)
+            if outbound is not None and outbound.refuses:
+                await self._moderation.alert(job.target, persona, outbound, trigger.message_id)
+                await self._refuse_delivery(job, persona, outbound)
+                return
+            warning = self._moderation.warning(inbound, outbound)
         if sink is None:
             outcome = self._undelivered(trigger, f"no adapter for platform {trigger.platform!r}")
         else:
             reply = OutboundReply(
                 target=job.target, persona_id=persona.id, persona_name=persona.name,
-                text=replied.text, avatar_url=persona.avatar_url,
+                text=f"{warning}\n{replied.text}" if warning else replied.text,
+                avatar_url=persona.avatar_url,
                 webhook=persona.delivery.webhook,
                 allowed_mentions=persona.delivery.allowed_mentions, streamed=streamed,
                 truncated=replied.truncated, recovered=recovered,
@@ -209,12 +251,28 @@ class ReplyPipeline:
         await record(self._history, job.stream_id, outcome.new_event(event_id))
         self._settle(trigger, outcome.type, replied.text)
         if delivered is not None and delivered.delivered_ids:
+            if self._moderation is not None:
+                await self._moderation.alert(job.target, persona, outbound,
+                                             delivered.delivered_ids[0])
             await self._chain(job, persona, replied, delivered)
+
+    async def _refuse_delivery(self, job: ReplyJob, persona: Persona, outbound: Checked) -> None:
+        """Moderation refused the reply: record it undelivered and tell the person."""
+        trigger = job.trigger
+        result = await record(self._history, job.stream_id, self._undelivered(
+            trigger, _refused(outbound)).new_event(
+                delivered_event_id(trigger.platform, trigger.message_id, persona.id)))
+        self._settle(trigger, ReplyFailed.type, "")
+        if not result.duplicates and self._moderation is not None:
+            await self._notifier.send(job.target, persona, "moderation",
+                                      self._moderation.outbound_notice)
 
     async def fail(self, job: ReplyJob, error_class: str, error: str, persona: Persona | None,
                    *, outcome: ModelOutcome | None = None, context: BuiltContext | None = None,
-                   variables: Mapping[str, str] | None = None) -> None:
-        """Record that ``job`` got no reply (and tell the user, once)."""
+                   variables: Mapping[str, str] | None = None,
+                   notice: tuple[str, str] | None = None) -> None:
+        """Record that ``job`` got no reply (and tell the user, once: the persona's
+        failure notice, or ``notice``, a (kind, text))."""
         trigger = job.trigger
         sink = self._sinks.get(trigger.platform)
         failed = ModelFailed(
@@ -234,7 +292,8 @@ class ReplyPipeline:
         self._settle(trigger, ModelFailed.type, "")
         if not result.duplicates and sink is not None:
             text = persona.delivery.failure_notice if persona else FALLBACK_FAILURE_NOTICE
-            await self._notifier.send(job.target, persona, "failure", text,
+            kind, text = notice or ("failure", text)
+            await self._notifier.send(job.target, persona, kind, text,
                                       persona_id=trigger.persona_id)
 
     async def close_undelivered(self, job: ReplyJob, error: str) -> bool:
@@ -295,6 +354,30 @@ def turns_wanted(persona: Persona) -> int:
     depths = [book.scan_depth, *(max(e.scan_depth or 0, e.sticky + e.cooldown + 1)
                                  for e in book.entries)]
     return max(persona.context.max_messages, *depths) + 1
+
+
+def _latest_text(events: Sequence[Typed], source_event_id: str) -> str:
+    """The text of the message being answered, as its latest edit has it."""
+    text, message_id = "", None
+    for item in events:
+        event = item.event
+        if item.event_id == source_event_id and isinstance(event, MessageReceived):
+            text, message_id = event.text, event.message_id
+        elif (message_id is not None and isinstance(event, MessageEdited)
+              and event.message_id == message_id):
+            text = event.text
+    return text
+
+
+def _refused(checked: Checked) -> str:
+    event = checked.event
+    if event.failed_closed:
+        return (f"refused by moderation ({event.direction}): the provider failed "
+                f"({event.error}) and fail is closed")
+    found = ", ".join(f"{c} {event.scores.get(c, 0.0):.2f} >= "
+                      f"{event.thresholds.get(c, {}).get(event.verdict) or 0.0:g}"
+                      for c in event.matched)
+    return f"refused by moderation ({event.direction}): {event.verdict} {found}".rstrip()
 
 
 REASONING_FILE = "reasoning.txt"

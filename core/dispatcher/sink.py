@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .messages import DeliveryReceipt, Notice, OutboundReply, ReplyTarget
+from .messages import DeliveryReceipt, ModerationAlert, Notice, OutboundReply, ReplyTarget
 
 
 class DeliveryError(Exception):
@@ -34,6 +34,10 @@ class ReplySink(Protocol):
 
     async def notice(self, notice: Notice) -> None:
         """Show a short notice (busy, rate limited, quota, failure)."""
+        ...
+
+    async def alert(self, alert: ModerationAlert) -> None:
+        """Post a moderation alert in the moderators' channel, with a link to the message."""
         ...
 
     async def typing(self, target: ReplyTarget, persona_id: str) -> None:

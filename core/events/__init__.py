@@ -25,6 +25,12 @@ from .conversation import (
 from .delivery import DeliveryPartPosted, DeliveryPlanned, PreviewPlanned, PreviewPosted
 from .greetings import GreetingDelivered, PersonaGreeted
 from .media import Attachment, AttachmentStored, attachments_of
+from .moderation import (
+    ModerationAction,
+    ModerationChecked,
+    ModerationDirection,
+    ModerationVerdict,
+)
 from .operations import (
     GatewayConnected,
     GatewayDisconnected,
@@ -56,7 +62,7 @@ CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     DeliveryPlanned, DeliveryPartPosted, PreviewPlanned, PreviewPosted,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
     LogCreated, RerunRecorded, AttachmentStored, ToolCalled, ToolResult, PersonaGreeted,
-    GreetingDelivered,
+    GreetingDelivered, ModerationChecked,
 )}
 """Every event type, by its stored name."""
 
@@ -156,6 +162,10 @@ __all__ = [
     "MessageReceived",
     "ModelFailed",
     "ModelReplied",
+    "ModerationAction",
+    "ModerationChecked",
+    "ModerationDirection",
+    "ModerationVerdict",
     "PersonaGreeted",
     "PersonaTriggered",
     "PersonaVersionRecorded",

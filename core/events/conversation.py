@@ -16,7 +16,9 @@ class MessageReceived(DomainEvent):
     ``from_persona`` is set when the message is the platform's echo of one of the
     framework's own replies (its text is already in the log as ModelReplied).
     ``attachments`` lists its files (:class:`~core.events.media.Attachment` data); the
-    content of each stored one is an AttachmentStored event.
+    content of each stored one is an AttachmentStored event. ``channel_nsfw`` is the
+    platform's age restriction of the channel (a thread's: its parent's); None when it
+    did not say (DMs, the terminal).
     """
 
     type: ClassVar[str] = "MessageReceived"
@@ -39,6 +41,7 @@ class MessageReceived(DomainEvent):
     guild_name: str | None = None
     from_persona: str | None = None
     attachments: tuple[Mapping[str, Any], ...] = ()
+    channel_nsfw: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -57,6 +57,11 @@ def reply_event_id(platform: str, message_id: str, persona_id: str) -> str:
     return f"reply:{platform}:{message_id}:{persona_id}"
 
 
+def moderation_event_id(platform: str, message_id: str, persona_id: str, direction: str) -> str:
+    """The id of the one moderation decision per reply and direction (``in``, ``out``)."""
+    return f"moderation:{platform}:{message_id}:{persona_id}:{direction}"
+
+
 def reply_prefix(platform: str, message_id: str) -> str:
     """What the ids of every model outcome for one message start with."""
     return f"reply:{platform}:{message_id}:"

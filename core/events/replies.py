@@ -31,6 +31,10 @@ class RefusalKind(StrEnum):
     QUOTA = "quota"
     BUSY = "busy"
     HOP_LIMIT = "hop_limit"
+    AGE_RESTRICTED = "age_restricted"
+    """An ``nsfw: true`` persona outside an age-restricted channel: detail ``dm`` (DMs
+    are not allowed for it), ``channel`` (the channel is not age-restricted) or
+    ``unknown`` (the platform did not say)."""
 
 
 class Refusal(str):
@@ -66,7 +70,10 @@ class PersonaTriggered(DomainEvent):
     """A persona will answer ``message_id``. ``source_event_id`` is the event holding
     the text being answered (a MessageReceived, or a ModelReplied for persona-to-persona
     turns); ``hop`` counts persona-to-persona replies in a row (0 for a person), and
-    ``root_author_id`` is then the person whose message started the chain."""
+    ``root_author_id`` is then the person whose message started the chain.
+    ``moderation_bypass`` is true when the author holds one of the roles that skip the
+    moderation step on the way in (known roles only: unknown roles never bypass).
+    ``channel_nsfw`` is the channel's age restriction as the message said it."""
 
     type: ClassVar[str] = "PersonaTriggered"
     decoders: ClassVar[Mapping[str, Any]] = {"reason": TriggerReason}
@@ -84,6 +91,8 @@ class PersonaTriggered(DomainEvent):
     provider: str = ""
     scope_keys: Mapping[str, str] = field(default_factory=dict)
     root_author_id: str | None = None
+    moderation_bypass: bool = False
+    channel_nsfw: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,8 @@ from ..coordination.leases import read_leases
 from ..credentials import MissingSecret, Secrets
 from ..gateway.gateway import PLACEHOLDER_API_KEY
 from ..gateway.openai_backend import OPENAI_BASE_URL
+from ..moderation.moderator import ModerationUnavailable
+from ..moderation.openai_provider import OpenAIModeration
 from ..personas.defaults import defaults_from_config, known_providers_from_config
 from ..personas.loader import load_personas
 from ..problems import ProblemsError
@@ -127,12 +129,15 @@ async def diagnose(
     token_finding, token = _token(config, secrets)
     findings.append(token_finding)
     findings += await _discord(config, token, timeout_s, dates, clock)
+    if config.moderation.enabled and config.moderation.provider:
+        used = used | {config.moderation.provider}
     for provider in config.providers.values():
         finding = await _provider(provider, secrets, timeout_s, dates, clock)
         if finding.status == "fail" and provider.name not in used:
             # a provider no persona uses cannot stop a reply
             finding = Finding(finding.check, "warn", finding.message + " (no persona uses it)")
         findings.append(finding)
+    findings += await _moderation(config, secrets, timeout_s)
     findings.append(_clock(dates))
     return DoctorReport(tuple(findings))
 
@@ -349,6 +354,39 @@ async def _discord(config: Config, token: str | None, timeout_s: float, dates: _
 
 
 # -- model providers ---------------------------------------------------------------------
+
+
+async def _moderation(config: Config, secrets: Secrets, timeout_s: float) -> list[Finding]:
+    """The moderation step: off, local lists only, or a provider that answers one check
+    (a provider that does not is a failure when ``fail: closed`` would refuse every
+    message, a warning when ``fail: open`` lets every message through unchecked)."""
+    settings = config.moderation
+    if not settings.enabled:
+        return []
+    words = sum(len(w) for w in settings.words.values())
+    patterns = sum(len(p) for p in settings.patterns.values())
+    lists = f"local lists: {words} word(s), {patterns} pattern(s)"
+    if settings.provider is None:
+        return [Finding("moderation", "ok", f"on, with the {lists} only (no provider)")]
+    status: Status = "fail" if settings.fail == "closed" else "warn"
+    consequence = ("every message would be refused (fail: closed)" if status == "fail" else
+                   "every message would go through unchecked by it (fail: open)")
+    provider = config.providers[settings.provider]
+    key_env = provider.key_env
+    key = secrets.get(key_env) if key_env else PLACEHOLDER_API_KEY
+    if key is None:
+        return [Finding("moderation", status, f"moderation.provider {provider.name} needs "
+                        f"{key_env}, which is not set: {consequence}")]
+    client = OpenAIModeration(provider, key, settings.model)
+    try:
+        await client.scores("personae doctor", min(timeout_s, settings.timeout_s))
+    except ModerationUnavailable as exc:
+        return [Finding("moderation", status, f"{provider.name} did not answer a moderation "
+                        f"check ({exc}) with {settings.model}: {consequence}")]
+    finally:
+        await client.aclose()
+    return [Finding("moderation", "ok", f"on: {provider.name} answered a check with "
+                    f"{settings.model}; fail: {settings.fail}; {lists}")]
 
 
 async def _provider(settings: ProviderSettings, secrets: Secrets, timeout_s: float,

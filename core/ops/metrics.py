@@ -33,12 +33,14 @@ from ..events import (
     MessageReceived,
     ModelFailed,
     ModelReplied,
+    ModerationChecked,
     PersonaTriggered,
     ReplyDelivered,
     ReplyFailed,
     TriggerRejected,
     from_recorded,
 )
+from ..events.moderation import MODERATION_ERROR_CLASS
 from ..gateway.model import ModelClient, ModelOutcome, ModelRequest, OnDelta
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ class Metrics:
             ["persona", "reason"], registry=registry)
         self.refusals = Counter(
             "personae_trigger_refusals", "Triggers refused, by stable reason "
-            "(permission:*, rate_limited:*, quota:*, busy, hop_limit).",
+            "(permission:*, rate_limited:*, quota:*, busy, hop_limit, age_restricted:*).",
             ["persona", "reason"], registry=registry)
         self.replies = Counter(
             "personae_model_replies", "Replies the model produced.",
@@ -78,6 +80,14 @@ class Metrics:
         self.delivery_failures = Counter(
             "personae_reply_delivery_failures", "Replies the adapter could not deliver.",
             ["persona"], registry=registry)
+        self.moderation = Counter(
+            "personae_moderation_decisions", "Moderation decisions, by direction (in: "
+            "messages, out: replies) and verdict (pass, flag, block).",
+            ["persona", "direction", "verdict"], registry=registry)
+        self.moderation_failures = Counter(
+            "personae_moderation_provider_failures", "Moderation checks the provider did "
+            "not answer, by error (timeout, http_503, connection, garbage...).",
+            ["error"], registry=registry)
         self.latency = Histogram(
             "personae_model_latency_seconds", "Time from request to complete reply, retries "
             "included.", ["persona", "provider"], buckets=LATENCY_BUCKETS, registry=registry)
@@ -225,6 +235,11 @@ class MetricsRecorder:
     def _rejected(self, event: TriggerRejected, _: RecordedEvent) -> None:
         self._metrics.refusals.labels(event.persona_id, str(event.reason)).inc()
 
+    def _moderated(self, event: ModerationChecked, _: RecordedEvent) -> None:
+        self._metrics.moderation.labels(event.persona_id, event.direction, event.verdict).inc()
+        if event.error:
+            self._metrics.moderation_failures.labels(event.error).inc()
+
     def _replied(self, event: ModelReplied, _: RecordedEvent) -> None:
         m, persona, provider = self._metrics, event.persona_id, event.provider
         usage = event.usage
@@ -244,7 +259,8 @@ class MetricsRecorder:
 
     def _failed(self, event: ModelFailed, recorded: RecordedEvent) -> None:
         m, persona, provider = self._metrics, event.persona_id, event.provider
-        m.failures.labels(persona, provider, event.error_class).inc()
+        if event.error_class != MODERATION_ERROR_CLASS:  # no model failed: moderation counts it
+            m.failures.labels(persona, provider, event.error_class).inc()
         m.retries.labels(persona, provider).inc(max(0, int(event.attempts or 0) - 1))
         key = _reply_key(event.platform, event.message_id, event.persona_id)
         self.state.awaiting_model.discard(key)
@@ -291,6 +307,7 @@ _HANDLERS: dict[str, _Handler] = {
     MessageReceived.type: MetricsRecorder._message,
     PersonaTriggered.type: MetricsRecorder._triggered,
     TriggerRejected.type: MetricsRecorder._rejected,
+    ModerationChecked.type: MetricsRecorder._moderated,
     ModelReplied.type: MetricsRecorder._replied,
     ModelFailed.type: MetricsRecorder._failed,
     ReplyDelivered.type: MetricsRecorder._delivered,

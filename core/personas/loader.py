@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import jsonschema
 from apscheduler.triggers.cron import CronTrigger
 
+from ..config import threshold_level, thresholds_problem
 from ..durations import DAY, HOUR, parse_duration
 from ..patterns import MAX_PERSONA_PROGRAM, PatternError, compile_regex
 from ..problems import Problem, ProblemsError, at_most
@@ -48,6 +49,7 @@ from .model import (
     Lorebook,
     LoreEntry,
     ModelSpec,
+    ModerationOverride,
     PermissionSpec,
     Persona,
     PromptSpec,
@@ -592,7 +594,17 @@ def _rule_problems(doc: _Locator, known_providers: Collection[str]) -> list[Prob
     problems += _lorebook_problems(doc, _get(data, "lorebook"))
     problems += tool_problems(doc, _get(data, "tools"))
     problems += _lore_template_problems(doc, _get(data, "lorebook"))
+    problems += _moderation_problems(doc, _get(data, "moderation"))
     return problems
+
+
+def _moderation_problems(doc: _Locator, moderation: Any) -> list[Problem]:
+    thresholds = _get(moderation, "thresholds")
+    if not isinstance(thresholds, dict):
+        return []
+    return [doc.problem(("moderation", "thresholds", name), problem)
+            for name, pair in thresholds.items()
+            if isinstance(pair, dict) and (problem := thresholds_problem(pair)) is not None]
 
 
 def _get(data: Any, key: str) -> Any:
@@ -863,6 +875,8 @@ def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]
         lorebook=_lorebook(data.get("lorebook"), included),
         tools=tools_spec(data.get("tools")),
         reasoning=data.get("reasoning", "hide"),
+        nsfw=data.get("nsfw", False),
+        moderation=_moderation(data.get("moderation") or {}),
         tags=tuple(data.get("tags", [])),
         extensions=data.get("extensions", {}),
         source_path=path,
@@ -875,6 +889,18 @@ def _build(data: dict, text: str, path: Path | None, defaults: Mapping[str, Any]
 
 
 _CONTEXT = ContextSpec()
+
+
+def _moderation(moderation: dict) -> ModerationOverride:
+    actions = moderation.get("actions") or {}
+    return ModerationOverride(
+        inbound=moderation.get("inbound"),
+        outbound=moderation.get("outbound"),
+        thresholds={str(name): {level: threshold_level(value) for level, value in t.items()}
+                    for name, t in (moderation.get("thresholds") or {}).items()},
+        actions={verdict: (items,) if isinstance(items, str) else tuple(dict.fromkeys(items))
+                 for verdict, items in actions.items()},
+    )
 
 
 def _model(model: dict) -> ModelSpec:
@@ -959,6 +985,8 @@ def _delivery(delivery: dict) -> DeliverySpec:
         busy_notice=delivery.get("busy_notice", defaults.busy_notice),
         rate_limited_notice=delivery.get("rate_limited_notice", defaults.rate_limited_notice),
         quota_notice=delivery.get("quota_notice", defaults.quota_notice),
+        age_restricted_notice=delivery.get("age_restricted_notice",
+                                           defaults.age_restricted_notice),
     )
 
 

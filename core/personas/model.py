@@ -183,6 +183,7 @@ class DeliverySpec:
     busy_notice: str = "I'm busy right now; please try again shortly."
     rate_limited_notice: str = "You're sending messages faster than I can answer; slow down a little."
     quota_notice: str = "You've used your quota for now; it resets at {reset}."
+    age_restricted_notice: str = "I only talk in age-restricted channels."
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +277,18 @@ class ToolsSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ModerationOverride:
+    """A persona's changes to config.yaml's moderation step: each direction on or off
+    (None: as config says), thresholds by category (the levels the file sets, ``flag``
+    and/or ``block``, None for never) and actions by verdict, over config's."""
+
+    inbound: bool | None = None
+    outbound: bool | None = None
+    thresholds: Mapping[str, Mapping[str, float | None]] = field(default_factory=dict)
+    actions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Persona:
     """A loaded persona. ``version`` is the content hash of ``source_text`` and the
     defaults applied to it; the event log stores each version's text once so any
@@ -297,6 +310,10 @@ class Persona:
     reasoning: ReasoningMode = "hide"
     """What users see of a reasoning model's thinking: nothing, a spoiler block, or a
     text file with the reply. The log keeps it in every case."""
+    nsfw: bool = False
+    """An adult persona: it answers only in age-restricted channels (and DMs if the
+    operator allows them), checked at admission."""
+    moderation: ModerationOverride = ModerationOverride()
     tags: tuple[str, ...] = ()
     extensions: Mapping[str, Any] = field(default_factory=dict)
     source_path: Path | None = None

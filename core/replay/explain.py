@@ -7,8 +7,9 @@ call (attachments as the parts the model was sent, from their stored content), w
 lorebook entries were inserted, which matched but were cut by the budget or blocked,
 and why, the tools offered and every tool round (calls, results, durations, errors:
 the last prompt holds them as the model saw them), the model parameters, attempts,
-usage, latency, the reasoning, the reply and where it was delivered. A message no
-persona took up says why.
+usage, latency, the reasoning, the reply and where it was delivered, and what the
+moderation step decided on the way in and out (and why it refused, if it did). A
+message no persona took up says why.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from ..dispatcher.toolsteps import read_steps
 from ..events import (
     MessageReceived,
     ModelFailed,
+    ModerationAction,
+    ModerationDirection,
     PersonaGreeted,
     ReplyFailed,
     TriggerRejected,
@@ -35,14 +38,17 @@ from ..events.ids import (
     delivered_event_id,
     greeting_event_id,
     message_event_id,
+    moderation_event_id,
     reply_event_id,
     trigger_prefix,
 )
+from ..events.moderation import MODERATION_ERROR_CLASS
 from ..gateway.model import ChatMessage, ImageMode, ToolDefinition
 from ..problems import ProblemsError
 from ..tools.loop import StepCall, step_messages
 from ..tools.toolbox import Toolbox
 from .calls import EveryProvider, MessageRef, find_message
+from .timeline import moderation_sentence
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +66,18 @@ class CallExplanation:
     greeting: RecordedEvent | None = None
     """The PersonaGreeted that opened the conversation (posted before this reply, or
     earlier, when the prompt still holds it)."""
+    moderation: tuple[RecordedEvent, ...] = ()
+    """The ModerationChecked decisions of this reply: on the way in, then out."""
+
+    @property
+    def refused_before_model(self) -> bool:
+        """Whether moderation refused the message, so no prompt was built, no model asked."""
+        return self.outcome is not None and _refused_by_moderation(self.outcome)
+
+    @property
+    def moderated(self) -> tuple[str, ...]:
+        """One sentence per moderation decision."""
+        return tuple(moderation_sentence(e.data) for e in self.moderation)
 
     @property
     def messages(self) -> tuple[ChatMessage, ...]:
@@ -75,6 +93,10 @@ class CallExplanation:
         if isinstance(decision, TriggerRejected):
             detail = f" ({decision.detail})" if decision.detail else ""
             return f"refused: {decision.reason}{detail}"
+        refused = next((e for e in self.moderation
+                        if ModerationAction.REFUSE in (e.data.get("actions") or ())), None)
+        if refused is not None:
+            return f"refused by {moderation_sentence(refused.data)}"
         if self.outcome is None:
             return "no model outcome recorded yet (still running, or the bot stopped)"
         outcome = from_recorded(self.outcome)
@@ -127,7 +149,7 @@ def explain(log: LogReader, asked: str,
         outcome = log.get(outcome_id)
         prompt, problem = None, None
         tools: tuple[ToolDefinition, ...] = ()
-        if outcome is not None:
+        if outcome is not None and not _refused_by_moderation(outcome):
             try:
                 prompt = rebuild_prompt(log, outcome_id, known_providers)
                 tools = Toolbox(Secrets({})).definitions(prompt.persona)
@@ -136,14 +158,23 @@ def explain(log: LogReader, asked: str,
         delivery = log.get(delivered_event_id(ref.platform, ref.message_id, persona_id))
         greeting = log.get(greeting_event_id(ref.platform, ref.message_id, persona_id)) or (
             _greeting_in(log, prompt, persona_id) if prompt is not None else None)
+        moderation = tuple(found for direction in ModerationDirection if (
+            found := log.get(moderation_event_id(ref.platform, ref.message_id, persona_id,
+                                                 direction.value))) is not None)
         calls.append(CallExplanation(
             persona_id=persona_id, decision=decision, outcome=outcome, delivery=delivery,
             prompt=prompt, prompt_problem=problem, tools=tools,
             steps=read_steps(log, ref.platform, ref.message_id, persona_id),
-            greeting=greeting))
+            greeting=greeting, moderation=moderation))
     if ref.persona_id:  # the user asked about one reply: its persona first
         calls.sort(key=lambda c: c.persona_id != ref.persona_id)
     return Explanation(ref=ref, message=message, calls=tuple(calls))
+
+
+def _refused_by_moderation(outcome: RecordedEvent) -> bool:
+    """A reply closed before its prompt was built: moderation refused the message."""
+    return (outcome.type == ModelFailed.type
+            and outcome.data.get("error_class") == MODERATION_ERROR_CLASS)
 
 
 def _greeting_in(log: LogReader, prompt: RebuiltPrompt, persona_id: str
@@ -199,6 +230,7 @@ def _call_json(call: CallExplanation, image_modes: Mapping[str, ImageMode]) -> d
         "tools": [t.to_openai() for t in call.tools],
         "steps": [step_json(s) for s in call.steps],
         "greeting": dict(call.greeting.data) if call.greeting else None,
+        "moderation": [dict(e.data) for e in call.moderation],
         "lore": ({"budget": call.prompt.lore.budget, "spent": call.prompt.lore.spent,
                   "entries": [{"index": o.index, "name": o.label, "status": o.status,
                                "reason": o.reason, "tokens": o.tokens, "step": o.step}

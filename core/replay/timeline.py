@@ -35,6 +35,7 @@ from ..events import (
     MessageReceived,
     ModelFailed,
     ModelReplied,
+    ModerationChecked,
     PersonaGreeted,
     PersonaTriggered,
     PersonaVersionRecorded,
@@ -149,6 +150,36 @@ def _rejected(d: Mapping[str, Any]) -> str:
             f"{d.get('author_id')}: {d.get('reason')}{detail}{notice}")
 
 
+def moderation_sentence(d: Mapping[str, Any]) -> str:
+    """What a ModerationChecked says: the verdict, the scores over their thresholds and
+    where they came from, a provider failure and what the policy made of it, the actions."""
+    way = "message to" if d.get("direction") == "in" else "reply by"
+    head = f"moderation of the {way} {d.get('persona_id')} on message {d.get('message_id')}"
+    if d.get("bypassed"):
+        return f"{head}: not checked (bypass: {d['bypassed']})"
+    thresholds = d.get("thresholds") or {}
+    scores = d.get("scores") or {}
+    found = []
+    for category in d.get("matched") or ():
+        pair = thresholds.get(category) or {}
+        score = float(scores.get(category, 0.0))
+        block = pair.get("block")
+        over = "block" if block is not None and score >= float(block) else "flag"
+        found.append(f"{category} {score:.3f} >= {over} {float(pair.get(over) or 0.0):g}")
+    if not found and scores:
+        top = max(scores, key=lambda c: float(scores[c]))
+        found.append(f"highest {top} {float(scores[top]):.3f}")
+    parts = [f"{head}: {d.get('verdict')}"]
+    if found:
+        parts.append(", ".join(found))
+    if d.get("error"):
+        parts.append(f"provider failed ({d['error']}), "
+                     + ("fail closed: refused" if d.get("failed_closed") else "fail open"))
+    sources = ", ".join(d.get("sources") or ()) or "no source"
+    actions = ", ".join(d.get("actions") or ()) or "none"
+    return f"{'; '.join(parts)} (from {sources}; actions: {actions})"
+
+
 def _reset(d: Mapping[str, Any]) -> str:
     when = datetime.fromtimestamp(float(d.get("scheduled_for") or 0), UTC)
     catch_up = ", caught up after downtime" if d.get("catch_up") else ""
@@ -183,6 +214,7 @@ _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
         else f"conversation reset by {d.get('by_user')}")),
     PersonaTriggered.type: ("green", _triggered),
     TriggerRejected.type: ("yellow", _rejected),
+    ModerationChecked.type: ("magenta", moderation_sentence),
     ModelReplied.type: ("bold green", _replied),
     ModelFailed.type: ("bold red", _failed),
     ReplyDelivered.type: ("green", lambda d: (

@@ -21,6 +21,7 @@ from core.credentials import Secrets
 from core.dispatcher.dispatcher import Dispatcher, DispatcherSettings
 from core.dispatcher.projection import projections
 from core.gateway.gateway import ModelGateway
+from core.moderation.moderator import Moderator
 from core.personas.loader import load_persona_text
 from core.personas.model import Persona
 from core.personas.registry import PersonaRegistry
@@ -107,6 +108,7 @@ async def running_bot(
     reload: Callable[[], Awaitable[Sequence[Problem]]] | None = None,
     admins: AdminSettings | None = None,
     toolbox: Toolbox | None = None,
+    moderator: Moderator | None = None,
 ) -> AsyncIterator[Bot]:
     """Start the whole bot in this process; shut it down like ``personae run`` does."""
     store = await open_store(db_path)
@@ -116,7 +118,8 @@ async def running_bot(
                              client_options=fast_client_options())
     dispatcher = build_dispatcher(store, registry, gateway, {PLATFORM: adapter.sink},
                                   dispatcher_settings or DispatcherSettings(shutdown_deadline_s=5),
-                                  toolbox=toolbox, roles={PLATFORM: adapter.roles})
+                                  toolbox=toolbox, roles={PLATFORM: adapter.roles},
+                                  moderator=moderator)
 
     async def reload_and_record() -> Sequence[Problem]:
         problems = await reload() if reload is not None else ()

@@ -21,12 +21,14 @@ from core.dispatcher.messages import (
     Author,
     DeliveryReceipt,
     InboundMessage,
+    ModerationAlert,
     Notice,
     OutboundReply,
     ReplyTarget,
 )
 from core.dispatcher.projection import projections
 from core.gateway.gateway import ModelGateway
+from core.moderation.moderator import Moderator
 from core.personas.loader import load_persona_text
 from core.personas.model import Persona
 from core.personas.registry import PersonaRegistry
@@ -73,6 +75,7 @@ class RecordingSink:
 
     replies: list[OutboundReply] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+    alerts: list[ModerationAlert] = field(default_factory=list)
     deltas: list[tuple[str, str]] = field(default_factory=list)
     fail_with: Exception | None = None
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -85,6 +88,9 @@ class RecordingSink:
 
     async def notice(self, notice: Notice) -> None:
         self.notices.append(notice)
+
+    async def alert(self, alert: ModerationAlert) -> None:
+        self.alerts.append(alert)
 
     async def typing(self, target: ReplyTarget, persona_id: str) -> None:
         return None
@@ -126,14 +132,15 @@ def gateway_for(fake: FakeOpenAI | None) -> ModelGateway:
 
 async def make_harness(tmp_path: Path, personas: Iterable[Persona], fake: FakeOpenAI | None, *,
                        settings: DispatcherSettings | None = None,
-                       clock=None, start: bool = True, store: EventStore | None = None
-                       ) -> Harness:
+                       clock=None, start: bool = True, store: EventStore | None = None,
+                       moderator: Moderator | None = None) -> Harness:
     store = store or await open_store(tmp_path / "log.db")
     registry = PersonaRegistry(personas)
     gateway = gateway_for(fake)
     sink = RecordingSink()
     kwargs = {"clock": clock} if clock is not None else {}
-    dispatcher = build_dispatcher(store, registry, gateway, {"test": sink}, settings, **kwargs)
+    dispatcher = build_dispatcher(store, registry, gateway, {"test": sink}, settings,
+                                  moderator=moderator, **kwargs)
     if start:
         await dispatcher.start(schedule_resets=False)
     return Harness(store, dispatcher, sink, registry, gateway)

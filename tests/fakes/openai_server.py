@@ -16,6 +16,12 @@ says ``tool_choice: none``, leaves a scripted tool call queued and answers in te
         ...
         fake.requests[-1].body
 
+Moderation (``/v1/moderations``): every category scores ``MODERATION_FLOOR`` unless a
+test says otherwise for inputs containing some text (``fake.moderate("insult",
+harassment=0.97)``); faults are scripted on their own queue
+(``fake.script_moderation(Fault.server_error(503))``: ``http_error``, ``stall``,
+``drop``, ``garbage``), and requests are recorded in ``fake.moderation_requests``.
+
 Standalone: ``python -m tests.fakes.openai_server --port 8000 [--latency-ms 200]``.
 """
 
@@ -40,6 +46,13 @@ FaultKind = Literal[
 ]
 
 _PIECE = re.compile(r"\S+\s*|\s+")
+MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+)
+"""The categories of OpenAI's omni-moderation models."""
+MODERATION_FLOOR = 0.0001
 _HIDDEN_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
 
 
@@ -202,6 +215,9 @@ class FakeOpenAI:
         self._host = host
         self._port = port
         self._canned: dict[str, str] = {}
+        self._moderation_scores: dict[str, dict[str, float]] = {}
+        self._moderation_faults: deque[Fault] = deque()
+        self.moderation_requests: list[RecordedRequest] = []
         self._shared: deque[Fault] = deque()
         self._per_model: dict[str, deque[Fault]] = {}
         self._closing = asyncio.Event()
@@ -227,6 +243,19 @@ class FakeOpenAI:
         (for tests that need the model to write something specific)."""
         self._canned[when_contains] = text
 
+    def moderate(self, when_contains: str, **scores: float) -> None:
+        """From now on, score inputs containing ``when_contains`` with ``scores``
+        (category names with ``_`` for ``/`` and ``-``: ``sexual_minors``, ``self_harm``)."""
+        by_name = {c.replace("/", "_").replace("-", "_"): c for c in MODERATION_CATEGORIES}
+        unknown = set(scores) - set(by_name)
+        if unknown:
+            raise ValueError(f"unknown moderation categories: {sorted(unknown)}")
+        self._moderation_scores[when_contains] = {by_name[n]: v for n, v in scores.items()}
+
+    def script_moderation(self, *faults: Fault) -> None:
+        """Queue ``faults`` for the next moderation requests."""
+        self._moderation_faults.extend(faults)
+
     def _reply(self, messages: Sequence[Mapping[str, Any]]) -> str:
         last_user = next((text_of(m.get("content", "")) for m in reversed(messages)
                           if m.get("role") == "user"), "")
@@ -249,6 +278,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/moderations", self._moderations)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
@@ -281,6 +311,48 @@ class FakeOpenAI:
         return web.json_response({"object": "list", "data": [
             {"id": "fake-model", "object": "model", "created": 0, "owned_by": "fake"},
         ]})
+
+    async def _moderations(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return _error_response(400, "the body is not JSON", "invalid_request_error", None)
+        self.moderation_requests.append(RecordedRequest(
+            method=request.method, path=request.path, query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()
+                     if k.lower() not in _HIDDEN_HEADERS},
+            body=body, received_at=time.monotonic()))
+        fault = self._moderation_faults.popleft() if self._moderation_faults else None
+        wait = self.latency_s + (fault.stall_s if fault and fault.kind == "stall" else 0.0)
+        if wait > 0 and await self._interrupted(wait):
+            return web.Response(status=503)
+        if fault is not None and fault.kind == "http_error":
+            return _error_response(fault.status, f"scripted HTTP {fault.status}",
+                                   fault.error_type, fault.code)
+        if fault is not None and fault.kind == "drop":
+            _abort(request)
+            return web.Response()
+        if fault is not None and fault.kind == "garbage":
+            return web.json_response({"id": "modr-fake", "results": "not a list"})
+        inputs = body.get("input", "")
+        texts = inputs if isinstance(inputs, list) else [inputs]
+        return web.json_response({
+            "id": "modr-fake", "model": body.get("model", "omni-moderation-latest"),
+            "results": [self._moderation_result(text_of(t) if isinstance(t, list) else str(t))
+                        for t in texts]})
+
+    def _moderation_result(self, text: str) -> dict[str, Any]:
+        scores = dict.fromkeys(MODERATION_CATEGORIES, MODERATION_FLOOR)
+        for key, scripted in self._moderation_scores.items():
+            if key in text:
+                for category, value in scripted.items():
+                    scores[category] = max(scores[category], value)
+        return {
+            "flagged": any(v >= 0.5 for v in scores.values()),
+            "categories": {c: v >= 0.5 for c, v in scores.items()},
+            "category_scores": scores,
+            "category_applied_input_types": {c: ["text"] for c in scores},
+        }
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:

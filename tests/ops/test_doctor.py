@@ -19,7 +19,7 @@ from aiohttp import web
 
 from core.ops.doctor import DoctorReport, diagnose
 from eventstore import NewEvent, SQLiteLog
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, Fault
 
 from .conftest import GOOD_PERSONA, bot_token, closed_port, http_server, read_only, write_setup
 
@@ -321,3 +321,27 @@ async def test_a_broken_provider_no_persona_uses_only_warns(tmp_path: Path,
     finding = report.of("provider spare")
     assert finding.status == "warn" and finding.message.endswith("(no persona uses it)")
     assert not report.blocking
+
+
+async def test_the_moderation_step_is_checked_with_one_real_call(
+        tmp_path: Path, fake: FakeOpenAI) -> None:
+    on = await check(tmp_path, fake, extra="moderation: {provider: fake, words: {x: [a, b]}}\n")
+    assert on.of("moderation").status == "ok"
+    assert "fake answered a check with omni-moderation-latest; fail: open" in \
+        on.of("moderation").message
+    assert len(fake.moderation_requests) == 1
+    fake.script_moderation(Fault.server_error(503))
+    opened = await check(tmp_path, fake, extra="moderation: {provider: fake}\n")
+    assert opened.of("moderation").status == "warn" and "http_503" in \
+        opened.of("moderation").message
+    fake.script_moderation(Fault.server_error(503))
+    closed = await check(tmp_path, fake, extra="moderation: {provider: fake, fail: closed}\n")
+    assert closed.of("moderation").status == "fail" and closed.blocking
+    assert "every message would be refused" in closed.of("moderation").message
+    unset = await check(tmp_path, fake, key=None, extra="moderation: {provider: fake}\n")
+    assert "needs TEST_MODEL_KEY, which is not set" in unset.of("moderation").message
+    local = await check(tmp_path, fake, extra="moderation: {words: {x: [a]}}\n")
+    assert local.of("moderation").message == ("on, with the local lists: 1 word(s), "
+                                              "0 pattern(s) only (no provider)")
+    off = await check(tmp_path, fake)
+    assert "moderation" not in statuses(off)

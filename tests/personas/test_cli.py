@@ -98,3 +98,18 @@ def test_new_creates_a_valid_commented_file(project: Path) -> None:
     assert path.read_text(encoding="utf-8") == text
     bad_id = run(project, "new", "Bad Id")
     assert bad_id.exit_code == 2 and "not a valid id" in bad_id.output
+
+
+def test_validate_warns_about_an_nsfw_persona_asking_for_dms_config_does_not_allow(
+        project: Path) -> None:
+    (project / "personas" / "ada.yaml").write_text(
+        MINIMAL + "nsfw: true\ntriggers: {dm: true}\n", encoding="utf-8")
+    refused = run(project, "validate")
+    assert refused.exit_code == 0  # a warning, not an error
+    assert "triggers.dm: the persona is nsfw and config.yaml does not allow nsfw personas " \
+           "in DMs" in " ".join(refused.output.split())
+    config = project / "config.yaml"
+    config.write_text(config.read_text(encoding="utf-8") + "dms: {allow_nsfw: true}\n",
+                      encoding="utf-8")
+    allowed = run(project, "validate")
+    assert allowed.exit_code == 0 and "nsfw" not in allowed.output

@@ -45,7 +45,7 @@ from .catchup import catch_up
 from .commands import register_commands
 from .delivery import STREAM_INTERVAL_S, DiscordSink
 from .gateway_log import GatewayLog
-from .inbound import PLATFORM, inbound_deletion, inbound_edit, inbound_message
+from .inbound import PLATFORM, channel_nsfw, inbound_deletion, inbound_edit, inbound_message
 from .interactions import DEFER_AFTER_S, InteractionReplies
 from .members import MemberRoles
 from .shards import ShardedBot, ShardKeeper, ShardSetup
@@ -339,6 +339,7 @@ class DiscordAdapter:
         await self._gateway_log.disconnected(self._session_id())
 
     async def _on_ready(self) -> None:
+        self._warn_about_nsfw_channels()
         self._spawn(self._catch_up())
 
     async def _on_shard_connect(self, shard_id: int) -> None:
@@ -370,6 +371,20 @@ class DiscordAdapter:
             except Exception:
                 log.exception("recovering the replies of shard %s failed", shard_id)
         self._spawn(self._catch_up(lambda guild_id: shard_of(guild_id, count) == shard_id))
+
+    def _warn_about_nsfw_channels(self) -> None:
+        """An nsfw persona configured for a channel Discord says is not age-restricted
+        will never answer there: say so once the channels are known."""
+        for persona in self._personas.all():
+            if not persona.nsfw:
+                continue
+            for channel_id in sorted(persona.triggers.channels | persona.permissions.allow_channels):
+                channel = self.client.get_channel(int(channel_id)) if channel_id.isdigit() else None
+                if channel is not None and channel_nsfw(channel) is False:
+                    log.warning("persona %s is nsfw, but channel %s (#%s) is not age-restricted: "
+                                "it will not answer there (mark the channel age-restricted in "
+                                "Discord, or take it out of the persona's channels)", persona.id,
+                                channel_id, getattr(channel, "name", "?"))
 
     async def _catch_up(self, owns: Callable[[int | None], bool] | None = None) -> None:
         self.caught_up.clear()

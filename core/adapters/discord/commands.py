@@ -16,7 +16,7 @@ from disnake.interactions import ApplicationCommandInteraction
 from ...commands import Caller, CommandReply, CommandSet, Usage, fit
 from ...dispatcher.messages import Author
 from ...personas.model import Persona
-from .inbound import PLATFORM, member_roles
+from .inbound import PLATFORM, channel_nsfw, member_roles
 from .interactions import InteractionReplies
 
 AUTOCOMPLETE_CHOICES = 25
@@ -151,7 +151,7 @@ def command_caller(inter: ApplicationCommandInteraction) -> Caller:
         guild_id=str(inter.guild_id) if inter.guild_id else None,
         parent_channel_id=str(parent) if parent else None, is_dm=inter.guild_id is None,
         channel_name=getattr(channel, "name", None), guild_name=guild.name if guild else None,
-        sent_at=inter.created_at.timestamp())
+        sent_at=inter.created_at.timestamp(), channel_nsfw=channel_nsfw(channel))
 
 
 async def _show(inter: ApplicationCommandInteraction, answer: CommandReply) -> None:

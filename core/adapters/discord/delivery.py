@@ -41,6 +41,7 @@ from disnake.webhook import Webhook
 from ...dispatcher.dispatcher import PersonaSource
 from ...dispatcher.messages import (
     DeliveryReceipt,
+    ModerationAlert,
     Notice,
     OutboundReply,
     ReplyTarget,
@@ -204,6 +205,14 @@ class DiscordSink:
         none = disnake.AllowedMentions.none()
         await self._post(where, notice.persona_name, persona.avatar_url if persona else None,
                          notice.text, none, target)
+
+    async def alert(self, alert: ModerationAlert) -> None:
+        """The moderators' channel gets the alert as the bot, with a link to the message
+        (pinging nobody)."""
+        channel = await self._channel(int(alert.channel_id))
+        text = f"{alert.summary}\n{jump_url(alert.target, alert.linked_message_id)}"
+        await channel.send(text[:DISCORD_MESSAGE_LIMIT],
+                           allowed_mentions=disnake.AllowedMentions.none())
 
     async def typing(self, target: ReplyTarget, persona_id: str) -> None:
         """Keep "typing" showing in the channel until the reply or a notice is posted."""
@@ -757,6 +766,12 @@ def _headed(name: str, text: str) -> list[str]:
 def _preview(name: str, text: str, headed: bool) -> str:
     shown = text if len(text) <= _STREAM_PREVIEW else text[:_STREAM_PREVIEW] + " …"
     return f"**{name}**\n{shown}" if headed and shown.strip() else shown
+
+
+def jump_url(target: ReplyTarget, message_id: str) -> str:
+    """The link that opens ``message_id`` in ``target``'s channel (``@me`` for a DM)."""
+    return (f"https://discord.com/channels/{target.guild_id or '@me'}/"
+            f"{target.channel_id}/{message_id}")
 
 
 def _webhook_name(name: str) -> str:

@@ -75,7 +75,18 @@ def inbound_message(message: disnake.Message, personas: Iterable[Persona], bot_u
         sent_at=message.created_at.timestamp(),
         channel_name=getattr(channel, "name", None),
         guild_name=guild.name if guild else None,
+        channel_nsfw=channel_nsfw(channel),
     )
+
+
+def channel_nsfw(channel: object) -> bool | None:
+    """Whether Discord marks ``channel`` age-restricted: a thread is when its parent is
+    (Discord sends no flag for threads; a parent not in the cache counts as not). None
+    for a channel without the flag (DMs)."""
+    is_nsfw = getattr(channel, "is_nsfw", None)
+    if isinstance(channel, disnake.DMChannel | disnake.GroupChannel) or not callable(is_nsfw):
+        return None
+    return bool(is_nsfw())
 
 
 def member_roles(author: disnake.User | disnake.Member, guild: disnake.Guild | None

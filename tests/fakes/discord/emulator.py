@@ -176,10 +176,18 @@ class DiscordEmulator:
         self.hub.dispatch("GUILD_MEMBER_ADD", data, guild_id=guild.id)
         return member
 
-    def add_text_channel(self, guild: Guild, name: str, *, overwrites: Iterable[Overwrite] = ()) -> Channel:
-        channel = self.world.add_text_channel(guild, name, overwrites=overwrites)
+    def add_text_channel(self, guild: Guild, name: str, *, overwrites: Iterable[Overwrite] = (),
+                         nsfw: bool = False) -> Channel:
+        """A text channel; ``nsfw``: age-restricted (its threads are too)."""
+        channel = self.world.add_text_channel(guild, name, overwrites=overwrites, nsfw=nsfw)
         self._dispatch_channel("CHANNEL_CREATE", channel)
         return channel
+
+    def set_nsfw(self, channel: Channel, nsfw: bool) -> Channel:
+        """A moderator switches the channel's age restriction (CHANNEL_UPDATE)."""
+        updated = self.world.set_nsfw(channel, nsfw)
+        self._dispatch_channel("CHANNEL_UPDATE", updated)
+        return updated
 
     def set_overwrite(
         self, channel: Channel, target: User | Role, *, allow: int = 0, deny: int = 0

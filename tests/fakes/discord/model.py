@@ -90,6 +90,9 @@ class Channel:
     permission_overwrites: tuple[Overwrite, ...] = ()
     recipient_ids: tuple[int, ...] = ()
     auto_archive_duration: int = 1440
+    nsfw: bool = False
+    """Age-restricted. Discord sends it for guild channels only: a thread has no flag of
+    its own and is age-restricted when its parent is (clients read the parent's)."""
 
     @property
     def is_thread(self) -> bool:

@@ -85,7 +85,7 @@ def channel(world: World, c: Channel) -> dict[str, Any]:
         "name": c.name,
         "position": c.position,
         "parent_id": str(c.parent_id) if c.parent_id else None,
-        "nsfw": False,
+        "nsfw": c.nsfw,
         "topic": None,
         "last_message_id": None,
         "rate_limit_per_user": 0,
@@ -101,6 +101,7 @@ def channel(world: World, c: Channel) -> dict[str, Any]:
         ],
     }
     if c.is_thread:
+        del data["nsfw"]  # Discord sends none for threads: they take their parent's
         data.update(
             owner_id=str(c.owner_id),
             message_count=0,

@@ -150,7 +150,8 @@ class World:
         self._on_change()
         return member
 
-    def add_text_channel(self, guild: Guild, name: str, *, overwrites: Iterable[Overwrite] = ()) -> Channel:
+    def add_text_channel(self, guild: Guild, name: str, *, overwrites: Iterable[Overwrite] = (),
+                         nsfw: bool = False) -> Channel:
         position = sum(1 for c in self.channels.values() if c.guild_id == guild.id)
         channel = Channel(
             id=self.ids.next(),
@@ -159,10 +160,17 @@ class World:
             guild_id=guild.id,
             position=position,
             permission_overwrites=tuple(overwrites),
+            nsfw=nsfw,
         )
         self.channels[channel.id] = channel
         self._on_change()
         return channel
+
+    def set_nsfw(self, channel: Channel, nsfw: bool) -> Channel:
+        updated = replace(self.channel(channel.id), nsfw=nsfw)
+        self.channels[channel.id] = updated
+        self._on_change()
+        return updated
 
     def set_overwrite(self, channel: Channel, overwrite: Overwrite) -> Channel:
         current = self.channel(channel.id)
