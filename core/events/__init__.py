@@ -34,6 +34,7 @@ from .operations import (
     QuotaReset,
     RerunRecorded,
 )
+from .privacy import ContentExpired, SubjectForgotten
 from .replies import (
     OUTCOME_TYPES,
     ModelFailed,
@@ -56,7 +57,7 @@ CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     DeliveryPlanned, DeliveryPartPosted, PreviewPlanned, PreviewPosted,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
     LogCreated, RerunRecorded, AttachmentStored, ToolCalled, ToolResult, PersonaGreeted,
-    GreetingDelivered,
+    GreetingDelivered, SubjectForgotten, ContentExpired,
 )}
 """Every event type, by its stored name."""
 
@@ -142,6 +143,7 @@ __all__ = [
     "OUTCOME_TYPES",
     "Attachment",
     "AttachmentStored",
+    "ContentExpired",
     "ConversationReset",
     "DeliveryPartPosted",
     "DeliveryPlanned",
@@ -167,6 +169,7 @@ __all__ = [
     "ReplyDelivered",
     "ReplyFailed",
     "RerunRecorded",
+    "SubjectForgotten",
     "ThreadOpened",
     "ToolCalled",
     "ToolResult",
