@@ -81,6 +81,9 @@ class SqlKeyTable:
             clauses.append(f"period < {m}")
             params.append(shred.before_period)
             selective = True
+        if shred.made_before is not None:
+            clauses.append(f"created_at <= {m}")
+            params.append(shred.made_before)
         where = " AND ".join(clauses)
         if selective and shred.delay_s > 0:
             due = now + shred.delay_s
@@ -180,7 +183,8 @@ class MemoryKeyTable:
             hit = selective and (shred.subject is None or r.subject == shred.subject) and (
                 shred.scope_prefix is None or r.scope.startswith(shred.scope_prefix)) and (
                 shred.keep_scope is None or r.scope != shred.keep_scope) and (
-                shred.before_period is None or r.period < shred.before_period)
+                shred.before_period is None or r.period < shred.before_period) and (
+                shred.made_before is None or r.created_at <= shred.made_before)
             if hit and shred.delay_s > 0:
                 due = now + shred.delay_s
                 if r.due_at is None or r.due_at > due:

@@ -64,13 +64,17 @@ class Seal:
 class Shred:
     """Destroy the keys that match every criterion given: ``subject``'s, those whose scope
     starts with ``scope_prefix`` (but is not ``keep_scope``), those of periods before
-    ``before_period``. ``delay_s`` > 0 marks them to be destroyed that much later (by a
-    later shred with ``due``); ``due`` also destroys every key whose delay has passed."""
+    ``before_period`` (and made by ``made_before``). ``delay_s`` > 0 marks them to be
+    destroyed that much later (by a later shred with ``due``); ``due`` also destroys every
+    key whose delay has passed."""
 
     subject: str | None = None
     scope_prefix: str | None = None
     keep_scope: str | None = None
     before_period: int | None = None
+    made_before: float | None = None
+    """Only keys made at or before this Unix time (re-applying an erasure to a restored
+    backup spares what the person wrote after it)."""
     delay_s: float = 0.0
     due: bool = False
 
@@ -202,7 +206,12 @@ class Sealer:
         it was recorded in, if it holds no box yet."""
         if not self.enabled or SEALED in event.data:
             return event
-        seals = reseal(event)
+        erased = set(event.data.get(ERASED, ()))
+        seals = [s if not erased else Seal(subject=s.subject, scope=s.scope, fields={
+            name: value for name, value in s.fields.items() if name not in erased})
+            for s in reseal(event)]
+        # what was erased before holds placeholders only: nothing to seal again
+        seals = [s for s in seals if s.fields]
         if not seals:
             return event
         return replace(event, data=self.seal(keys, event.event_id, event.data, seals,

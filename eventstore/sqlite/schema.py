@@ -86,12 +86,15 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
     db.execute(APPEND_ONLY_TRIGGERS["events_no_replace"])
 
 
+KEY_TABLE = (
+    "CREATE TABLE content_keys (key_id TEXT PRIMARY KEY, subject TEXT NOT NULL, "
+    "period INTEGER NOT NULL, scope TEXT NOT NULL, secret BLOB, created_at REAL NOT NULL, "
+    "destroyed_at REAL, due_at REAL)")
+"""The key table of sealed content (eventstore/sealing.py): mutable, unlike events."""
+
+
 def _migrate_to_3(db: sqlite_utils.Database) -> None:
-    # The key table of sealed content (eventstore/sealing.py): mutable, unlike events.
-    db.execute(
-        "CREATE TABLE content_keys (key_id TEXT PRIMARY KEY, subject TEXT NOT NULL, "
-        "period INTEGER NOT NULL, scope TEXT NOT NULL, secret BLOB, created_at REAL NOT NULL, "
-        "destroyed_at REAL, due_at REAL)")
+    db.execute(KEY_TABLE)
     db.execute("CREATE INDEX content_keys_live ON content_keys (subject, period, scope)")
     db.execute("CREATE INDEX content_keys_scope ON content_keys (scope)")
     db.execute("CREATE INDEX content_keys_period ON content_keys (period)")
