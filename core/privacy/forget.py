@@ -13,13 +13,14 @@ from ..events.privacy import SCOPE_ALL, SubjectForgotten
 
 
 def forget_event(subject: str, *, requested_by: str, requested_id: str, at: float,
-                 via: str, reason: str = "") -> NewEvent:
+                 via: str, reason: str = "", made_before: float | None = None) -> NewEvent:
     """The SubjectForgotten of ``subject``, destroying every key of theirs as it is
-    appended (``requested_id``: the command's own id, so a retried command is a no-op)."""
+    appended (``requested_id``: the command's own id, so a retried command is a no-op;
+    ``made_before``: only keys made by then, when an erasure is applied again)."""
     event = SubjectForgotten(subject=subject, requested_by=requested_by, at=at,
                              scope=SCOPE_ALL, via=via, reason=reason)
     return event.new_event(forget_event_id(subject, requested_id),
-                           shreds=(Shred(subject=subject),))
+                           shreds=(Shred(subject=subject, made_before=made_before),))
 
 
 def reseal(recorded: RecordedEvent) -> Sequence[Seal]:

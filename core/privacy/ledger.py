@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from eventstore import EventStoreError
 
-class LedgerError(ValueError):
+
+class LedgerError(EventStoreError):
     """The ledger cannot be read or written; the message says why."""
 
 
