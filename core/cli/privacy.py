@@ -35,7 +35,7 @@ def forget(ctx: CliContext, user_id: str, requested_by: str | None) -> None:
     finally:
         log.close()
     ctx.out.print(f"forgot {user_id}: {report.keys} key(s) destroyed; the content of "
-                  f"{report.erased_events} event(s) now reads back as [erased]; recorded in "
+                  f"{report.erased_events} event(s) now reads back as \\[erased]; recorded in "
                   f"the log and in the erasure ledger {ledger}")
     if report.in_clear:
         ctx.err.print(f"[yellow]warning[/] {len(report.in_clear)} event(s) of {user_id} were "

@@ -237,7 +237,12 @@ class Dispatcher:
             message = await self._admission.with_roles(message, matches)
             decisions = await self._admission.decide(message, matches, message_event_id(
                 message.platform, message.message_id))
-        received = _received(message, echo.persona_id if echo else None)
+        quotes = None
+        if echo is not None:  # a copy of our reply: its content is the answered person's
+            answered = await self._store.get(message_event_id(message.platform,
+                                                              echo.answered_message_id))
+            quotes = str(answered.data.get("author_id", "")) if answered is not None else None
+        received = _received(message, echo.persona_id if echo else None, quotes)
         events = [received.new_event(message_event_id(message.platform, message.message_id))]
         events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
                                                       d.persona.id)) for d in decisions]
@@ -461,7 +466,8 @@ class Dispatcher:
         return tuple(lanes)
 
 
-def _received(message: InboundMessage, from_persona: str | None) -> MessageReceived:
+def _received(message: InboundMessage, from_persona: str | None,
+              quotes: str | None = None) -> MessageReceived:
     author = message.author
     return MessageReceived(
         platform=message.platform, message_id=message.message_id,
@@ -471,7 +477,7 @@ def _received(message: InboundMessage, from_persona: str | None) -> MessageRecei
         is_dm=message.is_dm, reply_to=message.reply_to, mentions=tuple(sorted(message.mentions)),
         invoked_persona=message.invoked_persona, sent_at=message.sent_at,
         channel_name=message.channel_name, guild_name=message.guild_name,
-        from_persona=from_persona,
+        from_persona=from_persona, quotes=quotes,
         attachments=tuple(a.attachment.to_data() for a in message.attachments))
 
 

@@ -44,6 +44,13 @@ class MessageReceived(DomainEvent):
     guild_name: str | None = None
     from_persona: str | None = None
     attachments: tuple[Mapping[str, Any], ...] = ()
+    quotes: str | None = None
+    """For an echo of a reply: the person the reply answered (whose content it is)."""
+
+    @property
+    def subject(self) -> str:
+        """The author, or for an echo of a reply, the person it answered."""
+        return self.quotes or self.author_id
 
     def seals(self) -> tuple[Seal, ...]:
         """The name under the author's key of the day; the text and the files under keys

@@ -44,10 +44,15 @@ class ForgetReport:
 def subject_of(event: RecordedEvent) -> str:
     """Whose personal content ``event`` holds ("" when none, or a type this personae does
     not know)."""
-    cls = CATALOGUE.get(event.type)
+    return subject_of_data(event.type, event.data)
+
+
+def subject_of_data(type_: str, data: Mapping[str, Any]) -> str:
+    """Whose personal content an event of ``type_`` with ``data`` holds."""
+    cls = CATALOGUE.get(type_)
     if cls is None:
         return ""
-    return str(event.data.get(cls.subject_field) or "")
+    return str(data.get("quotes") or data.get(cls.subject_field) or "")
 
 
 def clear_content(event: RecordedEvent) -> list[str]:
@@ -147,7 +152,7 @@ def access_records(records: Iterable[dict[str, Any]], users: frozenset[str]
     for record in records:
         data = dict(record["data"])
         cls = CATALOGUE.get(record["type"])
-        subject = str(data.get(cls.subject_field) or "") if cls is not None else ""
+        subject = subject_of_data(record["type"], data)
         if cls is not None and subject not in users:
             for name in cls.personal:
                 if name in data:
