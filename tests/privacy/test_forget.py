@@ -8,32 +8,16 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from core.events import MessageReceived, SubjectForgotten
 from core.events.ids import message_event_id
 from eventstore import EVERYTHING, PostgresLog, SQLiteLog
 from tests.eventstore import pgserver
 from tests.eventstore.backends import PostgresBackend
-from tests.replay.conftest import (  # noqa: F401  (fixtures)
-    GRACE,
-    GRACE_NAME,
-    LINUS_NAME,
-    Flow,
-    fake_openai,
-    flow,
-)
+from tests.replay.conftest import GRACE, GRACE_NAME, LINUS_NAME, Flow
 
 LINUS_TEXT = "bob, what do you think of kernels?"
-
-
-@pytest.fixture(autouse=True)
-def _drop_schemas() -> Iterator[None]:
-    yield
-    PostgresBackend.clean_up()
 
 
 def _secrets(flow: Flow) -> list[str]:
