@@ -95,9 +95,10 @@ class SqlKeyTable:
                 f"UPDATE content_keys SET secret = NULL, destroyed_at = {m} WHERE {where} "
                 "RETURNING key_id", [now, *params]))
         if shred.due:
+            by = now if shred.due_by is None else shred.due_by
             count += len(self._fetch(
                 f"UPDATE content_keys SET secret = NULL, destroyed_at = {m} WHERE secret IS NOT "
-                f"NULL AND due_at IS NOT NULL AND due_at <= {m} RETURNING key_id", [now, now]))
+                f"NULL AND due_at IS NOT NULL AND due_at <= {m} RETURNING key_id", [now, by]))
         return count
 
     def epoch(self) -> float:
@@ -190,7 +191,8 @@ class MemoryKeyTable:
                 if r.due_at is None or r.due_at > due:
                     self._rows[key_id] = _replace(r, due_at=due)
                     count += 1
-            elif hit or (shred.due and r.due_at is not None and r.due_at <= now):
+            elif hit or (shred.due and r.due_at is not None and r.due_at <= (
+                    now if shred.due_by is None else shred.due_by)):
                 self._rows[key_id] = _replace(r, secret=None, destroyed_at=now)
                 count += 1
         return count

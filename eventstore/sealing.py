@@ -77,6 +77,8 @@ class Shred:
     backup spares what the person wrote after it)."""
     delay_s: float = 0.0
     due: bool = False
+    due_by: float | None = None
+    """With ``due``: keys due by this Unix time (None: by the time of the append)."""
 
     def __post_init__(self) -> None:
         if self.subject is None and self.scope_prefix is None and self.before_period is None \

@@ -29,10 +29,10 @@ def retention_event(settings: PrivacySettings, now: float) -> NewEvent:
     shredded (none without one) and the deletions that fell due."""
     if settings.retention_s is None:
         cutoff = 0
-        shreds = (Shred(due=True),)
+        shreds = (Shred(due=True, due_by=now),)
     else:
         cutoff = period_of(now - settings.retention_s)
-        shreds = (Shred(before_period=cutoff, due=True),)
+        shreds = (Shred(before_period=cutoff, due=True, due_by=now),)
     event = ContentExpired(before_period=cutoff, at=now, retention=settings.retention or "")
     return event.new_event(retention_event_id(cutoff or period_of(now), due_only=not cutoff),
                            shreds=shreds)
