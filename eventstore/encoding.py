@@ -29,6 +29,13 @@ decode_data = orjson.loads
 """The data of a stored JSON text."""
 
 
+def encode_checked_before(data: Mapping[str, Any]) -> str:
+    """The JSON text of ``data`` whose values were checked by :func:`encode_data` already
+    (in another shape: the same event's data sealed)."""
+    return orjson.dumps(data if type(data) is dict else dict(data),
+                        option=_ORJSON_OPTIONS).decode()
+
+
 def encode_data(data: Mapping[str, Any]) -> str:
     """The JSON text stored for an event's data.
 

@@ -48,6 +48,7 @@ EPOCH_CHECK_S = 1.0
 keys is dropped when one did)."""
 
 _NONCE = 12
+_EMPTY: tuple[Any, ...] = ("", None, (), [], {})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,7 +191,9 @@ class Sealer:
         boxes = []
         period = period_of(now)
         for seal in seals:
-            plain = {name: out.pop(name) for name in seal.fields if name in out}
+            # an empty value (no files, no reasoning) says nothing: it stays as it is
+            plain = {name: out.pop(name) for name in seal.fields
+                     if name in out and out[name] not in _EMPTY}
             if not plain:
                 continue
             key_id, cipher = self._key(keys, seal.subject, period, seal.scope, now)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..appending import as_store_error, in_load_order, shreds_of, stored_data
-from ..encoding import encode_data, json_line
+from ..encoding import encode_checked_before, encode_data, json_line
 from ..errors import EventStoreError, LogUnavailable, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
 from ..keys import SqlKeyTable
@@ -320,6 +320,7 @@ class SQLiteLog:
             raise WrongExpectedVersion(stream_id, int(expected), current)
         positions: list[int] = []
         rows: list[tuple] = []
+        opened: list[tuple] = []  # the rows as a read opens them, for projections
         version = current
         seal, keys = self._sealer.seal, self._keys
         for event in request.events:
@@ -328,20 +329,28 @@ class SQLiteLog:
                 position, next_position = next_position, next_position + 1
                 version += 1
                 existing[event.event_id] = position
-                data = seal(keys, event.event_id, event.data, event.seals, now) \
-                    if event.seals else event.data
+                if event.seals:
+                    stored = encode_data(seal(keys, event.event_id, event.data, event.seals,
+                                              now))
+                    opened.append((position, event.event_id, stream_id, version, event.type,
+                                   event.schema_version, encode_checked_before(event.data), now,
+                                   event.correlation_id, event.causation_id))
+                else:
+                    stored = encode_data(event.data)
                 rows.append((
                     position, event.event_id, stream_id, version, event.type,
-                    event.schema_version, encode_data(data), now,
+                    event.schema_version, stored, now,
                     event.correlation_id, event.causation_id,
                 ))
+                if not event.seals:
+                    opened.append(rows[-1])
             positions.append(position)
         self._insert(rows)
         written: list[RecordedEvent] = []
         if self._projections or recorded:
             # Projections (and followers) see the data as stored (decoded back), exactly
             # as a rebuild from the log will, so they never disagree over tuples or keys.
-            written = self._events(rows)
+            written = self._events(opened)
             self._apply_projections(written)
         return AppendResult(positions=tuple(positions), stream_version=version,
                             duplicates=len(request.events) - len(rows),
