@@ -34,9 +34,30 @@ class SqlKeyTable:
         self._fetch(f"INSERT INTO content_keys ({_COLUMNS}) VALUES ({marks})", _row(record))
 
     def insert_many(self, records: Sequence[KeyRecord]) -> None:
-        """Add keys copied from another log."""
-        for record in records:
-            self.insert(record)
+        """Add keys, in as few statements as they fit in (each statement a round trip,
+        and on SQLite a wait for the GIL)."""
+        rows = list(records)
+        for start in range(0, len(rows), 100):
+            chunk = rows[start:start + 100]
+            marks = ", ".join(["(" + ", ".join([self._mark] * 8) + ")"] * len(chunk))
+            self._fetch(f"INSERT INTO content_keys ({_COLUMNS}) VALUES {marks}",
+                        [value for record in chunk for value in _row(record)])
+
+    def find_many(self, wanted: Sequence[tuple[str, int, str]]
+                  ) -> dict[tuple[str, int, str], tuple[str, bytes]]:
+        """The live key of each ``(subject, period, scope)`` that has one, in one query
+        per 300."""
+        found: dict[tuple[str, int, str], tuple[str, bytes]] = {}
+        m = self._mark
+        for start in range(0, len(wanted), 300):
+            chunk = wanted[start:start + 300]
+            values = ", ".join([f"({m}, {m}, {m})"] * len(chunk))
+            for subject, period, scope, key_id, secret in self._fetch(
+                    f"SELECT subject, period, scope, key_id, secret FROM content_keys WHERE "
+                    f"(subject, period, scope) IN (VALUES {values}) AND secret IS NOT NULL "
+                    "AND due_at IS NULL", [v for triple in chunk for v in triple]):
+                found[(subject, int(period), scope)] = (key_id, bytes(secret))
+        return found
 
     def find(self, subject: str, period: int, scope: str) -> tuple[str, bytes] | None:
         """The live key of ``(subject, period, scope)``."""
@@ -157,9 +178,19 @@ class MemoryKeyTable:
         self._rows[record.key_id] = record
 
     def insert_many(self, records: Sequence[KeyRecord]) -> None:
-        """Add keys copied from another log."""
+        """Add keys."""
         for record in records:
             self.insert(record)
+
+    def find_many(self, wanted: Sequence[tuple[str, int, str]]
+                  ) -> dict[tuple[str, int, str], tuple[str, bytes]]:
+        """The live key of each ``(subject, period, scope)`` that has one."""
+        found = {}
+        for triple in wanted:
+            key = self.find(*triple)
+            if key is not None:
+                found[triple] = key
+        return found
 
     def find(self, subject: str, period: int, scope: str) -> tuple[str, bytes] | None:
         """The live key of ``(subject, period, scope)``."""

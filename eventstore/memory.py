@@ -166,6 +166,8 @@ class MemoryLog:
         if expected != ANY and expected != current:
             raise WrongExpectedVersion(stream_id, int(expected), current)
         next_position = self.last_position() + 1
+        state.sealer.prepare(self._keys, [(e.data, e.seals) for e in request.events
+                                          if e.seals and e.event_id not in existing], now)
         rows: list[_Row] = []
         positions: list[int] = []
         version = current

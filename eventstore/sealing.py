@@ -43,6 +43,9 @@ ERASED = "_erased"
 PERIOD_S = 86400
 """A key's period: one UTC day, so retention shreds content by the day it was written."""
 
+MAX_CACHED_KEYS = 100_000
+"""Keys a connection keeps in memory (about 20 MB); past it the cache starts afresh."""
+
 EPOCH_CHECK_S = 1.0
 """How often a connection asks whether another connection destroyed keys (its cache of
 keys is dropped when one did)."""
@@ -132,6 +135,11 @@ class KeyTable(Protocol):
         """The live key of ``(subject, period, scope)``: ``(key_id, secret)``, or None."""
         ...
 
+    def find_many(self, wanted: Sequence[tuple[str, int, str]]
+                  ) -> dict[tuple[str, int, str], tuple[str, bytes]]:
+        """The live key of each ``(subject, period, scope)`` that has one."""
+        ...
+
     def secrets(self, key_ids: Sequence[str]) -> dict[str, bytes | None]:
         """The secret of each key that exists (None for a destroyed one)."""
         ...
@@ -205,6 +213,59 @@ class Sealer:
         if boxes:
             out[SEALED] = boxes
         return out
+
+    def prepare(self, keys: KeyTable,
+                items: Iterable[tuple[Mapping[str, Any], Sequence[Seal]]], now: float) -> None:
+        """Find or make, in one query and one insert, the keys that sealing each
+        ``(data, seals)`` at ``now`` will need: a statement per key would make every append
+        wait for the database (and, on SQLite, for the GIL) once per key."""
+        if not self.enabled:
+            return
+        self._refresh(keys)
+        period = period_of(now)
+        needed = [(seal.subject, period, seal.scope) for data, seals in items for seal in seals
+                  if any(data.get(name, "") not in _EMPTY for name in seal.fields)]
+        with self._lock:
+            wanted = [t for t in dict.fromkeys(needed) if t not in self._live]
+        if not wanted:
+            return
+        found = keys.find_many(wanted)
+        made = []
+        for triple in wanted:
+            if triple not in found:
+                secret = AESGCM.generate_key(bit_length=256)
+                found[triple] = (random.token_hex(8), secret)
+                made.append(KeyRecord(key_id=found[triple][0], subject=triple[0],
+                                      period=period, scope=triple[2], secret=secret,
+                                      created_at=now))
+        keys.insert_many(made)
+        with self._lock:
+            self._trim()
+            for triple, (key_id, secret) in found.items():
+                live = (key_id, AESGCM(secret))
+                self._live[triple] = live
+                self._ciphers[key_id] = live[1]
+            self._pending.extend((r.subject, r.period, r.scope) for r in made)
+
+    def preload(self, keys: KeyTable, key_ids: Iterable[str]) -> None:
+        """Read, in one query, the keys of ``key_ids`` not cached yet (before opening
+        a chunk of events)."""
+        self._refresh(keys)
+        with self._lock:
+            missing = [k for k in dict.fromkeys(key_ids) if k not in self._ciphers]
+        if not missing:
+            return
+        found = keys.secrets(missing)
+        with self._lock:
+            self._trim()
+            for key_id in missing:
+                secret = found.get(key_id)
+                self._ciphers[key_id] = AESGCM(secret) if secret is not None else None
+
+    def _trim(self) -> None:
+        if len(self._ciphers) > MAX_CACHED_KEYS:  # (under the lock)
+            self._ciphers.clear()
+            self._live.clear()
 
     def reseal(self, keys: KeyTable, event: RecordedEvent, reseal: Resealer) -> RecordedEvent:
         """``event`` (as stored) with what ``reseal`` names sealed, under keys of the period

@@ -378,6 +378,8 @@ class PostgresLog:
         fresh: dict[str, int] = {}
         version = current
         _storable_text(stream_id, stream_id)
+        self._sealer.prepare(keys, [(e.data, e.seals) for e in request.events
+                                    if e.seals and e.event_id not in existing], now)
         for event in request.events:
             position = existing.get(event.event_id)
             if position is None:
@@ -624,6 +626,10 @@ class PostgresLog:
         upcast_types = self._upcasters.types if upcast else frozenset()
         opening = upcast if unseal is None else unseal
         open_, keys = self._sealer.open, keys or self._keys
+        if opening:
+            wanted = [box["key"] for row in rows if SEALED in row[6] for box in row[6][SEALED]]
+            if wanted:
+                self._sealer.preload(keys, wanted)  # one query for the chunk's keys
         events = []
         for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
              correlation_id, causation_id) in rows:

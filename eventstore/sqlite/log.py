@@ -323,6 +323,8 @@ class SQLiteLog:
         opened: list[tuple] = []  # the rows as a read opens them, for projections
         version = current
         seal, keys = self._sealer.seal, self._keys
+        self._sealer.prepare(keys, [(e.data, e.seals) for e in request.events
+                                    if e.seals and e.event_id not in existing], now)
         for event in request.events:
             position = existing.get(event.event_id)
             if position is None:
@@ -598,10 +600,14 @@ class SQLiteLog:
         upcast_types = self._upcasters.types if upcast else frozenset()
         opening = upcast if unseal is None else unseal
         open_, keys = self._sealer.open, self._keys
+        decoded = [loads(row[6]) for row in rows]
+        if opening:
+            wanted = [box["key"] for data in decoded if SEALED in data for box in data[SEALED]]
+            if wanted:
+                self._sealer.preload(keys, wanted)  # one query for the chunk's keys
         events = []
-        for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
-             correlation_id, causation_id) in rows:
-            data = loads(data)
+        for (position, event_id, stream_id, version, type_, schema_version, _, recorded_at,
+             correlation_id, causation_id), data in zip(rows, decoded, strict=True):
             if opening and SEALED in data:
                 data = open_(keys, event_id, data)
             if type_ in upcast_types:
