@@ -46,6 +46,9 @@ PERIOD_S = 86400
 MAX_CACHED_KEYS = 100_000
 """Keys a connection keeps in memory (about 20 MB); past it the cache starts afresh."""
 
+MAX_OPENED = 50_000
+"""Opened boxes kept in memory (tens of MB at most); past it the cache starts afresh."""
+
 EPOCH_CHECK_S = 1.0
 """How often a connection asks whether another connection destroyed keys (its cache of
 keys is dropped when one did)."""
@@ -180,6 +183,9 @@ class Sealer:
         self.enabled = enabled
         self._lock = threading.Lock()
         self._ciphers: dict[str, AESGCM | None] = {}
+        self._opened: dict[tuple[str, str], dict[str, Any]] = {}
+        """What boxes opened to, by event id and box: a conversation's tail is read again
+        and again (each box costs a decryption otherwise); dropped with the keys."""
         self._live: dict[tuple[str, int, str], tuple[str, AESGCM]] = {}
         self._pending: list[tuple[str, int, str]] = []
         self._epoch: float | None = None
@@ -265,6 +271,7 @@ class Sealer:
     def _trim(self) -> None:
         if len(self._ciphers) > MAX_CACHED_KEYS:  # (under the lock)
             self._ciphers.clear()
+            self._opened.clear()
             self._live.clear()
 
     def reseal(self, keys: KeyTable, event: RecordedEvent, reseal: Resealer) -> RecordedEvent:
@@ -336,6 +343,7 @@ class Sealer:
         """Drop every cached key: the next use reads the key table again."""
         with self._lock:
             self._ciphers.clear()
+            self._opened.clear()
             self._live.clear()
             self._epoch = None
 
@@ -349,16 +357,16 @@ class Sealer:
             return data
         self._refresh(keys)
         erased: list[str] = []
+        opened = self._opened
         for box in boxes:
-            cipher = self._cipher(keys, box["key"])
-            plain = None
-            if cipher is not None:
-                raw = base64.b64decode(box["box"])
-                try:
-                    plain = orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:],
-                                                        event_id.encode()))
-                except InvalidTag:
-                    plain = None  # not this event's box: treated as erased, never shown
+            seen = (event_id, box["box"])
+            plain = opened.get(seen)
+            if plain is None:
+                plain = self._decrypt(keys, event_id, box)
+                if plain is not None:
+                    if len(opened) >= MAX_OPENED:
+                        opened.clear()
+                    opened[seen] = plain
             if plain is None:
                 data.update(box["erased"])
                 erased.extend(box["erased"])
@@ -368,11 +376,18 @@ class Sealer:
             data[ERASED] = sorted(erased)
         return data
 
-    def readable(self, keys: KeyTable, data: Mapping[str, Any]) -> list[str]:
-        """The subjects of the boxes of stored ``data`` whose key is still live."""
-        found = keys.secrets([box["key"] for box in data.get(SEALED, ())])
-        return [box["subject"] for box in data.get(SEALED, ())
-                if found.get(box["key"]) is not None]
+    def _decrypt(self, keys: KeyTable, event_id: str, box: Mapping[str, Any]
+                 ) -> dict[str, Any] | None:
+        """What ``box`` holds, None when its key is destroyed (or the box is not this
+        event's: the associated data is the event id)."""
+        cipher = self._cipher(keys, box["key"])
+        if cipher is None:
+            return None
+        raw = base64.b64decode(box["box"])
+        try:
+            return orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:], event_id.encode()))
+        except InvalidTag:
+            return None  # treated as erased, never shown
 
     def _cipher(self, keys: KeyTable, key_id: str) -> AESGCM | None:
         with self._lock:
@@ -393,6 +408,7 @@ class Sealer:
         with self._lock:
             if self._epoch is not None and epoch != self._epoch:
                 self._ciphers.clear()
+                self._opened.clear()
                 self._live.clear()
             self._epoch = epoch
             self._checked = now
