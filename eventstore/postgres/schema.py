@@ -153,12 +153,12 @@ def _migrate_to_2(conn: psycopg.Connection, schema: str) -> None:
             destroyed_at double precision,
             due_at double precision
         )""")
-    conn.execute(f'CREATE INDEX content_keys_live ON "{schema}".content_keys '
-                 "(subject, period, scope)")
-    conn.execute(f'CREATE INDEX content_keys_scope ON "{schema}".content_keys (scope)')
+    # as on SQLite: scope first serves finding a key and shredding a message
+    conn.execute(f'CREATE INDEX content_keys_scope ON "{schema}".content_keys '
+                 "(scope, subject, period)")
     conn.execute(f'CREATE INDEX content_keys_period ON "{schema}".content_keys (period)')
     conn.execute(f'CREATE INDEX content_keys_destroyed ON "{schema}".content_keys '
-                 "(destroyed_at)")
+                 "(destroyed_at) WHERE destroyed_at IS NOT NULL")
     conn.execute(f'CREATE INDEX content_keys_due ON "{schema}".content_keys (due_at) '
                  "WHERE due_at IS NOT NULL")
 
