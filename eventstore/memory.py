@@ -334,16 +334,20 @@ class MemoryLog:
                 unseal: bool | None = None) -> list[RecordedEvent]:
         upcast_types = self._upcasters.types if upcast else frozenset()
         opening = upcast if unseal is None else unseal
+        decoded = [orjson.loads(row[6]) for row in rows]
+        if opening:
+            wanted = [box["key"] for data in decoded if SEALED in data for box in data[SEALED]]
+            if wanted:
+                self.state.sealer.preload(self._keys, wanted)
         events = []
-        for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
-             correlation_id, causation_id) in rows:
-            decoded = orjson.loads(data)
-            if opening and SEALED in decoded:
-                decoded = self.state.sealer.open(self._keys, event_id, decoded)
+        for (position, event_id, stream_id, version, type_, schema_version, _, recorded_at,
+             correlation_id, causation_id), data in zip(rows, decoded, strict=True):
+            if opening and SEALED in data:
+                data = self.state.sealer.open(self._keys, event_id, data)
             if type_ in upcast_types:
-                schema_version, decoded = self._upcasters.upcast(type_, schema_version, decoded)
+                schema_version, data = self._upcasters.upcast(type_, schema_version, data)
             events.append(build_recorded_event(
-                position, event_id, stream_id, version, type_, schema_version, decoded,
+                position, event_id, stream_id, version, type_, schema_version, data,
                 recorded_at, correlation_id, causation_id))
         return events
 

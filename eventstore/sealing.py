@@ -23,6 +23,7 @@ import os
 import secrets as random
 import threading
 import time
+from binascii import a2b_base64
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +55,7 @@ EPOCH_CHECK_S = 1.0
 keys is dropped when one did)."""
 
 _NONCE = 12
+_UNKNOWN: Any = object()
 _EMPTY: tuple[Any, ...] = ("", None, (), [], {})
 
 
@@ -351,22 +353,32 @@ class Sealer:
 
     def open(self, keys: KeyTable, event_id: str, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` (as stored, decoded) with its boxes opened, or their placeholders where
-        the key is destroyed (the fields then listed under :data:`ERASED`)."""
+        the key is destroyed (the fields then listed under :data:`ERASED`). Call
+        :meth:`preload` with a chunk's keys first (which also notices other connections'
+        destructions): this runs for every sealed event of every read."""
         boxes = data.pop(SEALED, None)
         if not boxes:
             return data
-        self._refresh(keys)
         erased: list[str] = []
-        opened = self._opened
+        opened, ciphers = self._opened, self._ciphers
+        aad = event_id.encode()
         for box in boxes:
             seen = (event_id, box["box"])
             plain = opened.get(seen)
             if plain is None:
-                plain = self._decrypt(keys, event_id, box)
-                if plain is not None:
-                    if len(opened) >= MAX_OPENED:
-                        opened.clear()
-                    opened[seen] = plain
+                cipher = ciphers.get(box["key"], _UNKNOWN)
+                if cipher is _UNKNOWN:
+                    cipher = self._cipher(keys, box["key"])
+                if cipher is not None:
+                    raw = a2b_base64(box["box"])
+                    try:
+                        plain = orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:], aad))
+                    except InvalidTag:
+                        plain = None  # not this event's box: treated as erased, never shown
+                    if plain is not None:
+                        if len(opened) >= MAX_OPENED:
+                            opened.clear()
+                        opened[seen] = plain
             if plain is None:
                 data.update(box["erased"])
                 erased.extend(box["erased"])
@@ -375,19 +387,6 @@ class Sealer:
         if erased:
             data[ERASED] = sorted(erased)
         return data
-
-    def _decrypt(self, keys: KeyTable, event_id: str, box: Mapping[str, Any]
-                 ) -> dict[str, Any] | None:
-        """What ``box`` holds, None when its key is destroyed (or the box is not this
-        event's: the associated data is the event id)."""
-        cipher = self._cipher(keys, box["key"])
-        if cipher is None:
-            return None
-        raw = base64.b64decode(box["box"])
-        try:
-            return orjson.loads(cipher.decrypt(raw[:_NONCE], raw[_NONCE:], event_id.encode()))
-        except InvalidTag:
-            return None  # treated as erased, never shown
 
     def _cipher(self, keys: KeyTable, key_id: str) -> AESGCM | None:
         with self._lock:
