@@ -91,3 +91,23 @@ async def test_db_copy_of_a_pre_forget_backup_into_postgresql_forgets_again(flow
     code, replay, _ = pg.invoke("replay")
     assert GRACE_TEXT not in replay and LINUS_TEXT in replay
     assert pg.invoke("db", "check")[0] == 0
+
+
+def test_in_an_access_export_anyone_elses_content_and_ids_are_redacted() -> None:
+    """The export keeps the events by or for the person; in them, what is someone else's
+    (a message of theirs that quotes or mentions the person, their ids) is redacted."""
+    from core.replay.erasure import access_records
+
+    def record(type_: str, **data: object) -> dict:
+        return {"position": 1, "event_id": "e", "type": type_, "data": data}
+
+    theirs = record("MessageReceived", author_id=LINUS, author_name=LINUS_NAME,
+                    text=f"hey <@{GRACE}>", mentions=[GRACE, MALLORY], attachments=[])
+    hers = record("MessageReceived", author_id=GRACE, author_name=GRACE_NAME, text=GRACE_TEXT,
+                  mentions=[LINUS], attachments=[])
+    out = list(access_records([theirs, hers], frozenset({GRACE})))
+    assert out[0]["data"]["text"] == out[0]["data"]["author_name"] == "[redacted]"
+    assert out[0]["data"]["author_id"] == "[redacted]"
+    assert out[0]["data"]["mentions"] == [GRACE, "[redacted]"]
+    assert out[1]["data"]["text"] == GRACE_TEXT and out[1]["data"]["author_name"] == GRACE_NAME
+    assert out[1]["data"]["mentions"] == ["[redacted]"]
