@@ -131,13 +131,14 @@ def _exchange(stream_id: str, channel: str, n: int) -> list:
     ]
 
 
-def build_log(path: Path, events: int, conversations: int) -> float:
-    """Fill ``path`` with about ``events`` events; returns seconds taken (0 when reused)."""
+def build_log(path: Path, events: int, conversations: int, seal: bool = True) -> float:
+    """Fill ``path`` with about ``events`` events (personal content sealed, or in clear);
+    returns seconds taken (0 when reused)."""
     if reusable_log(path, events):
         return 0.0
     started = time.perf_counter()
     log = SQLiteLog.open(path, synchronous="normal",
-                        projections=projections())
+                        projections=projections(), seal=seal)
     try:
         exchanges = events // 4
         per_bench = 10
@@ -245,9 +246,10 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 async def run(path: Path, conversations: int, messages: int, rate: float,
-              synchronous: str, history_cache: int = MAX_CACHED_EVENTS) -> dict:
+              synchronous: str, history_cache: int = MAX_CACHED_EVENTS,
+              seal: bool = True) -> dict:
     store = await open_store(path, synchronous=synchronous,  # type: ignore[arg-type]
-                                  projections=projections())
+                             projections=projections(), seal=seal)
     timings = _Timings()
     persona = load_persona_text(PERSONA, file="ada.yaml", defaults={},
                                 known_providers={"bench"})
@@ -334,11 +336,19 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None,
                         help="log file to build once and reuse (default: in the temp dir)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--encryption", choices=["on", "off", "both"], default="on",
+                        help="seal personal content (privacy.encrypt); both: measure off and "
+                             "on in turn, --rounds times, on logs of their own, and give the "
+                             "medians and their ratios")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds with --encryption both")
     args = parser.parse_args()
+    if args.encryption == "both":
+        _compare(args)
+        return
     path = args.db or Path(tempfile.gettempdir()) / f"personae-bench-dispatch-{args.events}.db"
-    build_s = build_log(path, args.events, args.conversations)
+    build_s = build_log(path, args.events, args.conversations, args.encryption == "on")
     figures = eventloop.run(run(path, args.conversations, args.messages, args.rate,
-                              args.synchronous, args.history_cache))
+                              args.synchronous, args.history_cache, args.encryption == "on"))
     log = SQLiteLog.open(path, create=False)
     try:
         total = log.last_position()
@@ -355,6 +365,46 @@ def main() -> None:
         return
     for name, value in figures.items():
         print(f"{name:28} {value}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """Encryption off and on, in turn, in one process: the medians and on/off."""
+    base = args.db or Path(tempfile.gettempdir()) / f"personae-bench-dispatch-{args.events}.db"
+    paths = {mode: base.with_name(f"{base.stem}-{mode}{base.suffix}") for mode in ("off", "on")}
+    for mode, path in paths.items():
+        build_log(path, args.events, args.conversations, mode == "on")
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for _ in range(args.rounds):
+        for mode in ("off", "on"):
+            runs[mode].append(eventloop.run(run(
+                paths[mode], args.conversations, args.messages, args.rate, args.synchronous,
+                args.history_cache, mode == "on")))
+
+    def median(mode: str, *keys: str) -> float:
+        values = []
+        for figures in runs[mode]:
+            value = figures
+            for key in keys:
+                value = value[key]
+            values.append(value)
+        return statistics.median(values)
+
+    picks = {"cpu_ms_per_message": ("cpu_ms_per_message",),
+             "inbound_to_model_request_p50_ms": ("inbound_to_model_request", "p50_ms"),
+             "inbound_to_model_request_p99_ms": ("inbound_to_model_request", "p99_ms"),
+             "model_reply_to_outbound_p50_ms": ("model_reply_to_outbound", "p50_ms"),
+             "model_reply_to_outbound_p99_ms": ("model_reply_to_outbound", "p99_ms"),
+             "append_p50_ms": ("where_the_time_went", "event_store_append", "p50_ms"),
+             "read_tail_p50_ms": ("where_the_time_went", "read_conversation_tail", "p50_ms")}
+    table = {name: {"off": median("off", *keys), "on": median("on", *keys)}
+             for name, keys in picks.items()}
+    for row in table.values():
+        row["on/off"] = round(row["on"] / row["off"], 3) if row["off"] else 0.0
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "figures": table}))
+        return
+    for name, row in table.items():
+        print(f"{name:34} off {row['off']:8.3f}  on {row['on']:8.3f}  on/off {row['on/off']:.3f}")
 
 
 if __name__ == "__main__":

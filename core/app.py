@@ -90,7 +90,8 @@ async def open_log_store(config: Config, secrets: Secrets | None = None) -> Even
     secrets = secrets or Secrets.load(config.env_file)
     return await open_store(config.database.url, synchronous=config.database.synchronous,
                             upcasters=upcasters(), projections=projections(),
-                            password=config.database.password(secrets), lock=True)
+                            password=config.database.password(secrets), lock=True,
+                            seal=config.privacy.encrypt)
 
 
 async def open_coordinator(config: Config, secrets: Secrets) -> Coordinator:

@@ -1,11 +1,12 @@
 """The commands people give personae, for every platform: ask, greet, personas, reset,
-usage, reload. Discord's slash commands and the terminal's ``/commands`` both call these;
+usage, reload, forget. Discord's slash commands and the terminal's ``/commands`` both call these;
 each platform only turns its own input into a :class:`Caller` and shows the
 :class:`CommandReply` (privately where it can).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from .events import Refusal, RefusalKind
 from .events.conversation import RESET_CHANNEL, RESET_USER
 from .limits.quotas import QuotaStatus
 from .personas.model import Persona
+from .privacy.ledger import LedgerError
 from .problems import Problem
 
 Reload = Callable[[], Awaitable[Sequence[Problem]]]
@@ -291,6 +293,27 @@ class CommandSet:
             return CommandReply(text="Reloading is not available in this process.")
         return None
 
+    async def forget(self, caller: Caller, user: str) -> CommandReply:
+        """Erase everything ``user`` (an id or a mention) wrote or that quotes them
+        (admins only): their keys are destroyed, their content reads back as [erased]
+        everywhere, and the erasure is recorded (who asked, when, whom)."""
+        if not await self.is_admin(caller):
+            return CommandReply(text="Only the bot's admins can run /forget.")
+        subject = user_id_of(user)
+        if not subject or any(c.isspace() for c in subject):
+            return CommandReply(text="Name one user to forget: their id, or a mention.")
+        try:
+            await self._dispatcher.forget(subject, requested_by=caller.author.id,
+                                          requested_id=caller.command_id)
+        except LogUnavailable:
+            return UNRECORDED
+        except LedgerError as exc:
+            return CommandReply(text=f"Forgot {subject}, but {exc}: restoring an older backup "
+                                     "would not know of it.")
+        return CommandReply(text=f"Forgot {subject}: everything they wrote, and the replies "
+                                 "to them, now reads back as [erased]. The erasure is "
+                                 "recorded.")
+
     async def reload(self, caller: Caller) -> CommandReply:
         """Reload the persona files (admins only)."""
         refusal = await self.reload_refusal(caller)
@@ -305,6 +328,16 @@ class CommandSet:
             text += (f"\n{len(problems)} problem(s); the last good version of those "
                      "files keeps serving:\n" + "\n".join(f"- {p}" for p in problems))
         return CommandReply(text=fit(text))
+
+
+_MENTION = re.compile(r"^<@!?([0-9]+)>$")
+
+
+def user_id_of(text: str) -> str:
+    """The user id ``text`` names: an id, or a mention (``<@123>``) of one."""
+    text = text.strip()
+    found = _MENTION.match(text)
+    return found.group(1) if found else text
 
 
 def _describe(persona: Persona, style: Style) -> str:

@@ -151,6 +151,28 @@ class AttachmentSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PrivacySettings:
+    """What is kept of what people write, and for how long (config.yaml ``privacy``).
+
+    ``encrypt``: personal content is sealed at rest under per-person keys (false: stored
+    in clear, and then it cannot be erased); ``retention_s``: content older than that is
+    shredded (None: kept); ``deleted_grace_s``: how long a deleted message's content is
+    kept (0: shredded at once); ``keep_edit_history``: keep every revision of an edited
+    message (else only the latest); ``shred_every_s``: how often retention and due
+    deletions run; ``ledger``: the file every erasure is also written to, kept apart from
+    the log, which ``db restore`` applies again to a restored backup."""
+
+    encrypt: bool = True
+    retention: str | None = None
+    retention_s: float | None = None
+    deleted_grace_s: float = 0.0
+    keep_edit_history: bool = False
+    shred_every_s: float = HOUR
+    ledger: Path | None = None
+    """config.yaml's default: ``data/erasures.jsonl`` beside it (None: no ledger)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LoggingSettings:
     """Log level and format (``text`` for people, ``json`` for log shippers)."""
 
@@ -237,6 +259,7 @@ class Config:
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     attachments: AttachmentSettings = AttachmentSettings()
+    privacy: PrivacySettings = PrivacySettings()
     dm_default_persona: str | None = None
     """``dms.default_persona``: who answers a DM when nobody was talked with there yet."""
     dm_allow_nsfw: bool = False
@@ -370,6 +393,9 @@ _DURATIONS: Mapping[tuple[str, str], tuple[float, bool]] = {
     ("discord", "catch_up_window"): (7 * DAY, True),
     ("limits", "recovery_window"): (7 * DAY, True),
     ("limits", "shutdown_deadline"): (HOUR, True),
+    ("privacy", "retention"): (3650 * DAY, False),
+    ("privacy", "deleted_grace"): (30 * DAY, True),
+    ("privacy", "shred_every"): (DAY, False),
 }
 _PROVIDER_TIMEOUT = (HOUR, False)
 
@@ -496,6 +522,7 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
         ),
         metrics=MetricsSettings(port=metrics.get("port"), host=metrics.get("host", "127.0.0.1")),
         attachments=_attachments(data.get("attachments", {})),
+        privacy=_privacy(base, data.get("privacy", {})),
         dm_default_persona=data.get("dms", {}).get("default_persona"),
         dm_allow_nsfw=data.get("dms", {}).get("allow_nsfw", False),
         moderation=_moderation(data.get("moderation", {})),
@@ -544,6 +571,19 @@ def _thresholds(written: Mapping[str, Any], inherited: Thresholds) -> Thresholds
 
 def _names(items: Any) -> tuple[str, ...]:
     return (items,) if isinstance(items, str) else tuple(dict.fromkeys(items))
+
+
+def _privacy(base: Path, data: Mapping[str, Any]) -> PrivacySettings:
+    retention = data.get("retention")
+    return PrivacySettings(
+        encrypt=data.get("encrypt", True),
+        retention=retention,
+        retention_s=parse_duration(retention) if retention is not None else None,
+        deleted_grace_s=parse_duration(data.get("deleted_grace", "0s")),
+        keep_edit_history=data.get("keep_edit_history", False),
+        shred_every_s=parse_duration(data.get("shred_every", "1h")),
+        ledger=base / data.get("ledger", "data/erasures.jsonl"),
+    )
 
 
 def _attachments(data: Mapping[str, Any]) -> AttachmentSettings:

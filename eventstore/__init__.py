@@ -5,7 +5,8 @@ The interface is in :mod:`eventstore.protocol`: asyncio code uses an
 backend's synchronous :class:`Log` (:func:`open_log`). Backends: SQLite
 (:mod:`eventstore.sqlite`, the embedded default), PostgreSQL (:mod:`eventstore.postgres`,
 one log for several processes) and memory (:mod:`eventstore.memory`); :func:`copy_log`
-copies a log from one to another.
+copies a log from one to another. Fields a writer marks personal are sealed at rest
+(:mod:`eventstore.sealing`) and erased by destroying their keys.
 See ``docs/eventstore.md``.
 """
 
@@ -33,6 +34,18 @@ from .model import (
 from .postgres.log import PostgresLog
 from .projections import Column, Projection, ProjectionDifference, Table, TableReader, TableWriter
 from .protocol import CommitSignal, EventStore, Log, LogReader
+from .sealing import (
+    ERASED,
+    SEALED,
+    KeyCounts,
+    KeyRecord,
+    KeyTable,
+    Resealer,
+    Seal,
+    Shred,
+    period_of,
+    sealed_subjects,
+)
 from .sqlite.lock import LogLocked
 from .sqlite.log import SQLiteLog
 from .sqlite.schema import SCHEMA_VERSION, Synchronous
@@ -42,9 +55,11 @@ from .urls import open_log, open_store, sqlite_path
 
 __all__ = [
     "ANY",
+    "ERASED",
     "EVERYTHING",
     "NO_STREAM",
     "SCHEMA_VERSION",
+    "SEALED",
     "AppendRequest",
     "AppendResult",
     "Column",
@@ -54,6 +69,9 @@ __all__ = [
     "EventStore",
     "EventStoreError",
     "ExpectedVersion",
+    "KeyCounts",
+    "KeyRecord",
+    "KeyTable",
     "Log",
     "LogDigest",
     "LogLocked",
@@ -66,7 +84,10 @@ __all__ = [
     "Projection",
     "ProjectionDifference",
     "RecordedEvent",
+    "Resealer",
     "SQLiteLog",
+    "Seal",
+    "Shred",
     "StoreClosedError",
     "StoreOpenError",
     "Synchronous",
@@ -82,5 +103,7 @@ __all__ = [
     "digest_log",
     "open_log",
     "open_store",
+    "period_of",
+    "sealed_subjects",
     "sqlite_path",
 ]

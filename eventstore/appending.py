@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from .encoding import encode_data
 from .errors import EventStoreError
 from .model import AppendRequest, RecordedEvent
+from .sealing import Shred
 
 
 def as_store_error(request: AppendRequest, exc: Exception) -> EventStoreError:
@@ -49,3 +50,8 @@ def stored_data(event: RecordedEvent) -> str:
     except (TypeError, ValueError) as exc:
         raise EventStoreError(f"event {event.event_id!r}: its data cannot be stored as JSON "
                               f"({exc})") from None
+
+
+def shreds_of(request: AppendRequest) -> list[Shred]:
+    """The key shreds a request's events carry (applied whether or not they are new)."""
+    return [shred for event in request.events for shred in event.shreds]

@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
-from .appending import as_store_error, in_load_order, stored_data
-from .encoding import encode_data
+from .appending import as_store_error, in_load_order, shreds_of, stored_data
+from .encoding import encode_data, json_line
 from .errors import EventStoreError, WrongExpectedVersion
 from .filters import EventFilter
+from .keys import MemoryKeyTable
 from .model import (
     ANY,
     AppendRequest,
@@ -42,6 +43,7 @@ from .projections import (
     check_tables,
     compare_tables,
 )
+from .sealing import SEALED, KeyRecord, Resealer, Sealer
 from .tables import MemoryTables
 from .upcasting import Upcasters
 
@@ -64,18 +66,23 @@ class MemoryState:
     projections: dict[str, tuple[int, int]] = field(default_factory=dict)
     """projection name -> (version, position)"""
     lock: threading.RLock = field(default_factory=threading.RLock)
+    keys: dict[str, KeyRecord] = field(default_factory=dict)
+    """the key table of sealed content"""
+    sealer: Sealer = field(default_factory=Sealer)
 
 
 class MemoryLog:
     """A connection to a :class:`MemoryState` (a fresh one unless given)."""
 
     def __init__(self, state: MemoryState | None = None, *, upcasters: Upcasters | None = None,
-                 projections: Sequence[Projection] = (), location: str = "memory://") -> None:
+                 projections: Sequence[Projection] = (), location: str = "memory://",
+                 seal: bool = True) -> None:
         check_tables(projections)
-        self.state = state or MemoryState()
+        self.state = state or MemoryState(sealer=Sealer(enabled=seal))
         self.location = location
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
+        self._keys = MemoryKeyTable(self.state.keys)
         with self.state.lock:
             for projection in self._projections:
                 self._prepare_projection(projection)
@@ -90,6 +97,21 @@ class MemoryLog:
 
     def close(self) -> None:
         """Nothing to release: the state lives as long as someone holds it."""
+
+    def key_table(self) -> MemoryKeyTable:
+        """The key table of sealed content."""
+        return self._keys
+
+    def load_keys(self, records: Iterable[KeyRecord]) -> int:
+        """See :meth:`~eventstore.protocol.Log.load_keys`."""
+        rows = list(records)
+        with self.state.lock:
+            clash = [r.key_id for r in rows if r.key_id in self.state.keys]
+            if clash:
+                raise EventStoreError(f"{self.location} already holds the key {clash[0]!r}")
+            self._keys.insert_many(rows)
+        self.state.sealer.forget_cache()
+        return len(rows)
 
     # -- appending -----------------------------------------------------------------
 
@@ -113,18 +135,27 @@ class MemoryLog:
             for request in requests:
                 mark = state.tables.begin()
                 positions_before = dict(state.projections)
+                keys_before = dict(state.keys)
+                sealed = state.sealer.mark()
                 try:
                     outcomes.append(self._append_one(request, now, recorded))
                 except Exception as exc:
                     state.tables.rollback(mark)
                     state.projections = positions_before
+                    state.keys.clear()
+                    state.keys.update(keys_before)
+                    state.sealer.rolled_back(sealed)
                     outcomes.append(as_store_error(request, exc))
             state.tables.commit()
+            state.sealer.committed()
         return outcomes
 
     def _append_one(self, request: AppendRequest, now: float, recorded: bool) -> AppendResult:
         state = self.state
         stream_id = request.stream_id
+        shreds = shreds_of(request)
+        if shreds:
+            state.sealer.shred(self._keys, shreds, now)
         existing = {e.event_id: state.rows[state.by_id[e.event_id]][0]
                     for e in request.events if e.event_id in state.by_id}
         current = len(state.streams.get(stream_id, ()))
@@ -135,6 +166,8 @@ class MemoryLog:
         if expected != ANY and expected != current:
             raise WrongExpectedVersion(stream_id, int(expected), current)
         next_position = self.last_position() + 1
+        state.sealer.prepare(self._keys, [(e.data, e.seals) for e in request.events
+                                          if e.seals and e.event_id not in existing], now)
         rows: list[_Row] = []
         positions: list[int] = []
         version = current
@@ -144,8 +177,10 @@ class MemoryLog:
                 position, next_position = next_position, next_position + 1
                 version += 1
                 existing[event.event_id] = position
+                data = state.sealer.seal(self._keys, event.event_id, event.data, event.seals,
+                                         now) if event.seals else event.data
                 rows.append((position, event.event_id, stream_id, version, event.type,
-                             event.schema_version, encode_data(event.data), now,
+                             event.schema_version, encode_data(data), now,
                              event.correlation_id, event.causation_id))
             positions.append(position)
         written = self._events(rows)
@@ -164,23 +199,39 @@ class MemoryLog:
             state.by_id[row[1]] = index
             state.streams.setdefault(row[2], []).append(index)
 
-    def load(self, events: Iterable[RecordedEvent]) -> tuple[int, int]:
+    def load(self, events: Iterable[RecordedEvent], *,
+             reseal: Resealer | None = None) -> tuple[int, int]:
         """See :meth:`~eventstore.protocol.Log.load`."""
         with self.state.lock:
-            if self.state.rows:
-                raise EventStoreError(f"{self.location} already holds events; load only into "
-                                      "an empty log")
-            rows: list[_Row] = []
-            ids: set[str] = set()
-            for event in in_load_order(events):
-                if event.event_id in ids:
-                    raise EventStoreError(f"an event id appears twice ({event.event_id!r})")
-                ids.add(event.event_id)
-                rows.append((event.position, event.event_id, event.stream_id, event.version,
-                             event.type, event.schema_version, stored_data(event),
-                             event.recorded_at, event.correlation_id, event.causation_id))
-            self._store(rows)
-            return len(rows), rows[-1][0] if rows else 0
+            keys_before = dict(self.state.keys)
+            try:
+                return self._load(events, reseal)
+            except BaseException:
+                self.state.keys.clear()
+                self.state.keys.update(keys_before)
+                self.state.sealer.rolled_back()
+                raise
+            finally:
+                self.state.sealer.committed()
+
+    def _load(self, events: Iterable[RecordedEvent], reseal: Resealer | None
+              ) -> tuple[int, int]:
+        if self.state.rows:
+            raise EventStoreError(f"{self.location} already holds events; load only into "
+                                  "an empty log")
+        rows: list[_Row] = []
+        ids: set[str] = set()
+        for event in in_load_order(events):
+            if reseal is not None:
+                event = self.state.sealer.reseal(self._keys, event, reseal)
+            if event.event_id in ids:
+                raise EventStoreError(f"an event id appears twice ({event.event_id!r})")
+            ids.add(event.event_id)
+            rows.append((event.position, event.event_id, event.stream_id, event.version,
+                         event.type, event.schema_version, stored_data(event),
+                         event.recorded_at, event.correlation_id, event.causation_id))
+        self._store(rows)
+        return len(rows), rows[-1][0] if rows else 0
 
     # -- reading -------------------------------------------------------------------
 
@@ -261,39 +312,42 @@ class MemoryLog:
             return sorted({r[2] for r in self.state.rows if r[7] >= since and r[4] in kinds
                            and r[2].startswith(prefix)})
 
-    def scan(self, selection: EventFilter, *, upcast: bool = True) -> Iterator[RecordedEvent]:
+    def scan(self, selection: EventFilter, *, upcast: bool = True,
+             unseal: bool | None = None) -> Iterator[RecordedEvent]:
         """See :meth:`~eventstore.protocol.LogReader.scan`."""
         with self.state.lock:
             rows = [r for r in self._after(selection.after)
                     if selection.keeps(r[4], r[2], r[7], r[0])]
         matches = selection.matches
-        for event in self._events(rows, upcast=upcast):
+        for event in self._events(rows, upcast=upcast, unseal=unseal):
             if matches is None or matches(event.type, event.data):
                 yield event
 
     def json_lines(self, selection: EventFilter) -> Iterator[bytes]:
         """See :meth:`~eventstore.protocol.LogReader.json_lines`."""
-        for event in self.scan(selection, upcast=False):
-            yield orjson.dumps({
-                "position": event.position, "event_id": event.event_id,
-                "stream_id": event.stream_id, "version": event.version, "type": event.type,
-                "schema_version": event.schema_version, "data": event.data,
-                "recorded_at": event.recorded_at, "correlation_id": event.correlation_id,
-                "causation_id": event.causation_id}, option=orjson.OPT_APPEND_NEWLINE)
+        yield from map(json_line, self.scan(selection, upcast=False, unseal=True))
 
     def _after(self, position: int) -> list[_Row]:
         return self.state.rows[bisect.bisect_right(self.state.positions, position):]
 
-    def _events(self, rows: Sequence[_Row], *, upcast: bool = True) -> list[RecordedEvent]:
+    def _events(self, rows: Sequence[_Row], *, upcast: bool = True,
+                unseal: bool | None = None) -> list[RecordedEvent]:
         upcast_types = self._upcasters.types if upcast else frozenset()
+        opening = upcast if unseal is None else unseal
+        decoded = [orjson.loads(row[6]) for row in rows]
+        if opening:
+            wanted = [box["key"] for data in decoded if SEALED in data for box in data[SEALED]]
+            if wanted:
+                self.state.sealer.preload(self._keys, wanted)
         events = []
-        for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
-             correlation_id, causation_id) in rows:
-            decoded = orjson.loads(data)
+        for (position, event_id, stream_id, version, type_, schema_version, _, recorded_at,
+             correlation_id, causation_id), data in zip(rows, decoded, strict=True):
+            if opening and SEALED in data:
+                data = self.state.sealer.open(self._keys, event_id, data)
             if type_ in upcast_types:
-                schema_version, decoded = self._upcasters.upcast(type_, schema_version, decoded)
+                schema_version, data = self._upcasters.upcast(type_, schema_version, data)
             events.append(build_recorded_event(
-                position, event_id, stream_id, version, type_, schema_version, decoded,
+                position, event_id, stream_id, version, type_, schema_version, data,
                 recorded_at, correlation_id, causation_id))
         return events
 

@@ -8,6 +8,8 @@ from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
+from .sealing import Seal, Shred
+
 ANY: Final = "any"
 """Expected version meaning "append whatever the stream's current version is"."""
 
@@ -27,6 +29,9 @@ class NewEvent:
 
     ``event_id`` is what makes appends idempotent: derive it from something stable
     (``msg:<discord message id>``) and a second append of the same id is a no-op.
+    ``seals`` name the fields to store encrypted (:class:`~eventstore.sealing.Seal`);
+    ``shreds`` the keys to destroy in the same transaction
+    (:class:`~eventstore.sealing.Shred`: applied even when the event is a duplicate).
     """
 
     type: str
@@ -36,6 +41,8 @@ class NewEvent:
     schema_version: int = 1
     correlation_id: str | None = None
     causation_id: str | None = None
+    seals: tuple[Seal, ...] = ()
+    shreds: tuple[Shred, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

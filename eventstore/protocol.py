@@ -32,6 +32,7 @@ from .model import (
     Violation,
 )
 from .projections import Projection, ProjectionDifference, TableReader
+from .sealing import KeyRecord, KeyTable, Resealer
 
 T = TypeVar("T")
 
@@ -116,9 +117,15 @@ class LogReader(TableReader, Protocol):
         after ``since``, sorted."""
         ...
 
-    def scan(self, selection: EventFilter, *, upcast: bool = True) -> Iterator[RecordedEvent]:
+    def scan(self, selection: EventFilter, *, upcast: bool = True,
+             unseal: bool | None = None) -> Iterator[RecordedEvent]:
         """The events ``selection`` keeps, in position order, streamed (``upcast=False``:
-        data and schema version exactly as stored)."""
+        data and schema version exactly as stored, sealed parts too, unless ``unseal``)."""
+        ...
+
+    def key_table(self) -> KeyTable:
+        """The key table of sealed content (:mod:`eventstore.sealing`), on this
+        connection."""
         ...
 
     def json_lines(self, selection: EventFilter) -> Iterator[bytes]:
@@ -169,11 +176,19 @@ class Log(LogReader, Protocol):
         itself raises. With ``recorded`` each result carries the events it wrote."""
         ...
 
-    def load(self, events: Iterable[RecordedEvent]) -> tuple[int, int]:
+    def load(self, events: Iterable[RecordedEvent], *,
+             reseal: Resealer | None = None) -> tuple[int, int]:
         """Write exported events as they were (positions, ids, versions, times) into this
         empty log, in one transaction; returns ``(events, last position)``. Raises
         :class:`~eventstore.errors.EventStoreError` (nothing written) when the log is not
-        empty or the events are not in position order with gap-free stream versions."""
+        empty or the events are not in position order with gap-free stream versions.
+        ``reseal``: seal what it names of each event stored in clear (keys of the period
+        the event was recorded in)."""
+        ...
+
+    def load_keys(self, records: Iterable[KeyRecord]) -> int:
+        """Add keys copied from another log's key table (one transaction); returns how
+        many. Raises EventStoreError when one is here already."""
         ...
 
     def check(self) -> list[Violation]:

@@ -46,25 +46,27 @@ def sqlite_path(target: str | Path) -> Path | None:
 def open_log(target: str | Path, *, synchronous: Synchronous = "full",
              upcasters: Upcasters | None = None, projections: Sequence[Projection] = (),
              create: bool = True, password: str | None = None, read_only: bool = False,
-             lock: bool = False) -> Log:
+             lock: bool = False, seal: bool = True) -> Log:
     """Open (creating or migrating, when ``create``) the log ``target`` names.
 
     ``synchronous`` is SQLite's; a PostgreSQL server's durability is its own
     ``synchronous_commit``. ``password`` is PostgreSQL's (None: the URL's, or libpq's
     usual PGPASSWORD and ~/.pgpass). ``read_only``: for tools that only read (works on a
     read-only file); ``lock``: as the log's one writer process (a backend that allows
-    several ignores it)."""
+    several ignores it); ``seal``: store the fields events ask to seal encrypted (False:
+    in clear; what was sealed before still opens)."""
     path = sqlite_path(target)
     if path is not None:
         return SQLiteLog.open(path, synchronous=synchronous, upcasters=upcasters,
                               projections=projections, create=create, read_only=read_only,
-                              lock=lock)
+                              lock=lock, seal=seal)
     scheme = str(target).partition("://")[0]
     if scheme == "memory":
-        return MemoryLog(upcasters=upcasters, projections=projections, location=str(target))
+        return MemoryLog(upcasters=upcasters, projections=projections, location=str(target),
+                         seal=seal)
     if scheme in POSTGRES_SCHEMES:
         return PostgresLog.open(str(target), password=password, upcasters=upcasters,
-                                projections=projections, create=create)
+                                projections=projections, create=create, seal=seal)
     raise StoreOpenError(f"unknown database URL scheme {scheme!r} in {_safe(str(target))}; "
                          f"use one of {', '.join(s + '://' for s in SCHEMES)}")
 
@@ -72,12 +74,13 @@ def open_log(target: str | Path, *, synchronous: Synchronous = "full",
 async def open_store(target: str | Path, *, synchronous: Synchronous = "full",
                      upcasters: Upcasters | None = None,
                      projections: Sequence[Projection] = (), readers: int = 2,
-                     password: str | None = None, lock: bool = False) -> ThreadedStore:
+                     password: str | None = None, lock: bool = False,
+                     seal: bool = True) -> ThreadedStore:
     """Open the log ``target`` names for asyncio code, without blocking the loop
     (``lock``: as its one writer process, see :func:`open_log`)."""
     log = await asyncio.to_thread(open_log, target, synchronous=synchronous,
                                   upcasters=upcasters, projections=projections,
-                                  password=password, lock=lock)
+                                  password=password, lock=lock, seal=seal)
     return ThreadedStore(log, readers=readers)
 
 

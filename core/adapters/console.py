@@ -61,6 +61,7 @@ HELP = ("/reset  forget this conversation so far    /usage  your quota and its n
         "/persona NAME  talk to another persona    /personas  who is here\n"
         "/greet [N]  the persona's greeting N     /reload  read the persona files again\n"
         "/attach PATH  a file for your next message (images, text, PDF)\n"
+        "/forget USER  erase a person's content (admins)\n"
         "/quit  leave (end of input does too)")
 _EXPLAINED = (RefusalKind.PERMISSION, RefusalKind.HOP_LIMIT)
 """Refusals whose rule is worth showing after the line people see."""
@@ -302,6 +303,8 @@ class ConsoleChat:
             self._say((await self._commands.personas(self._caller(), PlainStyle())).text)
         elif command == "/reload":
             self._say((await self._commands.reload(self._caller())).text)
+        elif command == "/forget":
+            self._say((await self._commands.forget(self._caller(), argument)).text)
         elif command == "/persona":
             await self._switch(argument)
         elif command == "/greet":

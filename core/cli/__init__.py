@@ -27,6 +27,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("replay", "stats"),
     "export": ("replay", "export"),
     "import": ("replay", "import_command"),
+    "forget": ("privacy", "forget"),
     "events": ("events", "events"),
     "db": ("db", "db"),
     "doctor": ("doctor", "doctor"),

@@ -74,7 +74,8 @@ class CliContext:
         database = self.config.database
         return open_log(database.url, synchronous=database.synchronous, upcasters=upcasters(),
                         create=create, password=database.password(self.secrets),
-                        read_only=read_only, lock=create or bool(kept), projections=kept)
+                        read_only=read_only, lock=create or bool(kept), projections=kept,
+                        seal=self.config.privacy.encrypt)
 
     @property
     def secrets(self) -> Secrets:

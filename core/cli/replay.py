@@ -511,7 +511,11 @@ def stats(ctx: CliContext, as_csv: bool, **filters: Any) -> None:
 @pass_context
 @user_errors
 def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -> None:
-    """The log (or the events the filters keep) as JSON lines."""
+    """The log (or the events the filters keep) as JSON lines, sealed content opened.
+    With --user USER_ID (and no --redact): a data-access request's answer, that person's
+    events with their own content in full and anyone else's content and ids redacted."""
+    from ..replay.erasure import access_records
+
     log = ctx.open_log(read_only=True)
     try:
         selection = _selection(log, **filters)
@@ -520,6 +524,11 @@ def export(ctx: CliContext, output: Path | None, redact: bool, **filters: Any) -
             key = ctx.secrets.get(REDACT_KEY_ENV)
             transform = redactor_for(log, key.encode() if key else os.urandom(32),
                                      selection).record
+        elif filters.get("users"):
+            people = frozenset(filters["users"])
+
+            def transform(record: dict[str, Any]) -> dict[str, Any]:
+                return next(access_records([record], people))
         lines = export_lines(log, selection, transform)
         if output is None:
             try:

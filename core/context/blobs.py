@@ -63,6 +63,11 @@ class AttachmentContent:
                 found.append(item)
         return found
 
+    def clear(self) -> None:
+        """Drop every cached file (after an erasure)."""
+        self._cached.clear()
+        self._bytes = 0
+
     def _keep(self, item: Typed) -> None:
         stored = item.event
         assert isinstance(stored, AttachmentStored)

@@ -155,6 +155,12 @@ class ConversationHistory:
     def __len__(self) -> int:
         return self._cached
 
+    def clear(self) -> None:
+        """Drop every cached event (after an erasure: the cache holds opened content)."""
+        self._entries.clear()
+        self._cached = 0
+        self._raced.update(self._reading)  # a read under way must not be kept either
+
     async def _read(self, stream_id: str, turns: int) -> tuple[list[RecordedEvent], bool]:
         count = min(MAX_READ_EVENTS, turns * EVENTS_PER_TURN + 16)
         while True:

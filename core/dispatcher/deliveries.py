@@ -53,7 +53,7 @@ class DeliveryLog:
         """Record the plan before the first part is posted."""
         await self._append(target, DeliveryPlanned(
             platform=target.platform, message_id=target.delivery_id, persona_id=persona_id,
-            parts=tuple(parts), route=route, channel_id=channel_id),
+            parts=tuple(parts), route=route, channel_id=channel_id, author_id=target.author_id),
             delivery_plan_event_id(target.platform, target.delivery_id, persona_id))
 
     async def posted(self, target: ReplyTarget, persona_id: str, index: int,
@@ -69,7 +69,7 @@ class DeliveryLog:
         """Record the preview's first text before it is posted."""
         await self._append(target, PreviewPlanned(
             platform=target.platform, message_id=target.delivery_id, persona_id=persona_id,
-            text=text, route=route, channel_id=channel_id),
+            text=text, route=route, channel_id=channel_id, author_id=target.author_id),
             preview_planned_event_id(target.platform, target.delivery_id, persona_id))
 
     async def previewed(self, target: ReplyTarget, persona_id: str, posted_id: str) -> None:

@@ -13,13 +13,14 @@ no platform: adapters speak :mod:`~core.dispatcher.messages` and implement
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eventstore import EventStore, NewEvent
+from eventstore import EventStore, NewEvent, Shred
 
-from ..config import AdminSettings, Config
+from ..config import AdminSettings, Config, PrivacySettings
 from ..context.blobs import AttachmentContent
 from ..context.history import MAX_CACHED_EVENTS, ConversationHistory
 from ..events import (
@@ -35,14 +36,18 @@ from ..events import (
 )
 from ..events.conversation import RESET_CHANNEL
 from ..events.ids import (
+    PRIVACY_STREAM,
     blob_event_id,
     blob_stream,
     conversation_stream,
     delete_event_id,
     edit_event_id,
     message_event_id,
+    message_scope,
     reply_event_id,
     reset_event_id,
+    text_scope,
+    text_scopes,
     trigger_event_id,
 )
 from ..gateway.model import ModelClient
@@ -52,6 +57,7 @@ from ..media.intake import IncomingAttachment
 from ..moderation.moderator import Moderator
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
+from ..privacy import ErasureLedger, LedgerEntry, RetentionScheduler, forget_event
 from ..tools.toolbox import Toolbox
 from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource
 from .background import Background
@@ -91,6 +97,8 @@ class DispatcherSettings:
     """Who answers a DM when nobody was talked with there yet (config ``dms``)."""
     allow_nsfw_dms: bool = False
     """Whether ``nsfw`` personas may answer in DMs (config ``dms.allow_nsfw``)."""
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    """Grace of deleted messages, edit history, retention, the erasure ledger."""
 
     @classmethod
     def from_config(cls, config: Config) -> DispatcherSettings:
@@ -104,6 +112,7 @@ class DispatcherSettings:
             admins=config.admins,
             dm_default_persona=config.dm_default_persona,
             allow_nsfw_dms=config.dm_allow_nsfw,
+            privacy=config.privacy,
         )
 
 
@@ -163,6 +172,12 @@ class Dispatcher:
         self._moderator = parts.moderator
         self.deliveries = DeliveryLog(parts.store, parts.history)
         """Where platforms record the steps of a delivery (:mod:`~core.dispatcher.deliveries`)."""
+        self._retention = RetentionScheduler(parts.store, settings.privacy, parts.clock,
+                                             on_shred=self.forget_cached_content)
+        self._attachments = parts.attachments
+        self._clock = parts.clock
+        ledger = settings.privacy.ledger
+        self._erasures = ErasureLedger(ledger) if ledger is not None else None
         self._recovery = Recovery(
             store=parts.store, personas=parts.personas, sinks=parts.sinks,
             pipeline=self._pipeline, notifier=self._notifier, background=self._background,
@@ -177,8 +192,11 @@ class Dispatcher:
         whose trigger it accepts)."""
         await self._versions.record(self._personas.all())
         await self._resets.catch_up(self._personas.all())
+        if self._retention.needed:
+            await self._retention.run()
         if schedule_resets:
             self._resets.start(self._personas.all())
+            self._retention.start()
         return await self.recover(owns)
 
     async def personas_changed(self) -> None:
@@ -206,6 +224,7 @@ class Dispatcher:
         """Stop intake, let replies finish up to the deadline, record those that did not
         (ModelFailed ``shutdown``). Returns how many were cut short."""
         self._resets.shutdown()
+        self._retention.shutdown()
         deadline = self._settings.shutdown_deadline_s if deadline_s is None else deadline_s
         started = time.monotonic()
         cut = await self._queue.finish(deadline)
@@ -226,7 +245,8 @@ class Dispatcher:
         ours = await self._store.read(
             lambda log: read_persona_messages(log, message.platform, lookups)) if lookups else {}
         echo = ours.get(message.message_id) if message.author.is_bot else None
-        await self._store_content(message.attachments)
+        await self._store_content(message.attachments, message.author.id, message.platform,
+                                  message.message_id)
         decisions: list[Decision] = []
         if echo is None and self._queue.accepting:
             replied = ours.get(message.reply_to or "")
@@ -235,7 +255,12 @@ class Dispatcher:
             message = await self._admission.with_roles(message, matches)
             decisions = await self._admission.decide(message, matches, message_event_id(
                 message.platform, message.message_id))
-        received = _received(message, echo.persona_id if echo else None)
+        quotes = None
+        if echo is not None:  # a copy of our reply: its content is the answered person's
+            answered = await self._store.get(message_event_id(message.platform,
+                                                              echo.answered_message_id))
+            quotes = str(answered.data.get("author_id", "")) if answered is not None else None
+        received = _received(message, echo.persona_id if echo else None, quotes)
         events = [received.new_event(message_event_id(message.platform, message.message_id))]
         events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
                                                       d.persona.id)) for d in decisions]
@@ -244,24 +269,61 @@ class Dispatcher:
     async def edit(self, edit: InboundEdit) -> bool:
         """Record an edit (context shows the latest text; edits trigger nothing).
         Returns False when it was already recorded."""
+        original = await self._store.get(message_event_id(edit.platform, edit.message_id))
+        author = str(original.data.get("author_id", "")) if original is not None else ""
         files = None
         if edit.attachments is not None:
-            await self._store_content(edit.attachments)
+            await self._store_content(edit.attachments, author, edit.platform, edit.message_id)
             files = tuple(a.attachment.to_data() for a in edit.attachments)
         event = MessageEdited(platform=edit.platform, message_id=edit.message_id, text=edit.text,
-                              edited_at=edit.edited_at, attachments=files)
+                              edited_at=edit.edited_at, attachments=files, author_id=author)
+        shreds: tuple[Shred, ...] = ()
+        if not self._settings.privacy.keep_edit_history:
+            # only the latest text is kept: the earlier revisions' keys go with this edit
+            shreds = (Shred(scope_prefix=text_scopes(edit.platform, edit.message_id),
+                            keep_scope=text_scope(edit.platform, edit.message_id,
+                                                  edit.edited_at)),)
         result = await self._history.append(
             conversation_stream(edit.platform, edit.channel_id),
-            event.new_event(edit_event_id(edit.platform, edit.message_id, edit.edited_at)))
+            event.new_event(edit_event_id(edit.platform, edit.message_id, edit.edited_at),
+                            shreds=shreds))
         return not result.duplicates
 
     async def delete(self, deletion: InboundDeletion) -> bool:
         """Record a deletion (the message leaves the context). False when already recorded."""
         event = MessageDeleted(platform=deletion.platform, message_id=deletion.message_id)
+        # its content (every revision, its files) is shredded with the deletion, or once
+        # the grace period is over
+        shred = Shred(scope_prefix=message_scope(deletion.platform, deletion.message_id),
+                      delay_s=self._settings.privacy.deleted_grace_s)
         result = await self._history.append(
             conversation_stream(deletion.platform, deletion.channel_id),
-            event.new_event(delete_event_id(deletion.platform, deletion.message_id)))
+            event.new_event(delete_event_id(deletion.platform, deletion.message_id),
+                            shreds=(shred,)))
         return not result.duplicates
+
+    async def forget(self, subject: str, *, requested_by: str, requested_id: str,
+                     via: str = "command") -> bool:
+        """Erase ``subject``'s personal content: their keys are destroyed as the erasure
+        is recorded (SubjectForgotten), the erasure goes in the ledger kept apart from the
+        log, and this process's caches of opened content are dropped. False when this
+        request was recorded already."""
+        now = self._clock()
+        event = forget_event(subject, requested_by=requested_by, requested_id=requested_id,
+                             at=now, via=via)
+        result = await self._store.append(PRIVACY_STREAM, event)
+        self.forget_cached_content()
+        if not result.duplicates and self._erasures is not None:
+            entry = LedgerEntry(subject=subject, requested_by=requested_by, at=now,
+                                event_id=event.event_id)
+            await asyncio.to_thread(self._erasures.record, entry)
+        return not result.duplicates
+
+    def forget_cached_content(self) -> None:
+        """Drop the caches of opened content (conversations, files): after keys were
+        destroyed, the next prompt reads what the log still holds."""
+        self._history.clear()
+        self._attachments.clear()
 
     async def reset_conversation(self, platform: str, channel_id: str, by_user: str,
                                  reset_id: str, *, scope: str = RESET_CHANNEL) -> bool:
@@ -322,14 +384,18 @@ class Dispatcher:
         (None: no rate limit, or a full bucket that was never used)."""
         return self._admission.rate_tokens(persona_id, message)
 
-    async def _store_content(self, attachments: tuple[IncomingAttachment, ...]) -> None:
+    async def _store_content(self, attachments: tuple[IncomingAttachment, ...], owner: str,
+                             platform: str, message_id: str) -> None:
         """Store each file's content once, before the message that names it (an append
-        of the same bytes again is a no-op: the id is their hash)."""
+        of the same bytes again is a no-op: the id is their hash), sealed as ``owner``'s
+        and the message's."""
         for item in attachments:
             if item.content is not None:
                 digest = item.content.sha256
+                content = dataclasses.replace(item.content, owner_id=owner, platform=platform,
+                                              message_id=message_id)
                 await self._store.append(blob_stream(digest),
-                                         item.content.new_event(blob_event_id(digest)))
+                                         content.new_event(blob_event_id(digest)))
 
     # -- committing and queueing -------------------------------------------------------
 
@@ -419,7 +485,8 @@ class Dispatcher:
         return tuple(lanes)
 
 
-def _received(message: InboundMessage, from_persona: str | None) -> MessageReceived:
+def _received(message: InboundMessage, from_persona: str | None,
+              quotes: str | None = None) -> MessageReceived:
     author = message.author
     return MessageReceived(
         platform=message.platform, message_id=message.message_id,
@@ -429,7 +496,7 @@ def _received(message: InboundMessage, from_persona: str | None) -> MessageRecei
         is_dm=message.is_dm, reply_to=message.reply_to, mentions=tuple(sorted(message.mentions)),
         invoked_persona=message.invoked_persona, sent_at=message.sent_at,
         channel_name=message.channel_name, guild_name=message.guild_name,
-        from_persona=from_persona,
+        from_persona=from_persona, quotes=quotes,
         attachments=tuple(a.attachment.to_data() for a in message.attachments),
         channel_nsfw=message.channel_nsfw)
 

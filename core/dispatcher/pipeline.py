@@ -284,7 +284,8 @@ class ReplyPipeline:
             latency_s=round(outcome.latency_s, 6) if outcome else 0.0,
             attempts=outcome.attempts if outcome else 0,
             context_positions=context.positions if context else (),
-            variables=dict(variables or {}), notice_sent=sink is not None)
+            variables=dict(variables or {}), notice_sent=sink is not None,
+            author_id=trigger.author_id)
         result = await record(self._history, job.stream_id, failed.new_event(
             reply_event_id(trigger.platform, trigger.message_id, trigger.persona_id),
             causation_id=trigger_event_id(trigger.platform, trigger.message_id,

@@ -76,7 +76,7 @@ def tool_called(trigger: PersonaTriggered, item: StepCall) -> ToolCalled:
                 "completion_tokens": usage.completion_tokens,
                 "total_tokens": usage.total_tokens, "estimated": usage.estimated}
                if first else {}),
-        latency_s=item.latency_s if first else 0.0)
+        latency_s=item.latency_s if first else 0.0, author_id=trigger.author_id)
 
 
 def tool_result(trigger: PersonaTriggered, item: StepCall, outcome: ToolOutcome) -> ToolResult:
@@ -85,7 +85,7 @@ def tool_result(trigger: PersonaTriggered, item: StepCall, outcome: ToolOutcome)
         platform=trigger.platform, message_id=trigger.message_id, persona_id=trigger.persona_id,
         step=item.step, index=item.index, call_id=item.call.id, tool=item.call.name,
         ok=outcome.ok, content=outcome.content, duration_s=outcome.duration_s,
-        error=outcome.error)
+        error=outcome.error, author_id=trigger.author_id)
 
 
 def read_steps(log: LogReader, platform: str, message_id: str, persona_id: str

@@ -40,6 +40,7 @@ from .operations import (
     QuotaReset,
     RerunRecorded,
 )
+from .privacy import ContentExpired, SubjectForgotten
 from .replies import (
     OUTCOME_TYPES,
     ModelFailed,
@@ -62,7 +63,7 @@ CATALOGUE: Mapping[str, type[DomainEvent]] = {cls.type: cls for cls in (
     DeliveryPlanned, DeliveryPartPosted, PreviewPlanned, PreviewPosted,
     QuotaReset, PersonaVersionRecorded, GatewayConnected, GatewayResumed, GatewayDisconnected,
     LogCreated, RerunRecorded, AttachmentStored, ToolCalled, ToolResult, PersonaGreeted,
-    GreetingDelivered, ModerationChecked,
+    GreetingDelivered, ModerationChecked, SubjectForgotten, ContentExpired,
 )}
 """Every event type, by its stored name."""
 
@@ -148,6 +149,7 @@ __all__ = [
     "OUTCOME_TYPES",
     "Attachment",
     "AttachmentStored",
+    "ContentExpired",
     "ConversationReset",
     "DeliveryPartPosted",
     "DeliveryPlanned",
@@ -177,6 +179,7 @@ __all__ = [
     "ReplyDelivered",
     "ReplyFailed",
     "RerunRecorded",
+    "SubjectForgotten",
     "ThreadOpened",
     "ToolCalled",
     "ToolResult",

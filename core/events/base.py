@@ -18,9 +18,13 @@ from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any, ClassVar, Self
 
-from eventstore import NewEvent
+from eventstore import NewEvent, Seal, Shred
 
 Upcast = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+ERASED_TEXT = "[erased]"
+"""What erased text reads back as (its key destroyed: a forget, a deleted message,
+retention)."""
 
 
 class DomainEvent:
@@ -32,6 +36,12 @@ class DomainEvent:
     """``{old version: step to old version + 1}``."""
     decoders: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
     """Fields stored as plain JSON that read back as richer values (enums, refusals)."""
+    personal: ClassVar[Mapping[str, Any]] = {}
+    """The fields holding what a person wrote or what quotes them, each with the
+    placeholder it reads back as once erased: sealed at rest under the key of the
+    event's subject (:meth:`seals`)."""
+    subject_field: ClassVar[str] = "author_id"
+    """The field naming whose personal content the event holds."""
     _fields: ClassVar[tuple[str, ...]] = ()
     _reader: ClassVar[Callable[[Mapping[str, Any]], Any] | None] = None
 
@@ -62,10 +72,24 @@ class DomainEvent:
             reader = cls._reader = _compile_reader(cls)
         return reader(data)
 
-    def new_event(self, event_id: str, *, causation_id: str | None = None) -> NewEvent:
-        """This event as a :class:`~eventstore.NewEvent` with ``event_id``."""
+    @property
+    def subject(self) -> str:
+        """Whose personal content this event holds ("" when nobody's is known)."""
+        return str(getattr(self, self.subject_field, None) or "")
+
+    def seals(self) -> tuple[Seal, ...]:
+        """What of this event is sealed at rest, under which subject and key scope."""
+        if not self.personal:
+            return ()
+        return (Seal(subject=self.subject, fields=self.personal),)
+
+    def new_event(self, event_id: str, *, causation_id: str | None = None,
+                  shreds: tuple[Shred, ...] = ()) -> NewEvent:
+        """This event as a :class:`~eventstore.NewEvent` with ``event_id``, its personal
+        fields sealed; ``shreds``: keys destroyed in the same append."""
         return NewEvent(self.type, self.to_data(), event_id=event_id,
-                        schema_version=self.schema_version, causation_id=causation_id)
+                        schema_version=self.schema_version, causation_id=causation_id,
+                        seals=self.seals(), shreds=shreds)
 
 
 def _compile_reader(cls: type[DomainEvent]) -> Callable[[Mapping[str, Any]], Any]:

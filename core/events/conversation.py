@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import DomainEvent
+from eventstore import Seal
+
+from .base import ERASED_TEXT, DomainEvent
+from .ids import files_scope, text_scope
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +25,8 @@ class MessageReceived(DomainEvent):
     """
 
     type: ClassVar[str] = "MessageReceived"
+    personal: ClassVar[Mapping[str, Any]] = {
+        "author_name": ERASED_TEXT, "text": ERASED_TEXT, "attachments": ()}
     platform: str
     message_id: str
     channel_id: str
@@ -42,19 +47,47 @@ class MessageReceived(DomainEvent):
     from_persona: str | None = None
     attachments: tuple[Mapping[str, Any], ...] = ()
     channel_nsfw: bool | None = None
+    quotes: str | None = None
+    """For an echo of a reply: the person the reply answered (whose content it is)."""
+
+    @property
+    def subject(self) -> str:
+        """The author, or for an echo of a reply, the person it answered."""
+        return self.quotes or self.author_id
+
+    def seals(self) -> tuple[Seal, ...]:
+        """The name under the author's key of the day; the text and the files under keys
+        of this message, so deleting it (or editing it) shreds them alone."""
+        subject = self.subject
+        return (Seal(subject=subject, fields={"author_name": ERASED_TEXT}),
+                Seal(subject=subject, fields={"text": ERASED_TEXT},
+                     scope=text_scope(self.platform, self.message_id)),
+                Seal(subject=subject, fields={"attachments": ()},
+                     scope=files_scope(self.platform, self.message_id)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageEdited(DomainEvent):
     """A message's new text; context shows the latest. ``attachments`` is its new list
-    of files when the edit changed them (None: unchanged)."""
+    of files when the edit changed them (None: unchanged). ``author_id`` is the message's
+    author (whose content the text is)."""
 
     type: ClassVar[str] = "MessageEdited"
+    personal: ClassVar[Mapping[str, Any]] = {"text": ERASED_TEXT, "attachments": ()}
     platform: str
     message_id: str
     text: str
     edited_at: str
     attachments: tuple[Mapping[str, Any], ...] | None = None
+    author_id: str = ""
+
+    def seals(self) -> tuple[Seal, ...]:
+        """The text under a key of this revision (so a later edit shreds it), the files
+        under the message's."""
+        return (Seal(subject=self.subject, fields={"text": ERASED_TEXT},
+                     scope=text_scope(self.platform, self.message_id, self.edited_at)),
+                Seal(subject=self.subject, fields={"attachments": ()},
+                     scope=files_scope(self.platform, self.message_id)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -17,10 +17,11 @@ record.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from .base import DomainEvent
+from .base import ERASED_TEXT, DomainEvent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,12 +31,14 @@ class DeliveryPlanned(DomainEvent):
     ``channel_id`` (a thread's id when the reply moved into one)."""
 
     type: ClassVar[str] = "DeliveryPlanned"
+    personal: ClassVar[Mapping[str, Any]] = {"parts": (ERASED_TEXT,)}
     platform: str
     message_id: str
     persona_id: str
     parts: tuple[str, ...]
     route: str
     channel_id: str
+    author_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,12 +59,14 @@ class PreviewPlanned(DomainEvent):
     crash before its id was recorded it can be told apart in the channel's history)."""
 
     type: ClassVar[str] = "PreviewPlanned"
+    personal: ClassVar[Mapping[str, Any]] = {"text": ERASED_TEXT}
     platform: str
     message_id: str
     persona_id: str
     text: str
     route: str
     channel_id: str
+    author_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

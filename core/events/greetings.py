@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from .base import DomainEvent
+from .base import ERASED_TEXT, DomainEvent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -19,6 +19,7 @@ class PersonaGreeted(DomainEvent):
     conversation's context from then on, like a reply."""
 
     type: ClassVar[str] = "PersonaGreeted"
+    personal: ClassVar[Mapping[str, Any]] = {"text": ERASED_TEXT, "variables": {}}
     platform: str
     greeting_id: str
     channel_id: str

@@ -22,6 +22,43 @@ def conversation_prefix(platform: str) -> str:
     return f"conv:{platform}:"
 
 
+PRIVACY_STREAM = "privacy"
+"""The stream of erasures and retention runs."""
+
+
+def forget_event_id(subject: str, requested_id: str) -> str:
+    """The id of a SubjectForgotten (``requested_id``: the command's own id)."""
+    return f"forget:{subject}:{requested_id}"
+
+
+def retention_event_id(period: int, *, due_only: bool = False) -> str:
+    """The id of the ContentExpired of one cutoff day (``due_only``: of a day's runs
+    that only shred deletions fallen due)."""
+    return f"retention:due:{period}" if due_only else f"retention:{period}"
+
+
+def message_scope(platform: str, message_id: str) -> str:
+    """What the key scopes of one message's content start with (its text revisions and
+    its files): deleting the message shreds them all."""
+    return f"msg:{platform}:{message_id}/"
+
+
+def text_scope(platform: str, message_id: str, revision: str = "0") -> str:
+    """The key scope of one revision of a message's text (``0``: as sent; an edit's
+    time otherwise): an edit shreds the earlier ones."""
+    return f"{message_scope(platform, message_id)}text/{revision}"
+
+
+def text_scopes(platform: str, message_id: str) -> str:
+    """What the key scopes of every revision of a message's text start with."""
+    return f"{message_scope(platform, message_id)}text/"
+
+
+def files_scope(platform: str, message_id: str) -> str:
+    """The key scope of a message's files (their names and stored content)."""
+    return f"{message_scope(platform, message_id)}files"
+
+
 def message_event_id(platform: str, message_id: str) -> str:
     """The id of a MessageReceived."""
     return f"msg:{platform}:{message_id}"

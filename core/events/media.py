@@ -14,7 +14,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Literal
 
-from .base import DomainEvent
+from eventstore import Seal
+
+from .base import ERASED_TEXT, DomainEvent
+from .ids import files_scope
 
 AttachmentKind = Literal["image", "text", "pdf", "other"]
 
@@ -69,6 +72,8 @@ class AttachmentStored(DomainEvent):
     """
 
     type: ClassVar[str] = "AttachmentStored"
+    personal: ClassVar[Mapping[str, Any]] = {"data": "", "text": ERASED_TEXT, "note": None}
+    subject_field: ClassVar[str] = "owner_id"
     sha256: str
     media_type: str
     size: int
@@ -80,3 +85,14 @@ class AttachmentStored(DomainEvent):
     height: int | None = None
     truncated: bool = False
     note: str | None = None
+    owner_id: str = ""
+    """Who sent the file first (the bytes are stored once: a later sender's copy is
+    this one)."""
+    platform: str = ""
+    message_id: str = ""
+    """The message that brought it first: deleting that message shreds it."""
+
+    def seals(self) -> tuple[Seal, ...]:
+        """The content under the key of its first message's files."""
+        scope = files_scope(self.platform, self.message_id) if self.message_id else ""
+        return (Seal(subject=self.subject, fields=self.personal, scope=scope),)

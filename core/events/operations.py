@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .base import DomainEvent
+from .base import ERASED_TEXT, DomainEvent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +86,8 @@ class RerunRecorded(DomainEvent):
     called, else replayed from the log)."""
 
     type: ClassVar[str] = "RerunRecorded"
+    personal: ClassVar[Mapping[str, Any]] = {"text": ERASED_TEXT, "prompt": (),
+                                             "tool_steps": ()}
     platform: str
     message_id: str
     source_event_id: str
@@ -104,3 +106,4 @@ class RerunRecorded(DomainEvent):
     latency_s: float = 0.0
     attempts: int = 0
     tool_steps: tuple[Mapping[str, Any], ...] = ()
+    author_id: str = ""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from .base import DomainEvent
+from .base import ERASED_TEXT, DomainEvent
 
 
 class TriggerReason(StrEnum):
@@ -121,6 +121,8 @@ class ModelReplied(DomainEvent):
     ``usage`` is the sum of every model call."""
 
     type: ClassVar[str] = "ModelReplied"
+    personal: ClassVar[Mapping[str, Any]] = {"text": ERASED_TEXT, "reasoning": "",
+                                             "variables": {}}
     platform: str
     message_id: str
     persona_id: str
@@ -155,6 +157,7 @@ class ModelFailed(DomainEvent):
     left open by a crash was too old to re-run (``error_class`` says which)."""
 
     type: ClassVar[str] = "ModelFailed"
+    personal: ClassVar[Mapping[str, Any]] = {"variables": {}}
     platform: str
     message_id: str
     persona_id: str
@@ -168,6 +171,7 @@ class ModelFailed(DomainEvent):
     context_positions: tuple[int, ...] = ()
     variables: Mapping[str, str] = field(default_factory=dict)
     notice_sent: bool = False
+    author_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .base import DomainEvent
+from .base import ERASED_TEXT, DomainEvent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,6 +28,7 @@ class ToolCalled(DomainEvent):
     """
 
     type: ClassVar[str] = "ToolCalled"
+    personal: ClassVar[Mapping[str, Any]] = {"arguments": "{}", "text": "", "reasoning": ""}
     platform: str
     message_id: str
     persona_id: str
@@ -43,6 +44,7 @@ class ToolCalled(DomainEvent):
     model: str = ""
     usage: Mapping[str, Any] = field(default_factory=dict)
     latency_s: float = 0.0
+    author_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,6 +53,7 @@ class ToolResult(DomainEvent):
     sentence when ``ok`` is false, ``error`` then naming its class), and how long it took."""
 
     type: ClassVar[str] = "ToolResult"
+    personal: ClassVar[Mapping[str, Any]] = {"content": ERASED_TEXT}
     platform: str
     message_id: str
     persona_id: str
@@ -62,3 +65,4 @@ class ToolResult(DomainEvent):
     content: str
     duration_s: float = 0.0
     error: str | None = None
+    author_id: str = ""

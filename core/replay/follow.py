@@ -24,7 +24,8 @@ def follow_events(log: LogReader, selection: Selection, *,
                   sleep: Callable[[float], None] = time.sleep,
                   upcast: bool = True) -> Iterator[RecordedEvent]:
     """Every matching event, then each new one as other processes commit it, until
-    ``stop()`` is true (or the caller stops iterating); ``upcast=False``: as stored."""
+    ``stop()`` is true (or the caller stops iterating); ``upcast=False``: as stored, but
+    with sealed content opened (or erased)."""
     last = selection.after
     while not stop():
         # Everything up to the newest committed position is visible (positions are handed
@@ -35,7 +36,7 @@ def follow_events(log: LogReader, selection: Selection, *,
             newest = min(newest, selection.upto)
         if newest > last:
             yield from log.scan(replace(selection, after=last, upto=newest).as_filter(),
-                                upcast=upcast)
+                                upcast=upcast, unseal=True)
             last = newest
         if selection.upto is not None and last >= selection.upto:
             return

@@ -25,7 +25,7 @@ def personae_violations(log: LogReader, *, projections: bool = True) -> list[Vio
     checker = EventChecker(CATALOGUE)
     shapes = (Violation("event shapes", f"event {e.event_id!r} at position {e.position}: "
                                         f"{problem}")
-              for e in log.scan(EVERYTHING, upcast=False) if e.type in CATALOGUE
+              for e in log.scan(EVERYTHING, upcast=False, unseal=True) if e.type in CATALOGUE
               if (problem := checker.problem(e.type, e.schema_version, e.data)) is not None)
     try:
         found = list(islice(shapes, MAX_REPORTED))

@@ -54,6 +54,8 @@ class RerunPlan:
     model: str | None = None
     """The model asked there instead of the persona's (the recorded call's)."""
     recorded_steps: tuple[StepCall, ...] = ()
+    author_id: str = ""
+    """Whose message the recorded call answered (the rerun quotes them too)."""
 
     def prompt_diff(self) -> list[str]:
         """A unified diff of the recorded prompt and the new one."""
@@ -93,7 +95,7 @@ def plan_rerun(log: LogReader, asked: str, persona: Persona | None = None, *,
         provider, model = outcome.provider, outcome.model or None  # as it was recorded
     return RerunPlan(ref=ref, source_event_id=recorded.event_id, old_text=old_text,
                      old_prompt=old, persona=chosen, messages=built.messages, provider=provider,
-                     model=model, recorded_steps=steps)
+                     model=model, recorded_steps=steps, author_id=trigger.author_id)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,6 +193,7 @@ def rerun_event(plan: RerunPlan, result: RerunResult) -> NewEvent:
                           "ok": bool(s.result and s.result.ok),
                           "result": s.result.content if s.result else "",
                           "live": result.live_tools} for s in result.steps),
+        author_id=plan.author_id,
     ).new_event(rerun_event_id(), causation_id=plan.source_event_id)
 
 

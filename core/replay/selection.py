@@ -60,7 +60,8 @@ def _personas_of(event_type: str, data: Mapping[str, Any]) -> set[str]:
 
 
 def _users_of(data: Mapping[str, Any]) -> set[str]:
-    found = {str(data[k]) for k in ("author_id", "by_user") if data.get(k)}
+    found = {str(data[k]) for k in ("author_id", "by_user", "owner_id", "quotes", "subject")
+             if data.get(k)}
     if data.get("author_name"):
         found.add(str(data["author_name"]))
     scope_keys = data.get("scope_keys")

@@ -23,6 +23,7 @@ from eventstore import RecordedEvent
 
 from ..events import (
     AttachmentStored,
+    ContentExpired,
     ConversationReset,
     DeliveryPartPosted,
     DeliveryPlanned,
@@ -45,6 +46,7 @@ from ..events import (
     ReplyDelivered,
     ReplyFailed,
     RerunRecorded,
+    SubjectForgotten,
     ToolCalled,
     ToolResult,
     TriggerRejected,
@@ -252,6 +254,12 @@ _DESCRIBE: dict[str, tuple[str, Callable[[Mapping[str, Any]], str]]] = {
         f"{d.get('persona_id')}'s greeting delivered as "
         f"{', '.join(str(i) for i in d.get('delivered_ids') or ())}" if d.get("delivered_ids")
         else f"{d.get('persona_id')}'s greeting not delivered: {d.get('error')}")),
+    SubjectForgotten.type: ("magenta", lambda d: (
+        f"{d.get('subject')} forgotten at {d.get('requested_by')}'s request ({d.get('via')}): "
+        "their content is erased")),
+    ContentExpired.type: ("magenta", lambda d: (
+        f"retention{' ' + str(d['retention']) if d.get('retention') else ''}: content before "
+        f"day {d.get('before_period')} and deletions due shredded")),
 }
 
 

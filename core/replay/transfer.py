@@ -1,12 +1,14 @@
 """``export`` / ``import``: the log as JSON lines, and back.
 
 An export line holds every stored column of one event, ``data`` as stored (not
-upcast), in position order. Importing an export into an empty log writes the same
-events: same positions, ids, streams, versions, types, schema versions, data,
-timestamps and correlation/causation ids, in one transaction (a bad line leaves
-the log empty). Each event is checked against its catalogue type first: an import
-never writes what this personae cannot read back. Projections are not exported: the
-bot rebuilds them on start.
+upcast) but with sealed content opened (erased content as its placeholders, the fields
+listed under ``_erased``), in position order; an import seals it again. Importing an
+export into an empty log writes the same events: same positions, ids, streams,
+versions, types, schema versions, data (sealed under the new log's keys), timestamps
+and correlation/causation ids, in one transaction (a bad line leaves the log empty).
+Each event is checked against its catalogue type first: an import never writes what
+this personae cannot read back. Projections are not exported: the bot rebuilds them
+on start.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from eventstore.errors import EventStoreError
 
 from ..events import CATALOGUE
 from ..events.validation import EventChecker
+from ..privacy import reseal
 from .selection import EVERYTHING, Selection
 
 EXPORT_FORMAT = "personae-events"
@@ -46,7 +49,7 @@ def export_lines(log: LogReader, selection: Selection = EVERYTHING,
                  transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
                  ) -> Iterator[bytes]:
     """Each event as one JSON line (``transform`` may rewrite each record: redaction)."""
-    for event in log.scan(selection.as_filter(), upcast=False):
+    for event in log.scan(selection.as_filter(), upcast=False, unseal=True):
         record = {name: getattr(event, name) for name in COLUMNS}
         record["data"] = dict(event.data)
         if transform is not None:
@@ -100,7 +103,7 @@ def import_lines(log: Log, lines: Iterable[bytes | str], *, source: str = "<inpu
         raise ImportRefused(f"{log.location} already holds events; import only into an "
                             "empty log (point database.path at a new file)")
     try:
-        count, last = log.load(events())
+        count, last = log.load(events(), reseal=reseal)
     except ImportRefused:
         raise
     except EventStoreError as exc:

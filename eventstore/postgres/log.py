@@ -26,10 +26,11 @@ import psycopg
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..appending import as_store_error, in_load_order, stored_data
-from ..encoding import encode_data
+from ..appending import as_store_error, in_load_order, shreds_of, stored_data
+from ..encoding import encode_data, json_line
 from ..errors import EventStoreError, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
+from ..keys import SqlKeyTable
 from ..model import (
     ANY,
     AppendRequest,
@@ -48,6 +49,7 @@ from ..projections import (
     check_tables,
     compare_tables,
 )
+from ..sealing import SEALED, KeyRecord, Resealer, Sealer
 from ..tables import MemoryTables
 from ..upcasting import Upcasters
 from . import schema
@@ -132,8 +134,10 @@ class PostgresLog:
     def __init__(self, target: PostgresTarget, pool: ConnectionPool, *, events_oid: int,
                  writer: str, upcasters: Upcasters | None = None,
                  projections: Sequence[Projection] = (), owns_pool: bool = True,
-                 catalog: TableCatalog | None = None) -> None:
+                 catalog: TableCatalog | None = None, sealer: Sealer | None = None) -> None:
         check_tables(projections)
+        self._sealer = sealer or Sealer()
+        self._keys = SqlKeyTable(self._fetch_any, "%s")
         self.target = target
         self.location = target.location
         self._pool = pool
@@ -150,7 +154,7 @@ class PostgresLog:
     @classmethod
     def open(cls, url: str | PostgresTarget, *, password: str | None = None,
              upcasters: Upcasters | None = None, projections: Sequence[Projection] = (),
-             create: bool = True) -> PostgresLog:
+             create: bool = True, seal: bool = True) -> PostgresLog:
         """Open (creating or migrating, when ``create``) the log ``url`` names.
 
         Raises :class:`~eventstore.errors.StoreOpenError` with one sentence (and never the
@@ -176,7 +180,8 @@ class PostgresLog:
         pool.open(wait=False)
         try:
             return cls(target, pool, events_oid=events_oid, writer=writer,
-                       upcasters=upcasters, projections=projections)
+                       upcasters=upcasters, projections=projections,
+                       sealer=Sealer(enabled=seal))
         except BaseException:
             pool.close()
             raise
@@ -185,7 +190,7 @@ class PostgresLog:
         """Another log object on the same pool, for another thread."""
         return PostgresLog(self.target, self._pool, events_oid=self._events_oid,
                            writer=self._writer, upcasters=self._upcasters, owns_pool=False,
-                           catalog=self._catalog)
+                           catalog=self._catalog, sealer=self._sealer)
 
     def listen(self) -> PostgresCommitSignal:
         """A signal of other connections' commits (LISTEN on the log's channel); it
@@ -229,6 +234,26 @@ class PostgresLog:
         with self._connection() as conn:
             return conn.execute(query, params).fetchall()
 
+    def _fetch_any(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return _rows_of(conn, query, params)
+
+    def key_table(self) -> SqlKeyTable:
+        """The key table of sealed content (each call on a pooled connection, or the
+        snapshot's)."""
+        return self._keys
+
+    def load_keys(self, records: Iterable[KeyRecord]) -> int:
+        """See :meth:`~eventstore.protocol.Log.load_keys`."""
+        rows = list(records)
+        try:
+            with self._connection() as conn, conn.transaction():
+                SqlKeyTable(lambda q, p: _rows_of(conn, q, p), "%s").insert_many(rows)
+        except psycopg.errors.UniqueViolation:
+            raise EventStoreError(f"{self.location} already holds one of these keys") from None
+        self._sealer.forget_cache()
+        return len(rows)
+
     # -- appending -----------------------------------------------------------------
 
     def append(self, stream_id: str, events: Sequence[NewEvent],
@@ -255,51 +280,65 @@ class PostgresLog:
         """
         outcomes: list[AppendResult | EventStoreError] = []
         now = time.time()
-        with self._connection() as conn, _committing(self, conn):
-            conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
-            next_position = self._catch_up_projections(conn) + 1
-            versions, existing = self._lookup(conn, requests)
-            pending: list[tuple[Any, ...]] = []  # rows of requests without a savepoint
-            reached: dict[str, int] = {}  # projection -> position, as requests succeed
-            for request in requests:
+        try:
+            with self._connection() as conn, _committing(self, conn):
+                self._append_batch(conn, requests, outcomes, now, recorded)
+        except BaseException:
+            self._sealer.rolled_back()
+            raise
+        self._sealer.committed()
+        return outcomes
+
+    def _append_batch(self, conn: psycopg.Connection, requests: Sequence[AppendRequest],
+                      outcomes: list[AppendResult | EventStoreError], now: float,
+                      recorded: bool) -> None:
+        keys = SqlKeyTable(lambda q, p: _rows_of(conn, q, p), "%s")
+        conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
+        next_position = self._catch_up_projections(conn) + 1
+        versions, existing = self._lookup(conn, requests)
+        pending: list[tuple[Any, ...]] = []  # rows of requests without a savepoint
+        reached: dict[str, int] = {}  # projection -> position, as requests succeed
+        for request in requests:
+            try:
+                shreds = shreds_of(request)
+                if shreds:
+                    self._sealer.shred(keys, shreds, now)
+                planned = self._plan(request, now, next_position, versions, existing, keys)
+            except Exception as exc:
+                outcomes.append(as_store_error(request, exc))
+                continue
+            projections = self._readers_of(planned.rows) if planned.rows else []
+            if not projections:
+                pending += planned.rows
+                written = self._written(planned.rows, keys) if recorded else []
+            else:
+                self._insert(conn, pending)  # a failure here is the transaction's own
                 try:
-                    planned = self._plan(request, now, next_position, versions, existing)
+                    with conn.transaction():
+                        self._insert(conn, list(planned.rows))
+                        written = self._written(planned.rows, keys)
+                        tables = PostgresTables(conn, self._catalog)
+                        for projection in projections:
+                            apply_events(projection, tables, written)
                 except Exception as exc:
+                    if conn.broken:
+                        raise
                     outcomes.append(as_store_error(request, exc))
                     continue
-                projections = self._readers_of(planned.rows) if planned.rows else []
-                if not projections:
-                    pending += planned.rows
-                    written = self._written(planned.rows) if recorded else []
-                else:
-                    self._insert(conn, pending)  # a failure here is the transaction's own
-                    try:
-                        with conn.transaction():
-                            self._insert(conn, list(planned.rows))
-                            written = self._written(planned.rows)
-                            tables = PostgresTables(conn, self._catalog)
-                            for projection in projections:
-                                apply_events(projection, tables, written)
-                    except Exception as exc:
-                        if conn.broken:
-                            raise
-                        outcomes.append(as_store_error(request, exc))
-                        continue
-                outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
-                                if recorded else planned.result)
-                versions[request.stream_id] = planned.result.stream_version
-                existing.update(planned.fresh)
-                if planned.rows:
-                    next_position = planned.rows[-1][0] + 1
-                    for projection in self._projections:
-                        reached[projection.name] = planned.rows[-1][0]
-            self._insert(conn, pending)
-            if reached:
-                conn.execute("UPDATE projection_positions SET position = u.position FROM "
-                             "unnest(%s::text[], %s::bigint[]) AS u(name, position) "
-                             "WHERE projection_positions.name = u.name",
-                             (list(reached), list(reached.values())))
-        return outcomes
+            outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
+                            if recorded else planned.result)
+            versions[request.stream_id] = planned.result.stream_version
+            existing.update(planned.fresh)
+            if planned.rows:
+                next_position = planned.rows[-1][0] + 1
+                for projection in self._projections:
+                    reached[projection.name] = planned.rows[-1][0]
+        self._insert(conn, pending)
+        if reached:
+            conn.execute("UPDATE projection_positions SET position = u.position FROM "
+                         "unnest(%s::text[], %s::bigint[]) AS u(name, position) "
+                         "WHERE projection_positions.name = u.name",
+                         (list(reached), list(reached.values())))
 
     @staticmethod
     def _lookup(conn: psycopg.Connection, requests: Sequence[AppendRequest]
@@ -319,9 +358,8 @@ class PostgresLog:
                     if version is None}
         return versions, existing
 
-    @staticmethod
-    def _plan(request: AppendRequest, now: float, next_position: int,
-              versions: dict[str, int], known: dict[str, int]) -> _Planned:
+    def _plan(self, request: AppendRequest, now: float, next_position: int,
+              versions: dict[str, int], known: dict[str, int], keys: SqlKeyTable) -> _Planned:
         """Check ``request`` against the log as this transaction has it, and number its
         new events from ``next_position``. Raises what refuses the request."""
         stream_id = request.stream_id
@@ -340,6 +378,8 @@ class PostgresLog:
         fresh: dict[str, int] = {}
         version = current
         _storable_text(stream_id, stream_id)
+        self._sealer.prepare(keys, [(e.data, e.seals) for e in request.events
+                                    if e.seals and e.event_id not in existing], now)
         for event in request.events:
             position = existing.get(event.event_id)
             if position is None:
@@ -352,8 +392,10 @@ class PostgresLog:
                 position, next_position = next_position, next_position + 1
                 version += 1
                 existing[event.event_id] = fresh[event.event_id] = position
+                data = self._sealer.seal(keys, event.event_id, event.data, event.seals, now) \
+                    if event.seals else event.data
                 rows.append((position, event.event_id, stream_id, version, event.type,
-                             event.schema_version, encode_data(event.data), now,
+                             event.schema_version, encode_data(data), now,
                              event.correlation_id, event.causation_id))
             positions.append(position)
         return _Planned(AppendResult(positions=tuple(positions), stream_version=version,
@@ -365,9 +407,12 @@ class PostgresLog:
         kinds = {row[4] for row in rows}
         return [p for p in self._projections if p.types is None or not p.types.isdisjoint(kinds)]
 
-    def _written(self, rows: Sequence[tuple[Any, ...]]) -> list[RecordedEvent]:
-        """``rows`` as a read returns them: data decoded from the text as stored."""
-        return self._events([(*row[:6], orjson.loads(row[6]), *row[7:]) for row in rows])
+    def _written(self, rows: Sequence[tuple[Any, ...]], keys: SqlKeyTable
+                 ) -> list[RecordedEvent]:
+        """``rows`` as a read returns them: data decoded from the text as stored (opened
+        with the transaction's own keys, which no other connection sees yet)."""
+        return self._events([(*row[:6], orjson.loads(row[6]), *row[7:]) for row in rows],
+                            keys=keys)
 
     @staticmethod
     def _insert(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -375,9 +420,12 @@ class PostgresLog:
             conn.execute(_INSERT, [list(column) for column in zip(*rows, strict=True)])
             rows.clear()
 
-    def load(self, events: Iterable[RecordedEvent]) -> tuple[int, int]:
+    def load(self, events: Iterable[RecordedEvent], *,
+             reseal: Resealer | None = None) -> tuple[int, int]:
         """See :meth:`~eventstore.protocol.Log.load`: one transaction, rows streamed in
-        with COPY (the triggers still take the lock and check the positions)."""
+        with COPY, one COPY per chunk (the triggers still take the lock and check the
+        positions; the keys of a chunk's resealed events go in before its COPY, which
+        holds the connection while it runs)."""
         count = last = 0
         try:
             with self._connection() as conn, conn.transaction():
@@ -385,21 +433,42 @@ class PostgresLog:
                 if self._last_position(conn):
                     raise EventStoreError(f"{self.location} already holds events; load only "
                                           "into an empty log")
-                with conn.cursor() as cursor, cursor.copy(_COPY) as copy:
-                    for event in in_load_order(events):
-                        copy.write_row((event.position, event.event_id, event.stream_id,
-                                        event.version, event.type, event.schema_version,
-                                        stored_data(event), event.recorded_at,
-                                        event.correlation_id, event.causation_id))
-                        count, last = count + 1, event.position
+                keys = SqlKeyTable(lambda q, p: _rows_of(conn, q, p), "%s")
+                chunk: list[RecordedEvent] = []
+                for event in in_load_order(events):
+                    chunk.append(event)
+                    count, last = count + 1, event.position
+                    if len(chunk) >= _READ_CHUNK:
+                        self._copy(conn, chunk, keys, reseal)
+                self._copy(conn, chunk, keys, reseal)
         except psycopg.errors.UniqueViolation as exc:
+            self._sealer.rolled_back()
             # positions and versions were checked on the way in: the collision is an id
             detail = exc.diag.message_detail or _first_line(exc)
             raise EventStoreError(f"an event id appears twice ({detail})") from None
         except psycopg.Error as exc:
+            self._sealer.rolled_back()
             raise EventStoreError(self.target.redact(
                 f"could not load into {self.location}: {_first_line(exc)}")) from None
+        except BaseException:
+            self._sealer.rolled_back()
+            raise
+        self._sealer.committed()
         return count, last
+
+    def _copy(self, conn: psycopg.Connection, chunk: list[RecordedEvent], keys: SqlKeyTable,
+              reseal: Resealer | None) -> None:
+        if not chunk:
+            return
+        if reseal is not None:
+            chunk[:] = [self._sealer.reseal(keys, event, reseal) for event in chunk]
+        with conn.cursor() as cursor, cursor.copy(_COPY) as copy:
+            for event in chunk:
+                copy.write_row((event.position, event.event_id, event.stream_id,
+                                event.version, event.type, event.schema_version,
+                                stored_data(event), event.recorded_at,
+                                event.correlation_id, event.causation_id))
+        chunk.clear()
 
     # -- reading -------------------------------------------------------------------
 
@@ -496,19 +565,23 @@ class PostgresLog:
             (since, sorted(set(types)), prefix, _after(prefix)))
         return sorted(row[0] for row in rows)
 
-    def scan(self, selection: EventFilter, *, upcast: bool = True) -> Iterator[RecordedEvent]:
+    def scan(self, selection: EventFilter, *, upcast: bool = True,
+             unseal: bool | None = None) -> Iterator[RecordedEvent]:
         """See :meth:`~eventstore.protocol.LogReader.scan`."""
         where, params = _where(selection)
         matches = selection.matches
         for rows in self._chunks(f"{_SELECT} WHERE position > %s{where} ORDER BY position "
                                  "LIMIT %s", selection.after, params):
-            for event in self._events(rows, upcast=upcast):
+            for event in self._events(rows, upcast=upcast, unseal=unseal):
                 if matches is None or matches(event.type, event.data):
                     yield event
 
     def json_lines(self, selection: EventFilter) -> Iterator[bytes]:
         """See :meth:`~eventstore.protocol.LogReader.json_lines`: ``data`` spliced in as
-        the text stored."""
+        the text stored (opened in Python once the log has sealed content)."""
+        if self._fetch("SELECT 1 FROM content_keys LIMIT 1"):
+            yield from map(json_line, self.scan(selection, upcast=False, unseal=True))
+            return
         where, params = _where(selection)
         matches = selection.matches
         dumps, fragment = orjson.dumps, orjson.Fragment
@@ -543,15 +616,25 @@ class PostgresLog:
             if remaining is not None:
                 remaining -= len(rows)
 
-    def _events(self, rows: Sequence[Sequence[Any]], *, upcast: bool = True
+    def _events(self, rows: Sequence[Sequence[Any]], *, upcast: bool = True,
+                unseal: bool | None = None, keys: SqlKeyTable | None = None
                 ) -> list[RecordedEvent]:
-        """Rows (``data`` decoded already) as events."""
+        """Rows (``data`` decoded already) as events, sealed content opened unless
+        ``unseal`` is false (default: as ``upcast``)."""
         event = build_recorded_event
         upcast_step = self._upcasters.upcast
         upcast_types = self._upcasters.types if upcast else frozenset()
+        opening = upcast if unseal is None else unseal
+        open_, keys = self._sealer.open, keys or self._keys
+        if opening:
+            wanted = [box["key"] for row in rows if SEALED in row[6] for box in row[6][SEALED]]
+            if wanted:
+                self._sealer.preload(keys, wanted)  # one query for the chunk's keys
         events = []
         for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
              correlation_id, causation_id) in rows:
+            if opening and SEALED in data:
+                data = open_(keys, event_id, data)
             if type_ in upcast_types:
                 schema_version, data = upcast_step(type_, schema_version, data)
             events.append(event(position, event_id, stream_id, version, type_, schema_version,
@@ -727,3 +810,9 @@ def _where(selection: EventFilter) -> tuple[str, list[Any]]:
 def _after(prefix: str) -> str:
     """The smallest string greater than every string starting with ``prefix``."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _rows_of(conn: psycopg.Connection, query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``query`` on ``conn`` ([] for a statement that returns none)."""
+    cursor = conn.execute(query, params)
+    return cursor.fetchall() if cursor.description is not None else []

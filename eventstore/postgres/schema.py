@@ -140,7 +140,30 @@ def _migrate_to_1(conn: psycopg.Connection, schema: str) -> None:
         conn.execute(f'ALTER TABLE "{schema}".events ENABLE ALWAYS TRIGGER {name}')
 
 
-MIGRATIONS: tuple[Migration, ...] = (_migrate_to_1,)
+def _migrate_to_2(conn: psycopg.Connection, schema: str) -> None:
+    # The key table of sealed content (eventstore/sealing.py): mutable, unlike events.
+    conn.execute(f"""
+        CREATE TABLE "{schema}".content_keys (
+            key_id text COLLATE "C" PRIMARY KEY,
+            subject text COLLATE "C" NOT NULL,
+            period integer NOT NULL,
+            scope text COLLATE "C" NOT NULL,
+            secret bytea,
+            created_at double precision NOT NULL,
+            destroyed_at double precision,
+            due_at double precision
+        )""")
+    # as on SQLite: scope first serves finding a key and shredding a message
+    conn.execute(f'CREATE INDEX content_keys_scope ON "{schema}".content_keys '
+                 "(scope, subject, period)")
+    conn.execute(f'CREATE INDEX content_keys_period ON "{schema}".content_keys (period)')
+    conn.execute(f'CREATE INDEX content_keys_destroyed ON "{schema}".content_keys '
+                 "(destroyed_at) WHERE destroyed_at IS NOT NULL")
+    conn.execute(f'CREATE INDEX content_keys_due ON "{schema}".content_keys (due_at) '
+                 "WHERE due_at IS NOT NULL")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_migrate_to_1, _migrate_to_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..errors import EventStoreError
 from .check import check_log
+from .keyfile import key_file_for, strip_keys, write_key_file
 from .schema import connect_reader
 
 
@@ -27,12 +28,15 @@ class BackupError(EventStoreError):
 
 @dataclass(frozen=True, slots=True)
 class BackupResult:
-    """A finished backup: where it is, what it holds, and its size."""
+    """A finished backup: where it is, what it holds, and its size; ``keys_path`` is the
+    file of its keys (carried apart), holding ``keys`` keys."""
 
     path: Path
     events: int
     last_position: int
     bytes: int
+    keys_path: Path | None = None
+    keys: int = 0
 
 
 def backup_log(source: Path, destination: Path, *, overwrite: bool = False) -> BackupResult:
@@ -51,19 +55,25 @@ def backup_log(source: Path, destination: Path, *, overwrite: bool = False) -> B
     if not destination.parent.is_dir():
         raise BackupError(f"the directory {destination.parent} does not exist")
     partial = destination.with_name(f".{destination.name}.partial")
+    partial_keys = key_file_for(partial)
+    keys_path = key_file_for(destination)
     try:
         _copy(source, partial)
+        keys = write_key_file(partial_keys, strip_keys(partial))
         violations = check_log(partial)
         if violations:
             raise BackupError("the copy failed its check: " + "; ".join(map(str, violations)))
         events, last = _count(partial)
+        os.replace(partial_keys, keys_path)
         os.replace(partial, destination)
     except (OSError, sqlite3.Error) as exc:
         raise BackupError(f"could not back up {source} to {destination}: {exc}") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    return BackupResult(destination, events, last, destination.stat().st_size)
+        for leftover in (partial, partial_keys):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    return BackupResult(destination, events, last, destination.stat().st_size,
+                        keys_path=keys_path, keys=keys)
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -18,10 +18,11 @@ from typing import Any
 
 import orjson
 
-from ..appending import as_store_error, in_load_order, stored_data
-from ..encoding import encode_data
+from ..appending import as_store_error, in_load_order, shreds_of, stored_data
+from ..encoding import encode_checked_before, encode_data, json_line
 from ..errors import EventStoreError, LogUnavailable, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
+from ..keys import SqlKeyTable
 from ..model import (
     ANY,
     AppendRequest,
@@ -40,6 +41,7 @@ from ..projections import (
     check_tables,
     compare_tables,
 )
+from ..sealing import SEALED, KeyRecord, Resealer, Sealer
 from ..tables import MemoryTables
 from ..upcasting import Upcasters
 from . import schema
@@ -92,9 +94,13 @@ class SQLiteLog:
         projections: Sequence[Projection] = (),
         read_only: bool = False,
         lock: WriterLock | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         check_tables(projections)
         self._db = conn
+        self._sealer = sealer or Sealer()
+        self._keys = SqlKeyTable(self._fetch)
+        self._shredded = False
         self.path = path
         self.location = str(path)
         self._read_only = read_only
@@ -117,20 +123,23 @@ class SQLiteLog:
         create: bool = True,
         read_only: bool = False,
         lock: bool = False,
+        seal: bool = True,
     ) -> SQLiteLog:
         """Open (creating or migrating) the log at ``path``.
 
         Opening reads no events unless a registered projection is behind the log.
         ``read_only``: never write (no migration, no projection catch-up), so that a
         read-only file or directory can be read; ``lock``: be the one writer of this file
-        (:class:`~eventstore.sqlite.lock.WriterLock`), refused while another holds it.
+        (:class:`~eventstore.sqlite.lock.WriterLock`), refused while another holds it;
+        ``seal``: store the fields events ask to seal encrypted (False: in clear).
         """
         path = Path(path)
+        sealer = Sealer(enabled=seal)
         if read_only:
             if projections:
                 raise ValueError("a read-only log keeps no projections up to date")
             return cls(schema.connect_read_only(path), path, upcasters=upcasters,
-                       read_only=True)
+                       read_only=True, sealer=sealer)
         writer = None
         if lock:
             schema.refuse_foreign_file(path)
@@ -140,7 +149,8 @@ class SQLiteLog:
             writer = WriterLock.acquire(path)
         try:
             conn = schema.connect(path, synchronous=synchronous, create=create)
-            return cls(conn, path, upcasters=upcasters, projections=projections, lock=writer)
+            return cls(conn, path, upcasters=upcasters, projections=projections, lock=writer,
+                       sealer=sealer)
         except BaseException:
             if writer is not None:
                 writer.release()
@@ -150,7 +160,8 @@ class SQLiteLog:
         """Another, query-only connection to this file (WAL lets it read while we write)."""
         conn = schema.connect_read_only(self.path) if self._read_only else \
             schema.connect_reader(self.path)
-        return SQLiteLog(conn, self.path, upcasters=self._upcasters, read_only=self._read_only)
+        return SQLiteLog(conn, self.path, upcasters=self._upcasters, read_only=self._read_only,
+                         sealer=self._sealer)
 
     def listen(self) -> None:
         """None: another process's commits are seen at a follower's next wake-up (an
@@ -169,6 +180,30 @@ class SQLiteLog:
     def connection(self) -> sqlite3.Connection:
         """The underlying connection (SQLite's own tools: backup, checks, tests)."""
         return self._db
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    def key_table(self) -> SqlKeyTable:
+        """The key table of sealed content, on this connection."""
+        return self._keys
+
+    def load_keys(self, records: Iterable[KeyRecord]) -> int:
+        """See :meth:`~eventstore.protocol.Log.load_keys`."""
+        rows = list(records)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._keys.insert_many(rows)
+            self._db.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            self._db.execute("ROLLBACK")
+            raise EventStoreError(f"{self.location} already holds one of these keys ({exc})"
+                                  ) from None
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._sealer.forget_cache()
+        return len(rows)
 
     # -- appending -----------------------------------------------------------------
 
@@ -212,6 +247,7 @@ class SQLiteLog:
                       outcomes: list[AppendResult | EventStoreError], now: float,
                       recorded: bool) -> list[AppendResult | EventStoreError]:
         self._db.execute("BEGIN IMMEDIATE")
+        sealer = self._sealer
         try:
             self._catch_up_projections()
             # The write lock is held from here to COMMIT, so positions can be handed out
@@ -219,10 +255,12 @@ class SQLiteLog:
             next_position = self.last_position() + 1
             for request in requests:
                 self._db.execute("SAVEPOINT request")
+                mark = sealer.mark()
                 try:
                     result = self._append_one(request, now, next_position, recorded)
                 except Exception as exc:
                     self._db.execute("ROLLBACK TO request")
+                    sealer.rolled_back(mark)
                     outcomes.append(as_store_error(request, exc))
                 else:
                     outcomes.append(result)
@@ -233,9 +271,26 @@ class SQLiteLog:
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
+            sealer.rolled_back()
             raise
+        sealer.committed()
         self._disk_was_full = False
+        if self._shredded:
+            self._shredded = False
+            self._wipe_wal()
         return outcomes
+
+    def _wipe_wal(self) -> None:
+        """After keys were destroyed, move the WAL into the file and empty it, so no copy
+        of a destroyed key stays in the WAL; without waiting for readers (one that reads
+        keeps the WAL until the next such attempt or SQLite's own checkpoint)."""
+        try:
+            self._db.execute("PRAGMA busy_timeout=0")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error:
+            pass
+        finally:
+            self._db.execute("PRAGMA busy_timeout=5000")
 
     def _checkpoint(self) -> None:
         """Move the write-ahead log into the database and empty it. A full disk stops the
@@ -251,6 +306,10 @@ class SQLiteLog:
     def _append_one(self, request: AppendRequest, now: float, next_position: int,
                     recorded: bool) -> AppendResult:
         stream_id = request.stream_id
+        shreds = shreds_of(request)
+        if shreds:
+            self._sealer.shred(self._keys, shreds, now)
+            self._shredded = True
         existing = self._existing_positions([e.event_id for e in request.events])
         current = self.stream_version(stream_id)
         if all(e.event_id in existing for e in request.events):
@@ -261,25 +320,39 @@ class SQLiteLog:
             raise WrongExpectedVersion(stream_id, int(expected), current)
         positions: list[int] = []
         rows: list[tuple] = []
+        opened: list[tuple] = []  # the rows as a read opens them, for projections
         version = current
+        seal, keys = self._sealer.seal, self._keys
+        self._sealer.prepare(keys, [(e.data, e.seals) for e in request.events
+                                    if e.seals and e.event_id not in existing], now)
         for event in request.events:
             position = existing.get(event.event_id)
             if position is None:
                 position, next_position = next_position, next_position + 1
                 version += 1
                 existing[event.event_id] = position
+                if event.seals:
+                    stored = encode_data(seal(keys, event.event_id, event.data, event.seals,
+                                              now))
+                    opened.append((position, event.event_id, stream_id, version, event.type,
+                                   event.schema_version, encode_checked_before(event.data), now,
+                                   event.correlation_id, event.causation_id))
+                else:
+                    stored = encode_data(event.data)
                 rows.append((
                     position, event.event_id, stream_id, version, event.type,
-                    event.schema_version, encode_data(event.data), now,
+                    event.schema_version, stored, now,
                     event.correlation_id, event.causation_id,
                 ))
+                if not event.seals:
+                    opened.append(rows[-1])
             positions.append(position)
         self._insert(rows)
         written: list[RecordedEvent] = []
         if self._projections or recorded:
             # Projections (and followers) see the data as stored (decoded back), exactly
             # as a rebuild from the log will, so they never disagree over tuples or keys.
-            written = self._events(rows)
+            written = self._events(opened)
             self._apply_projections(written)
         return AppendResult(positions=tuple(positions), stream_version=version,
                             duplicates=len(request.events) - len(rows),
@@ -303,7 +376,8 @@ class SQLiteLog:
             ).fetchall())
         return found
 
-    def load(self, events: Iterable[RecordedEvent]) -> tuple[int, int]:
+    def load(self, events: Iterable[RecordedEvent], *,
+             reseal: Resealer | None = None) -> tuple[int, int]:
         """See :meth:`~eventstore.protocol.Log.load`."""
         if self.last_position():
             raise EventStoreError(f"{self.location} already holds events; load only into an "
@@ -313,6 +387,8 @@ class SQLiteLog:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             for event in in_load_order(events):
+                if reseal is not None:
+                    event = self._sealer.reseal(self._keys, event, reseal)
                 rows.append((event.position, event.event_id, event.stream_id, event.version,
                              event.type, event.schema_version, stored_data(event),
                              event.recorded_at, event.correlation_id, event.causation_id))
@@ -323,7 +399,9 @@ class SQLiteLog:
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
+            self._sealer.rolled_back()
             raise
+        self._sealer.committed()
         return count, last
 
     def _load_rows(self, rows: list[tuple]) -> None:
@@ -468,7 +546,8 @@ class SQLiteLog:
             (since, *kinds, prefix, _after(prefix))).fetchall()
         return sorted(row[0] for row in rows)
 
-    def scan(self, selection: EventFilter, *, upcast: bool = True) -> Iterator[RecordedEvent]:
+    def scan(self, selection: EventFilter, *, upcast: bool = True,
+             unseal: bool | None = None) -> Iterator[RecordedEvent]:
         """See :meth:`~eventstore.protocol.LogReader.scan`."""
         where, params = _where(selection)
         position = selection.after
@@ -477,7 +556,7 @@ class SQLiteLog:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM events WHERE position > ?{where} ORDER BY position "
                 "LIMIT ?", (position, *params, _READ_CHUNK)).fetchall()
-            for event in self._events(rows, upcast=upcast):
+            for event in self._events(rows, upcast=upcast, unseal=unseal):
                 if matches is None or matches(event.type, event.data):
                     yield event
             if len(rows) < _READ_CHUNK:
@@ -486,6 +565,10 @@ class SQLiteLog:
 
     def json_lines(self, selection: EventFilter) -> Iterator[bytes]:
         """See :meth:`~eventstore.protocol.LogReader.json_lines`."""
+        if self._has_keys():
+            # sealed content is opened in Python; the fast path below copies data as stored
+            yield from map(json_line, self.scan(selection, upcast=False, unseal=True))
+            return
         where, params = _where(selection)
         matches = selection.matches
         inside = ", type, data" if matches is not None else ""
@@ -502,16 +585,31 @@ class SQLiteLog:
                 return
             position = rows[-1][0]
 
-    def _events(self, rows: Sequence[Sequence[Any]], *, upcast: bool = True
-                ) -> list[RecordedEvent]:
-        """Rows as events, with the lookups hoisted: replay's inner loop."""
+    def _has_keys(self) -> bool:
+        try:
+            return self._db.execute("SELECT 1 FROM content_keys LIMIT 1").fetchone() is not None
+        except sqlite3.OperationalError:
+            return False  # a log of an older schema, opened read-only: nothing is sealed
+
+    def _events(self, rows: Sequence[Sequence[Any]], *, upcast: bool = True,
+                unseal: bool | None = None) -> list[RecordedEvent]:
+        """Rows as events, with the lookups hoisted: replay's inner loop. Sealed content
+        is opened unless ``unseal`` is false (default: as ``upcast``)."""
         loads, event = orjson.loads, build_recorded_event
         upcast_step = self._upcasters.upcast
         upcast_types = self._upcasters.types if upcast else frozenset()
+        opening = upcast if unseal is None else unseal
+        open_, keys = self._sealer.open, self._keys
+        decoded = [loads(row[6]) for row in rows]
+        if opening:
+            wanted = [box["key"] for data in decoded if SEALED in data for box in data[SEALED]]
+            if wanted:
+                self._sealer.preload(keys, wanted)  # one query for the chunk's keys
         events = []
-        for (position, event_id, stream_id, version, type_, schema_version, data, recorded_at,
-             correlation_id, causation_id) in rows:
-            data = loads(data)
+        for (position, event_id, stream_id, version, type_, schema_version, _, recorded_at,
+             correlation_id, causation_id), data in zip(rows, decoded, strict=True):
+            if opening and SEALED in data:
+                data = open_(keys, event_id, data)
             if type_ in upcast_types:
                 schema_version, data = upcast_step(type_, schema_version, data)
             events.append(event(

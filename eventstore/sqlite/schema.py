@@ -86,7 +86,27 @@ def _migrate_to_2(db: sqlite_utils.Database) -> None:
     db.execute(APPEND_ONLY_TRIGGERS["events_no_replace"])
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migrate_to_1, _migrate_to_2)
+KEY_TABLE = (
+    "CREATE TABLE content_keys (key_id TEXT PRIMARY KEY, subject TEXT NOT NULL, "
+    "period INTEGER NOT NULL, scope TEXT NOT NULL, secret BLOB, created_at REAL NOT NULL, "
+    "destroyed_at REAL, due_at REAL) WITHOUT ROWID")
+"""The key table of sealed content (eventstore/sealing.py): mutable, unlike events."""
+
+
+def _migrate_to_3(db: sqlite_utils.Database) -> None:
+    db.execute(KEY_TABLE)
+    # A key row is written with almost every message: few indexes. Scope first serves
+    # both finding a key (all three equal) and shredding a message (a scope prefix);
+    # forgetting a person scans the table (rare, and off the hot path).
+    db.execute("CREATE INDEX content_keys_scope ON content_keys (scope, subject, period)")
+    db.execute("CREATE INDEX content_keys_period ON content_keys (period)")
+    db.execute("CREATE INDEX content_keys_destroyed ON content_keys (destroyed_at) "
+               "WHERE destroyed_at IS NOT NULL")
+    db.execute("CREATE INDEX content_keys_due ON content_keys (due_at) WHERE due_at IS NOT NULL")
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migrate_to_1, _migrate_to_2, _migrate_to_3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -178,6 +198,8 @@ def connect(path: Path, *, synchronous: Synchronous = "full", create: bool = Tru
         conn.execute("PRAGMA busy_timeout=5000")
         # The replace guard makes inserts need a statement journal: keep it in memory.
         conn.execute("PRAGMA temp_store=MEMORY")
+        # A destroyed key is overwritten with zeros in the file, not left in a free page.
+        conn.execute("PRAGMA secure_delete=ON")
         _migrate(conn)
     except sqlite3.Error as exc:
         conn.close()

@@ -69,7 +69,7 @@ def test_init_check_and_backup_of_a_postgresql_log(tmp_path: Path) -> None:
     assert code == 0, err
     assert "backed up 1 events (up to position 1" in out
     assert check_log(tmp_path / "backup.db") == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db", "pg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db", "backup.db.keys", "pg"]  # keys apart
     code, _, err = _invoke(config, "db", "backup", str(tmp_path / "backup.db"))
     assert code == 2 and "exists already" in err
 

@@ -1,4 +1,4 @@
-"""Slash commands: /ask (direct and deferred), /personas, /reset, /usage, /reload."""
+"""Slash commands: /ask (direct and deferred), /personas, /reset, /usage, /reload, /forget."""
 
 from __future__ import annotations
 
@@ -169,3 +169,33 @@ async def test_a_refused_ask_is_one_private_line(
     assert refusal.content == "You can't talk to Ada here."
     assert [e.data["reason"].split(":")[0] for e in rejected] == ["permission"]
     assert fake_openai.requests == []
+
+
+async def test_forget_is_for_admins_and_erases_the_person_from_the_context(
+        emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
+    admins = AdminSettings(users=frozenset({str(server.alice.id)}))
+    async with running_bot(emu, tmp_path / "log.db", [persona("ada")], fake_openai,
+                           admins=admins) as bot:
+        await emu.wait_for_command("forget")
+        said = await emu.user_says(server.bob, server.general, "my secret is 4711",
+                                   mentions=[emu.bot_user])
+        await bot.reply_to(said)
+        refused = await answer_of(emu, await emu.user_invokes(
+            "forget", {"user": str(server.bob.id)}, server.general, server.bob))
+        done = await answer_of(emu, await emu.user_invokes(
+            "forget", {"user": f"<@{server.bob.id}>"}, server.general, server.alice))
+        after = await emu.user_says(server.alice, server.general, "what was it?",
+                                    mentions=[emu.bot_user])
+        await bot.reply_to(after)
+        events = await bot.events("SubjectForgotten")
+
+    assert refused.content == "Only the bot's admins can run /forget."
+    assert done.flags & EPHEMERAL and done.content.startswith(f"Forgot {server.bob.id}")
+    (erasure,) = events
+    assert erasure.data["subject"] == str(server.bob.id)
+    assert erasure.data["requested_by"] == str(server.alice.id)
+    assert erasure.data["via"] == "command"
+    # the next prompt holds the erased placeholder, not what Bob wrote
+    last = fake_openai.requests[-1].messages
+    assert not any("4711" in str(m.get("content")) for m in last)
+    assert any(m.get("content") == "[erased]" for m in last)

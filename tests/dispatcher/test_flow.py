@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from core.config import PrivacySettings
 from core.context.rebuild import rebuild_prompt
+from core.dispatcher.dispatcher import DispatcherSettings
 from core.dispatcher.messages import InboundEdit
 from core.events.ids import reply_event_id
 from tests.fakes.openai_server import Fault
@@ -60,7 +62,9 @@ async def test_the_recorded_prompt_rebuilds_exactly_what_the_server_received(
         "lorebook:\n  - keys: [decorator]\n    content: Explain decorators with timing first.\n"
         "  - keys: [generator]\n    content: Generators yield lazily.\n"))
     bob = load_persona("bob", extra="triggers: {keywords: [bob]}\n")
-    harness = await make_harness(tmp_path, [ada, bob], fake_openai)
+    # the operator keeps edit history: the prompt from before the edit can be rebuilt
+    settings = DispatcherSettings(privacy=PrivacySettings(keep_edit_history=True))
+    harness = await make_harness(tmp_path, [ada, bob], fake_openai, settings=settings)
     try:
         conversation = [
             human("u1", "@ada hello", name="Grace Hopper"),

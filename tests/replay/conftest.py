@@ -6,6 +6,7 @@ so the commands run as a user runs them."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import sys
@@ -18,10 +19,13 @@ from click.testing import CliRunner
 
 from core.adapters.discord.gateway_log import GatewayLog
 from core.cli import cli
+from core.config import PrivacySettings
+from core.dispatcher.dispatcher import DispatcherSettings
 from core.dispatcher.messages import InboundDeletion, InboundEdit
 from core.dispatcher.sink import DeliveryError
 from core.events.ids import delivered_event_id, reply_event_id
 from core.personas.loader import load_persona_file
+from eventstore import EVERYTHING, SQLiteLog
 from tests.dispatcher.conftest import (  # noqa: F401  (fake_openai is a fixture)
     PROVIDERS,
     close_harness,
@@ -79,12 +83,33 @@ class Flow:
         return process.returncode or 0, out.decode(), err.decode()
 
     def rows(self, sql: str, *params: object) -> list[tuple]:
-        """Rows of a query on the log through a plain sqlite connection."""
-        db = sqlite3.connect(self.log_path)
+        """Rows of a query on the log's events as read (personal content is sealed in
+        the file, so the query runs on a copy of the events with their content opened)."""
+        db = opened_events(self.log_path)
         try:
             return db.execute(sql, params).fetchall()
         finally:
             db.close()
+
+
+def opened_events(path: Path) -> sqlite3.Connection:
+    """An in-memory database whose ``events`` table holds the log's events as read:
+    every stored column, ``data`` with its sealed content opened (the log's other tables
+    are there too, read from the file)."""
+    log = SQLiteLog.open(path, read_only=True)
+    db = sqlite3.connect(":memory:", uri=True)
+    # the projections' tables are read from the file itself
+    db.execute("ATTACH DATABASE ? AS stored", (f"file:{path}?mode=ro",))
+    db.execute("CREATE TABLE events (position, event_id, stream_id, version, type, "
+               "schema_version, data, recorded_at, correlation_id, causation_id)")
+    try:
+        db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            (e.position, e.event_id, e.stream_id, e.version, e.type, e.schema_version,
+             json.dumps(e.data), e.recorded_at, e.correlation_id, e.causation_id)
+            for e in log.scan(EVERYTHING, upcast=False, unseal=True)])
+    finally:
+        log.close()
+    return db
 
 
 def write_workspace(root: Path, fake: FakeOpenAI) -> Path:
@@ -94,6 +119,7 @@ def write_workspace(root: Path, fake: FakeOpenAI) -> Path:
     (root / "personas" / "bob.yaml").write_text(persona_yaml("bob", extra=BOB_EXTRA))
     config = root / "config.yaml"
     config.write_text("database: {path: log.db}\npersonas: {dir: personas}\n"
+                      "privacy: {keep_edit_history: true}\n"
                       f"providers:\n  fake: {{base_url: '{fake.base_url}'}}\n")
     return config
 
@@ -103,7 +129,9 @@ async def record_flow(root: Path, fake: FakeOpenAI) -> Flow:
     config = write_workspace(root, fake)
     personas = [load_persona_file(root / "personas" / f"{p}.yaml", defaults={},
                                   known_providers=PROVIDERS) for p in ("ada", "bob")]
-    harness = await make_harness(root, personas, fake)
+    # edit history kept, as the config says: every recorded prompt rebuilds exactly
+    settings = DispatcherSettings(privacy=PrivacySettings(keep_edit_history=True))
+    harness = await make_harness(root, personas, fake, settings=settings)
     flow = Flow(root, config, root / "log.db", fake)
     try:
         gateway = GatewayLog(harness.store)

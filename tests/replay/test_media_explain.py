@@ -11,7 +11,8 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from core.cli import cli
-from core.config import AttachmentSettings
+from core.config import AttachmentSettings, PrivacySettings
+from core.dispatcher.dispatcher import DispatcherSettings
 from core.dispatcher.messages import InboundEdit
 from core.media.intake import AttachmentIntake, Offered
 from core.personas.loader import load_persona_file
@@ -41,7 +42,9 @@ async def test_explain_rebuilds_prompts_with_attachments_and_tools_exactly(
                       f"providers:\n  fake: {{base_url: '{fake_openai.base_url}'}}\n")
     ada = load_persona_file(tmp_path / "personas" / "ada.yaml", defaults={},
                             known_providers=PROVIDERS)
-    harness = await make_harness(tmp_path, [ada], fake_openai)
+    # edit history kept: the prompt from before the edit rebuilds exactly
+    settings = DispatcherSettings(privacy=PrivacySettings(keep_edit_history=True))
+    harness = await make_harness(tmp_path, [ada], fake_openai, settings=settings)
     try:
         ask = harness.dispatcher.ingest
         first = human("u1", "@ada here are files", invoked_persona="ada")

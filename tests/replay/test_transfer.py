@@ -4,23 +4,27 @@ that write nothing, and redaction that leaves no user id, name or message text."
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from eventstore.sqlite import check_log
 
-from .conftest import GRACE, GRACE_NAME, LINUS, LINUS_NAME, MALLORY, Flow
+from .conftest import GRACE, GRACE_NAME, LINUS, LINUS_NAME, MALLORY, Flow, opened_events
 
 EVENT_COLUMNS = "position, event_id, stream_id, version, type, schema_version, data, " \
                 "recorded_at, correlation_id, causation_id"
 
 
 def _events(path: Path) -> list[tuple]:
-    db = sqlite3.connect(path)
+    """The log's events as read (content opened: it is sealed in the file, under keys of
+    each log's own), data as a dict."""
+    if not path.exists():
+        return []
+    db = opened_events(path)
     try:
-        return db.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY position").fetchall()
+        return [(*row[:6], json.loads(row[6]), *row[7:]) for row in db.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events ORDER BY position").fetchall()]
     finally:
         db.close()
 

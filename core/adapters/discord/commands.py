@@ -1,4 +1,5 @@
-"""Slash commands: ``/ask``, ``/greet``, ``/personas``, ``/reset``, ``/usage`` and ``/reload``.
+"""Slash commands: ``/ask``, ``/greet``, ``/personas``, ``/reset``, ``/usage``, ``/reload``
+and ``/forget``.
 
 Each is the shared command of :mod:`core.commands`; this module turns an interaction
 into a :class:`~core.commands.Caller` and shows the answer, privately (ephemeral)
@@ -105,6 +106,16 @@ def register_commands(bot: commands.InteractionBot | commands.AutoShardedInterac
                                                  "No limits apply to you here.")))
 
     usage.autocomplete("persona")(persona_choices)
+
+    @bot.slash_command(name="forget",
+                       description="Erase everything a person wrote (admins only)")
+    async def forget(inter: ApplicationCommandInteraction,
+                     user: str = commands.Param(description="Their user id, or a mention")
+                     ) -> None:
+        caller = command_caller(inter)
+        await inter.response.defer(ephemeral=True)
+        answer = await commands_.forget(caller, user)
+        await inter.edit_original_response(content=answer.text)
 
     @bot.slash_command(name="reload", description="Reload the persona files (admins only)")
     async def reload(inter: ApplicationCommandInteraction) -> None:
