@@ -74,6 +74,7 @@ class MemoryLog:
         check_tables(projections)
         self.state = state or MemoryState()
         self.location = location
+        self.shared = False
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
         with self.state.lock:
@@ -343,7 +344,7 @@ class MemoryLog:
         if not events:
             return
         for projection in self._projections:
-            apply_events(projection, self.state.tables, events)
+            apply_events(projection, self.state.tables, events, admit=True)
             version, _ = self.state.projections[projection.name]
             self.state.projections[projection.name] = (version, events[-1].position)
 

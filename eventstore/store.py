@@ -57,6 +57,7 @@ class ThreadedStore:
     def __init__(self, log: Log, *, readers: int = 2) -> None:
         self._log = log
         self.location = log.location
+        self.shared = log.shared
         self._observer: AppendObserver | None = None
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False

@@ -46,6 +46,7 @@ from ..events.ids import (
     trigger_event_id,
 )
 from ..gateway.model import ModelClient
+from ..limits.claims import LimitExceeded
 from ..limits.quotas import QuotaLedger, QuotaStatus
 from ..limits.schedule import QuotaResetScheduler
 from ..media.intake import IncomingAttachment
@@ -138,6 +139,8 @@ class Dispatcher:
         self._resets = parts.resets
         self._settings = settings
         self._toolbox = parts.toolbox
+        self._ledger = parts.ledger
+        self._ledger_follower: asyncio.Task[None] | None = None
         self._background = Background()
         self._notifier = Notifier(parts.sinks)
         self._waiters: dict[str, asyncio.Future[ReplyResult]] = {}
@@ -164,6 +167,9 @@ class Dispatcher:
         """Record persona versions, catch up missed quota resets, start the reset
         schedule, and recover replies a crash left unfinished."""
         await self._versions.record(self._personas.all())
+        if self._store.shared and self._ledger_follower is None:
+            # other processes' replies change quotas this process caches
+            self._ledger_follower = asyncio.ensure_future(self._ledger.follow())
         await self._resets.catch_up(self._personas.all())
         if schedule_resets:
             self._resets.start(self._personas.all())
@@ -195,6 +201,10 @@ class Dispatcher:
         cut = await self._queue.finish(deadline)
         cut += await self._background.stop(deadline - (time.monotonic() - started))
         await self._toolbox.aclose()
+        if self._ledger_follower is not None:
+            self._ledger_follower.cancel()
+            await asyncio.gather(self._ledger_follower, return_exceptions=True)
+            self._ledger_follower = None
         return cut
 
     # -- intake ------------------------------------------------------------------------
@@ -218,10 +228,9 @@ class Dispatcher:
             decisions = await self._admission.decide(message, matches, message_event_id(
                 message.platform, message.message_id))
         received = _received(message, echo.persona_id if echo else None)
-        events = [received.new_event(message_event_id(message.platform, message.message_id))]
-        events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
-                                                      d.persona.id)) for d in decisions]
-        return await self._commit(stream, events, decisions, message)
+        return await self._commit(
+            stream, received.new_event(message_event_id(message.platform, message.message_id)),
+            decisions, message)
 
     async def edit(self, edit: InboundEdit) -> bool:
         """Record an edit (context shows the latest text; edits trigger nothing).
@@ -315,22 +324,43 @@ class Dispatcher:
 
     # -- committing and queueing -------------------------------------------------------
 
-    async def _commit(self, stream: str, events: list[NewEvent], decisions: list[Decision],
+    async def _commit(self, stream: str, received: NewEvent | None, decisions: list[Decision],
                       message: InboundMessage) -> IngestResult:
-        try:
-            result = await self._history.append(stream, events)
-        except BaseException:
-            self._admission.undo(decisions)
-            raise
-        if result.duplicates:
-            self._admission.undo(decisions)
-            return IngestResult(duplicate=True, position=result.positions[0])
+        """Append ``received`` (the message, if it is to be recorded) and the decisions in
+        one append, then start the replies of the triggers this append wrote.
+
+        The trigger's event id is the claim: when several processes ingest the same message
+        (a shard handover, a RESUME replay), each decision is written by exactly one of
+        them, and only that one runs its reply; a decision already in the log is undone
+        here. A trigger the log refuses (:class:`~core.limits.claims.LimitExceeded`: another
+        process used the limit up) is made a rejection and the append made again."""
+        while True:
+            events = [received] if received is not None else []
+            events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
+                                                          d.persona.id)) for d in decisions]
+            try:
+                result = await self._history.append(stream, events)
+            except LimitExceeded as refused:
+                overruled = self._admission.overrule(decisions, refused, message)
+                if overruled is None:
+                    self._admission.undo(decisions)
+                    raise
+                decisions = overruled
+                continue
+            except BaseException:
+                self._admission.undo(decisions)
+                raise
+            break
+        wrote = result.wrote()[len(events) - len(decisions):]
+        self._admission.undo(d for d, new in zip(decisions, wrote, strict=True) if not new)
+        decisions = [d for d, new in zip(decisions, wrote, strict=True) if new]
+        if received is not None and not result.wrote()[0]:
+            return IngestResult(duplicate=True, position=result.positions[0],
+                                triggered=tuple(d.persona.id for d in decisions
+                                                if isinstance(d.event, PersonaTriggered)),
+                                replies=tuple(self._start(stream, message, decisions)))
+        replies = self._start(stream, message, decisions)
         target = _target(message)
-        replies = []
-        for decision in decisions:
-            if isinstance(decision.event, PersonaTriggered):
-                replies.append(self._submit(ReplyJob(trigger=decision.event, stream_id=stream,
-                                                     target=target)))
         for decision in decisions:
             if decision.notice is not None and isinstance(decision.event, TriggerRejected):
                 self._background.spawn(self._notifier.send(
@@ -340,6 +370,12 @@ class Dispatcher:
                          if isinstance(d.event, TriggerRejected))
         return IngestResult(duplicate=False, position=result.positions[0], triggered=accepted,
                             rejected=rejected, replies=tuple(replies))
+
+    def _start(self, stream: str, message: InboundMessage,
+               decisions: Sequence[Decision]) -> list[asyncio.Future[ReplyResult]]:
+        target = _target(message)
+        return [self._submit(ReplyJob(trigger=d.event, stream_id=stream, target=target))
+                for d in decisions if isinstance(d.event, PersonaTriggered)]
 
     async def chain(self, job: ReplyJob, persona: Persona, replied: ModelReplied,
                     delivered: ReplyDelivered) -> None:
@@ -360,10 +396,8 @@ class Dispatcher:
         decisions = await self._admission.decide(message, matches, reply_event_id(
             replied.platform, replied.message_id, persona.id),
             root_author=job.trigger.root_author_id or job.trigger.author_id)
-        events = [d.event.new_event(trigger_event_id(message.platform, message.message_id,
-                                                     d.persona.id)) for d in decisions]
-        if events:
-            await self._commit(job.stream_id, events, decisions, message)
+        if decisions:
+            await self._commit(job.stream_id, None, decisions, message)
 
     def settle(self, trigger: PersonaTriggered, outcome: str, text: str) -> None:
         """A reply ended as ``outcome``: tell whoever waits for it (the console)."""

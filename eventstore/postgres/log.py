@@ -136,6 +136,7 @@ class PostgresLog:
         check_tables(projections)
         self.target = target
         self.location = target.location
+        self.shared = True
         self._pool = pool
         self._owns_pool = owns_pool
         self._events_oid = events_oid
@@ -279,7 +280,7 @@ class PostgresLog:
                             written = self._written(planned.rows)
                             tables = PostgresTables(conn, self._catalog)
                             for projection in projections:
-                                apply_events(projection, tables, written)
+                                apply_events(projection, tables, written, admit=True)
                     except Exception as exc:
                         if conn.broken:
                             raise

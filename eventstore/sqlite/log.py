@@ -97,6 +97,7 @@ class SQLiteLog:
         self._db = conn
         self.path = path
         self.location = str(path)
+        self.shared = False
         self._read_only = read_only
         self._lock = lock
         self._upcasters = upcasters or Upcasters()
@@ -585,7 +586,7 @@ class SQLiteLog:
         if not events:
             return
         for projection in self._projections:
-            apply_events(projection, self._tables, events)
+            apply_events(projection, self._tables, events, admit=True)
             self._set_projection_position(projection.name, events[-1].position)
 
     def _set_projection_position(self, name: str, position: int) -> None:
