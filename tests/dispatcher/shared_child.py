@@ -11,7 +11,8 @@ line per command:
 - ``{"op": "ingest", "messages": [...], "at": T}``: waits until ``time.time() >= T``
   (when given: several children then start together), ingests every message
   concurrently, waits for the replies; prints each one's ``triggered``, ``rejected`` and
-  ``duplicate``, and ``delivered``: the replies this process's adapter was given.
+  ``duplicate``; ``delivered``: the replies this process's adapter was given, and
+  ``jobs``: the reply jobs this process ran (each starts with a typing hint).
 - ``{"op": "append", "stream": S, "message_id": M, "text": X}``: a MessageReceived
   appended through the child's conversation cache.
 - ``{"op": "recent", "stream": S}``: the event ids the cache gives for S (10 turns).
@@ -33,8 +34,20 @@ from core.app import build_dispatcher
 from core.context.history import ConversationHistory
 from core.dispatcher.projection import projections
 from core.events import MessageReceived
+from core.dispatcher.messages import ReplyTarget
 from core.personas.registry import PersonaRegistry
 from tests.dispatcher.conftest import RecordingSink, gateway_for, human, load_persona
+
+
+class CountingSink(RecordingSink):
+    """A recording adapter that also counts the reply jobs started (typing hints)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[str] = []
+
+    async def typing(self, target: ReplyTarget, persona_id: str) -> None:
+        self.jobs.append(f"{persona_id}:{target.message_id}")
 
 
 def _message(spec: dict[str, Any]):
@@ -48,7 +61,7 @@ async def main(url: str, personas_json: str) -> None:
                 for p in json.loads(personas_json)]
     store = await eventstore.open_store(url, projections=projections())
     gateway = gateway_for(None)
-    sink = RecordingSink()
+    sink = CountingSink()
     dispatcher = build_dispatcher(store, PersonaRegistry(personas), gateway, {"test": sink})
     await dispatcher.start(schedule_resets=False)
     history = ConversationHistory(store)
@@ -66,7 +79,7 @@ async def main(url: str, personas_json: str) -> None:
             if op == "ingest":
                 if command.get("at"):
                     await asyncio.sleep(max(0.0, command["at"] - time.time()))
-                before = len(sink.replies)
+                before, jobs = len(sink.replies), len(sink.jobs)
                 results = await asyncio.gather(*(dispatcher.ingest(_message(m))
                                                  for m in command["messages"]))
                 for result in results:
@@ -77,7 +90,8 @@ async def main(url: str, personas_json: str) -> None:
                                  "rejected": [[p, str(why)] for p, why in r.rejected],
                                  "duplicate": r.duplicate} for r in results],
                     "delivered": [[r.persona_id, r.target.message_id]
-                                  for r in sink.replies[before:]]}), flush=True)
+                                  for r in sink.replies[before:]],
+                    "jobs": sink.jobs[jobs:]}), flush=True)
             elif op == "append":
                 event = MessageReceived(platform="test", message_id=command["message_id"],
                                         channel_id="c", author_id="u", author_name="U",

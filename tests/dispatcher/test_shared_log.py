@@ -203,8 +203,11 @@ def test_the_same_message_ingested_by_two_processes_at_once_is_answered_once(pro
     a.send({"op": "ingest", "at": at, "messages": same})
     b.send({"op": "ingest", "at": at, "messages": same})
     answers = [a.answer(), b.answer()]
-    delivered = sorted(tuple(d) for answer in answers for d in answer["delivered"])
-    assert delivered == sorted((p, f"m{i}") for i in range(10) for p in ("ada", "bob"))
+    expected = sorted(f"{p}:m{i}" for i in range(10) for p in ("ada", "bob"))
+    # one reply job per trigger in all (not one per process), and one delivery
+    assert sorted(job for answer in answers for job in answer["jobs"]) == expected
+    delivered = sorted(f"{p}:{m}" for answer in answers for p, m in answer["delivered"])
+    assert delivered == expected
     assert len(events(url, "ModelReplied")) == 20
     assert len(events(url, "PersonaTriggered")) == 20
 
@@ -217,4 +220,5 @@ def test_a_process_that_writes_a_trigger_another_did_not_answers_it(processes, u
     second = b.ask({"op": "ingest", "messages": [message(1, text="@ada @bob hi")]})
     assert second["results"][0]["duplicate"] is True
     assert triggered(second) == [["bob"]] and second["delivered"] == [["bob", "m1"]]
+    assert first["jobs"] == ["ada:m1"] and second["jobs"] == ["bob:m1"]
     assert sorted(e.data["persona_id"] for e in events(url, "ModelReplied")) == ["ada", "bob"]
