@@ -32,9 +32,9 @@ from typing import Any
 import eventstore
 from core.app import build_dispatcher
 from core.context.history import ConversationHistory
+from core.dispatcher.messages import ReplyTarget
 from core.dispatcher.projection import projections
 from core.events import MessageReceived
-from core.dispatcher.messages import ReplyTarget
 from core.personas.registry import PersonaRegistry
 from tests.dispatcher.conftest import RecordingSink, gateway_for, human, load_persona
 
