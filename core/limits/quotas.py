@@ -238,6 +238,11 @@ class QuotaLedger:
         self._changed: set[UsageKey] = set()
         self._followed: int | None = None  # how far follow() has read, while it runs
 
+    @property
+    def following(self) -> bool:
+        """Whether :meth:`follow` runs (and has found where the log ends)."""
+        return self._followed is not None
+
     async def follow(self) -> None:
         """Drop cached values as events of any process change them (runs until
         cancelled; for a shared log)."""

@@ -5,6 +5,7 @@ ingest is answered once. Each process is a real OS process
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -16,7 +17,10 @@ from typing import Any
 
 import pytest
 
+import eventstore
 from core.dispatcher.projection import projections
+from core.events import ModelReplied
+from core.limits.quotas import QuotaLedger, QuotaUsage
 from eventstore.postgres import PostgresLog
 from tests.eventstore import pgserver
 
@@ -222,3 +226,44 @@ def test_a_process_that_writes_a_trigger_another_did_not_answers_it(processes, u
     assert triggered(second) == [["bob"]] and second["delivered"] == [["bob", "m1"]]
     assert first["jobs"] == ["ada:m1"] and second["jobs"] == ["bob:m1"]
     assert sorted(e.data["persona_id"] for e in events(url, "ModelReplied")) == ["ada", "bob"]
+
+
+async def test_the_quota_cache_hears_of_another_process_reply_and_drops_what_it_held(url):
+    """The ledger's cache is dropped as other processes' replies are heard of (LISTEN/
+    NOTIFY, then a read by position), also after its listening connection was cut."""
+    store = await eventstore.open_store(url, projections=projections())
+    ledger = QuotaLedger(store)
+    follower = asyncio.ensure_future(ledger.follow())
+    other = PostgresLog.open(url, projections=projections())  # another process's connection
+    key = ("ada", "user", "u1")
+    try:
+        for _ in range(500):
+            if ledger.following:
+                break
+            await asyncio.sleep(0.01)
+        assert (await ledger.usage([key]))[key] == QuotaUsage()  # cached from now on
+
+        async def replied(i: int) -> QuotaUsage:
+            event = ModelReplied(platform="test", message_id=f"m{i}", persona_id="ada",
+                                 persona_version="v", provider="p", model="m", text="hi",
+                                 author_id="u1", usage={"total_tokens": 7},
+                                 scope_keys={"user": "u1"})
+            await asyncio.to_thread(other.append, "conv:test:c", [event.new_event(f"r{i}")])
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                used = (await ledger.usage([key]))[key]
+                if used.messages > i:
+                    return used
+                await asyncio.sleep(0.02)
+            return used
+
+        assert await replied(0) == QuotaUsage(tokens=7, messages=1)
+        with pgserver.admin() as conn:  # cut the listening connection: the follower reconnects
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()")
+        assert await replied(1) == QuotaUsage(tokens=14, messages=2)
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+        other.close()
+        await store.close()
