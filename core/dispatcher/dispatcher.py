@@ -351,10 +351,11 @@ class Dispatcher:
                 self._admission.undo(decisions)
                 raise
             break
-        wrote = result.wrote()[len(events) - len(decisions):]
-        self._admission.undo(d for d, new in zip(decisions, wrote, strict=True) if not new)
-        decisions = [d for d, new in zip(decisions, wrote, strict=True) if new]
-        if received is not None and not result.wrote()[0]:
+        wrote = result.wrote()
+        claimed = wrote[len(events) - len(decisions):]
+        self._admission.undo(d for d, new in zip(decisions, claimed, strict=True) if not new)
+        decisions = [d for d, new in zip(decisions, claimed, strict=True) if new]
+        if received is not None and not wrote[0]:
             return IngestResult(duplicate=True, position=result.positions[0],
                                 triggered=tuple(d.persona.id for d in decisions
                                                 if isinstance(d.event, PersonaTriggered)),
