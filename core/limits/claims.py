@@ -73,7 +73,13 @@ class RateProjection(Projection):
         ), key=("persona_id", "scope", "scope_key")),
     )
 
+    def __init__(self) -> None:
+        # the bucket admit() just read, for apply() of the same event (a live append
+        # calls them back to back on the writer thread); a rebuild reads it in apply()
+        self._admitted: tuple[str, tuple[TokenBucket, dict[str, str], float]] | None = None
+
     def admit(self, tables: TableReader, event: RecordedEvent) -> None:
+        self._admitted = None
         found = _bucket(tables, event)
         if found is None:
             return
@@ -82,9 +88,12 @@ class RateProjection(Projection):
             rate = event.data["limits"]["rate"]
             raise LimitExceeded(event.event_id, "rate_limited", str(rate["scope"]),
                                 retry_after_s=round(bucket.retry_after(at), 3))
+        self._admitted = (event.event_id, found)
 
     def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
-        found = _bucket(tables, event)
+        admitted, self._admitted = self._admitted, None
+        found = admitted[1] if admitted is not None and admitted[0] == event.event_id \
+            else _bucket(tables, event)
         if found is None:
             return
         bucket, key, at = found

@@ -104,6 +104,8 @@ class QuotaProjection(Projection):
         else:
             reset = QuotaReset.from_data(event.data)
             tables.delete("quota_usage", {"persona_id": reset.persona_id})
+            # keys with nothing in flight keep no row from one window to the next
+            tables.delete("quota_held", {"persona_id": reset.persona_id, "messages": 0})
             tables.insert("quota_windows", {"persona_id": reset.persona_id,
                                             "started_at": reset.scheduled_for,
                                             "position": event.position}, on_conflict="replace")
@@ -119,10 +121,7 @@ class QuotaProjection(Projection):
         key = {"persona_id": hold["persona_id"], "scope": hold["scope"],
                "scope_key": hold["scope_key"]}
         tables.delete("quota_holds", {"trigger_id": trigger_id})
-        if _sum(tables, "quota_held", key).messages <= 1:
-            tables.delete("quota_held", key)  # nothing in flight: no row kept for the key
-        else:
-            tables.add("quota_held", key, {"tokens": -int(hold["tokens"]), "messages": -1})
+        tables.add("quota_held", key, {"tokens": -int(hold["tokens"]), "messages": -1})
 
 
 def _charged_quota(event: RecordedEvent) -> Mapping[str, Any] | None:

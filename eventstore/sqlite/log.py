@@ -214,10 +214,10 @@ class SQLiteLog:
                       recorded: bool) -> list[AppendResult | EventStoreError]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._catch_up_projections()
             # The write lock is held from here to COMMIT, so positions can be handed out
             # here: the inserts then need no lastrowid round trip and can be batched.
-            next_position = self.last_position() + 1
+            next_position = self._catch_up_projections() + 1
+            first_position = next_position
             for request in requests:
                 self._db.execute("SAVEPOINT request")
                 try:
@@ -230,6 +230,12 @@ class SQLiteLog:
                     if result.positions:
                         next_position = max(next_position, max(result.positions) + 1)
                 self._db.execute("RELEASE request")
+            if self._projections and next_position > first_position:
+                # every registered projection has seen every event: one UPDATE for all
+                self._db.execute(
+                    "UPDATE projection_positions SET position = ? WHERE name IN "
+                    f"({','.join('?' * len(self._projections))})",
+                    (next_position - 1, *(p.name for p in self._projections)))
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
@@ -572,9 +578,20 @@ class SQLiteLog:
             self._db.execute("ROLLBACK")
             raise
 
-    def _catch_up_projections(self) -> None:
-        for projection in self._projections:
-            self._catch_up(projection)
+    def _catch_up_projections(self) -> int:
+        """Bring every registered projection up to the log (a tool that did not register
+        them may have appended); returns the log's last position. One query when none is
+        behind, which is every time the bot is the log's writer."""
+        last = self.last_position()
+        if self._projections:
+            marks = ",".join("?" * len(self._projections))
+            reached = dict(self._db.execute(
+                f"SELECT name, position FROM projection_positions WHERE name IN ({marks})",
+                [p.name for p in self._projections]).fetchall())
+            for projection in self._projections:
+                if reached.get(projection.name, 0) < last:
+                    self._catch_up(projection)
+        return last
 
     def _catch_up(self, projection: Projection) -> None:
         position = self.projection_position(projection.name)
@@ -585,9 +602,8 @@ class SQLiteLog:
     def _apply_projections(self, events: list[RecordedEvent]) -> None:
         if not events:
             return
-        for projection in self._projections:
+        for projection in self._projections:  # positions: once per batch (_append_batch)
             apply_events(projection, self._tables, events, admit=True)
-            self._set_projection_position(projection.name, events[-1].position)
 
     def _set_projection_position(self, name: str, position: int) -> None:
         self._db.execute(

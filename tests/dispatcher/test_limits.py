@@ -262,7 +262,8 @@ async def test_replies_in_flight_hold_their_quota_so_a_burst_cannot_overshoot_it
         status = await harness.dispatcher.quota_status("ada", human("u1"))
         assert status.used.messages == 3  # reservations became usage as the replies ended
         held = await harness.store.read(lambda log: log.rows("quota_held"))
-        assert held == [] and await harness.store.read(lambda log: log.rows("quota_holds")) == []
+        assert [(r["tokens"], r["messages"]) for r in held] == [(0, 0)]  # nothing in flight
+        assert await harness.store.read(lambda log: log.rows("quota_holds")) == []
     finally:
         await close_harness(harness)
 
