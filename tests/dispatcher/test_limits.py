@@ -308,6 +308,8 @@ async def test_a_limit_another_dispatcher_used_up_is_refused_by_the_log_with_one
         quota = await first.dispatcher.ingest(human("u1", "@ada five"))
         assert quota.rejected == (("ada", "quota:messages"),)
         assert len(await first.events("ModelReplied")) == 3
+        for projection in projections():
+            assert await first.store.rebuild_and_compare(projection) == []
     finally:
         await second.dispatcher.shutdown(5)
         await second.gateway.aclose()

@@ -158,6 +158,13 @@ def test_a_user_rate_limit_holds_when_the_user_talks_through_two_processes(proce
     # another user has a bucket of their own
     assert triggered(b.ask({"op": "ingest", "messages": [message("x", author="u2")]})) == [
         ["ada"]]
+    log = PostgresLog.open(url, projections=projections())
+    try:
+        assert len(log.rows("rate_buckets")) == 2
+        for projection in projections():
+            assert log.rebuild_and_compare(projection) == []
+    finally:
+        log.close()
 
 
 @pytest.mark.parametrize("limits", [
