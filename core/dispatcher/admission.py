@@ -193,16 +193,6 @@ class Admission:
         now = datetime.fromtimestamp(self._clock(), UTC)
         return quota_status(persona.id, quota, key, used, next_fire_time(quota, now))
 
-    def rate_tokens(self, persona_id: str, message: InboundMessage) -> float | None:
-        """Messages left in the persona's rate-limit bucket for ``message``'s author
-        (None: no rate limit, or a full bucket that was never used)."""
-        persona = self._personas.get(persona_id)
-        if persona is None or persona.limits.rate is None:
-            return None
-        rate = persona.limits.rate
-        return self._rates.tokens(BucketKey(persona.id, rate.scope,
-                                            scope_keys(message, persona)[rate.scope]))
-
     def overrule(self, decisions: Sequence[Decision], refused: LimitExceeded,
                  message: InboundMessage) -> list[Decision] | None:
         """``decisions`` with the one whose trigger the log refused (``refused``: another

@@ -46,14 +46,14 @@ from ..events.ids import (
     trigger_event_id,
 )
 from ..gateway.model import ModelClient
-from ..limits.claims import LimitExceeded
+from ..limits.claims import LimitExceeded, bucket_tokens
 from ..limits.quotas import QuotaLedger, QuotaStatus
 from ..limits.schedule import QuotaResetScheduler
 from ..media.intake import IncomingAttachment
 from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
 from ..tools.toolbox import Toolbox
-from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource
+from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource, scope_keys
 from .background import Background
 from .deliveries import DeliveryLog
 from .greetings import Greeter, GreetingOutcome, GreetingRequest
@@ -140,6 +140,7 @@ class Dispatcher:
         self._settings = settings
         self._toolbox = parts.toolbox
         self._ledger = parts.ledger
+        self._clock = parts.clock
         self._ledger_follower: asyncio.Task[None] | None = None
         self._background = Background()
         self._notifier = Notifier(parts.sinks)
@@ -308,10 +309,18 @@ class Dispatcher:
         resets (None: the persona has no quota)."""
         return await self._admission.quota_status(persona_id, message)
 
-    def rate_tokens(self, persona_id: str, message: InboundMessage) -> float | None:
-        """Messages left in the persona's rate-limit bucket for ``message``'s author
-        (None: no rate limit, or a full bucket that was never used)."""
-        return self._admission.rate_tokens(persona_id, message)
+    async def rate_tokens(self, persona_id: str, message: InboundMessage) -> float | None:
+        """Messages left in the persona's rate-limit bucket for ``message``'s author, as
+        the log holds it (every process's messages count; None: no rate limit, or a
+        full bucket that was never used)."""
+        persona = self._personas.get(persona_id)
+        if persona is None or persona.limits.rate is None:
+            return None
+        rate = persona.limits.rate
+        key, now = scope_keys(message, persona)[rate.scope], self._clock()
+        return await self._store.read(lambda log: bucket_tokens(
+            log, persona.id, rate.scope, key, capacity=rate.capacity, per_s=rate.per_s,
+            now=now))
 
     async def _store_content(self, attachments: tuple[IncomingAttachment, ...]) -> None:
         """Store each file's content once, before the message that names it (an append

@@ -102,6 +102,19 @@ class RateProjection(Projection):
                                        "updated": bucket.updated}, on_conflict="replace")
 
 
+def bucket_tokens(tables: TableReader, persona_id: str, scope: str, key: str, *,
+                  capacity: float, per_s: float, now: float) -> float | None:
+    """Tokens in the shared bucket at ``now`` (None: never taken from, so full)."""
+    rows = tables.rows("rate_buckets", {"persona_id": persona_id, "scope": scope,
+                                        "scope_key": key})
+    if not rows:
+        return None
+    bucket = TokenBucket(capacity, per_s, min(capacity, float(rows[0]["tokens"])),
+                         float(rows[0]["updated"]))
+    bucket.refill(now)
+    return bucket.tokens
+
+
 def _bucket(tables: TableReader, event: RecordedEvent
             ) -> tuple[TokenBucket, dict[str, str], float] | None:
     """The bucket a trigger takes from, brought to its admission time (None: it has no

@@ -295,6 +295,9 @@ async def test_a_limit_another_dispatcher_used_up_is_refused_by_the_log_with_one
             await harness.dispatcher.quota_status("ada", human("u1"))
         await settle(await first.dispatcher.ingest(human("u1", "@ada one")))
         await settle(await first.dispatcher.ingest(human("u1", "@ada two")))
+        # what either says is left is the log's bucket, not its own
+        assert await second.dispatcher.rate_tokens("ada", human("u1")) == pytest.approx(0.0)
+        assert await second.dispatcher.rate_tokens("ada", human("u2")) is None  # never used
         refused = await second.dispatcher.ingest(human("u1", "@ada three", message_id="m-3"))
         assert refused.rejected == (("ada", "rate_limited:user"),) and not refused.duplicate
         rejection = (await first.events("TriggerRejected"))[-1]
