@@ -330,3 +330,13 @@ def test_append_results_say_which_events_the_append_wrote(backend: Backend) -> N
         assert log.append("s", [NewEvent("E", {}, event_id="v")]).wrote() == (True,)
     finally:
         log.close()
+
+
+async def test_a_store_says_whether_other_processes_may_append(backend: Backend) -> None:
+    store = await open_store(backend)
+    try:
+        # PostgreSQL is shared by several processes; SQLite has one writer process (the
+        # bot holds its lock), memory lives in one process
+        assert store.shared is (backend.name == "postgres")
+    finally:
+        await store.close()
