@@ -12,7 +12,8 @@ line per command:
   (when given: several children then start together), ingests every message
   concurrently, waits for the replies; prints each one's ``triggered``, ``rejected`` and
   ``duplicate``; ``delivered``: the replies this process's adapter was given, and
-  ``jobs``: the reply jobs this process ran (each starts with a typing hint).
+  ``jobs``: the reply jobs this process ran (each starts with a typing hint), and when
+  the ingests started and when all were recorded (``started``, ``admitted``).
 - ``{"op": "append", "stream": S, "message_id": M, "text": X}``: a MessageReceived
   appended through the child's conversation cache.
 - ``{"op": "recent", "stream": S}``: the event ids the cache gives for S (10 turns).
@@ -80,8 +81,10 @@ async def main(url: str, personas_json: str) -> None:
                 if command.get("at"):
                     await asyncio.sleep(max(0.0, command["at"] - time.time()))
                 before, jobs = len(sink.replies), len(sink.jobs)
+                started = time.time()
                 results = await asyncio.gather(*(dispatcher.ingest(_message(m))
                                                  for m in command["messages"]))
+                admitted = time.time()
                 for result in results:
                     await asyncio.gather(*result.replies)
                 await dispatcher.wait_idle()
@@ -91,7 +94,8 @@ async def main(url: str, personas_json: str) -> None:
                                  "duplicate": r.duplicate} for r in results],
                     "delivered": [[r.persona_id, r.target.message_id]
                                   for r in sink.replies[before:]],
-                    "jobs": sink.jobs[jobs:]}), flush=True)
+                    "jobs": sink.jobs[jobs:], "started": started, "admitted": admitted}),
+                      flush=True)
             elif op == "append":
                 event = MessageReceived(platform="test", message_id=command["message_id"],
                                         channel_id="c", author_id="u", author_name="U",
