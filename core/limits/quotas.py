@@ -1,10 +1,12 @@
-"""Quotas as a projection of the log, so they survive restarts.
+"""Quotas as a projection of the log, so they survive restarts and hold across processes.
 
 Every ModelReplied adds its tokens and one message to the usage of each scope it
 was recorded with (user, channel, guild, persona, provider), per persona; a
-QuotaReset for a persona starts its window again. The tables live in the log's
-file and are updated in the same transaction as the events, so usage is never
-ahead of or behind the log (``personae replay --rebuild`` can recompute them).
+QuotaReset for a persona starts its window again. Each accepted trigger holds a
+reservation until its reply ends, and the projection refuses a trigger in the append
+once usage and reservations reach a limit (:mod:`core.limits.claims`). The tables live
+in the log's database and are updated in the same transaction as the events, so usage
+is never ahead of or behind the log (``personae replay --rebuild`` can recompute them).
 """
 
 from __future__ import annotations
