@@ -264,6 +264,9 @@ async def test_replies_in_flight_hold_their_quota_so_a_burst_cannot_overshoot_it
         held = await harness.store.read(lambda log: log.rows("quota_held"))
         assert [(r["tokens"], r["messages"]) for r in held] == [(0, 0)]  # nothing in flight
         assert await harness.store.read(lambda log: log.rows("quota_holds")) == []
+        reset = QuotaReset(persona_id="ada", scheduled_for=1.0, cron="0 0 * * *")
+        await harness.store.append("quota:ada", reset.new_event("quota-reset:ada:1"))
+        assert await harness.store.read(lambda log: log.rows("quota_held")) == []
     finally:
         await close_harness(harness)
 
