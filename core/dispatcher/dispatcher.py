@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eventstore import EventStore, NewEvent
+from eventstore import EventStore, LogReader, NewEvent, RecordedEvent
 
 from ..config import AdminSettings, Config
 from ..context.blobs import AttachmentContent
@@ -68,7 +68,7 @@ from .messages import (
 )
 from .notices import Notifier
 from .pipeline import ReplyJob, ReplyPipeline
-from .projection import read_persona_messages
+from .projection import PersonaMessage, read_persona_messages
 from .recovery import Recovery, RecoveryReport
 from .sink import ReplySink
 from .workqueue import WorkQueue
@@ -214,10 +214,19 @@ class Dispatcher:
         """Record ``message`` and every persona's trigger decision about it, atomically,
         then queue the accepted replies. A message already recorded is a no-op."""
         stream = conversation_stream(message.platform, message.channel_id)
+        event_id = message_event_id(message.platform, message.message_id)
         lookups = [m for m in (message.reply_to, message.message_id if message.author.is_bot
                                else None) if m]
-        ours = await self._store.read(
-            lambda log: read_persona_messages(log, message.platform, lookups)) if lookups else {}
+
+        def known(log: LogReader) -> tuple[RecordedEvent | None, dict[str, PersonaMessage]]:
+            return log.get(event_id), read_persona_messages(log, message.platform, lookups)
+
+        recorded, ours = await self._store.read(known)
+        if recorded is not None:
+            # a second delivery (a RESUME replay, a catch-up, another process's shard): no
+            # decision is taken again, so a turn policy that would now choose otherwise
+            # cannot add a reply to a message already answered
+            return IngestResult(duplicate=True, position=recorded.position)
         echo = ours.get(message.message_id) if message.author.is_bot else None
         await self._store_content(message.attachments)
         decisions: list[Decision] = []
@@ -226,8 +235,7 @@ class Dispatcher:
             matches = await self._admission.matches(
                 message, replied_persona=replied.persona_id if replied else None)
             message = await self._admission.with_roles(message, matches)
-            decisions = await self._admission.decide(message, matches, message_event_id(
-                message.platform, message.message_id))
+            decisions = await self._admission.decide(message, matches, event_id)
         received = _received(message, echo.persona_id if echo else None)
         return await self._commit(
             stream, received.new_event(message_event_id(message.platform, message.message_id)),
