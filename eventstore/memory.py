@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .appending import as_store_error, in_load_order, stored_data
+from .appending import as_store_error, claim_lost, claimed_already, in_load_order, stored_data
 from .encoding import encode_data
 from .errors import EventStoreError, WrongExpectedVersion
 from .filters import EventFilter
@@ -129,6 +129,8 @@ class MemoryLog:
         existing = {e.event_id: state.rows[state.by_id[e.event_id]][0]
                     for e in request.events if e.event_id in state.by_id}
         current = len(state.streams.get(stream_id, ()))
+        if claimed_already(request, existing):
+            return claim_lost(request, existing, current)
         if all(e.event_id in existing for e in request.events):
             known = tuple(existing[e.event_id] for e in request.events)
             return AppendResult(positions=known, stream_version=current, duplicates=len(known))

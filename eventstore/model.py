@@ -128,6 +128,12 @@ class AppendRequest:
     events: Sequence[NewEvent]
     _: KW_ONLY
     expected_version: ExpectedVersion = ANY
+    claim: bool = False
+    """The first event is the request's claim: when its id is in the log already (another
+    append, perhaps another process's, wrote it), nothing of the request is written,
+    even events whose ids are new; every event counts as a duplicate, at its existing
+    position or 0. How "record this message and the decisions about it, unless the
+    message was recorded before" is one atomic step."""
 
 
 @dataclass(frozen=True, slots=True)

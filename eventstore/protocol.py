@@ -204,8 +204,9 @@ class EventStore(Protocol):
     """See :attr:`LogReader.shared`."""
 
     async def append(self, stream_id: str, events: Sequence[NewEvent] | NewEvent,
-                     expected_version: ExpectedVersion = ANY) -> AppendResult:
-        """See :meth:`Log.append`."""
+                     expected_version: ExpectedVersion = ANY, *,
+                     claim: bool = False) -> AppendResult:
+        """See :meth:`Log.append`; ``claim``: see :attr:`~eventstore.AppendRequest.claim`."""
         ...
 
     async def read_stream(self, stream_id: str, from_version: int = 1,

@@ -120,14 +120,15 @@ class ConversationHistory:
             self._keep(stream_id, events, kept, from_start, turns)
         return kept
 
-    async def append(self, stream_id: str,
-                     events: Sequence[NewEvent] | NewEvent) -> AppendResult:
-        """Append ``events`` to the conversation and keep its entry in step."""
+    async def append(self, stream_id: str, events: Sequence[NewEvent] | NewEvent, *,
+                     claim: bool = False) -> AppendResult:
+        """Append ``events`` to the conversation and keep its entry in step (``claim``: see
+        :attr:`eventstore.AppendRequest.claim`)."""
         if isinstance(events, NewEvent):
             events = (events,)
         self._mark_race(stream_id)
         try:
-            result = await self._store.append(stream_id, events)
+            result = await self._store.append(stream_id, events, claim=claim)
         except BaseException:
             self._forget(stream_id)
             raise

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from eventstore import EventStore, LogReader, NewEvent, RecordedEvent
+from eventstore import EventStore, NewEvent
 
 from ..config import AdminSettings, Config
 from ..context.blobs import AttachmentContent
@@ -68,7 +68,7 @@ from .messages import (
 )
 from .notices import Notifier
 from .pipeline import ReplyJob, ReplyPipeline
-from .projection import PersonaMessage, read_persona_messages
+from .projection import read_persona_messages
 from .recovery import Recovery, RecoveryReport
 from .sink import ReplySink
 from .workqueue import WorkQueue
@@ -217,16 +217,8 @@ class Dispatcher:
         event_id = message_event_id(message.platform, message.message_id)
         lookups = [m for m in (message.reply_to, message.message_id if message.author.is_bot
                                else None) if m]
-
-        def known(log: LogReader) -> tuple[RecordedEvent | None, dict[str, PersonaMessage]]:
-            return log.get(event_id), read_persona_messages(log, message.platform, lookups)
-
-        recorded, ours = await self._store.read(known)
-        if recorded is not None:
-            # a second delivery (a RESUME replay, a catch-up, another process's shard): no
-            # decision is taken again, so a turn policy that would now choose otherwise
-            # cannot add a reply to a message already answered
-            return IngestResult(duplicate=True, position=recorded.position)
+        ours = await self._store.read(
+            lambda log: read_persona_messages(log, message.platform, lookups)) if lookups else {}
         echo = ours.get(message.message_id) if message.author.is_bot else None
         await self._store_content(message.attachments)
         decisions: list[Decision] = []
@@ -356,7 +348,10 @@ class Dispatcher:
             events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
                                                           d.persona.id)) for d in decisions]
             try:
-                result = await self._history.append(stream, events)
+                # the message is the claim: if it was recorded before (a RESUME replay, a
+                # catch-up, another process's shard), none of these decisions is written,
+                # even where a turn policy would now choose otherwise
+                result = await self._history.append(stream, events, claim=received is not None)
             except LimitExceeded as refused:
                 overruled = self._admission.overrule(decisions, refused, message)
                 if overruled is None:
@@ -373,10 +368,7 @@ class Dispatcher:
         self._admission.undo(d for d, new in zip(decisions, claimed, strict=True) if not new)
         decisions = [d for d, new in zip(decisions, claimed, strict=True) if new]
         if received is not None and not wrote[0]:
-            return IngestResult(duplicate=True, position=result.positions[0],
-                                triggered=tuple(d.persona.id for d in decisions
-                                                if isinstance(d.event, PersonaTriggered)),
-                                replies=tuple(self._start(stream, message, decisions)))
+            return IngestResult(duplicate=True, position=result.positions[0])  # nothing written
         replies = self._start(stream, message, decisions)
         target = _target(message)
         for decision in decisions:

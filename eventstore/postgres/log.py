@@ -26,7 +26,13 @@ import psycopg
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..appending import as_store_error, in_load_order, stored_data
+from ..appending import (
+    as_store_error,
+    claim_lost,
+    claimed_already,
+    in_load_order,
+    stored_data,
+)
 from ..encoding import encode_data
 from ..errors import EventStoreError, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
@@ -329,6 +335,8 @@ class PostgresLog:
         current = versions.get(stream_id, 0)
         existing = {e.event_id: known[e.event_id] for e in request.events
                     if e.event_id in known}
+        if claimed_already(request, existing):
+            return _Planned(claim_lost(request, existing, current), (), {})
         if all(e.event_id in existing for e in request.events):
             known_positions = tuple(existing[e.event_id] for e in request.events)
             return _Planned(AppendResult(positions=known_positions, stream_version=current,

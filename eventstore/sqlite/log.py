@@ -18,7 +18,13 @@ from typing import Any
 
 import orjson
 
-from ..appending import as_store_error, in_load_order, stored_data
+from ..appending import (
+    as_store_error,
+    claim_lost,
+    claimed_already,
+    in_load_order,
+    stored_data,
+)
 from ..encoding import encode_data
 from ..errors import EventStoreError, LogUnavailable, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
@@ -260,6 +266,8 @@ class SQLiteLog:
         stream_id = request.stream_id
         existing = self._existing_positions([e.event_id for e in request.events])
         current = self.stream_version(stream_id)
+        if claimed_already(request, existing):
+            return claim_lost(request, existing, current)
         if all(e.event_id in existing for e in request.events):
             known = tuple(existing[e.event_id] for e in request.events)
             return AppendResult(positions=known, stream_version=current, duplicates=len(known))
