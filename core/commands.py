@@ -274,7 +274,8 @@ class CommandSet:
                 return CommandReply(text=refusal_line(persona, refusal))
             chosen = [persona]
         return [Usage(persona=p, quota=await self._dispatcher.quota_status(p.id, message),
-                      rate_tokens=self._dispatcher.rate_tokens(p.id, message)) for p in chosen]
+                      rate_tokens=await self._dispatcher.rate_tokens(p.id, message))
+                for p in chosen]
 
     async def is_admin(self, caller: Caller) -> bool:
         """Whether ``caller`` is one of the bot's admins, by id or by a role (looked up

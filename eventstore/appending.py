@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from .encoding import encode_data
 from .errors import EventStoreError
-from .model import AppendRequest, RecordedEvent
+from .model import AppendRequest, AppendResult, RecordedEvent
 from .sealing import Shred
 
 
@@ -22,6 +22,20 @@ def as_store_error(request: AppendRequest, exc: Exception) -> EventStoreError:
         error = EventStoreError(f"append to {request.stream_id!r} refused: {exc}")
     error.__cause__ = exc
     return error
+
+
+def claimed_already(request: AppendRequest, existing: Mapping[str, int]) -> bool:
+    """Whether ``request`` is a claim (``AppendRequest.claim``) whose first event's id
+    is in the log already: then nothing of it is written."""
+    return request.claim and bool(request.events) and request.events[0].event_id in existing
+
+
+def claim_lost(request: AppendRequest, existing: Mapping[str, int],
+               stream_version: int) -> AppendResult:
+    """The result of a claim already taken: every event a duplicate, at its existing
+    position (0 for those that were never written)."""
+    return AppendResult(positions=tuple(existing.get(e.event_id, 0) for e in request.events),
+                        stream_version=stream_version, duplicates=len(request.events))
 
 
 def in_load_order(events: Iterable[RecordedEvent]) -> Iterator[RecordedEvent]:

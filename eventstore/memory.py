@@ -20,7 +20,14 @@ from typing import Any
 
 import orjson
 
-from .appending import as_store_error, in_load_order, shreds_of, stored_data
+from .appending import (
+    as_store_error,
+    claim_lost,
+    claimed_already,
+    in_load_order,
+    shreds_of,
+    stored_data,
+)
 from .encoding import encode_data, json_line
 from .errors import EventStoreError, WrongExpectedVersion
 from .filters import EventFilter
@@ -80,6 +87,7 @@ class MemoryLog:
         check_tables(projections)
         self.state = state or MemoryState(sealer=Sealer(enabled=seal))
         self.location = location
+        self.shared = False
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
         self._keys = MemoryKeyTable(self.state.keys)
@@ -159,6 +167,8 @@ class MemoryLog:
         existing = {e.event_id: state.rows[state.by_id[e.event_id]][0]
                     for e in request.events if e.event_id in state.by_id}
         current = len(state.streams.get(stream_id, ()))
+        if claimed_already(request, existing):
+            return claim_lost(request, existing, current)
         if all(e.event_id in existing for e in request.events):
             known = tuple(existing[e.event_id] for e in request.events)
             return AppendResult(positions=known, stream_version=current, duplicates=len(known))
@@ -397,7 +407,7 @@ class MemoryLog:
         if not events:
             return
         for projection in self._projections:
-            apply_events(projection, self.state.tables, events)
+            apply_events(projection, self.state.tables, events, admit=True)
             version, _ = self.state.projections[projection.name]
             self.state.projections[projection.name] = (version, events[-1].position)
 

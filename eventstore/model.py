@@ -113,6 +113,19 @@ class AppendResult:
     duplicates: int = 0
     written: tuple[RecordedEvent, ...] = ()
 
+    def wrote(self) -> tuple[bool, ...]:
+        """For each event, in order, whether this append wrote it (False: its id existed,
+        written by an earlier append, perhaps another process's). What an append writes is
+        numbered after everything already in the log, so the new events are the ones whose
+        positions are above every duplicate's. The writer of an event id holds its claim:
+        of several processes appending the same id, exactly one sees True."""
+        if not self.duplicates:
+            return (True,) * len(self.positions)
+        if self.duplicates >= len(self.positions):
+            return (False,) * len(self.positions)
+        first_new = sorted(set(self.positions))[-(len(self.positions) - self.duplicates)]
+        return tuple(p >= first_new for p in self.positions)
+
 
 @dataclass(frozen=True, slots=True)
 class AppendRequest:
@@ -122,6 +135,12 @@ class AppendRequest:
     events: Sequence[NewEvent]
     _: KW_ONLY
     expected_version: ExpectedVersion = ANY
+    claim: bool = False
+    """The first event is the request's claim: when its id is in the log already (another
+    append, perhaps another process's, wrote it), nothing of the request is written,
+    even events whose ids are new; every event counts as a duplicate, at its existing
+    position or 0. How "record this message and the decisions about it, unless the
+    message was recorded before" is one atomic step."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,18 +98,30 @@ class Projection:
         """Fold one event into the tables."""
         raise NotImplementedError
 
+    def admit(self, tables: TableReader, event: RecordedEvent) -> None:
+        """Refuse ``event`` by raising (an :class:`~eventstore.errors.EventStoreError`
+        reaches the appender as it is): called for each new event of a live append, in the
+        append transaction, before :meth:`apply`, with the tables as every earlier event
+        left them. Appends are serialised per log (across processes too), so a rule
+        checked here cannot be raced. Catch-up and rebuilds fold what was admitted without
+        asking again. The default admits everything."""
+
     def table(self, name: str) -> Table:
         """The declared table called ``name``."""
         return next(t for t in self.tables if t.name == name)
 
 
 def apply_events(projection: Projection, tables: TableWriter,
-                 events: Iterable[RecordedEvent]) -> int:
-    """Fold ``events`` into ``projection``'s tables; returns the last position seen (0: none)."""
+                 events: Iterable[RecordedEvent], *, admit: bool = False) -> int:
+    """Fold ``events`` into ``projection``'s tables; returns the last position seen (0: none).
+    With ``admit`` (a live append's new events) each is first put to
+    :meth:`Projection.admit`, which may refuse it by raising."""
     wanted = projection.types
     last = 0
     for event in events:
         if wanted is None or event.type in wanted:
+            if admit:
+                projection.admit(tables, event)
             projection.apply(tables, event)
         last = event.position
     return last

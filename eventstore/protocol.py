@@ -68,6 +68,11 @@ class LogReader(TableReader, Protocol):
     location: str
     """Where the log is, for messages (a path, or a URL without its password)."""
 
+    shared: bool
+    """True when other processes may append to this log while this connection is open
+    (PostgreSQL); then a cache of the log must check it is current before it is used.
+    False for SQLite (one writer process, which holds the log's lock) and memory."""
+
     def read_stream(self, stream_id: str, from_version: int = 1,
                     limit: int | None = None) -> list[RecordedEvent]:
         """Events of ``stream_id`` from ``from_version`` (inclusive), oldest first."""
@@ -210,10 +215,13 @@ class EventStore(Protocol):
     """The asyncio interface to the log. Open one with :func:`eventstore.open_store`."""
 
     location: str
+    shared: bool
+    """See :attr:`LogReader.shared`."""
 
     async def append(self, stream_id: str, events: Sequence[NewEvent] | NewEvent,
-                     expected_version: ExpectedVersion = ANY) -> AppendResult:
-        """See :meth:`Log.append`."""
+                     expected_version: ExpectedVersion = ANY, *,
+                     claim: bool = False) -> AppendResult:
+        """See :meth:`Log.append`; ``claim``: see :attr:`~eventstore.AppendRequest.claim`."""
         ...
 
     async def read_stream(self, stream_id: str, from_version: int = 1,

@@ -60,6 +60,7 @@ class ThreadedStore:
     def __init__(self, log: Log, *, readers: int = 2) -> None:
         self._log = log
         self.location = log.location
+        self.shared = log.shared
         self._observer: AppendObserver | None = None
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._closed = False
@@ -122,12 +123,15 @@ class ThreadedStore:
         stream_id: str,
         events: Sequence[NewEvent] | NewEvent,
         expected_version: ExpectedVersion = ANY,
+        *,
+        claim: bool = False,
     ) -> AppendResult:
         """Append ``events`` to ``stream_id`` atomically and durably.
 
         An event whose id exists already is not written again; its existing position
         is returned. Raises :class:`~eventstore.errors.WrongExpectedVersion` when
-        ``expected_version`` is not the stream's version.
+        ``expected_version`` is not the stream's version. With ``claim``, nothing is
+        written when the first event's id exists (:attr:`AppendRequest.claim`).
         """
         if self._closed:
             raise StoreClosedError("the event store is closed")
@@ -136,7 +140,8 @@ class ThreadedStore:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[AppendResult] = loop.create_future()
         self._queue.put(_Pending(AppendRequest(stream_id, tuple(events),
-                                               expected_version=expected_version), loop, future))
+                                               expected_version=expected_version, claim=claim),
+                                 loop, future))
         observer = self._observer  # it may be replaced while this append waits
         if observer is None:
             return await future

@@ -5,9 +5,16 @@ This is a cache of the log, never a source: an entry is extended only when an
 append lands exactly on the version it knows (otherwise it is dropped and the next
 prompt reads the log again), a read that raced an append is used but not kept, and
 only the event types a prompt is built from are held, already typed (each event is
-read back from its stored data once, not at every prompt). The log has one writer
-process (the bot), which is what keeps the cache exact. ``recorded_at`` of events
+read back from its stored data once, not at every prompt). ``recorded_at`` of events
 added from appends is this process's clock, not the writer's.
+
+On SQLite the log has one writer process (the bot holds its lock), and that keeps the
+cache exact. On a log several processes append to (``store.shared``: PostgreSQL),
+another process may append to a cached stream, so each hit is checked against the log
+when it is used: one index probe reads the stream after the version the entry knows
+(usually nothing) and the entry is brought up to date with what it finds. What a prompt
+is given therefore holds every event of its stream committed before that probe, by any
+process; no notification is involved, so none can be missed.
 """
 
 from __future__ import annotations
@@ -91,7 +98,8 @@ class ConversationHistory:
         if not self._max_events:
             return context_events((await self._read(stream_id, turns))[0])
         entry = self._entries.get(stream_id)
-        if entry is not None and entry.has(turns):
+        if entry is not None and entry.has(turns) and (
+                not self._store.shared or await self._current(stream_id, entry)):
             entry.wanted = max(entry.wanted, turns)
             self._entries.move_to_end(stream_id)
             return list(entry.events)
@@ -112,14 +120,15 @@ class ConversationHistory:
             self._keep(stream_id, events, kept, from_start, turns)
         return kept
 
-    async def append(self, stream_id: str,
-                     events: Sequence[NewEvent] | NewEvent) -> AppendResult:
-        """Append ``events`` to the conversation and keep its entry in step."""
+    async def append(self, stream_id: str, events: Sequence[NewEvent] | NewEvent, *,
+                     claim: bool = False) -> AppendResult:
+        """Append ``events`` to the conversation and keep its entry in step (``claim``: see
+        :attr:`eventstore.AppendRequest.claim`)."""
         if isinstance(events, NewEvent):
             events = (events,)
         self._mark_race(stream_id)
         try:
-            result = await self._store.append(stream_id, events)
+            result = await self._store.append(stream_id, events, claim=claim)
         except BaseException:
             self._forget(stream_id)
             raise
@@ -154,6 +163,38 @@ class ConversationHistory:
 
     def __len__(self) -> int:
         return self._cached
+
+    async def _current(self, stream_id: str, entry: _Entry) -> bool:
+        """Bring ``entry`` up to what the log holds now (another process may have appended
+        to the stream); False when it cannot be (it is then dropped, and read afresh)."""
+        self._reading[stream_id] = self._reading.get(stream_id, 0) + 1
+        try:
+            newer = await self._store.read_stream(stream_id, entry.version + 1,
+                                                  MAX_READ_EVENTS)
+        finally:
+            self._reading[stream_id] -= 1
+            if not self._reading[stream_id]:
+                del self._reading[stream_id]
+        if self._entries.get(stream_id) is not entry:
+            return False  # dropped or replaced while the probe ran
+        if stream_id in self._raced:
+            if stream_id not in self._reading:
+                self._raced.discard(stream_id)
+            self._forget(stream_id)  # an append of ours overlapped the probe
+            return False
+        if not newer:
+            return True
+        if newer[0].version != entry.version + 1 or len(newer) >= MAX_READ_EVENTS:
+            self._forget(stream_id)
+            return False
+        added = context_events(newer)
+        entry.events.extend(added)
+        entry.turns += sum(e.recorded.type in _TURN_TYPES for e in added)
+        entry.version = newer[-1].version
+        self._cached += len(added)
+        self._shrink(entry)
+        self._trim()
+        return stream_id in self._entries
 
     def clear(self) -> None:
         """Drop every cached event (after an erasure: the cache holds opened content)."""

@@ -13,6 +13,7 @@ PersonaTriggered. Admission decides; the dispatcher appends the decisions.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -20,7 +21,9 @@ from typing import Protocol
 
 from ..config import AdminSettings
 from ..events import PersonaTriggered, Refusal, RefusalKind, TriggerReason, TriggerRejected
+from ..events.ids import trigger_event_id
 from ..limits.buckets import BucketKey, NoticeGate, RateLimiter
+from ..limits.claims import LimitExceeded, charge
 from ..limits.quotas import QuotaLedger, QuotaStatus, QuotaUsage, UsageKey, quota_status
 from ..limits.schedule import next_fire_time
 from ..personas.model import Persona
@@ -83,6 +86,14 @@ class Decision:
     event: PersonaTriggered | TriggerRejected
     bucket: BucketKey | None = None
     notice: str | None = None
+
+
+def reserved_tokens(persona: Persona) -> int:
+    """The tokens an accepted reply holds on a token quota until it ends: what its prompt's
+    history budget and its completion cap allow (the cap taken as that budget when the
+    persona sets none), so replies in flight count at their worst."""
+    budget = persona.context.max_tokens
+    return budget + (persona.model.max_tokens or budget)
 
 
 def scope_keys(message: InboundMessage, persona: Persona) -> dict[str, str]:
@@ -200,33 +211,57 @@ class Admission:
         now = datetime.fromtimestamp(self._clock(), UTC)
         return quota_status(persona.id, quota, key, used, next_fire_time(quota, now))
 
-    def rate_tokens(self, persona_id: str, message: InboundMessage) -> float | None:
-        """Messages left in the persona's rate-limit bucket for ``message``'s author
-        (None: no rate limit, or a full bucket that was never used)."""
-        persona = self._personas.get(persona_id)
-        if persona is None or persona.limits.rate is None:
-            return None
-        rate = persona.limits.rate
-        return self._rates.tokens(BucketKey(persona.id, rate.scope,
-                                            scope_keys(message, persona)[rate.scope]))
+    def overrule(self, decisions: Sequence[Decision], refused: LimitExceeded,
+                 message: InboundMessage) -> list[Decision] | None:
+        """``decisions`` with the one whose trigger the log refused (``refused``: another
+        process had used the limit up) made a rejection, its queue room and rate token
+        given back; None when no decision is that trigger's."""
+        for index, decision in enumerate(decisions):
+            if not isinstance(decision.event, PersonaTriggered) or trigger_event_id(
+                    message.platform, message.message_id, decision.persona.id) != refused.event_id:
+                continue
+            self.undo([decision])
+            persona, match = decision.persona, decision.match
+            if refused.kind == RefusalKind.RATE_LIMITED.value and persona.limits.rate:
+                rate = persona.limits.rate
+                rejection = self._reject(
+                    message, match, persona, Refusal.of(RefusalKind.RATE_LIMITED, refused.detail),
+                    f"{rate.capacity} per {rate.per_s:g}s", retry_after=refused.retry_after_s,
+                    notice=persona.delivery.rate_limited_notice, window_s=rate.per_s)
+            else:
+                rejection = self._quota_rejection(message, match, persona, refused.detail)
+            return [*decisions[:index], rejection, *decisions[index + 1:]]
+        return None
+
+    def _reject(self, message: InboundMessage, match: TriggerMatch, persona: Persona,
+                refusal: Refusal, detail: str = "", *, retry_after: float | None = None,
+                notice: str | None = None, window_s: float = 0.0) -> Decision:
+        send = notice is not None and match.hop == 0 and self._notices.allow(
+            (message.platform, message.author.id, persona.id, refusal.kind.value), window_s)
+        event = TriggerRejected(
+            platform=message.platform, message_id=message.message_id, persona_id=persona.id,
+            reason=refusal, author_id=message.author.id, detail=detail,
+            retry_after_s=retry_after, notice_sent=send)
+        return Decision(persona=persona, match=match, event=event,
+                        notice=notice if send else None)
+
+    def _quota_rejection(self, message: InboundMessage, match: TriggerMatch, persona: Persona,
+                         exhausted: str) -> Decision:
+        quota = persona.limits.quota
+        when = next_fire_time(quota, datetime.fromtimestamp(self._clock(), UTC)) \
+            if quota is not None else None
+        reset = when.strftime("%Y-%m-%d %H:%M %Z") if when else "never"
+        return self._reject(message, match, persona, Refusal.of(RefusalKind.QUOTA, exhausted),
+                            f"resets {reset}",
+                            notice=persona.delivery.quota_notice.replace("{reset}", reset),
+                            window_s=QUOTA_NOTICE_WINDOW_S)
 
     def _decide_one(self, message: InboundMessage, match: TriggerMatch, persona: Persona,
                     source_event_id: str, used: QuotaUsage | None, *,
                     root: InboundMessage | None = None,
                     root_author: str | None = None) -> Decision:
         keys = scope_keys(message, persona)
-
-        def reject(refusal: Refusal, detail: str = "", *, retry_after: float | None = None,
-                   notice: str | None = None, window_s: float = 0.0) -> Decision:
-            send = notice is not None and match.hop == 0 and self._notices.allow(
-                (message.platform, message.author.id, persona.id, refusal.kind.value), window_s)
-            event = TriggerRejected(
-                platform=message.platform, message_id=message.message_id, persona_id=persona.id,
-                reason=refusal, author_id=message.author.id, detail=detail,
-                retry_after_s=retry_after, notice_sent=send)
-            return Decision(persona=persona, match=match, event=event,
-                            notice=notice if send else None)
-
+        reject = functools.partial(self._reject, message, match, persona)
         if match.hop > persona.triggers.max_hops:
             return reject(Refusal.of(RefusalKind.HOP_LIMIT),
                           f"hop {match.hop} > max_hops {persona.triggers.max_hops}")
@@ -241,6 +276,7 @@ class Admission:
             if rule is not None:
                 return reject(Refusal.of(RefusalKind.PERMISSION, rule),
                               f"for {root.author.id}, who started this" if root else "")
+        now = self._clock()
         bucket = None
         rate = persona.limits.rate
         if rate is not None:
@@ -256,11 +292,7 @@ class Admission:
             status = quota_status(persona.id, quota, keys[quota.scope], used, None)
             if status.exhausted:
                 self._give_back(bucket)
-                when = next_fire_time(quota, datetime.fromtimestamp(self._clock(), UTC))
-                reset = when.strftime("%Y-%m-%d %H:%M %Z") if when else "never"
-                return reject(Refusal.of(RefusalKind.QUOTA, status.exhausted), f"resets {reset}",
-                              notice=persona.delivery.quota_notice.replace("{reset}", reset),
-                              window_s=QUOTA_NOTICE_WINDOW_S)
+                return self._quota_rejection(message, match, persona, status.exhausted)
         if not self._queue.reserve():
             self._give_back(bucket)
             return reject(Refusal.of(RefusalKind.BUSY), f"{self._queue.pending} replies waiting",
@@ -272,6 +304,11 @@ class Admission:
             author_id=message.author.id, source_event_id=source_event_id,
             guild_id=message.guild_id, is_dm=message.is_dm, hop=match.hop,
             provider=persona.model.provider, scope_keys=keys, root_author_id=root_author,
+            limits=charge(at=now, rate=None if rate is None else {
+                "scope": rate.scope, "key": keys[rate.scope], "capacity": rate.capacity,
+                "per_s": rate.per_s}, quota=None if quota is None else {
+                "scope": quota.scope, "key": keys[quota.scope], "tokens": quota.tokens,
+                "messages": quota.messages, "hold": reserved_tokens(persona)}),
             moderation_bypass=self._bypasses(message), channel_nsfw=message.channel_nsfw)
         return Decision(persona=persona, match=match, event=event, bucket=bucket)
 

@@ -51,6 +51,7 @@ from ..events.ids import (
     trigger_event_id,
 )
 from ..gateway.model import ModelClient
+from ..limits.claims import LimitExceeded, bucket_tokens
 from ..limits.quotas import QuotaLedger, QuotaStatus
 from ..limits.schedule import QuotaResetScheduler
 from ..media.intake import IncomingAttachment
@@ -59,7 +60,7 @@ from ..personas.model import Persona
 from ..personas.versions import VersionRecorder
 from ..privacy import ErasureLedger, LedgerEntry, RetentionScheduler, forget_event
 from ..tools.toolbox import Toolbox
-from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource
+from .admission import PERSONA_AUTHOR, Admission, Decision, PersonaSource, scope_keys
 from .background import Background
 from .deliveries import DeliveryLog
 from .greetings import Greeter, GreetingOutcome, GreetingRequest
@@ -153,6 +154,9 @@ class Dispatcher:
         self._resets = parts.resets
         self._settings = settings
         self._toolbox = parts.toolbox
+        self._ledger = parts.ledger
+        self._clock = parts.clock
+        self._ledger_follower: asyncio.Task[None] | None = None
         self._background = Background()
         self._notifier = Notifier(parts.sinks)
         self._waiters: dict[str, asyncio.Future[ReplyResult]] = {}
@@ -191,6 +195,9 @@ class Dispatcher:
         schedule, and recover replies a crash left unfinished (with ``owns``: only those
         whose trigger it accepts)."""
         await self._versions.record(self._personas.all())
+        if self._store.shared and self._ledger_follower is None:
+            # other processes' replies change quotas this process caches
+            self._ledger_follower = asyncio.ensure_future(self._ledger.follow())
         await self._resets.catch_up(self._personas.all())
         if self._retention.needed:
             await self._retention.run()
@@ -232,6 +239,10 @@ class Dispatcher:
         await self._toolbox.aclose()
         if self._moderator is not None:
             await self._moderator.aclose()
+        if self._ledger_follower is not None:
+            self._ledger_follower.cancel()
+            await asyncio.gather(self._ledger_follower, return_exceptions=True)
+            self._ledger_follower = None
         return cut
 
     # -- intake ------------------------------------------------------------------------
@@ -240,6 +251,7 @@ class Dispatcher:
         """Record ``message`` and every persona's trigger decision about it, atomically,
         then queue the accepted replies. A message already recorded is a no-op."""
         stream = conversation_stream(message.platform, message.channel_id)
+        event_id = message_event_id(message.platform, message.message_id)
         lookups = [m for m in (message.reply_to, message.message_id if message.author.is_bot
                                else None) if m]
         ours = await self._store.read(
@@ -253,18 +265,14 @@ class Dispatcher:
             matches = await self._admission.matches(
                 message, replied_persona=replied.persona_id if replied else None)
             message = await self._admission.with_roles(message, matches)
-            decisions = await self._admission.decide(message, matches, message_event_id(
-                message.platform, message.message_id))
+            decisions = await self._admission.decide(message, matches, event_id)
         quotes = None
         if echo is not None:  # a copy of our reply: its content is the answered person's
             answered = await self._store.get(message_event_id(message.platform,
                                                               echo.answered_message_id))
             quotes = str(answered.data.get("author_id", "")) if answered is not None else None
         received = _received(message, echo.persona_id if echo else None, quotes)
-        events = [received.new_event(message_event_id(message.platform, message.message_id))]
-        events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
-                                                      d.persona.id)) for d in decisions]
-        return await self._commit(stream, events, decisions, message)
+        return await self._commit(stream, received.new_event(event_id), decisions, message)
 
     async def edit(self, edit: InboundEdit) -> bool:
         """Record an edit (context shows the latest text; edits trigger nothing).
@@ -379,10 +387,18 @@ class Dispatcher:
         resets (None: the persona has no quota)."""
         return await self._admission.quota_status(persona_id, message)
 
-    def rate_tokens(self, persona_id: str, message: InboundMessage) -> float | None:
-        """Messages left in the persona's rate-limit bucket for ``message``'s author
-        (None: no rate limit, or a full bucket that was never used)."""
-        return self._admission.rate_tokens(persona_id, message)
+    async def rate_tokens(self, persona_id: str, message: InboundMessage) -> float | None:
+        """Messages left in the persona's rate-limit bucket for ``message``'s author, as
+        the log holds it (every process's messages count; None: no rate limit, or a
+        full bucket that was never used)."""
+        persona = self._personas.get(persona_id)
+        if persona is None or persona.limits.rate is None:
+            return None
+        rate = persona.limits.rate
+        key, now = scope_keys(message, persona)[rate.scope], self._clock()
+        return await self._store.read(lambda log: bucket_tokens(
+            log, persona.id, rate.scope, key, capacity=rate.capacity, per_s=rate.per_s,
+            now=now))
 
     async def _store_content(self, attachments: tuple[IncomingAttachment, ...], owner: str,
                              platform: str, message_id: str) -> None:
@@ -399,22 +415,44 @@ class Dispatcher:
 
     # -- committing and queueing -------------------------------------------------------
 
-    async def _commit(self, stream: str, events: list[NewEvent], decisions: list[Decision],
+    async def _commit(self, stream: str, received: NewEvent | None, decisions: list[Decision],
                       message: InboundMessage) -> IngestResult:
-        try:
-            result = await self._history.append(stream, events)
-        except BaseException:
-            self._admission.undo(decisions)
-            raise
-        if result.duplicates:
-            self._admission.undo(decisions)
-            return IngestResult(duplicate=True, position=result.positions[0])
+        """Append ``received`` (the message, if it is to be recorded) and the decisions in
+        one append, then start the replies of the triggers this append wrote.
+
+        The trigger's event id is the claim: when several processes ingest the same message
+        (a shard handover, a RESUME replay), each decision is written by exactly one of
+        them, and only that one runs its reply; a decision already in the log is undone
+        here. A trigger the log refuses (:class:`~core.limits.claims.LimitExceeded`: another
+        process used the limit up) is made a rejection and the append made again."""
+        while True:
+            events = [received] if received is not None else []
+            events += [d.event.new_event(trigger_event_id(message.platform, message.message_id,
+                                                          d.persona.id)) for d in decisions]
+            try:
+                # the message is the claim: if it was recorded before (a RESUME replay, a
+                # catch-up, another process's shard), none of these decisions is written,
+                # even where a turn policy would now choose otherwise
+                result = await self._history.append(stream, events, claim=received is not None)
+            except LimitExceeded as refused:
+                overruled = self._admission.overrule(decisions, refused, message)
+                if overruled is None:
+                    self._admission.undo(decisions)
+                    raise
+                decisions = overruled
+                continue
+            except BaseException:
+                self._admission.undo(decisions)
+                raise
+            break
+        wrote = result.wrote()
+        claimed = wrote[len(events) - len(decisions):]
+        self._admission.undo(d for d, new in zip(decisions, claimed, strict=True) if not new)
+        decisions = [d for d, new in zip(decisions, claimed, strict=True) if new]
+        if received is not None and not wrote[0]:
+            return IngestResult(duplicate=True, position=result.positions[0])  # nothing written
+        replies = self._start(stream, message, decisions)
         target = _target(message)
-        replies = []
-        for decision in decisions:
-            if isinstance(decision.event, PersonaTriggered):
-                replies.append(self._submit(ReplyJob(trigger=decision.event, stream_id=stream,
-                                                     target=target)))
         for decision in decisions:
             if decision.notice is not None and isinstance(decision.event, TriggerRejected):
                 self._background.spawn(self._notifier.send(
@@ -424,6 +462,12 @@ class Dispatcher:
                          if isinstance(d.event, TriggerRejected))
         return IngestResult(duplicate=False, position=result.positions[0], triggered=accepted,
                             rejected=rejected, replies=tuple(replies))
+
+    def _start(self, stream: str, message: InboundMessage,
+               decisions: Sequence[Decision]) -> list[asyncio.Future[ReplyResult]]:
+        target = _target(message)
+        return [self._submit(ReplyJob(trigger=d.event, stream_id=stream, target=target))
+                for d in decisions if isinstance(d.event, PersonaTriggered)]
 
     async def chain(self, job: ReplyJob, persona: Persona, replied: ModelReplied,
                     delivered: ReplyDelivered) -> None:
@@ -445,10 +489,8 @@ class Dispatcher:
         decisions = await self._admission.decide(message, matches, reply_event_id(
             replied.platform, replied.message_id, persona.id),
             root_author=job.trigger.root_author_id or job.trigger.author_id)
-        events = [d.event.new_event(trigger_event_id(message.platform, message.message_id,
-                                                     d.persona.id)) for d in decisions]
-        if events:
-            await self._commit(job.stream_id, events, decisions, message)
+        if decisions:
+            await self._commit(job.stream_id, None, decisions, message)
 
     def settle(self, trigger: PersonaTriggered, outcome: str, text: str) -> None:
         """A reply ended as ``outcome``: tell whoever waits for it (the console)."""

@@ -34,6 +34,7 @@ from ..events import (
     from_recorded,
 )
 from ..events.ids import greeting_delivery_id, trigger_event_id
+from ..limits.claims import RateProjection
 from ..limits.quotas import QuotaProjection
 from .greetings import GreetingProjection
 
@@ -107,9 +108,9 @@ class DispatchProjection(Projection):
 
 
 def projections() -> tuple[Projection, ...]:
-    """Every projection the bot keeps beside the log: the dispatcher's, the greetings'
-    and the quotas'."""
-    return (DispatchProjection(), GreetingProjection(), QuotaProjection())
+    """Every projection the bot keeps beside the log: the dispatcher's, the greetings',
+    the quotas' and the shared rate buckets."""
+    return (DispatchProjection(), GreetingProjection(), QuotaProjection(), RateProjection())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -70,7 +70,11 @@ class PersonaTriggered(DomainEvent):
     """A persona will answer ``message_id``. ``source_event_id`` is the event holding
     the text being answered (a MessageReceived, or a ModelReplied for persona-to-persona
     turns); ``hop`` counts persona-to-persona replies in a row (0 for a person), and
-    ``root_author_id`` is then the person whose message started the chain.
+    ``root_author_id`` is then the person whose message started the chain. ``limits`` is
+    what admission charged the trigger to, for the log to check in the append itself
+    (:mod:`core.limits.claims`): ``at`` (the admitting clock), ``rate`` (scope, key,
+    capacity, per_s) and ``quota`` (scope, key, tokens, messages, hold); empty in logs
+    written before limits were shared.
     ``moderation_bypass`` is true when the author holds one of the roles that skip the
     moderation step on the way in (known roles only: unknown roles never bypass).
     ``channel_nsfw`` is the channel's age restriction as the message said it."""
@@ -91,6 +95,7 @@ class PersonaTriggered(DomainEvent):
     provider: str = ""
     scope_keys: Mapping[str, str] = field(default_factory=dict)
     root_author_id: str | None = None
+    limits: Mapping[str, Any] = field(default_factory=dict)
     moderation_bypass: bool = False
     channel_nsfw: bool | None = None
 

@@ -1,1 +1,3 @@
-"""Rate limits (token buckets in memory) and quotas (a projection of the log, reset on cron)."""
+"""Rate limits (token buckets) and quotas (reservations and usage): projections of the
+log that check each trigger in the append (so they hold across processes), with
+per-process caches as admission's first guess; resets on cron."""

@@ -1,10 +1,12 @@
-"""Rate limits as token buckets, one per scope key, held in memory.
+"""Token buckets: the arithmetic, and the buckets one process keeps in memory.
 
-Buckets are deliberately not in the log: they refill within seconds, so after a
-restart everyone starts with a full bucket, which errs on the generous side. The
-refusals themselves are events (TriggerRejected). Full buckets are forgotten
-when the table grows, so memory stays bounded by the number of recently active
-keys.
+The buckets that count are in the log (:class:`~core.limits.claims.RateProjection`,
+checked in the append, so they hold across processes and restarts, with the same
+:class:`TokenBucket` arithmetic). The :class:`RateLimiter` here is admission's first
+guess: it sees only this process's messages, so it never refuses what the log would
+allow, and it spares a second append when this process alone has used a bucket up.
+Full buckets are forgotten when the table grows, so memory stays bounded by the number
+of recently active keys.
 """
 
 from __future__ import annotations

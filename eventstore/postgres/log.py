@@ -26,7 +26,14 @@ import psycopg
 from psycopg.adapt import AdaptersMap, Loader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..appending import as_store_error, in_load_order, shreds_of, stored_data
+from ..appending import (
+    as_store_error,
+    claim_lost,
+    claimed_already,
+    in_load_order,
+    shreds_of,
+    stored_data,
+)
 from ..encoding import encode_data, json_line
 from ..errors import EventStoreError, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
@@ -140,6 +147,7 @@ class PostgresLog:
         self._keys = SqlKeyTable(self._fetch_any, "%s")
         self.target = target
         self.location = target.location
+        self.shared = True
         self._pool = pool
         self._owns_pool = owns_pool
         self._events_oid = events_oid
@@ -319,7 +327,7 @@ class PostgresLog:
                         written = self._written(planned.rows, keys)
                         tables = PostgresTables(conn, self._catalog)
                         for projection in projections:
-                            apply_events(projection, tables, written)
+                            apply_events(projection, tables, written, admit=True)
                 except Exception as exc:
                     if conn.broken:
                         raise
@@ -366,6 +374,8 @@ class PostgresLog:
         current = versions.get(stream_id, 0)
         existing = {e.event_id: known[e.event_id] for e in request.events
                     if e.event_id in known}
+        if claimed_already(request, existing):
+            return _Planned(claim_lost(request, existing, current), (), {})
         if all(e.event_id in existing for e in request.events):
             known_positions = tuple(existing[e.event_id] for e in request.events)
             return _Planned(AppendResult(positions=known_positions, stream_version=current,

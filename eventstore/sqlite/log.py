@@ -18,7 +18,14 @@ from typing import Any
 
 import orjson
 
-from ..appending import as_store_error, in_load_order, shreds_of, stored_data
+from ..appending import (
+    as_store_error,
+    claim_lost,
+    claimed_already,
+    in_load_order,
+    shreds_of,
+    stored_data,
+)
 from ..encoding import encode_checked_before, encode_data, json_line
 from ..errors import EventStoreError, LogUnavailable, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
@@ -103,6 +110,7 @@ class SQLiteLog:
         self._shredded = False
         self.path = path
         self.location = str(path)
+        self.shared = False
         self._read_only = read_only
         self._lock = lock
         self._upcasters = upcasters or Upcasters()
@@ -249,10 +257,10 @@ class SQLiteLog:
         self._db.execute("BEGIN IMMEDIATE")
         sealer = self._sealer
         try:
-            self._catch_up_projections()
             # The write lock is held from here to COMMIT, so positions can be handed out
             # here: the inserts then need no lastrowid round trip and can be batched.
-            next_position = self.last_position() + 1
+            next_position = self._catch_up_projections() + 1
+            first_position = next_position
             for request in requests:
                 self._db.execute("SAVEPOINT request")
                 mark = sealer.mark()
@@ -267,6 +275,12 @@ class SQLiteLog:
                     if result.positions:
                         next_position = max(next_position, max(result.positions) + 1)
                 self._db.execute("RELEASE request")
+            if self._projections and next_position > first_position:
+                # every registered projection has seen every event: one UPDATE for all
+                self._db.execute(
+                    "UPDATE projection_positions SET position = ? WHERE name IN "
+                    f"({','.join('?' * len(self._projections))})",
+                    (next_position - 1, *(p.name for p in self._projections)))
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
@@ -312,6 +326,8 @@ class SQLiteLog:
             self._shredded = True
         existing = self._existing_positions([e.event_id for e in request.events])
         current = self.stream_version(stream_id)
+        if claimed_already(request, existing):
+            return claim_lost(request, existing, current)
         if all(e.event_id in existing for e in request.events):
             known = tuple(existing[e.event_id] for e in request.events)
             return AppendResult(positions=known, stream_version=current, duplicates=len(known))
@@ -669,9 +685,20 @@ class SQLiteLog:
             self._db.execute("ROLLBACK")
             raise
 
-    def _catch_up_projections(self) -> None:
-        for projection in self._projections:
-            self._catch_up(projection)
+    def _catch_up_projections(self) -> int:
+        """Bring every registered projection up to the log (a tool that did not register
+        them may have appended); returns the log's last position. One query when none is
+        behind, which is every time the bot is the log's writer."""
+        last = self.last_position()
+        if self._projections:
+            marks = ",".join("?" * len(self._projections))
+            reached = dict(self._db.execute(
+                f"SELECT name, position FROM projection_positions WHERE name IN ({marks})",
+                [p.name for p in self._projections]).fetchall())
+            for projection in self._projections:
+                if reached.get(projection.name, 0) < last:
+                    self._catch_up(projection)
+        return last
 
     def _catch_up(self, projection: Projection) -> None:
         position = self.projection_position(projection.name)
@@ -682,9 +709,8 @@ class SQLiteLog:
     def _apply_projections(self, events: list[RecordedEvent]) -> None:
         if not events:
             return
-        for projection in self._projections:
-            apply_events(projection, self._tables, events)
-            self._set_projection_position(projection.name, events[-1].position)
+        for projection in self._projections:  # positions: once per batch (_append_batch)
+            apply_events(projection, self._tables, events, admit=True)
 
     def _set_projection_position(self, name: str, position: int) -> None:
         self._db.execute(

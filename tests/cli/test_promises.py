@@ -123,11 +123,11 @@ def test_rebuild_after_an_import_says_what_it_built(project: Path, tmp_path: Pat
                                        encoding="utf-8")
     imported = personae(other, "--config", "config.yaml", "import", str(exported))
     assert imported.returncode == 0, imported.stderr
-    assert "built the projections dispatch, greetings, quotas" in imported.stdout
+    assert "built the projections dispatch, greetings, quotas, rates" in imported.stdout
     rebuilt = personae(other, "--config", "config.yaml", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "skipped" not in rebuilt.stdout
-    assert rebuilt.stdout.count("ok ") == 3 and "matches the log" in rebuilt.stdout
+    assert rebuilt.stdout.count("ok ") == 4 and "matches the log" in rebuilt.stdout
 
 
 def test_unset_keys_are_named_once_with_the_fix(project: Path) -> None:

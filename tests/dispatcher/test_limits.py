@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from core.dispatcher.projection import projections
 from core.events import ModelReplied, QuotaReset
 from core.limits.buckets import BucketKey, NoticeGate, RateLimiter, TokenBucket
 from core.limits.quotas import QuotaLedger, QuotaProjection, QuotaUsage, read_usage
 from core.limits.schedule import cron_trigger, latest_fire_time
 from core.personas.model import LimitsSpec, QuotaSpec, RateLimitSpec
+from tests.fakes.openai_server import Fault
 
 from .conftest import close_harness, human, load_persona, make_harness, open_store, settle
 
@@ -243,3 +245,78 @@ async def test_the_quota_ledger_cache_agrees_with_the_projection_under_concurren
         assert (await ledger.usage([key]))[key] == QuotaUsage()
     finally:
         await store.close()
+
+
+async def test_replies_in_flight_hold_their_quota_so_a_burst_cannot_overshoot_it(tmp_path):
+    harness = await make_harness(tmp_path, [quota_persona(messages=3)], None)
+    try:
+        results = await asyncio.gather(*(harness.dispatcher.ingest(human("u1", "@ada hi"))
+                                         for _ in range(10)))
+        await harness.dispatcher.wait_idle()
+        assert sum(bool(r.triggered) for r in results) == 3
+        assert len(await harness.events("ModelReplied")) == 3
+        reasons = [e.data["reason"] for e in await harness.events("TriggerRejected")]
+        assert reasons == ["quota:messages"] * 7
+        for projection in projections():
+            assert await harness.store.rebuild_and_compare(projection) == []
+        status = await harness.dispatcher.quota_status("ada", human("u1"))
+        assert status.used.messages == 3  # reservations became usage as the replies ended
+        held = await harness.store.read(lambda log: log.rows("quota_held"))
+        assert [(r["tokens"], r["messages"]) for r in held] == [(0, 0)]  # nothing in flight
+        assert await harness.store.read(lambda log: log.rows("quota_holds")) == []
+        reset = QuotaReset(persona_id="ada", scheduled_for=1.0, cron="0 0 * * *")
+        await harness.store.append("quota:ada", reset.new_event("quota-reset:ada:1"))
+        assert await harness.store.read(lambda log: log.rows("quota_held")) == []
+    finally:
+        await close_harness(harness)
+
+
+async def test_a_failed_reply_gives_its_reservation_back(tmp_path, fake_openai):
+    ada = replace(load_persona("ada"), limits=LimitsSpec(quota=QuotaSpec(messages=1)))
+    harness = await make_harness(tmp_path, [ada], fake_openai)
+    try:
+        fake_openai.script(Fault.http_error(400, "invalid_request"))
+        await settle(await harness.dispatcher.ingest(human("u1", "@ada hi")))
+        assert len(await harness.events("ModelFailed")) == 1
+        # the failed reply used nothing: the one message of the quota is still there
+        assert (await harness.dispatcher.ingest(human("u1", "@ada again"))).triggered == ("ada",)
+    finally:
+        await close_harness(harness)
+
+
+async def test_a_limit_another_dispatcher_used_up_is_refused_by_the_log_with_one_notice(tmp_path):
+    """Two dispatchers over one log, each with its own buckets and quota cache (as two
+    processes have): what one used, the other's append is refused, and the trigger is
+    recorded as rejected, with the message, in a second append."""
+    clock = Clock()
+    ada = replace(load_persona("ada", provider="offline"), limits=LimitsSpec(
+        rate=RateLimitSpec(capacity=2, per_s=60, scope="user"), quota=QuotaSpec(messages=3)))
+    first = await make_harness(tmp_path, [ada], None, clock=clock)
+    second = await make_harness(tmp_path, [ada], None, clock=clock, store=first.store)
+    try:
+        for harness in (first, second):  # each warms its own view of the quota
+            await harness.dispatcher.quota_status("ada", human("u1"))
+        await settle(await first.dispatcher.ingest(human("u1", "@ada one")))
+        await settle(await first.dispatcher.ingest(human("u1", "@ada two")))
+        # what either says is left is the log's bucket, not its own
+        assert await second.dispatcher.rate_tokens("ada", human("u1")) == pytest.approx(0.0)
+        assert await second.dispatcher.rate_tokens("ada", human("u2")) is None  # never used
+        refused = await second.dispatcher.ingest(human("u1", "@ada three", message_id="m-3"))
+        assert refused.rejected == (("ada", "rate_limited:user"),) and not refused.duplicate
+        rejection = (await first.events("TriggerRejected"))[-1]
+        assert rejection.data["retry_after_s"] == pytest.approx(30.0)
+        assert rejection.data["notice_sent"] is True
+        assert [e.event_id for e in await first.events("MessageReceived")][-1] == "msg:test:m-3"
+        await second.dispatcher.wait_idle()
+        assert [n.kind for n in second.sink.notices] == ["rate_limited"]
+        clock.now += 60
+        await settle(await second.dispatcher.ingest(human("u1", "@ada four")))
+        quota = await first.dispatcher.ingest(human("u1", "@ada five"))
+        assert quota.rejected == (("ada", "quota:messages"),)
+        assert len(await first.events("ModelReplied")) == 3
+        for projection in projections():
+            assert await first.store.rebuild_and_compare(projection) == []
+    finally:
+        await second.dispatcher.shutdown(5)
+        await second.gateway.aclose()
+        await close_harness(first)

@@ -163,3 +163,35 @@ def test_data_reads_back_as_its_json_form(backend: Backend) -> None:
         assert event.data == {"none": None, "t": [1, 2], "3": "int key", "ü": "ß"}
     finally:
         log.close()
+
+
+async def test_a_claim_already_taken_writes_nothing_even_its_new_events(store: EventStore) -> None:
+    first = await store.append("s", [NewEvent("Msg", {}, event_id="msg"),
+                                     NewEvent("Decision", {}, event_id="d:ada")], claim=True)
+    assert first.wrote() == (True, True)
+    again = await store.append("s", [NewEvent("Msg", {}, event_id="msg"),
+                                     NewEvent("Decision", {}, event_id="d:ada"),
+                                     NewEvent("Decision", {}, event_id="d:bob")], claim=True)
+    assert again.duplicates == 3 and again.wrote() == (False, False, False)
+    assert again.positions == (first.positions[0], first.positions[1], 0)
+    assert again.stream_version == 2
+    assert await store.get("d:bob") is None
+    # without claim, the new event of a replayed request is written (as ever)
+    plain = await store.append("s", [NewEvent("Msg", {}, event_id="msg"),
+                                     NewEvent("Decision", {}, event_id="d:bob")])
+    assert plain.wrote() == (False, True)
+
+
+def test_a_claim_taken_earlier_in_the_same_group_commit_is_lost(backend: Backend) -> None:
+    log = backend.open_log()
+    try:
+        outcomes = log.append_batch([
+            AppendRequest("s", [NewEvent("Msg", {}, event_id="m"),
+                                NewEvent("Decision", {}, event_id="d:ada")], claim=True),
+            AppendRequest("s", [NewEvent("Msg", {}, event_id="m"),
+                                NewEvent("Decision", {}, event_id="d:bob")], claim=True),
+        ])
+        assert [o.wrote() for o in outcomes] == [(True, True), (False, False)]
+        assert [e.event_id for e in log.read_all()] == ["m", "d:ada"]
+    finally:
+        log.close()

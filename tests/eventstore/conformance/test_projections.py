@@ -21,6 +21,7 @@ from eventstore import (
     Projection,
     RecordedEvent,
     Table,
+    TableReader,
     TableWriter,
     Upcasters,
 )
@@ -248,3 +249,94 @@ def test_hypothesis_strategy_makes_duplicates_and_conflicts() -> None:
 
     probe()
     assert all(seen[k] > 0 for k in ("dup", "fresh", "expected", "any", "old", "new"))
+
+
+class Budget(Projection):
+    """At most ``limit`` ``Spend`` events per stream: refused in the append (``admit``)."""
+
+    name = "budget"
+    version = 1
+    types = frozenset({"Spend"})
+    tables = (Table(name="budget", columns=(
+        Column(name="stream_id", type="text"), Column(name="spent", type="integer")),
+        key=("stream_id",)),)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.asked = 0
+
+    def admit(self, tables: TableReader, event: RecordedEvent) -> None:
+        self.asked += 1
+        rows = tables.rows("budget", {"stream_id": event.stream_id})
+        if rows and rows[0]["spent"] >= self.limit:
+            raise OverBudget(f"{event.stream_id} has spent its budget")
+
+    def apply(self, tables: TableWriter, event: RecordedEvent) -> None:
+        tables.add("budget", {"stream_id": event.stream_id}, {"spent": 1})
+
+
+class OverBudget(EventStoreError):
+    pass
+
+
+def test_admit_refuses_a_request_in_the_append_and_sees_earlier_requests_of_the_batch(
+    backend: Backend,
+) -> None:
+    budget = Budget(limit=2)
+    log = backend.open_log(projections=[budget])
+    try:
+        outcomes = log.append_batch([
+            AppendRequest("a", [NewEvent("Spend", {}, event_id="s1")]),
+            AppendRequest("b", [NewEvent("Other", {})]),
+            AppendRequest("a", [NewEvent("Spend", {}, event_id="s2"),
+                                NewEvent("Spend", {}, event_id="s3")]),  # the third: refused
+            AppendRequest("a", [NewEvent("Spend", {}, event_id="s4")]),  # the second: fine
+            AppendRequest("a", [NewEvent("Spend", {}, event_id="s5")]),  # the third: refused
+            AppendRequest("c", [NewEvent("Spend", {}, event_id="s6")]),
+        ])
+        assert [type(o).__name__ for o in outcomes] == [
+            "AppendResult", "AppendResult", "OverBudget", "AppendResult", "OverBudget",
+            "AppendResult"]
+        assert str(outcomes[2]) == "a has spent its budget"  # the projection's own error
+        assert [e.event_id for e in log.read_all() if e.type == "Spend"] == ["s1", "s4", "s6"]
+        assert {r["stream_id"]: r["spent"] for r in log.rows("budget")} == {"a": 2, "c": 1}
+        with pytest.raises(OverBudget):
+            log.append("a", [NewEvent("Spend", {}, event_id="s7")])
+        # a replayed event is a duplicate, not a new charge: it is not asked again
+        asked = budget.asked
+        assert log.append("a", [NewEvent("Spend", {}, event_id="s4")]).duplicates == 1
+        assert budget.asked == asked
+    finally:
+        log.close()
+    # catching up and rebuilding fold what was admitted, without asking again
+    strict = Budget(limit=0)
+    log = backend.open_log(projections=[strict])
+    try:
+        assert log.rebuild_and_compare(strict) == []
+        assert strict.asked == 0
+    finally:
+        log.close()
+
+
+def test_append_results_say_which_events_the_append_wrote(backend: Backend) -> None:
+    log = backend.open_log()
+    try:
+        log.append("s", [NewEvent("E", {}, event_id="x"), NewEvent("E", {}, event_id="y")])
+        mixed = log.append("s", [NewEvent("E", {}, event_id="z"),
+                                 NewEvent("E", {}, event_id="x"),
+                                 NewEvent("E", {}, event_id="w")])
+        assert mixed.wrote() == (True, False, True)
+        assert log.append("s", [NewEvent("E", {}, event_id="y")]).wrote() == (False,)
+        assert log.append("s", [NewEvent("E", {}, event_id="v")]).wrote() == (True,)
+    finally:
+        log.close()
+
+
+async def test_a_store_says_whether_other_processes_may_append(backend: Backend) -> None:
+    store = await open_store(backend)
+    try:
+        # PostgreSQL is shared by several processes; SQLite has one writer process (the
+        # bot holds its lock), memory lives in one process
+        assert store.shared is (backend.name == "postgres")
+    finally:
+        await store.close()
