@@ -22,6 +22,7 @@ from tests.fakes.discord import DiscordEmulator
 from tests.fakes.openai_server import FakeOpenAI
 
 from .harness import (
+    PERSONA,
     Bot,
     free_port,
     guilds_on_every_shard,
@@ -301,3 +302,52 @@ async def test_a_reply_posted_as_its_process_died_is_recorded_by_the_taker_not_p
     types = event_types(url)
     assert types.count("ModelReplied") == 2
     assert types.count("ReplyDelivered") == 2
+
+
+async def test_a_user_quota_holds_when_the_user_talks_on_two_shards_run_by_two_processes(
+        world) -> None:
+    emu, fake, config, url = world
+    quota = 3
+    (config.parent / "personas" / "ada.yaml").write_text(
+        PERSONA + f"limits:\n  quota: {{messages: {quota}, scope: user, reset: '0 0 1 1 *'}}\n")
+    alice = emu.add_user("alice")
+    guilds = guilds_on_every_shard(emu, 2, alice)
+    args = ("--shard-count", "2")
+    bots = [await start_bot(config, "zero", "--shards", "0", *args, token=emu.token),
+            await start_bot(config, "one", "--shards", "1", *args, token=emu.token)]
+    try:
+        await until(lambda: all(emu.shard_connected(s) for s in range(2)), 45,
+                    "both shards connected", bots)
+        asked = []
+        for turn in range(2 * quota):  # alternating shards: each process sees half of them
+            _, channel = guilds[turn % 2]
+            said = await emu.user_says(alice, channel, f"question {turn}",
+                                       mentions=[emu.bot_user])
+            asked.append(said)
+            # one at a time, so the count does not depend on which process's append is first
+            await until(lambda said=said: _decided(url, said.id), 20, f"question {turn} decided", bots)
+        await asyncio.sleep(0.5)  # a late answer would come within this
+        answered = [len(replies_to(emu, m)) for m in asked]
+    finally:
+        codes = await stop_all(bots)
+    assert codes == [0, 0], [bot.output()[-2000:] for bot in bots]
+    # the quota is one count over both processes, not one per process (that gave 6)
+    assert answered == [1] * quota + [0] * quota
+    log = open_log(url, create=False, read_only=True)
+    try:
+        rejected = [e.data["reason"] for e in log.read_all() if e.type == "TriggerRejected"]
+    finally:
+        log.close()
+    assert rejected == ["quota:messages"] * quota
+    assert len(fake.requests) == quota
+
+
+def _decided(url: str, message_id: int) -> bool:
+    """The trigger decision about ``message_id`` is in the log and its reply finished."""
+    log = open_log(url, create=False, read_only=True)
+    try:
+        mine = [e for e in log.read_all() if e.data.get("message_id") == str(message_id)]
+    finally:
+        log.close()
+    types = {e.type for e in mine}
+    return "TriggerRejected" in types or "ReplyDelivered" in types
