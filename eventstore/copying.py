@@ -28,7 +28,7 @@ from .filters import EVERYTHING
 from .model import RecordedEvent
 from .protocol import Log, LogReader
 from .sealing import Resealer
-from .sqlite.backup import BackupError, BackupResult
+from .sqlite.backup import BackupError, BackupResult, partial_backup_path
 from .sqlite.check import check_log
 from .sqlite.keyfile import key_file_for, write_key_file
 from .sqlite.log import SQLiteLog
@@ -132,11 +132,7 @@ def backup_to_sqlite(source: LogReader, destination: Path, *, overwrite: bool = 
     is either a good backup or absent; its keys go apart, into ``destination.keys``.
     Raises :class:`BackupError`."""
     destination = Path(destination)
-    if destination.exists() and not overwrite:
-        raise BackupError(f"{destination} exists already; choose a new name or pass --overwrite")
-    if not destination.parent.is_dir():
-        raise BackupError(f"the directory {destination.parent} does not exist")
-    partial = destination.with_name(f".{destination.name}.partial")
+    partial = partial_backup_path(destination, overwrite=overwrite)
     partial_keys = key_file_for(partial)
     with contextlib.suppress(FileNotFoundError):
         partial.unlink()

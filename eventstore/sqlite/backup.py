@@ -50,11 +50,7 @@ def backup_log(source: Path, destination: Path, *, overwrite: bool = False) -> B
         raise BackupError(f"there is no event log at {source} to back up")
     if destination.resolve() == source.resolve():
         raise BackupError("the backup must go to another file than the log itself")
-    if destination.exists() and not overwrite:
-        raise BackupError(f"{destination} exists already; choose a new name or pass --overwrite")
-    if not destination.parent.is_dir():
-        raise BackupError(f"the directory {destination.parent} does not exist")
-    partial = destination.with_name(f".{destination.name}.partial")
+    partial = partial_backup_path(destination, overwrite=overwrite)
     partial_keys = key_file_for(partial)
     keys_path = key_file_for(destination)
     try:
@@ -74,6 +70,16 @@ def backup_log(source: Path, destination: Path, *, overwrite: bool = False) -> B
                 leftover.unlink()
     return BackupResult(destination, events, last, destination.stat().st_size,
                         keys_path=keys_path, keys=keys)
+
+
+def partial_backup_path(destination: Path, *, overwrite: bool) -> Path:
+    """Where a backup to ``destination`` is written before it is checked and renamed into
+    place. Raises :class:`BackupError` when ``destination`` may not be written."""
+    if destination.exists() and not overwrite:
+        raise BackupError(f"{destination} exists already; choose a new name or pass --overwrite")
+    if not destination.parent.is_dir():
+        raise BackupError(f"the directory {destination.parent} does not exist")
+    return destination.with_name(f".{destination.name}.partial")
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -476,6 +476,25 @@ class ChaosRig:
 
         await asyncio.gather(*(one(c) for c in self.conversations))
 
+    async def drive_through(self, schedule: Sequence[tuple[float, Callable[[], Awaitable[None]]]],
+                            *, messages_each: int, most_each: int) -> list[str]:
+        """Run ``schedule``'s faults while the conversations go on until every fault has
+        met traffic, however fast the bot is; returns what was injected."""
+        scheduled = asyncio.Event()
+
+        async def inject() -> list[str]:
+            try:
+                return await run_schedule(schedule)
+            finally:
+                scheduled.set()
+
+        injected, _ = await asyncio.gather(
+            inject(),
+            self.drive(messages_each=messages_each, answer_timeout_s=30, think_s=1.0,
+                       most_each=most_each,
+                       until=lambda: scheduled.is_set() and not self.faults_pending()))
+        return injected
+
     async def settle(self, timeout_s: float, quiet_s: float = 1.0) -> None:
         """Until every message sent has an answer and nothing more has been posted for
         ``quiet_s`` (the last parts of long replies, a late duplicate), or ``timeout_s``."""

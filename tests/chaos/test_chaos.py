@@ -10,7 +10,6 @@ from .harness import (
     ChaosRig,
     fault_schedule,
     personae_db_check,
-    run_schedule,
 )
 
 
@@ -20,19 +19,7 @@ async def test_every_message_is_answered_exactly_once_through_gateway_rest_and_m
     await rig.until_connected()
     started = time.monotonic()
     schedule = fault_schedule(rig, every_s=0.8)
-    scheduled = asyncio.Event()
-
-    async def inject() -> list[str]:
-        try:
-            return await run_schedule(schedule)
-        finally:
-            scheduled.set()
-
-    # conversations go on until every fault has met traffic, however fast the bot is
-    injected, _ = await asyncio.gather(
-        inject(),
-        rig.drive(messages_each=8, answer_timeout_s=30, think_s=1.0, most_each=20,
-                  until=lambda: scheduled.is_set() and not rig.faults_pending()))
+    injected = await rig.drive_through(schedule, messages_each=8, most_each=20)
     await rig.settle(30)
     ended = time.monotonic()
     assert await rig.bot.stop() == 0

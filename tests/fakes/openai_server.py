@@ -455,13 +455,7 @@ class FakeOpenAI:
         if breaks_at is not None:
             return await self._break_stream(request, response, fault)
         await response.write(_sse(_chunk(model, {}, finish)))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await response.write(_sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                                       "created": int(time.time()), "model": model,
-                                       "choices": [], "usage": usage}))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
+        return await _end_stream(response, body, model, usage)
 
     async def _tool_calls(self, request: web.Request, body: Mapping[str, Any], fault: Fault
                           ) -> web.StreamResponse:
@@ -494,13 +488,7 @@ class FakeOpenAI:
         for delta in deltas:
             await response.write(_sse(_chunk(model, delta, None)))
         await response.write(_sse(_chunk(model, {}, "tool_calls")))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            await response.write(_sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
-                                       "created": int(time.time()), "model": model,
-                                       "choices": [], "usage": usage}))
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
-        return response
+        return await _end_stream(response, body, model, usage)
 
     async def _garbage(self, request: web.Request, *, stream: bool) -> web.StreamResponse:
         if not stream:
@@ -545,6 +533,18 @@ class FakeOpenAI:
             await asyncio.wait_for(self._closing.wait(), seconds)
             return True
         return False
+
+
+async def _end_stream(response: web.StreamResponse, body: Mapping[str, Any], model: str,
+                      usage: Mapping[str, Any]) -> web.StreamResponse:
+    """The usage chunk (when the request asked for it), ``[DONE]`` and the end."""
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await response.write(_sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                                   "created": int(time.time()), "model": model,
+                                   "choices": [], "usage": usage}))
+    await response.write(b"data: [DONE]\n\n")
+    await response.write_eof()
+    return response
 
 
 def _chunk(model: str, delta: Mapping[str, Any], finish: str | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ def _files(**contents: bytes):
 
 def _offer(name: str, data: bytes, media_type: str, **fields) -> Offered:
     return Offered(id=name, filename=name, media_type=media_type, size=len(data),
-                   url=f"https://cdn.discordapp.com/{name}", **fields)
+                   url=f"http://127.0.0.1/cdn/{name}", **fields)
 
 
 async def test_images_text_and_pdfs_are_prepared_for_storing():

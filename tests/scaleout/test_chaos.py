@@ -4,11 +4,10 @@ fail."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
-from tests.chaos.harness import BotSettings, ChaosRig, fault_schedule, run_schedule
+from tests.chaos.harness import BotSettings, ChaosRig, fault_schedule
 from tests.eventstore import pgserver
 
 
@@ -22,19 +21,8 @@ async def test_two_processes_over_postgresql_answer_every_message_exactly_once(
                 await bot.start()
             await rig.until_connected(timeout_s=60)
             schedule = fault_schedule(rig, every_s=0.8)
-            scheduled = asyncio.Event()
-
-            async def inject() -> list[str]:
-                try:
-                    return await run_schedule(schedule)
-                finally:
-                    scheduled.set()
-
             started = time.monotonic()
-            injected, _ = await asyncio.gather(
-                inject(),
-                rig.drive(messages_each=6, answer_timeout_s=30, think_s=1.0, most_each=16,
-                          until=lambda: scheduled.is_set() and not rig.faults_pending()))
+            injected = await rig.drive_through(schedule, messages_each=6, most_each=16)
             await rig.settle(30)
             ended = time.monotonic()
             codes = [await bot.stop() for bot in rig.bots]

@@ -44,8 +44,10 @@ class AttachmentLinks:
         self._key = secrets.token_bytes(16)
         self._ttl_s = ttl_s
         self._offset_s = 0.0
-        self.base = "https://cdn.discordapp.com"
-        self.media_base = "https://media.discordapp.net"
+        # the emulator points these at its own port once it listens (Discord's are
+        # cdn.discordapp.com and media.discordapp.net; no test may reach them)
+        self.base = "http://127.0.0.1/cdn"
+        self.media_base = "http://127.0.0.1/media"
         self.requests: list[CdnRequest] = []
 
     def now(self) -> float:
