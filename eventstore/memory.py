@@ -103,6 +103,10 @@ class MemoryLog:
         """None: every connection to the state lives in this process."""
         return None
 
+    def problem(self) -> None:
+        """None: memory is always there."""
+        return None
+
     def close(self) -> None:
         """Nothing to release: the state lives as long as someone holds it."""
 

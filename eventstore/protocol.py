@@ -210,6 +210,11 @@ class Log(LogReader, Protocol):
         that store's own commits only. Cheap: the signal connects on its first wait."""
         ...
 
+    def problem(self) -> str | None:
+        """Why the log cannot be used now (its server does not answer), one sentence for
+        ``/readyz``; None when it can, or when the backend cannot tell."""
+        ...
+
 
 class EventStore(Protocol):
     """The asyncio interface to the log. Open one with :func:`eventstore.open_store`."""
@@ -272,6 +277,10 @@ class EventStore(Protocol):
 
     def observe_appends(self, observer: AppendObserver | None) -> None:
         """Tell ``observer`` of every append from now on (None: nobody)."""
+        ...
+
+    def problem(self) -> str | None:
+        """See :meth:`Log.problem`."""
         ...
 
     async def close(self) -> None:

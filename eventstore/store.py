@@ -44,6 +44,11 @@ OWN_POSITIONS = 100_000
 LISTEN_WAIT_S = 5.0
 """How long the listener thread blocks in one wait for other connections' commits."""
 
+FOLLOW_RETRY_FIRST_S = 0.2
+FOLLOW_RETRY_MOST_S = 5.0
+"""A follower's read that the log could not serve is tried again after 0.2 s, doubling
+up to 5 s."""
+
 
 @dataclass(slots=True)
 class _Pending:
@@ -93,6 +98,10 @@ class ThreadedStore:
     def observe_appends(self, observer: AppendObserver | None) -> None:
         """Tell ``observer`` of every append from now on (None: nobody)."""
         self._observer = observer
+
+    def problem(self) -> str | None:
+        """See :meth:`~eventstore.protocol.Log.problem`."""
+        return self._log.problem()
 
     async def __aenter__(self) -> ThreadedStore:
         return self
@@ -342,16 +351,25 @@ class ThreadedStore:
         Followers are woken by the writer's commits and, when the backend can hear
         them, by other connections' commits; never by polling. With ``own``, only the
         events this store appended are yielded (a process's metrics, over a log other
-        processes write too); it remembers the last :data:`OWN_POSITIONS` of them.
+        processes write too); it remembers the last :data:`OWN_POSITIONS` of them. A read
+        the log cannot serve now (:class:`~eventstore.errors.LogUnavailable`: its server
+        is away) is tried again with backoff: a follower outlives an outage.
         """
         type_list = None if types is None else tuple(types)
         self._followers += 1
+        delay = FOLLOW_RETRY_FIRST_S
         try:
             while not self._closed:
                 waiter = self._commit_event
                 events = self._recent_after(after, type_list, batch)
                 if events is None:
-                    events = await self.read_all(after, types=type_list, limit=batch)
+                    try:
+                        events = await self.read_all(after, types=type_list, limit=batch)
+                    except LogUnavailable:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, FOLLOW_RETRY_MOST_S)
+                        continue
+                    delay = FOLLOW_RETRY_FIRST_S
                 for event in events:
                     if not own or event.position in self._own:
                         yield event

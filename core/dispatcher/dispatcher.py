@@ -160,6 +160,9 @@ class Dispatcher:
         self._background = Background()
         self._notifier = Notifier(parts.sinks)
         self._waiters: dict[str, asyncio.Future[ReplyResult]] = {}
+        self._running: set[str] = set()
+        """Triggers whose reply job this process has queued or runs (recovery leaves them:
+        a shard taken back after an outage still has its own replies in flight)."""
         self._greeter = Greeter(store=parts.store, history=parts.history,
                                 personas=parts.personas, sinks=parts.sinks,
                                 background=self._background, clock=parts.clock,
@@ -220,7 +223,11 @@ class Dispatcher:
         conversations of a shard when it takes the shard (greetings at start-up only)."""
         if owns is None:
             await self._greeter.recover()
-        return await self._recovery.recover(self._rerun, owns)
+
+        def open_here(trigger: PersonaTriggered) -> bool:
+            return (owns is None or owns(trigger)) and trigger_event_id(
+                trigger.platform, trigger.message_id, trigger.persona_id) not in self._running
+        return await self._recovery.recover(self._rerun, open_here)
 
     async def wait_idle(self) -> None:
         """Until every accepted reply has finished."""
@@ -506,8 +513,21 @@ class Dispatcher:
                                job.trigger.persona_id)
         future: asyncio.Future[ReplyResult] = asyncio.get_running_loop().create_future()
         self._waiters[key] = future
-        self._queue.submit(job.stream_id, self._lanes(job.trigger),
-                           lambda: self._pipeline.run(job), lambda: self._pipeline.abandon(job))
+        self._running.add(key)
+
+        async def run() -> None:
+            try:
+                await self._pipeline.run(job)
+            finally:
+                self._running.discard(key)
+
+        async def abandon() -> None:
+            try:
+                await self._pipeline.abandon(job)
+            finally:
+                self._running.discard(key)
+
+        self._queue.submit(job.stream_id, self._lanes(job.trigger), run, abandon)
         return future
 
     def _rerun(self, job: ReplyJob) -> bool:

@@ -37,6 +37,8 @@ async def record(history: ConversationHistory, stream_id: str,
         except LogUnavailable as exc:
             if loop.time() + delay > deadline:
                 raise
-            log.warning("could not record a reply's step (%s); retrying in %.1f s", exc, delay)
+            # once per reply: an outage of the log is said by the log itself
+            log.log(logging.WARNING if delay == RETRY_FIRST_S else logging.DEBUG,
+                    "could not record a reply's step (%s); retrying in %.1f s", exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MOST_S)

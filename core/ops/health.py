@@ -47,7 +47,8 @@ def log_writable(path: Path) -> str | None:
 
 def readiness_of(state: LiveState, store: EventStore, *,
                  held: Sequence[int] | None = None) -> Readiness:
-    """Readiness from what the metrics recorder knows and the log's state; ``held``: the
+    """Readiness from what the metrics recorder knows and the log's state (a file not
+    writable, a server not answering); ``held``: the
     shards a sharded process runs now (each must be connected)."""
     reasons = []
     if held is None and not state.gateway_connected:
@@ -56,7 +57,7 @@ def readiness_of(state: LiveState, store: EventStore, *,
     if down:
         reasons.append(f"Discord shard(s) {', '.join(map(str, down))} not connected")
     path = sqlite_path(store.location)
-    unwritable = log_writable(path) if path is not None else None
+    unwritable = log_writable(path) if path is not None else store.problem()
     if unwritable is not None:
         reasons.append(unwritable)
     elif state.last_append_error is not None:

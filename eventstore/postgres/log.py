@@ -35,7 +35,7 @@ from ..appending import (
     stored_data,
 )
 from ..encoding import encode_data, json_line
-from ..errors import EventStoreError, StoreOpenError, WrongExpectedVersion
+from ..errors import EventStoreError, LogUnavailable, StoreOpenError, WrongExpectedVersion
 from ..filters import EventFilter
 from ..keys import SqlKeyTable
 from ..model import (
@@ -61,6 +61,8 @@ from ..tables import MemoryTables
 from ..upcasting import Upcasters
 from . import schema
 from .notify import PostgresCommitSignal
+from .reachability import Reachability, quiet_pool_attempts
+from .reachability import first_line as _first_line
 from .tables import PostgresTables, TableCatalog
 from .target import PostgresTarget
 
@@ -78,6 +80,9 @@ _POOL_SIZE = 8
 """Connections a log and its readers may hold at once (a store uses one per thread)."""
 _POOL_WAIT_S = 30.0
 """How long a call waits for a connection before it fails."""
+_RECONNECT_S = 30.0
+"""How long the pool retries a lost connection with backoff (1, 2, 4... s) before the
+next call starts a new attempt: bounds how late it notices the server is back."""
 _LOCK_TIMEOUT = "60s"
 """How long an append waits for another process's transaction before it fails."""
 _IDLE_IN_TRANSACTION_TIMEOUT = "30s"
@@ -141,7 +146,8 @@ class PostgresLog:
     def __init__(self, target: PostgresTarget, pool: ConnectionPool, *, events_oid: int,
                  writer: str, upcasters: Upcasters | None = None,
                  projections: Sequence[Projection] = (), owns_pool: bool = True,
-                 catalog: TableCatalog | None = None, sealer: Sealer | None = None) -> None:
+                 catalog: TableCatalog | None = None, sealer: Sealer | None = None,
+                 reachability: Reachability | None = None) -> None:
         check_tables(projections)
         self._sealer = sealer or Sealer()
         self._keys = SqlKeyTable(self._fetch_any, "%s")
@@ -156,6 +162,8 @@ class PostgresLog:
         self._projections = tuple(projections)
         self._catalog = catalog or TableCatalog(target.schema)
         self._pinned: psycopg.Connection | None = None
+        self.reachability = reachability or Reachability(self.location)
+        """Whether the server answers, shared by the log, its readers and its listener."""
         for projection in self._projections:
             self._prepare_projection(projection)
 
@@ -180,11 +188,12 @@ class PostgresLog:
                 events_oid = _events_oid(conn, target.schema)
         except psycopg.Error as exc:
             raise _open_error(target, exc) from None
+        quiet_pool_attempts()
         pool = ConnectionPool(
             kwargs=target.connect_kwargs(autocommit=True, options=options,
                                          context=_adapters(), application_name="personae"),
             min_size=1, max_size=_POOL_SIZE, timeout=_POOL_WAIT_S, open=False,
-            name=f"personae {target.location}")
+            reconnect_timeout=_RECONNECT_S, name=f"personae {target.location}")
         pool.open(wait=False)
         try:
             return cls(target, pool, events_oid=events_oid, writer=writer,
@@ -198,7 +207,8 @@ class PostgresLog:
         """Another log object on the same pool, for another thread."""
         return PostgresLog(self.target, self._pool, events_oid=self._events_oid,
                            writer=self._writer, upcasters=self._upcasters, owns_pool=False,
-                           catalog=self._catalog, sealer=self._sealer)
+                           catalog=self._catalog, sealer=self._sealer,
+                           reachability=self.reachability)
 
     def listen(self) -> PostgresCommitSignal:
         """A signal of other connections' commits (LISTEN on the log's channel); it
@@ -211,7 +221,13 @@ class PostgresLog:
                 application_name=f"personae listener {target.schema}"[:63]))
 
         return PostgresCommitSignal(connect, f"{schema.CHANNEL_PREFIX}{self._events_oid}",
-                                    own_writer=writer, location=self.location)
+                                    own_writer=writer, location=self.location,
+                                    reachability=self.reachability)
+
+    def problem(self) -> str | None:
+        """See :meth:`~eventstore.protocol.Log.problem`: the server unreachable, as the
+        log's connections last found it."""
+        return self.reachability.problem()
 
     def close(self) -> None:
         """Close the pool (the log's own object only; a reader's close lets go of
@@ -221,22 +237,37 @@ class PostgresLog:
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
+        """A connection for one call. What befalls the connection (the server gone, a
+        lock or statement timeout) is :class:`~eventstore.errors.LogUnavailable`: the
+        same call may succeed later; a lost server is told to :attr:`reachability`."""
         if self._pinned is not None:
             try:
                 yield self._pinned
             except psycopg.OperationalError as exc:
-                raise EventStoreError(self.target.redact(
-                    f"the event log {self.location} failed: {_first_line(exc)}")) from None
+                raise self._unavailable(exc, self._pinned) from None
             return
         try:
             with self._pool.connection() as conn:
-                yield conn
+                try:
+                    yield conn
+                except psycopg.OperationalError as exc:
+                    raise self._unavailable(exc, conn) from None
         except PoolTimeout:
-            raise EventStoreError(f"no connection to the event log {self.location} within "
-                                  f"{_POOL_WAIT_S:.0f} s; is the server up?") from None
-        except psycopg.OperationalError as exc:  # the connection, a lock or statement timeout
-            raise EventStoreError(self.target.redact(
-                f"the event log {self.location} failed: {_first_line(exc)}")) from None
+            self.reachability.failed(f"no connection within {_POOL_WAIT_S:.0f} s")
+            raise LogUnavailable(f"no connection to the event log {self.location} within "
+                                 f"{_POOL_WAIT_S:.0f} s; is the server up?") from None
+        except psycopg.OperationalError as exc:  # returning the connection found it broken
+            raise self._unavailable(exc, None) from None
+        self.reachability.answered()
+
+    def _unavailable(self, exc: psycopg.OperationalError, conn: psycopg.Connection | None
+                     ) -> LogUnavailable:
+        """``exc`` as the error of a call that may succeed later; a connection it broke
+        (or none at all) means the server is unreachable."""
+        reason = self.target.redact(_first_line(exc))
+        if conn is None or conn.broken or conn.closed:
+            self.reachability.failed(reason)
+        return LogUnavailable(f"the event log {self.location} failed: {reason}")
 
     def _fetch(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._connection() as conn:
@@ -782,11 +813,6 @@ def _committing(log: PostgresLog, conn: psycopg.Connection) -> Iterator[None]:
             raise  # _connection says what happened to the connection
         raise EventStoreError(log.target.redact(
             f"the event log {log.location} could not commit: {_first_line(exc)}")) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()),
-                type(exc).__name__)
 
 
 def _open_error(target: PostgresTarget, exc: psycopg.Error) -> StoreOpenError:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import psycopg
 
+from .reachability import Reachability, first_line
+
 log = logging.getLogger(__name__)
 
 _RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0)
@@ -31,8 +33,9 @@ class PostgresCommitSignal:
     any thread may :meth:`interrupt`."""
 
     def __init__(self, connect: Callable[[], psycopg.Connection], channel: str, *,
-                 own_writer: str, location: str) -> None:
+                 own_writer: str, location: str, reachability: Reachability) -> None:
         self._connect = connect
+        self._reachability = reachability
         self._channel = channel
         self._own_writer = own_writer
         self._location = location
@@ -64,8 +67,9 @@ class PostgresCommitSignal:
             self._heard = False
             return self._last_position(conn)
         except (psycopg.Error, OSError) as exc:
-            log.warning("lost the connection that listens for commits to %s (%s); "
-                        "reconnecting", self._location, type(exc).__name__)
+            # a server that is gone is said once, by whichever connection finds out
+            log.debug("lost the connection that listens for commits to %s (%s); "
+                      "reconnecting", self._location, type(exc).__name__)
             self._drop()
             return None
 
@@ -98,13 +102,11 @@ class PostgresCommitSignal:
             last = self._last_position(conn)
         except (psycopg.Error, OSError) as exc:
             self._failures += 1
-            if self._failures == 1:
-                log.warning("cannot listen for commits to %s (%s); followers are woken by "
-                            "this process's commits until it can", self._location,
-                            type(exc).__name__)
+            self._reachability.failed(first_line(exc))
             return None
+        self._reachability.answered()
         if self._failures:
-            log.info("listening for commits to %s again", self._location)
+            log.debug("listening for commits to %s again", self._location)
         self._conn, self._failures, self._heard = conn, 0, False
         return last
 
@@ -122,3 +124,4 @@ class PostgresCommitSignal:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
         self._failures = max(self._failures, 1)
+

@@ -176,6 +176,10 @@ class SQLiteLog:
         SQLite log has one writing process, the bot; others are tools run by hand)."""
         return None
 
+    def problem(self) -> None:
+        """None: a file has no server to lose (a full disk shows in its appends)."""
+        return None
+
     def close(self) -> None:
         """Close the connection (and let go of the writer lock). Committed events are
         durable before this returns."""

@@ -199,19 +199,26 @@ class ShardKeeper:
 
     async def _keep(self) -> None:
         started = self._clock()
+        failing = False
         while True:
             await asyncio.sleep(self._setup.interval_s)
             try:
                 await self._step(claim=self._wanted is not None
                                  or self._clock() - started >= self._setup.ttl_s)
             except CoordinationError as exc:
-                log.error("%s", exc)
+                if not failing:  # once, not every second of an outage
+                    log.error("%s; the leases are renewed again once it answers", exc)
+                failing = True
                 if self._clock() - self._last_renewed > self._setup.ttl_s and self.held:
                     # the leases may be someone else's by now: stop rather than double
                     log.error("leases not renewed for %.0f s: disconnecting shard(s) %s",
                               self._setup.ttl_s, describe_shards(self.held))
                     for shard_id in self.held:
                         await self._bot.remove_shard(shard_id)
+                continue
+            if failing:
+                failing = False
+                log.info("shard leases renewed again")
 
     async def _step(self, *, claim: bool) -> None:
         coordinator = self._coordinator
