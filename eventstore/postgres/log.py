@@ -80,6 +80,10 @@ _POOL_SIZE = 8
 """Connections a log and its readers may hold at once (a store uses one per thread)."""
 _POOL_WAIT_S = 30.0
 """How long a call waits for a connection before it fails."""
+_CONNECT_TIMEOUT_S = 10
+"""A connection attempt that gets no answer (a network cut) fails after this."""
+_DOWN_WAIT_S = 1.0
+"""How long a call waits for a connection while the pool's attempts to connect fail."""
 _RECONNECT_S = 30.0
 """How long the pool retries a lost connection with backoff (1, 2, 4... s) before the
 next call starts a new attempt: bounds how late it notices the server is back."""
@@ -191,7 +195,9 @@ class PostgresLog:
         quiet_pool_attempts()
         pool = ConnectionPool(
             kwargs=target.connect_kwargs(autocommit=True, options=options,
-                                         context=_adapters(), application_name="personae"),
+                                         context=_adapters(), application_name="personae",
+                                         **({} if "connect_timeout" in target.params else
+                                            {"connect_timeout": _CONNECT_TIMEOUT_S})),
             min_size=1, max_size=_POOL_SIZE, timeout=_POOL_WAIT_S, open=False,
             reconnect_timeout=_RECONNECT_S, name=f"personae {target.location}")
         pool.open(wait=False)
@@ -247,18 +253,40 @@ class PostgresLog:
                 raise self._unavailable(exc, self._pinned) from None
             return
         try:
-            with self._pool.connection() as conn:
-                try:
-                    yield conn
-                except psycopg.OperationalError as exc:
-                    raise self._unavailable(exc, conn) from None
-        except PoolTimeout:
-            self.reachability.failed(f"no connection within {_POOL_WAIT_S:.0f} s")
-            raise LogUnavailable(f"no connection to the event log {self.location} within "
-                                 f"{_POOL_WAIT_S:.0f} s; is the server up?") from None
-        except psycopg.OperationalError as exc:  # returning the connection found it broken
+            conn = self._borrow()
+            try:
+                with conn:  # as the pool's connection(): a transaction left open ends
+                    try:
+                        yield conn
+                    except psycopg.OperationalError as exc:
+                        raise self._unavailable(exc, conn) from None
+            finally:
+                self._pool.putconn(conn)
+        except psycopg.OperationalError as exc:  # ending the transaction found it broken
             raise self._unavailable(exc, None) from None
         self.reachability.answered()
+
+    def _borrow(self) -> psycopg.Connection:
+        """A connection from the pool: waited for up to :data:`_POOL_WAIT_S` while the
+        pool is busy, but not while its attempts to connect fail (the server is away:
+        the call fails at once, and the pool keeps trying in the background)."""
+        deadline = time.monotonic() + _POOL_WAIT_S
+        while True:
+            errors = self._pool.get_stats().get("connections_errors", 0)
+            left = deadline - time.monotonic()
+            try:
+                return self._pool.getconn(timeout=max(0.01, min(_DOWN_WAIT_S, left)))
+            except PoolTimeout:
+                failing = (self._pool.get_stats().get("connections_errors", 0) > errors
+                           or self.reachability.problem() is not None)
+                if not failing and left > _DOWN_WAIT_S:
+                    continue  # busy: every connection is in use
+                if failing:
+                    self.reachability.failed("connecting to the server fails")
+                raise LogUnavailable(
+                    f"no connection to the event log {self.location}: " + (
+                        "connecting to the server fails; is it up?" if failing else
+                        f"none free within {_POOL_WAIT_S:.0f} s")) from None
 
     def _unavailable(self, exc: psycopg.OperationalError, conn: psycopg.Connection | None
                      ) -> LogUnavailable:

@@ -10,7 +10,6 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -21,29 +20,20 @@ from tests.fakes.discord import DiscordEmulator
 from tests.fakes.openai_server import FakeOpenAI
 
 from .harness import Bot, free_port, guilds_on_every_shard, replies_to, start_bot, until, write_config
-from .proxy import TcpProxy
+from tests.fakes.tcp_proxy import TcpProxy
 
 CUT_S = 6.0
 """Longer than a shard's lease (5 s): a sharded process lets go of its shards meanwhile."""
-
-
-def through(url: str, port: int) -> str:
-    """``url`` with its host and port replaced by the proxy's."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
 
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[tuple[DiscordEmulator, FakeOpenAI, TcpProxy,
                                                        Path, str]]:
     url = pgserver.new_schema_url()
-    upstream = urlsplit(url)
     async with DiscordEmulator(max_concurrency=16) as emu, FakeOpenAI() as fake, \
-            TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5432) as proxy:
+            TcpProxy.before(url) as proxy:
         config = write_config(tmp_path, api_base_url=emu.api_base_url, model_url=fake.base_url,
-                              database_url=through(url, proxy.port))
+                              database_url=proxy.route(url))
         yield emu, fake, proxy, config, url
     pgserver.drop_test_schemas()
 
@@ -112,9 +102,9 @@ async def test_a_postgresql_outage_loses_and_doubles_nothing_and_the_bot_stays_u
         answers = [len(replies_to(emu, m)) for m in [before, *during, after]]
         alive = bot.process.returncode is None
         ready_after = (await probe(port))[1]
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
-                metrics = await response.text()
+        async with aiohttp.ClientSession() as http, \
+                http.get(f"http://127.0.0.1:{port}/metrics") as response:
+            metrics = await response.text()
     finally:
         code = await bot.stop()
     output = bot.output()

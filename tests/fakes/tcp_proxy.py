@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -29,9 +30,18 @@ class TcpProxy:
                         trace: TracebackType | None) -> None:
         await self.cut()
 
-    @property
-    def up(self) -> bool:
-        return self._server is not None
+    @classmethod
+    def before(cls, url: str) -> TcpProxy:
+        """A proxy to the server ``url`` names (enter it to listen)."""
+        parts = urlsplit(url)
+        return cls(parts.hostname or "127.0.0.1", parts.port or 5432)
+
+    def route(self, url: str) -> str:
+        """``url`` with its host and port replaced by the proxy's (user and query kept)."""
+        parts = urlsplit(url)
+        user, _, _ = parts.netloc.rpartition("@")
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{user}@{host}" if user else host))
 
     async def restore(self) -> None:
         """Listen again (on the same port after a cut)."""
@@ -47,10 +57,8 @@ class TcpProxy:
         if server is not None:
             server.close()
         for writer in list(self._writers):
-            writer.transport.abort()
+            writer.transport.abort()  # the pumps see the end and finish
         self._writers.clear()
-        for pump in list(self._pumps):
-            pump.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
         if server is not None:
             with contextlib.suppress(Exception):
@@ -72,6 +80,8 @@ class TcpProxy:
         self._pumps.update(pumps)
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pass  # the loop is ending: the connections are dropped below
         finally:
             for pump in pumps:
                 pump.cancel()
