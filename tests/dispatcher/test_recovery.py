@@ -102,3 +102,31 @@ async def test_an_old_unanswered_trigger_is_closed_with_a_visible_failure_once(
         finally:
             await close_harness(harness)
     assert len(fake_openai.requests) == 1
+
+
+async def test_recovering_a_shard_taken_back_leaves_this_process_s_replies_in_flight_alone(
+        tmp_path, fake_openai):
+    """A sharded process that lost its leases to an outage of the log takes its shards
+    back and recovers them: the replies it still runs itself are open in the log, but
+    re-running them would call the model twice."""
+    from .conftest import human
+
+    harness = await make_harness(tmp_path, [load_persona("ada")], fake_openai)
+    try:
+        fake_openai.latency_s = 1.0
+        result = await harness.dispatcher.ingest(human(text="@ada hello"))
+        for _ in range(200):  # until the model call is on the wire
+            if fake_openai.in_flight:
+                break
+            await asyncio.sleep(0.02)
+        assert fake_openai.in_flight == 1
+        report = await harness.dispatcher.recover(lambda trigger: True)
+        await asyncio.gather(*result.replies)
+        await harness.dispatcher.wait_idle()
+        types = await _types(harness)
+    finally:
+        await close_harness(harness)
+    assert report.rerun == () and report.redelivered == ()
+    assert len(fake_openai.requests) == 1
+    assert len(harness.sink.replies) == 1
+    assert types == ["MessageReceived", "PersonaTriggered", "ModelReplied", "ReplyDelivered"]
