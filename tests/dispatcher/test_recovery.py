@@ -121,8 +121,9 @@ async def test_recovering_a_shard_taken_back_leaves_this_process_s_replies_in_fl
             await asyncio.sleep(0.02)
         assert fake_openai.in_flight == 1
         report = await harness.dispatcher.recover(lambda trigger: True)
-        await asyncio.gather(*result.replies)
-        await harness.dispatcher.wait_idle()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*result.replies)
+            await harness.dispatcher.wait_idle()
         types = await _types(harness)
     finally:
         await close_harness(harness)
