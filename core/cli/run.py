@@ -105,7 +105,8 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         open_coordinator,
         open_log_store,
     )
-    from ..coordination import CoordinationError
+    from ..coordination import CoordinationError, PostgresCoordinator
+    from ..coordination.sole import SoleLease
     from ..ops.observability import start_observability
     from ..personas.defaults import defaults_from_config, known_providers_from_config
     from ..personas.model import Persona
@@ -128,6 +129,21 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         shards = ShardSetup(shards=config.discord.shards, shard_count=config.discord.shard_count,
                             coordinator=coordinator)
         log.info("shards: %s (this process: %s)", shards.label, shards.coordinator.owner)
+    sole: SoleLease | None = None
+    if shards is None and store.shared:
+        # unsharded over a shared log: the one process answering it (module sole)
+        coordinator = None
+        try:
+            coordinator = await open_coordinator(config, secrets)
+            assert isinstance(coordinator, PostgresCoordinator)  # a shared log is PostgreSQL
+            sole = SoleLease(coordinator, location=store.location)
+            await sole.take()
+        except CoordinationError as exc:
+            if coordinator is not None:
+                await asyncio.to_thread(coordinator.close)
+            await store.close()
+            raise CannotRun(str(exc)) from None
+        log.info("running unsharded (this process: %s)", coordinator.owner)
     # per-reply log lines; /metrics, /healthz and /readyz when metrics.port is set
     ops = await start_observability(config, store)
     registry = PersonaRegistry()
@@ -198,10 +214,15 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         tasks = [asyncio.create_task(adapter.start(token), name="discord"),
                  asyncio.create_task(watcher.run(), name="persona-watcher")]
         stopped = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([tasks[0], stopped], return_when=asyncio.FIRST_COMPLETED)
+        if sole is not None:
+            tasks.append(asyncio.create_task(sole.keep(), name="bot-lease"))
+        done, _ = await asyncio.wait([tasks[0], stopped, *tasks[2:]],
+                                     return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         if tasks[0] in done:
             raise_for(tasks[0], config)
+        if tasks[2:] and tasks[2] in done:
+            raise CannotRun(tasks[2].result())
         log.info("shutting down: finishing replies in flight")
     finally:
         if runtime is not None:
@@ -213,6 +234,9 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         await ops.close()
         if shards is not None:
             await asyncio.to_thread(shards.coordinator.close)
+        if sole is not None:
+            await sole.release()
+            await asyncio.to_thread(sole.close)
         await store.close()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

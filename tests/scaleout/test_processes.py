@@ -351,3 +351,45 @@ def _decided(url: str, message_id: int) -> bool:
         log.close()
     types = {e.type for e in mine}
     return "TriggerRejected" in types or "ReplyDelivered" in types
+
+
+async def test_a_second_unsharded_process_on_the_same_log_is_refused_naming_the_first(
+        world) -> None:
+    emu, fake, config, _url = world
+    alice = emu.add_user("alice")
+    (_, channel), = guilds_on_every_shard(emu, 1, alice).values()
+    first = await start_bot(config, "first", token=emu.token)
+    bots = [first]
+    try:
+        await until(lambda: emu.hub.connected and "running unsharded" in first.output(), 45,
+                    "the first connected", bots)
+        owner = first.output().split("running unsharded (this process: ", 1)[1].split(")")[0]
+        second = await start_bot(config, "second", token=emu.token)
+        bots.append(second)
+        code = await asyncio.wait_for(second.process.wait(), 30)
+        asked = await emu.user_says(alice, channel, "one answer?", mentions=[emu.bot_user])
+        await until(lambda: replies_to(emu, asked), 20, "the first's reply", bots)
+        await asyncio.sleep(1.0)  # a second answer would come within this
+        answers = len(replies_to(emu, asked))
+        alive = first.process.returncode is None
+        identifies = emu.identify_count
+
+        # stopped (its lease released), the bot starts again at once elsewhere
+        assert await first.stop() == 0
+        third = await start_bot(config, "third", token=emu.token)
+        bots.append(third)
+        await until(lambda: "running unsharded" in third.output(), 30, "the third took over",
+                    bots)
+        again = await emu.user_says(alice, channel, "and now?", mentions=[emu.bot_user])
+        await until(lambda: replies_to(emu, again), 20, "the third's reply", bots)
+    finally:
+        await stop_all(bots)
+    output = second.output()
+    assert code == 2, output
+    assert "Traceback" not in output, output
+    [error] = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert f"error: {owner} already runs this bot on the event log" in error, error
+    assert alive and answers == 1
+    assert identifies == 1  # the second never connected to Discord
+    assert "waiting up to" not in third.output()  # a released lease is free at once
+    assert len(fake.requests) == 2
