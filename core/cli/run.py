@@ -105,7 +105,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         open_coordinator,
         open_log_store,
     )
-    from ..coordination import CoordinationError, PostgresCoordinator
+    from ..coordination import CoordinationError, Coordinator, PostgresCoordinator
     from ..coordination.sole import SoleLease
     from ..ops.observability import start_observability
     from ..personas.defaults import defaults_from_config, known_providers_from_config
@@ -132,18 +132,18 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     sole: SoleLease | None = None
     if shards is None and store.shared:
         # unsharded over a shared log: the one process answering it (module sole)
-        coordinator = None
+        bot_lease: Coordinator | None = None
         try:
-            coordinator = await open_coordinator(config, secrets)
-            assert isinstance(coordinator, PostgresCoordinator)  # a shared log is PostgreSQL
-            sole = SoleLease(coordinator, location=store.location)
+            bot_lease = await open_coordinator(config, secrets)
+            assert isinstance(bot_lease, PostgresCoordinator)  # a shared log is PostgreSQL
+            sole = SoleLease(bot_lease, location=store.location)
             await sole.take()
         except CoordinationError as exc:
-            if coordinator is not None:
-                await asyncio.to_thread(coordinator.close)
+            if bot_lease is not None:
+                await asyncio.to_thread(bot_lease.close)
             await store.close()
             raise CannotRun(str(exc)) from None
-        log.info("running unsharded (this process: %s)", coordinator.owner)
+        log.info("running unsharded (this process: %s)", bot_lease.owner)
     # per-reply log lines; /metrics, /healthz and /readyz when metrics.port is set
     ops = await start_observability(config, store)
     registry = PersonaRegistry()
@@ -183,6 +183,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     tasks: list[asyncio.Task[None]] = []
+    lost: asyncio.Task[str] | None = None  # the bot's lease (unsharded over PostgreSQL)
     try:
         runtime = await Runtime.open(config, secrets, registry=registry, platforms=[discord],
                                      reload=watcher.reload, model=ops.timed_model, store=store)
@@ -215,22 +216,22 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
                  asyncio.create_task(watcher.run(), name="persona-watcher")]
         stopped = asyncio.create_task(stop.wait())
         if sole is not None:
-            tasks.append(asyncio.create_task(sole.keep(), name="bot-lease"))
-        done, _ = await asyncio.wait([tasks[0], stopped, *tasks[2:]],
+            lost = asyncio.create_task(sole.keep(), name="bot-lease")
+        done, _ = await asyncio.wait([tasks[0], stopped, *([lost] if lost else [])],
                                      return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
         if tasks[0] in done:
             raise_for(tasks[0], config)
-        if tasks[2:] and tasks[2] in done:
-            raise CannotRun(tasks[2].result())
+        if lost is not None and lost in done:
+            raise CannotRun(lost.result())
         log.info("shutting down: finishing replies in flight")
     finally:
         if runtime is not None:
             await runtime.close()
         await asyncio.gather(*changes, return_exceptions=True)
-        for task in tasks:
+        for task in [*tasks, *([lost] if lost else [])]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *([lost] if lost else []), return_exceptions=True)
         await ops.close()
         if shards is not None:
             await asyncio.to_thread(shards.coordinator.close)

@@ -70,6 +70,7 @@ from .messages import (
     InboundEdit,
     InboundMessage,
     IngestResult,
+    Owns,
     ReplyResult,
     ReplyTarget,
 )
@@ -193,10 +194,10 @@ class Dispatcher:
     # -- life cycle --------------------------------------------------------------------
 
     async def start(self, *, schedule_resets: bool = True,
-                    owns: Callable[[PersonaTriggered], bool] | None = None) -> RecoveryReport:
+                    owns: Owns | None = None) -> RecoveryReport:
         """Record persona versions, catch up missed quota resets, start the reset
-        schedule, and recover replies a crash left unfinished (with ``owns``: only those
-        whose trigger it accepts)."""
+        schedule, and recover replies and greetings a crash left unfinished (with
+        ``owns``: only those asked for where it accepts)."""
         await self._versions.record(self._personas.all())
         if self._store.shared and self._ledger_follower is None:
             # other processes' replies change quotas this process caches
@@ -215,14 +216,13 @@ class Dispatcher:
         await self._resets.catch_up(self._personas.all())
         self._resets.reschedule(self._personas.all())
 
-    async def recover(self, owns: Callable[[PersonaTriggered], bool] | None = None
-                      ) -> RecoveryReport:
+    async def recover(self, owns: Owns | None = None) -> RecoveryReport:
         """Finish what a crash left open, exactly once (see :mod:`~core.dispatcher.recovery`);
-        ``wait_idle`` waits for the work it starts. ``owns`` limits it to the replies whose
-        trigger it accepts: a process running some Discord shards recovers the
-        conversations of a shard when it takes the shard (greetings at start-up only)."""
-        if owns is None:
-            await self._greeter.recover()
+        ``wait_idle`` waits for the work it starts. ``owns`` limits it to the replies and
+        greetings asked for where it accepts: a process running some Discord shards
+        recovers a shard's conversations when it takes the shard, at start-up or from a
+        process that died."""
+        await self._greeter.recover(owns)
 
         def open_here(trigger: PersonaTriggered) -> bool:
             return (owns is None or owns(trigger)) and trigger_event_id(

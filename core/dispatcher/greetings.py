@@ -37,7 +37,7 @@ from ..personas.model import DeliverySpec, Persona
 from ..personas.prompt import render_text
 from .admission import PersonaSource
 from .background import Background
-from .messages import OutboundReply, ReplyTarget
+from .messages import OutboundReply, Owns, ReplyTarget
 from .recording import record
 from .sink import DeliveryError, ReplySink
 from .variables import place_variables
@@ -212,10 +212,11 @@ class Greeter:
         return GreetingOutcome(posted=posted, text=greeted.text, choice=greeted.choice,
                                count=count, reason="" if posted else "it could not be posted")
 
-    async def recover(self) -> int:
+    async def recover(self, owns: Owns | None = None) -> int:
         """Post the greetings a crash left recorded but unposted (in the background: the
         platform may not be connected yet); those older than the recovery window are
-        closed instead. Returns how many were found."""
+        closed instead. ``owns``: only those asked for where it accepts (a shard this
+        process runs). Returns how many were found."""
         rows = await self._store.read(read_open_greetings)
         cutoff = self._clock() - self._window_s
         found = 0
@@ -224,8 +225,8 @@ class Greeter:
             if recorded is None:
                 continue
             greeted = PersonaGreeted.from_data(recorded.data)
-            if greeted.platform not in self._sinks:
-                continue  # left for a process that has this platform
+            if greeted.platform not in self._sinks or (owns is not None and not owns(greeted)):
+                continue  # left for a process that has this platform, or this shard
             found += 1
             stream_id = str(row["stream_id"])
             if float(row["recorded_at"]) < cutoff:  # type: ignore[arg-type]

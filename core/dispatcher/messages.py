@@ -9,13 +9,30 @@ strings, and ``platform`` names where they are unique.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ..events import Refusal
 from ..events.ids import greeting_delivery_id
 from ..media.intake import IncomingAttachment
 from ..personas.model import AllowedMentions
+
+
+class Placed(Protocol):
+    """Where something open (a reply's trigger, a greeting) was asked for: what decides
+    which process finishes it (a Discord shard's is ``(guild_id >> 22) % shard_count``,
+    a DM's shard 0)."""
+
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def guild_id(self) -> str | None: ...
+
+
+Owns = Callable[[Placed], bool]
+"""Whether this process finishes what was left open there (recovery's filter)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,9 +18,9 @@ from eventstore import open_log
 from tests.eventstore import pgserver
 from tests.fakes.discord import DiscordEmulator
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.tcp_proxy import TcpProxy
 
 from .harness import Bot, free_port, guilds_on_every_shard, replies_to, start_bot, until, write_config
-from tests.fakes.tcp_proxy import TcpProxy
 
 CUT_S = 6.0
 """Longer than a shard's lease (5 s): a sharded process lets go of its shards meanwhile."""

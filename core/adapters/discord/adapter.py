@@ -35,9 +35,8 @@ from ...config import AttachmentSettings
 from ...coordination import shard_of
 from ...dispatcher.admission import PersonaSource
 from ...dispatcher.dispatcher import Dispatcher
-from ...dispatcher.messages import InboundDeletion, InboundEdit
+from ...dispatcher.messages import InboundDeletion, InboundEdit, Placed
 from ...dispatcher.projection import read_persona_messages
-from ...events import PersonaTriggered
 from ...events.ids import message_event_id
 from .attachments import DiscordFiles, message_files, offered_files, recorded_files
 from .backlog import BACKLOG_LIMIT, Backlog
@@ -355,17 +354,17 @@ class DiscordAdapter:
     async def _on_shard_ready(self, shard_id: int) -> None:
         """A shard (re)identified: Discord replays nothing it missed, so read back its
         channels. A shard just taken (from a process that died, or at start-up) first gets
-        its conversations' unfinished replies finished: nothing of this process was
-        running there."""
+        its conversations' unfinished replies and unposted greetings finished (those of
+        this process still in flight go on as they are)."""
         assert self.shards is not None and isinstance(self.client, ShardedBot)
         count = self.shards.shard_count
         tenure = (shard_id, self.client.tenures.get(shard_id, 0))
         if tenure not in self._recovered and self._dispatcher is not None:
             self._recovered.add(tenure)
 
-            def in_shard(trigger: PersonaTriggered) -> bool:
-                guild = int(trigger.guild_id) if trigger.guild_id else None
-                return trigger.platform == PLATFORM and shard_of(guild, count) == shard_id
+            def in_shard(item: Placed) -> bool:
+                guild = int(item.guild_id) if item.guild_id else None
+                return item.platform == PLATFORM and shard_of(guild, count) == shard_id
             try:
                 await self._dispatcher.recover(in_shard)
             except Exception:

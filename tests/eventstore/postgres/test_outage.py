@@ -122,10 +122,13 @@ async def test_a_store_over_it_keeps_its_followers_through_the_outage(
             await store.append("s", NewEvent(type="Said", data={"n": 2}, event_id="e2"))
         assert store.problem() is not None
         seen: list[str] = []
+        both = asyncio.Event()
 
         async def follow(store: EventStore) -> None:
             async for event in store.follow(0):
                 seen.append(event.event_id)
+                if len(seen) == 2:
+                    both.set()
 
         follower = asyncio.create_task(follow(store))
         await asyncio.sleep(1.0)  # its reads fail meanwhile
@@ -138,9 +141,9 @@ async def test_a_store_over_it_keeps_its_followers_through_the_outage(
                     break
                 except LogUnavailable:
                     await asyncio.sleep(0.2)
-            while seen != ["e1", "e2"]:
-                await asyncio.sleep(0.05)
+            await both.wait()
         follower.cancel()
+        assert seen == ["e1", "e2"]
         assert store.problem() is None
     finally:
         await store.close()
