@@ -166,3 +166,55 @@ async def test_kill_during_the_greeting_then_restart_posts_it_once_then_the_repl
         assert [(r.text, r.recovered) for r in harness.sink.replies][:1] == expected
         assert len(harness.sink.replies) == (2 if restart == 0 else 0)
     assert len(fake_openai.requests) == 1
+
+
+async def test_greetings_a_dead_process_left_unposted_are_posted_once_by_the_shard_s_new_owner(
+        tmp_path, fake_openai):
+    """Greetings recorded but never posted (the process died between the two) are
+    recovered with the same filter as replies: the process taking a shard posts those of
+    its guilds (a DM's belong to shard 0), once, and none of the shards it does not run."""
+    from core.coordination import shard_of
+    from core.events import PersonaGreeted
+    from core.events.ids import conversation_stream, greeting_event_id
+
+    persona = ada("  greeting: Hello {user}, I am {persona}.\n")
+    count = 2
+    places = {"g-shard0": ("0", False), "g-shard1": (str(1 << 22), False), "dm": (None, True)}
+    harness = await make_harness(tmp_path, [persona], fake_openai, start=False)
+    try:
+        for channel, (guild, is_dm) in places.items():
+            greeted = PersonaGreeted(
+                platform="test", greeting_id=f"open-{channel}", channel_id=channel,
+                persona_id="ada", persona_version=persona.version, persona_name="Ada",
+                text=f"Hello from {channel}", choice=1, chosen_by="random", author_id="u1",
+                guild_id=guild, is_dm=is_dm)
+            await harness.store.append(conversation_stream("test", channel), greeted.new_event(
+                greeting_event_id("test", f"open-{channel}", "ada")))
+
+        def in_shard(shard_id: int):
+            def owns(item) -> bool:
+                guild = int(item.guild_id) if item.guild_id else None
+                return item.platform == "test" and shard_of(guild, count) == shard_id
+            return owns
+
+        # start-up of a sharded process: its platform's conversations wait for its shards
+        await harness.dispatcher.start(schedule_resets=False,
+                                       owns=lambda item: item.platform != "test")
+        await harness.dispatcher.wait_idle()
+        at_start = [r.text for r in harness.sink.replies]
+        await harness.dispatcher.recover(in_shard(1))
+        await harness.dispatcher.wait_idle()
+        shard1 = [r.text for r in harness.sink.replies]
+        await harness.dispatcher.recover(in_shard(0))
+        await harness.dispatcher.recover(in_shard(1))  # taken again later: nothing twice
+        await harness.dispatcher.wait_idle()
+        everything = [(r.text, r.recovered) for r in harness.sink.replies]
+        delivered = await harness.events("GreetingDelivered")
+    finally:
+        await close_harness(harness)
+    assert at_start == []
+    assert shard1 == ["Hello from g-shard1"]
+    assert sorted(everything) == [("Hello from dm", True), ("Hello from g-shard0", True),
+                                  ("Hello from g-shard1", True)]
+    assert len(delivered) == 3
+    assert fake_openai.requests == []
