@@ -44,10 +44,12 @@ OWN_POSITIONS = 100_000
 LISTEN_WAIT_S = 5.0
 """How long the listener thread blocks in one wait for other connections' commits."""
 
-FOLLOW_RETRY_FIRST_S = 0.2
-FOLLOW_RETRY_MOST_S = 5.0
-"""A follower's read that the log could not serve is tried again after 0.2 s, doubling
-up to 5 s."""
+READ_RETRY_FIRST_S = 0.2
+READ_RETRY_MOST_S = 5.0
+"""A read the log could not serve (:class:`~eventstore.errors.LogUnavailable`: its server
+away) is tried again after 0.2 s, doubling up to 5 s, off the reader threads..."""
+READ_PATIENCE_S = 30.0
+"""...for up to this long before the caller hears of it (a follower keeps trying)."""
 
 
 @dataclass(slots=True)
@@ -289,9 +291,21 @@ class ThreadedStore:
         return await self._on_reader(in_snapshot)
 
     async def _on_reader(self, query: Callable[[LogReader], T]) -> T:
+        """``query`` on a reader thread; again, after a pause, while the log cannot serve
+        it, for up to :data:`READ_PATIENCE_S` (a server restarting: the caller waits
+        rather than fails, and no reader thread is held meanwhile)."""
         if self._closed:
             raise StoreClosedError("the event store is closed")
-        return await self._loop.run_in_executor(self._readers, self._run_read, query)
+        deadline = self._loop.time() + READ_PATIENCE_S
+        delay = READ_RETRY_FIRST_S
+        while True:
+            try:
+                return await self._loop.run_in_executor(self._readers, self._run_read, query)
+            except LogUnavailable:
+                if self._closed or self._loop.time() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, READ_RETRY_MOST_S)
 
     def _run_read(self, query: Callable[[LogReader], T]) -> T:
         reader: LogReader | None = getattr(self._local, "log", None)
@@ -357,7 +371,7 @@ class ThreadedStore:
         """
         type_list = None if types is None else tuple(types)
         self._followers += 1
-        delay = FOLLOW_RETRY_FIRST_S
+        delay = READ_RETRY_FIRST_S
         try:
             while not self._closed:
                 waiter = self._commit_event
@@ -366,10 +380,12 @@ class ThreadedStore:
                     try:
                         events = await self.read_all(after, types=type_list, limit=batch)
                     except LogUnavailable:
+                        if self._closed:
+                            return
                         await asyncio.sleep(delay)
-                        delay = min(delay * 2, FOLLOW_RETRY_MOST_S)
+                        delay = min(delay * 2, READ_RETRY_MOST_S)
                         continue
-                    delay = FOLLOW_RETRY_FIRST_S
+                    delay = READ_RETRY_FIRST_S
                 for event in events:
                     if not own or event.position in self._own:
                         yield event

@@ -39,7 +39,7 @@ from ...dispatcher.messages import InboundDeletion, InboundEdit, Placed
 from ...dispatcher.projection import read_persona_messages
 from ...events.ids import message_event_id
 from .attachments import DiscordFiles, message_files, offered_files, recorded_files
-from .backlog import BACKLOG_LIMIT, Backlog
+from .backlog import BACKLOG_LIMIT, RETRY_FIRST_S, RETRY_MOST_S, Backlog
 from .catchup import catch_up
 from .commands import register_commands
 from .delivery import STREAM_INTERVAL_S, DiscordSink
@@ -365,8 +365,9 @@ class DiscordAdapter:
             def in_shard(item: Placed) -> bool:
                 guild = int(item.guild_id) if item.guild_id else None
                 return item.platform == PLATFORM and shard_of(guild, count) == shard_id
+            dispatcher = self._dispatcher
             try:
-                await self._dispatcher.recover(in_shard)
+                await self._until_the_log_answers(lambda: dispatcher.recover(in_shard))
             except Exception:
                 log.exception("recovering the replies of shard %s failed", shard_id)
         self._spawn(self._catch_up(lambda guild_id: shard_of(guild_id, count) == shard_id))
@@ -388,14 +389,33 @@ class DiscordAdapter:
     async def _catch_up(self, owns: Callable[[int | None], bool] | None = None) -> None:
         self.caught_up.clear()
         try:
-            await catch_up(self.client, self._store, self._settings.catch_up_window_s,
-                           self.ingest, owns=owns)
+            await self._until_the_log_answers(lambda: catch_up(
+                self.client, self._store, self._settings.catch_up_window_s, self.ingest,
+                owns=owns))
         except Exception:
             log.exception("catching up after the restart failed")
         finally:
             self.caught_up.set()
 
     # -- helpers -------------------------------------------------------------------------
+
+    async def _until_the_log_answers(self, work: Callable[[], Awaitable[object]]) -> None:
+        """``work`` (a catch-up, a recovery: reads, then ingests that never raise), again
+        with backoff while the log cannot serve it (its server away for longer than a
+        read waits): what it would find must not be lost to an outage. The log says the
+        outage itself; this stops trying at shutdown."""
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                await work()
+                return
+            except LogUnavailable as exc:
+                if not self._accepting:
+                    raise
+                log.debug("the event log cannot be read (%s); trying again in %.1f s",
+                          exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MOST_S)
 
     async def _until_delivery_recorded(self, message_id: str) -> None:
         """A reply to a message the bot has just posted: the dispatcher records the
