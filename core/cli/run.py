@@ -185,6 +185,8 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     tasks: list[asyncio.Task[None]] = []
     lost: asyncio.Task[str] | None = None  # the bot's lease (unsharded over PostgreSQL)
     try:
+        if sole is not None:  # renewed from now on: recovery may take longer than a lease
+            lost = asyncio.create_task(sole.keep(), name="bot-lease")
         runtime = await Runtime.open(config, secrets, registry=registry, platforms=[discord],
                                      reload=watcher.reload, model=ops.timed_model, store=store)
         (adapter,) = adapters
@@ -215,8 +217,6 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
         tasks = [asyncio.create_task(adapter.start(token), name="discord"),
                  asyncio.create_task(watcher.run(), name="persona-watcher")]
         stopped = asyncio.create_task(stop.wait())
-        if sole is not None:
-            lost = asyncio.create_task(sole.keep(), name="bot-lease")
         done, _ = await asyncio.wait([tasks[0], stopped, *([lost] if lost else [])],
                                      return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
