@@ -393,3 +393,41 @@ async def test_a_second_unsharded_process_on_the_same_log_is_refused_naming_the_
     assert identifies == 1  # the second never connected to Discord
     assert "waiting up to" not in third.output()  # a released lease is free at once
     assert len(fake.requests) == 2
+
+
+async def test_a_greeting_its_process_died_before_posting_is_posted_once_by_the_taker(
+        world) -> None:
+    emu, _fake, config, url = world
+    (config.parent / "personas" / "ada.yaml").write_text(
+        PERSONA.replace("  system: You are Ada.\n", "  system: You are Ada.\n"
+                        "  greeting: Hello {user}, I am {persona}.\n"))
+    alice = emu.add_user("alice")
+    guilds = guilds_on_every_shard(emu, 2, alice)
+    channel = guilds[0][1]
+    args = ("--shard-count", "2")
+    low = await start_bot(config, "low", "--shards", "0-1", *args, token=emu.token)
+    standby = await start_bot(config, "standby", "--shards", "auto", *args, token=emu.token)
+    bots = [low, standby]
+    try:
+        await until(lambda: emu.shard_connected(0) and emu.shard_connected(1), 45,
+                    "both shards connected", bots)
+        await emu.wait_for_command("greet", timeout=20)
+        # the greeting is recorded, its post held; the process dies before it is posted
+        stall = emu.stall("POST /webhooks/{webhook_id}/{token}")
+        await emu.user_invokes("greet", {"persona": "ada"}, channel, alice)
+        await asyncio.wait_for(stall.arrived.wait(), 30)
+        low.kill()
+        stall.release(effect=False)
+        await until(lambda: emu.shard_connected(0) and emu.shard_connected(1),
+                    TAKEOVER_BOUND_S + 5, "shards 0 and 1 taken over", bots)
+        await until(lambda: any(m.content == "Hello alice, I am Ada."
+                                for m in emu.messages_in(channel)), 20,
+                    "the standby posted the greeting", bots)
+        await asyncio.sleep(1.0)  # room for a second post (there must be none)
+        greetings = [m for m in emu.messages_in(channel) if m.content.startswith("Hello ")]
+    finally:
+        await stop_all(bots)
+    assert [m.content for m in greetings] == ["Hello alice, I am Ada."]
+    types = event_types(url)
+    assert types.count("PersonaGreeted") == 1
+    assert types.count("GreetingDelivered") == 1
