@@ -329,17 +329,29 @@ class PostgresLog:
         """The batch in one pipelined transaction, projections written behind (see
         :meth:`append_batch`); _SavepointsNeeded if the database refused any of it."""
         outcomes: list[AppendResult | EventStoreError] = []
-        try:
-            with self._connection() as conn, conn.pipeline() as pipeline, conn.transaction():
-                def fetch(query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-                    cursor = conn.execute(query, params)
-                    pipeline.sync()  # for the description
-                    return cursor.fetchall() if cursor.description is not None else []
+        with self._connection() as conn:
+            try:
+                # BEGIN and COMMIT go with the statements next to them (a transaction block
+                # would wait for the server at each end); the pipeline's end waits for
+                # the rows, the projections' changes and the COMMIT at once
+                with conn.pipeline() as pipeline:
+                    def fetch(query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                        cursor = conn.execute(query, params)
+                        pipeline.sync()  # for the description
+                        return cursor.fetchall() if cursor.description is not None else []
 
-                self._write_behind(conn, SqlKeyTable(fetch, "%s"), requests, outcomes, now,
-                                   recorded)
-        except (Unsupported, psycopg.Error) as exc:  # not the connection's: _connection's
-            raise _SavepointsNeeded from exc
+                    conn.execute("BEGIN")
+                    self._write_behind(conn, SqlKeyTable(fetch, "%s"), requests, outcomes,
+                                       now, recorded)
+                    conn.execute("COMMIT")
+            except (Unsupported, psycopg.Error) as exc:
+                _roll_back(conn)
+                if isinstance(exc, psycopg.OperationalError):
+                    raise  # the connection's: _connection says what happened
+                raise _SavepointsNeeded from exc
+            except BaseException:
+                _roll_back(conn)
+                raise
         return outcomes
 
     def _write_behind(self, conn: psycopg.Connection, keys: SqlKeyTable,
@@ -424,7 +436,8 @@ class PostgresLog:
         the end; a request that a projection reads gets a savepoint around its rows and
         the projection's statements, so whatever fails fails its request alone."""
         keys = SqlKeyTable(lambda q, p: _rows_of(conn, q, p), "%s")
-        next_position, versions, existing = self._begin(conn, requests)
+        with conn.pipeline():
+            next_position, versions, existing = self._begin(conn, requests)
         pending: list[tuple[Any, ...]] = []  # rows of requests without a savepoint
         reached: dict[str, int] = {}  # projection -> position, as requests succeed
         for request in requests:
@@ -475,29 +488,29 @@ class PostgresLog:
 
     def _begin(self, conn: psycopg.Connection, requests: Sequence[AppendRequest]
                ) -> tuple[int, dict[str, int], dict[str, int]]:
-        """Take the append lock and read, in one round trip, where the log and its
-        projections are, every requested stream's version and every requested id that
+        """Take the append lock and read, in one round trip in a pipeline, where the log
+        and its projections are, every requested stream's version and every requested id that
         exists (one index probe each); bring the projections up to the log if another
         process or a tool appended without them. Returns the next position, the
         versions and the existing ids' positions."""
         # text PostgreSQL cannot hold is refused with its request later, not sent
         streams = sorted({r.stream_id for r in requests if _storable(r.stream_id)})
         ids = sorted({e.event_id for r in requests for e in r.events if _storable(e.event_id)})
-        # one pipeline: each statement still sees what committed before the lock was taken
-        with conn.pipeline():
-            conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
-            state = conn.execute(
-                "SELECT (SELECT coalesce(max(position), 0) FROM events), "
-                "coalesce(array_agg(name), '{}'), coalesce(array_agg(position), '{}') "
-                "FROM projection_positions WHERE name = ANY(%s::text[])",
-                ([p.name for p in self._projections],))
-            lookup = conn.execute(
-                "SELECT s, NULL::bigint, (SELECT coalesce(max(version), 0) FROM events "
-                "WHERE stream_id = s) FROM unnest(%s::text[]) AS s UNION ALL "
-                "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%s::text[])",
-                (streams, ids))
-            ((last, names, positions),) = state.fetchall()
-            found = lookup.fetchall()
+        # in a pipeline, one round trip; each statement still sees what committed before
+        # the lock was granted (a statement takes its snapshot when it starts)
+        conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
+        state = conn.execute(
+            "SELECT (SELECT coalesce(max(position), 0) FROM events), "
+            "coalesce(array_agg(name), '{}'), coalesce(array_agg(position), '{}') "
+            "FROM projection_positions WHERE name = ANY(%s::text[])",
+            ([p.name for p in self._projections],))
+        lookup = conn.execute(
+            "SELECT s, NULL::bigint, (SELECT coalesce(max(version), 0) FROM events "
+            "WHERE stream_id = s) FROM unnest(%s::text[]) AS s UNION ALL "
+            "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%s::text[])",
+            (streams, ids))
+        ((last, names, positions),) = state.fetchall()
+        found = lookup.fetchall()
         behind = {name for name, position in zip(names, positions, strict=True)
                   if position < last}
         for projection in self._projections:
@@ -905,6 +918,12 @@ def _committing(log: PostgresLog, conn: psycopg.Connection) -> Iterator[None]:
             raise  # _connection says what happened to the connection
         raise EventStoreError(log.target.redact(
             f"the event log {log.location} could not commit: {_first_line(exc)}")) from None
+
+
+def _roll_back(conn: psycopg.Connection) -> None:
+    """End the transaction a failure left open (or aborted) on ``conn``."""
+    if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -199,14 +199,13 @@ class PostgresTables:
               ranges: Sequence[tuple[str, Where | None]]
               ) -> tuple[dict[str, list[tuple[Any, ...]]], list[list[tuple[Any, ...]]]]:
         """The rows (tuples in column order) of each table with each of its ``keys`` (key
-        tuples, coerced), and those matching each of ``ranges``: one round trip."""
-        with self._conn.pipeline():
-            by_key = [(table, self._conn.execute(*self._select_keys(table, wanted)))
-                      for table, wanted in keys.items() if wanted]
-            by_range = [self._conn.execute(*self._select(table, where))
-                        for table, where in ranges]
-            return ({table: cursor.fetchall() for table, cursor in by_key},
-                    [cursor.fetchall() for cursor in by_range])
+        tuples, coerced), and those matching each of ``ranges``: in a pipeline, one round
+        trip."""
+        by_key = [(table, self._conn.execute(*self._select_keys(table, wanted)))
+                  for table, wanted in keys.items() if wanted]
+        by_range = [self._conn.execute(*self._select(table, where)) for table, where in ranges]
+        return ({table: cursor.fetchall() for table, cursor in by_key},
+                [cursor.fetchall() for cursor in by_range])
 
     def write(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
         """Insert ``rows`` (every column, in order, coerced), each replacing the row with
