@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -110,7 +111,7 @@ def statements(lines: list[str]) -> int:
 
 def round_trips(lines: list[str]) -> int:
     directions = [line[:1] for line in lines if line[:1] in "FB"]
-    return sum(1 for sent, got in zip(directions, directions[1:]) if sent == "F" and got == "B")
+    return sum(1 for sent, got in pairwise(directions) if sent == "F" and got == "B")
 
 
 @pytest.fixture
