@@ -73,14 +73,14 @@ class WriteBehind:
         """Undo every change since ``mark``."""
         self._memory.rollback(mark)
 
-    def load(self) -> bool:
+    def load(self) -> None:
         """Read every row missed since the last load, in one round trip (call after rolling
-        back what was computed from guesses). False: nothing was missed."""
+        back what was computed from guesses)."""
         keys = {table: wanted - self._held[table].keys()
                 for table, wanted in self._wanted_keys.items()}
         ranges = [(token[0], where) for token, where in self._wanted_ranges.items()]
         if not any(keys.values()) and not ranges:
-            return False
+            return
         by_key, by_range = self._db.fetch(keys, ranges)
         found: dict[str, list[tuple[Any, ...]]] = {}
         for table, rows in by_key.items():
@@ -101,7 +101,6 @@ class WriteBehind:
         self._ranges.update(self._wanted_ranges)
         self._wanted_keys.clear()
         self._wanted_ranges.clear()
-        return True
 
     def flush(self) -> None:
         """Write every change kept (one statement per table and kind: rows written, rows
