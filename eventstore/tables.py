@@ -175,7 +175,7 @@ def coerce(spec: Table, column: str, value: Any) -> Any:
     """``value`` as ``spec``'s ``column`` holds it (ValueError: no such column, or a null
     where none is allowed). Backends that cannot coerce as SQLite does coerce with this,
     so every backend stores what a rebuild in memory stores."""
-    column_spec = next((c for c in spec.columns if c.name == column), None)
+    column_spec = spec.column(column)
     if column_spec is None:
         raise ValueError(f"{spec.name} has no column {column!r}")
     if value is None:

@@ -272,7 +272,9 @@ def _known(spec: Table, columns: Sequence[str]) -> None:
 
 
 def _type(spec: Table, column: str) -> ColumnType:
-    return next(c.type for c in spec.columns if c.name == column)
+    found = spec.column(column)
+    assert found is not None  # every caller checked the column names first
+    return found.type
 
 
 def _unnest(spec: Table, columns: Sequence[str]) -> str:
