@@ -25,13 +25,13 @@ with a savepoint per request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from itertools import product
 from typing import Any
 
 from ..projections import Conflict, Table, Where
 from ..tables import MemoryTables, coerce
-from .tables import PostgresTables
+from .tables import PostgresTables, check_columns
 
 _Key = tuple[Any, ...]
 _Range = tuple[str, tuple[tuple[str, Any], ...]]
@@ -127,7 +127,7 @@ class WriteBehind:
         """See :meth:`~eventstore.projections.TableReader.rows` (nulls sort last, as in
         PostgreSQL)."""
         spec = self._spec(table)
-        _known(spec, [*(where or ()), *order_by])
+        check_columns(spec, [*(where or ()), *order_by])
         self._need(spec, where)
         found = self._memory.rows(table, where)
         if order_by:
@@ -138,7 +138,7 @@ class WriteBehind:
                ) -> None:
         """See :meth:`~eventstore.projections.TableWriter.insert`."""
         spec = self._spec(table)
-        _known(spec, list(row))
+        check_columns(spec, list(row))
         key = self._key(spec, row)
         self._need_key(spec, key)
         if on_conflict == "error" and self._memory.current(table, key) is not None:
@@ -148,7 +148,7 @@ class WriteBehind:
     def add(self, table: str, key: Mapping[str, Any], amounts: Mapping[str, int | float]) -> None:
         """See :meth:`~eventstore.projections.TableWriter.add`."""
         spec = self._spec(table)
-        _known(spec, [*key, *amounts])
+        check_columns(spec, [*key, *amounts])
         if set(key) != set(spec.key) or set(amounts) & set(spec.key):
             raise Unsupported(f"add to {table} by columns that are not its key")
         row_key = self._key(spec, key)
@@ -162,7 +162,7 @@ class WriteBehind:
     def update(self, table: str, where: Where, values: Mapping[str, Any]) -> None:
         """See :meth:`~eventstore.projections.TableWriter.update`."""
         spec = self._spec(table)
-        _known(spec, [*where, *values])
+        check_columns(spec, [*where, *values])
         if set(values) & set(spec.key):
             raise Unsupported(f"an update of {table}'s key")
         self._need(spec, where)
@@ -171,7 +171,7 @@ class WriteBehind:
     def delete(self, table: str, where: Where) -> None:
         """See :meth:`~eventstore.projections.TableWriter.delete`."""
         spec = self._spec(table)
-        _known(spec, list(where))
+        check_columns(spec, list(where))
         self._need(spec, where)
         self._memory.delete(table, where)
 
@@ -220,9 +220,3 @@ def _values(spec: Table, column: str, value: Any) -> list[Any]:
         return list(dict.fromkeys(coerce(spec, column, v) if v is not None else None
                                   for v in value))
     return [coerce(spec, column, value) if value is not None else None]
-
-
-def _known(spec: Table, columns: Iterable[str]) -> None:
-    unknown = set(columns) - set(spec.column_names)
-    if unknown:
-        raise ValueError(f"{spec.name} has no column(s) {sorted(unknown)}")

@@ -10,7 +10,7 @@ declares (a command-line tool reading the bot's tables) is described from the ca
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -111,7 +111,7 @@ class PostgresTables:
         """See :meth:`~eventstore.projections.TableReader.rows`."""
         spec = self._catalog.spec(self._conn, table)
         clause, params = _where(spec, where)
-        _known(spec, list(order_by))
+        check_columns(spec, list(order_by))
         shape = ("rows", table, clause, tuple(order_by), limit is not None)
 
         def build() -> str:
@@ -261,11 +261,12 @@ class PostgresTables:
 
     def _spec(self, table: str, columns: Mapping[str, Any]) -> Table:
         spec = self._catalog.spec(self._conn, table)
-        _known(spec, list(columns))
+        check_columns(spec, list(columns))
         return spec
 
 
-def _known(spec: Table, columns: Sequence[str]) -> None:
+def check_columns(spec: Table, columns: Iterable[str]) -> None:
+    """Refuse (ValueError) column names ``spec`` does not have."""
     unknown = set(columns) - set(spec.column_names)
     if unknown:
         raise ValueError(f"{spec.name} has no column(s) {sorted(unknown)}")
@@ -291,7 +292,7 @@ def _marks(spec: Table, columns: Sequence[str]) -> str:
 def _where(spec: Table, where: Where | None) -> tuple[str, list[Any]]:
     if not where:
         return "", []
-    _known(spec, list(where))
+    check_columns(spec, list(where))
     clauses, params = [], []
     for column, value in where.items():
         cast = _CASTS[_type(spec, column)]
