@@ -13,7 +13,7 @@ difference is a bug.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 from .model import RecordedEvent
@@ -46,11 +46,18 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...]
+    column_names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The column names in order."""
+    _by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
 
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        """The column names in order."""
-        return tuple(c.name for c in self.columns)
+    def __post_init__(self) -> None:
+        # every row written or read looks its columns up by name: once, not per value
+        object.__setattr__(self, "column_names", tuple(c.name for c in self.columns))
+        object.__setattr__(self, "_by_name", {c.name: c for c in self.columns})
+
+    def column(self, name: str) -> Column | None:
+        """The column called ``name`` (None: no such column)."""
+        return self._by_name.get(name)
 
 
 class TableReader(Protocol):

@@ -33,8 +33,12 @@ class MemoryTables:
     def create(self, projection: Projection) -> None:
         """Create (or empty) ``projection``'s tables."""
         for table in projection.tables:
-            self._tables[table.name] = table
-            self._rows[table.name] = {}
+            self.create_table(table)
+
+    def create_table(self, table: Table) -> None:
+        """Create (or empty) ``table``."""
+        self._tables[table.name] = table
+        self._rows[table.name] = {}
 
     def drop(self, projection: Projection) -> None:
         """Forget ``projection``'s tables."""
@@ -63,6 +67,22 @@ class MemoryTables:
     def commit(self) -> None:
         """Keep the journalled changes and stop journalling."""
         self._journal = None
+
+    def changed(self) -> list[tuple[str, _Key]]:
+        """Each row the journalled changes touched, once, as (table, key)."""
+        return list(dict.fromkeys((table, key) for table, key, _ in self._journal or ()))
+
+    # -- rows held as another store has them -----------------------------------------
+
+    def load(self, table: str, row: Sequence[Any]) -> None:
+        """Hold ``row`` (every column, in order, as stored elsewhere) without journalling
+        it: a rollback keeps it."""
+        values = tuple(row)
+        self._rows[table][_key_of(self._tables[table], values)] = values
+
+    def current(self, table: str, key: _Key) -> _Row | None:
+        """The row with ``key`` (every column, in order), if there is one."""
+        return self._rows[table].get(key)
 
     # -- TableWriter -----------------------------------------------------------------
 
@@ -155,7 +175,7 @@ def coerce(spec: Table, column: str, value: Any) -> Any:
     """``value`` as ``spec``'s ``column`` holds it (ValueError: no such column, or a null
     where none is allowed). Backends that cannot coerce as SQLite does coerce with this,
     so every backend stores what a rebuild in memory stores."""
-    column_spec = next((c for c in spec.columns if c.name == column), None)
+    column_spec = spec.column(column)
     if column_spec is None:
         raise ValueError(f"{spec.name} has no column {column!r}")
     if value is None:

@@ -61,6 +61,7 @@ from ..tables import MemoryTables
 from ..upcasting import Upcasters
 from . import schema
 from .notify import PostgresCommitSignal
+from .overlay import Unsupported, WriteBehind
 from .reachability import Reachability, quiet_pool_attempts
 from .reachability import first_line as _first_line
 from .tables import PostgresTables, TableCatalog
@@ -69,9 +70,11 @@ from .target import PostgresTarget
 _COLUMNS = ("position, event_id, stream_id, version, type, schema_version, data, recorded_at, "
             "correlation_id, causation_id")
 _SELECT = f"SELECT {_COLUMNS} FROM events"
+# Arrays go in binary (%b): as text, psycopg escapes every element with a regular
+# expression, which for a batch's JSON costs more than the whole round trip.
 _INSERT = (f"INSERT INTO events ({_COLUMNS}) SELECT p, e, s, v, t, sv, d::json, r, c, ca FROM "
-           "unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[], "
-           "%s::integer[], %s::text[], %s::double precision[], %s::text[], %s::text[]) "
+           "unnest(%b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::text[], "
+           "%b::integer[], %b::text[], %b::double precision[], %b::text[], %b::text[]) "
            "AS u(p, e, s, v, t, sv, d, r, c, ca)")
 _COPY = f"COPY events ({_COLUMNS}) FROM STDIN"
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
@@ -104,6 +107,26 @@ class _Planned:
     result: AppendResult
     rows: tuple[tuple[Any, ...], ...]
     fresh: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Guess:
+    """Where a pass of :meth:`PostgresLog._write_behind` first guessed a row: the request,
+    the overlay's mark, and the append's state before it."""
+
+    index: int
+    mark: int
+    outcomes: int
+    rows: int
+    next_position: int
+    versions: dict[str, int]
+    existing: dict[str, int]
+    reached: dict[str, int]
+
+
+class _SavepointsNeeded(Exception):
+    """The written-behind append was refused and rolled back: append the batch again with
+    a savepoint per request."""
 
 
 def _storable(text: str) -> bool:
@@ -335,34 +358,159 @@ class PostgresLog:
     def append_batch(self, requests: Sequence[AppendRequest], *, recorded: bool = False
                      ) -> list[AppendResult | EventStoreError]:
         """See :meth:`~eventstore.protocol.Log.append_batch`: one transaction under the
-        append lock, one COMMIT.
+        append lock, one COMMIT, a few round trips whatever the number of requests.
 
-        Round trips are what an append costs here, so they are few: one query finds every
-        requested stream's version and existing id; a request is checked and numbered in
-        Python; the rows of requests no projection reads go in one INSERT at the end (they
-        cannot fail in the database: what could is refused before). A request that a
-        projection reads gets a savepoint around its rows and the projection's changes,
-        so a projection that fails fails its request alone. Projection positions are
-        written once, at the end.
+        One round trip takes the lock and reads where the log and its projections are,
+        every requested stream's version and every requested id that exists; each request
+        is checked and numbered in Python; the projections change their tables in a
+        :class:`~eventstore.postgres.overlay.WriteBehind` (one round trip per pass that
+        finds rows it has not read); the rows, the projections' changes and positions and
+        the COMMIT go in one pipeline. A request whose projection fails is undone in Python
+        alone. Should the database refuse any of it (or a projection ask for what the
+        overlay cannot do exactly), the batch is appended again with a savepoint per
+        request (:meth:`_append_with_savepoints`), which gives each request its outcome.
         """
-        outcomes: list[AppendResult | EventStoreError] = []
         now = time.time()
         try:
-            with self._connection() as conn, _committing(self, conn):
-                self._append_batch(conn, requests, outcomes, now, recorded)
+            try:
+                outcomes = self._append_written_behind(requests, now, recorded)
+            except _SavepointsNeeded:
+                self._sealer.rolled_back()
+                outcomes = []
+                with self._connection() as conn, _committing(self, conn):
+                    self._append_with_savepoints(conn, requests, outcomes, now, recorded)
         except BaseException:
             self._sealer.rolled_back()
             raise
         self._sealer.committed()
         return outcomes
 
-    def _append_batch(self, conn: psycopg.Connection, requests: Sequence[AppendRequest],
+    def _append_written_behind(self, requests: Sequence[AppendRequest], now: float,
+                               recorded: bool) -> list[AppendResult | EventStoreError]:
+        """The batch in one pipelined transaction, projections written behind (see
+        :meth:`append_batch`); _SavepointsNeeded if the database refused any of it."""
+        outcomes: list[AppendResult | EventStoreError] = []
+        with self._connection() as conn:
+            try:
+                # BEGIN and COMMIT go with the statements next to them (a transaction block
+                # would wait for the server at each end); the pipeline's end waits for
+                # the rows, the projections' changes and the COMMIT at once
+                with conn.pipeline() as pipeline:
+                    def fetch(query: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                        cursor = conn.execute(query, params)
+                        pipeline.sync()  # for the description
+                        return cursor.fetchall() if cursor.description is not None else []
+
+                    conn.execute("BEGIN")
+                    self._write_behind(conn, SqlKeyTable(fetch, "%s"), requests, outcomes,
+                                       now, recorded)
+                    conn.execute("COMMIT")
+            except (Unsupported, psycopg.Error) as exc:
+                _roll_back(conn)
+                if isinstance(exc, psycopg.OperationalError):
+                    raise  # the connection's: _connection says what happened
+                raise _SavepointsNeeded from exc
+            except BaseException:
+                _roll_back(conn)
+                raise
+        return outcomes
+
+    def _write_behind(self, conn: psycopg.Connection, keys: SqlKeyTable,
+                      requests: Sequence[AppendRequest],
                       outcomes: list[AppendResult | EventStoreError], now: float,
                       recorded: bool) -> None:
+        """Plan and project the requests in passes: a pass runs on past a projection's
+        read of a row not loaded yet (see :mod:`eventstore.postgres.overlay`), then what
+        followed it is undone, the rows missed are loaded, and the next pass starts at
+        that request."""
+        next_position, versions, existing = self._begin(conn, requests)
+        self._sealer.prepare(keys, [(e.data, e.seals) for r in requests for e in r.events
+                                    if e.seals and e.event_id not in existing], now)
+        overlay = WriteBehind(PostgresTables(conn, self._catalog))
+        rows: list[tuple[Any, ...]] = []
+        reached: dict[str, int] = {}  # projection -> position, as requests succeed
+        shredded: set[int] = set()
+        plans: dict[int, tuple[tuple[Any, ...], _Planned, list[Projection],
+                               list[RecordedEvent]]] = {}
+        done = 0
+        while True:
+            guess: _Guess | None = None
+            for index in range(done, len(requests)):
+                request = requests[index]
+                shreds = shreds_of(request)
+                if shreds and guess is not None:
+                    break  # keys are destroyed in order, never after a guess
+                # a pass plans a request again only if what its plan depends on changed
+                # (sealing and numbering cost more than the projections)
+                inputs = (next_position, versions.get(request.stream_id, 0),
+                          tuple(existing.get(e.event_id) for e in request.events))
+                try:
+                    if shreds and index not in shredded:
+                        shredded.add(index)
+                        self._sealer.shred(keys, shreds, now)
+                    cached = plans.get(index)
+                    if cached is None or cached[0] != inputs:
+                        planned = self._plan(request, now, next_position, versions, existing,
+                                             keys)
+                        projections = self._readers_of(planned.rows) if planned.rows else []
+                        written = self._written(planned.rows, keys) \
+                            if projections or recorded else []
+                        cached = plans[index] = (inputs, planned, projections, written)
+                    _, planned, projections, written = cached
+                except psycopg.Error:
+                    raise  # the transaction's, not the request's: no savepoint undoes it
+                except Exception as exc:
+                    outcomes.append(as_store_error(request, exc))
+                    continue
+                failure: Exception | None = None
+                mark = overlay.mark()
+                try:
+                    for projection in projections:
+                        apply_events(projection, overlay, written, admit=True)
+                except Exception as exc:
+                    overlay.rollback(mark)
+                    if isinstance(exc, psycopg.Error) or (isinstance(exc, Unsupported)
+                                                          and not overlay.missed):
+                        raise
+                    failure = exc
+                if overlay.missed and guess is None:
+                    guess = _Guess(index, mark, len(outcomes), len(rows), next_position,
+                                   dict(versions), dict(existing), dict(reached))
+                if failure is not None:
+                    outcomes.append(as_store_error(request, failure))
+                    continue
+                outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
+                                if recorded else planned.result)
+                versions[request.stream_id] = planned.result.stream_version
+                existing.update(planned.fresh)
+                if planned.rows:
+                    rows += planned.rows
+                    next_position = planned.rows[-1][0] + 1
+                    for projection in self._projections:
+                        reached[projection.name] = planned.rows[-1][0]
+            if guess is None:
+                break
+            overlay.rollback(guess.mark)
+            del outcomes[guess.outcomes:]
+            del rows[guess.rows:]
+            done, next_position = guess.index, guess.next_position
+            versions, existing, reached = guess.versions, guess.existing, guess.reached
+            overlay.load()
+        self._insert(conn, rows)
+        overlay.flush()
+        self._set_positions(conn, reached)
+
+    def _append_with_savepoints(self, conn: psycopg.Connection,
+                                requests: Sequence[AppendRequest],
+                                outcomes: list[AppendResult | EventStoreError], now: float,
+                                recorded: bool) -> None:
+        """The batch as :meth:`append_batch` appends it when the database refused the
+        written-behind way: the rows of requests no projection reads go in one INSERT at
+        the end; a request that a projection reads gets a savepoint around its rows and
+        the projection's statements, so whatever fails fails its request alone."""
         keys = SqlKeyTable(lambda q, p: _rows_of(conn, q, p), "%s")
-        conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
-        next_position = self._catch_up_projections(conn) + 1
-        versions, existing = self._lookup(conn, requests)
+        with conn.pipeline():
+            next_position, versions, existing = self._begin(conn, requests)
         pending: list[tuple[Any, ...]] = []  # rows of requests without a savepoint
         reached: dict[str, int] = {}  # projection -> position, as requests succeed
         for request in requests:
@@ -401,29 +549,50 @@ class PostgresLog:
                 for projection in self._projections:
                     reached[projection.name] = planned.rows[-1][0]
         self._insert(conn, pending)
+        self._set_positions(conn, reached)
+
+    @staticmethod
+    def _set_positions(conn: psycopg.Connection, reached: dict[str, int]) -> None:
         if reached:
             conn.execute("UPDATE projection_positions SET position = u.position FROM "
-                         "unnest(%s::text[], %s::bigint[]) AS u(name, position) "
+                         "unnest(%b::text[], %b::bigint[]) AS u(name, position) "
                          "WHERE projection_positions.name = u.name",
                          (list(reached), list(reached.values())))
 
-    @staticmethod
-    def _lookup(conn: psycopg.Connection, requests: Sequence[AppendRequest]
-                ) -> tuple[dict[str, int], dict[str, int]]:
-        """Every requested stream's version and every requested id that exists, in one
-        query: one index probe each."""
+    def _begin(self, conn: psycopg.Connection, requests: Sequence[AppendRequest]
+               ) -> tuple[int, dict[str, int], dict[str, int]]:
+        """Take the append lock and read, in one round trip in a pipeline, where the log
+        and its projections are, every requested stream's version and every requested id that
+        exists (one index probe each); bring the projections up to the log if another
+        process or a tool appended without them. Returns the next position, the
+        versions and the existing ids' positions."""
         # text PostgreSQL cannot hold is refused with its request later, not sent
         streams = sorted({r.stream_id for r in requests if _storable(r.stream_id)})
         ids = sorted({e.event_id for r in requests for e in r.events if _storable(e.event_id)})
-        rows = conn.execute(
+        # in a pipeline, one round trip; each statement still sees what committed before
+        # the lock was granted (a statement takes its snapshot when it starts)
+        conn.execute(_LOCK, (schema.APPEND_LOCK, self._events_oid))
+        state = conn.execute(
+            "SELECT (SELECT coalesce(max(position), 0) FROM events), "
+            "coalesce(array_agg(name), '{}'), coalesce(array_agg(position), '{}') "
+            "FROM projection_positions WHERE name = ANY(%b::text[])",
+            ([p.name for p in self._projections],))
+        lookup = conn.execute(
             "SELECT s, NULL::bigint, (SELECT coalesce(max(version), 0) FROM events "
-            "WHERE stream_id = s) FROM unnest(%s::text[]) AS s UNION ALL "
-            "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%s::text[])",
-            (streams, ids)).fetchall()
-        versions = {stream: int(version) for stream, _, version in rows if version is not None}
-        existing = {event_id: int(position) for event_id, position, version in rows
+            "WHERE stream_id = s) FROM unnest(%b::text[]) AS s UNION ALL "
+            "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%b::text[])",
+            (streams, ids))
+        ((last, names, positions),) = state.fetchall()
+        found = lookup.fetchall()
+        behind = {name for name, position in zip(names, positions, strict=True)
+                  if position < last}
+        for projection in self._projections:
+            if projection.name in behind:
+                self._catch_up(conn, projection)
+        versions = {stream: int(version) for stream, _, version in found if version is not None}
+        existing = {event_id: int(position) for event_id, position, version in found
                     if version is None}
-        return versions, existing
+        return int(last) + 1, versions, existing
 
     def _plan(self, request: AppendRequest, now: float, next_position: int,
               versions: dict[str, int], known: dict[str, int], keys: SqlKeyTable) -> _Planned:
@@ -761,25 +930,6 @@ class PostgresLog:
                 self._catalog.register(projection)
             self._catch_up(conn, projection)
 
-    def _catch_up_projections(self, conn: psycopg.Connection) -> int:
-        """Bring every registered projection up to the log (another process or a tool
-        may have appended without it); returns the log's last position. One query when
-        they are all caught up."""
-        if not self._projections:
-            return self._last_position(conn)
-        rows = conn.execute(
-            "SELECT (SELECT coalesce(max(position), 0) FROM events), name, position "
-            "FROM projection_positions WHERE name = ANY(%s::text[])",
-            ([p.name for p in self._projections],)).fetchall()
-        if not rows:
-            return self._last_position(conn)
-        last = int(rows[0][0])
-        behind = {name for _, name, position in rows if position < last}
-        for projection in self._projections:
-            if projection.name in behind:
-                self._catch_up(conn, projection)
-        return last
-
     def _catch_up(self, conn: psycopg.Connection, projection: Projection) -> None:
         row = conn.execute("SELECT position FROM projection_positions WHERE name = %s",
                            (projection.name,)).fetchone()
@@ -841,6 +991,12 @@ def _committing(log: PostgresLog, conn: psycopg.Connection) -> Iterator[None]:
             raise  # _connection says what happened to the connection
         raise EventStoreError(log.target.redact(
             f"the event log {log.location} could not commit: {_first_line(exc)}")) from None
+
+
+def _roll_back(conn: psycopg.Connection) -> None:
+    """End the transaction a failure left open (or aborted) on ``conn``."""
+    if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
 
 
 def _open_error(target: PostgresTarget, exc: psycopg.Error) -> StoreOpenError:

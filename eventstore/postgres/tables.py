@@ -10,7 +10,7 @@ declares (a command-line tool reading the bot's tables) is described from the ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -111,7 +111,7 @@ class PostgresTables:
         """See :meth:`~eventstore.projections.TableReader.rows`."""
         spec = self._catalog.spec(self._conn, table)
         clause, params = _where(spec, where)
-        _known(spec, list(order_by))
+        check_columns(spec, list(order_by))
         shape = ("rows", table, clause, tuple(order_by), limit is not None)
 
         def build() -> str:
@@ -126,8 +126,9 @@ class PostgresTables:
             cursor = self._conn.execute(self._catalog.statement(shape, build), params)
         except psycopg.errors.UndefinedTable as exc:  # dropped since: a projection rebuilt
             raise NoSuchTable(f"cannot read the projection table {table!r}: {exc}") from None
+        found = cursor.fetchall()  # first: in a pipeline, the description comes with it
         names = [d.name for d in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in found]
 
     def insert(self, table: str, row: Mapping[str, Any], *, on_conflict: Conflict = "error"
                ) -> None:
@@ -190,20 +191,98 @@ class PostgresTables:
             lambda: f"DELETE FROM {self._catalog.qualified(table)}{clause}")
         self._conn.execute(text, params)
 
+    def spec(self, table: str) -> Table:
+        """The table ``table`` (NoSuchTable when there is none)."""
+        return self._catalog.spec(self._conn, table)
+
+    def fetch(self, keys: Mapping[str, Collection[Sequence[Any]]],
+              ranges: Sequence[tuple[str, Where | None]]
+              ) -> tuple[dict[str, list[tuple[Any, ...]]], list[list[tuple[Any, ...]]]]:
+        """The rows (tuples in column order) of each table with each of its ``keys`` (key
+        tuples, coerced), and those matching each of ``ranges``: in a pipeline, one round
+        trip."""
+        by_key = [(table, self._conn.execute(*self._select_keys(table, wanted)))
+                  for table, wanted in keys.items() if wanted]
+        by_range = [self._conn.execute(*self._select(table, where)) for table, where in ranges]
+        return ({table: cursor.fetchall() for table, cursor in by_key},
+                [cursor.fetchall() for cursor in by_range])
+
+    def write(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert ``rows`` (every column, in order, coerced), each replacing the row with
+        its key: one statement (whose result nobody waits for in a pipeline)."""
+        spec = self.spec(table)
+
+        def build() -> str:
+            names = spec.column_names
+            others = [c for c in names if c not in spec.key]
+            conflict = (f"DO UPDATE SET {', '.join(f'{_ident(c)} = EXCLUDED.{_ident(c)}' for c in others)}"
+                        if others else "DO NOTHING")
+            return (f"INSERT INTO {self._catalog.qualified(table)} "
+                    f"({', '.join(map(_ident, names))}) SELECT * FROM {_unnest(spec, names)} "
+                    f"ON CONFLICT ({', '.join(map(_ident, spec.key))}) {conflict}")
+
+        self._conn.execute(self._catalog.statement(("write", table), build),
+                           [list(column) for column in zip(*rows, strict=True)])
+
+    def remove(self, table: str, keys: Sequence[Sequence[Any]]) -> None:
+        """Delete the rows with ``keys`` (key tuples, coerced): one statement."""
+        spec = self.spec(table)
+
+        def build() -> str:
+            match = " AND ".join(f"t.{_ident(c)} = u.c{i}" for i, c in enumerate(spec.key))
+            return (f"DELETE FROM {self._catalog.qualified(table)} AS t USING "
+                    f"{_unnest(spec, spec.key)} WHERE {match}")
+
+        self._conn.execute(self._catalog.statement(("remove", table), build),
+                           [list(column) for column in zip(*keys, strict=True)])
+
+    def _select_keys(self, table: str, keys: Collection[Sequence[Any]]
+                     ) -> tuple[str, list[Any]]:
+        spec = self.spec(table)
+
+        def build() -> str:
+            columns = ", ".join(f"t.{_ident(c)}" for c in spec.column_names)
+            match = " AND ".join(f"t.{_ident(c)} = u.c{i}" for i, c in enumerate(spec.key))
+            return (f"SELECT {columns} FROM {self._catalog.qualified(table)} AS t JOIN "
+                    f"{_unnest(spec, spec.key)} ON {match}")
+
+        return (self._catalog.statement(("select keys", table), build),
+                [list(column) for column in zip(*keys, strict=True)])
+
+    def _select(self, table: str, where: Where | None) -> tuple[str, list[Any]]:
+        spec = self.spec(table)
+        clause, params = _where(spec, where)
+
+        def build() -> str:
+            columns = ", ".join(map(_ident, spec.column_names))
+            return f"SELECT {columns} FROM {self._catalog.qualified(table)}{clause}"
+
+        return self._catalog.statement(("select", table, clause), build), params
+
     def _spec(self, table: str, columns: Mapping[str, Any]) -> Table:
         spec = self._catalog.spec(self._conn, table)
-        _known(spec, list(columns))
+        check_columns(spec, list(columns))
         return spec
 
 
-def _known(spec: Table, columns: Sequence[str]) -> None:
+def check_columns(spec: Table, columns: Iterable[str]) -> None:
+    """Refuse (ValueError) column names ``spec`` does not have."""
     unknown = set(columns) - set(spec.column_names)
     if unknown:
         raise ValueError(f"{spec.name} has no column(s) {sorted(unknown)}")
 
 
 def _type(spec: Table, column: str) -> ColumnType:
-    return next(c.type for c in spec.columns if c.name == column)
+    found = spec.column(column)
+    assert found is not None  # every caller checked the column names first
+    return found.type
+
+
+def _unnest(spec: Table, columns: Sequence[str]) -> str:
+    """``unnest`` of one array parameter per column, typed as the column, as ``u(c0, ...)``
+    (arrays in binary: as text, psycopg escapes each element with a regular expression)."""
+    arrays = ", ".join(f"%b::{_CASTS[_type(spec, c)]}[]" for c in columns)
+    return f"unnest({arrays}) AS u({', '.join(f'c{i}' for i in range(len(columns)))})"
 
 
 def _marks(spec: Table, columns: Sequence[str]) -> str:
@@ -213,7 +292,7 @@ def _marks(spec: Table, columns: Sequence[str]) -> str:
 def _where(spec: Table, where: Where | None) -> tuple[str, list[Any]]:
     if not where:
         return "", []
-    _known(spec, list(where))
+    check_columns(spec, list(where))
     clauses, params = [], []
     for column, value in where.items():
         cast = _CASTS[_type(spec, column)]

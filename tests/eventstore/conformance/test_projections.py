@@ -195,6 +195,32 @@ def test_a_failing_projection_leaves_tables_position_and_log_untouched(
     assert [e.stream_id for e in log.read_all()] == ["a", "b"]
 
 
+def test_a_failing_request_undoes_its_changes_to_rows_its_neighbours_change_too(
+    backend: Backend,
+) -> None:
+    """The requests before and after the failing one add to the very rows it added to
+    before failing: theirs stay, its own go."""
+    log = backend.open_log(projections=[Totals()])
+    try:
+        log.append("a", [NewEvent("Paid", {"amount": 1})])
+        outcomes = log.append_batch([
+            AppendRequest("a", [NewEvent("Paid", {"amount": 10})]),
+            AppendRequest("a", [NewEvent("Paid", {"amount": 100}), NewEvent("Said", {}),
+                                NewEvent("Boom", {})]),
+            AppendRequest("a", [NewEvent("Paid", {"amount": 1000}), NewEvent("Said", {})]),
+            AppendRequest("a", [NewEvent("Boom", {})]),
+            AppendRequest("a", [NewEvent("Paid", {"amount": 10000})]),
+        ])
+        assert [type(o).__name__ for o in outcomes] == [
+            "AppendResult", "EventStoreError", "AppendResult", "EventStoreError", "AppendResult"]
+        assert _totals(log) == {("a", "Paid"): (4, 11011), ("a", "Said"): (1, 0)}
+        assert [e.version for e in log.read_all()] == [1, 2, 3, 4, 5]
+        assert log.projection_position("totals") == log.last_position() == 5
+        assert log.rebuild_and_compare(Totals()) == []
+    finally:
+        log.close()
+
+
 def test_a_bumped_version_rebuilds_and_an_unchanged_one_does_not(backend: Backend) -> None:
     log = backend.open_log(projections=[Totals()])
     log.append("a", [NewEvent("Paid", {"amount": n}) for n in range(10)])
