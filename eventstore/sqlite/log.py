@@ -242,7 +242,7 @@ class SQLiteLog:
         outcomes: list[AppendResult | EventStoreError] = []
         now = time.time()
         if self._disk_was_full:
-            self._checkpoint()
+            self._disk_was_full = not self._checkpoint()
         try:
             return self._append_batch(requests, outcomes, now, recorded)
         except sqlite3.OperationalError as exc:
@@ -292,7 +292,6 @@ class SQLiteLog:
             sealer.rolled_back()
             raise
         sealer.committed()
-        self._disk_was_full = False
         if self._shredded:
             self._shredded = False
             self._wipe_wal()
@@ -310,16 +309,20 @@ class SQLiteLog:
         finally:
             self._db.execute("PRAGMA busy_timeout=5000")
 
-    def _checkpoint(self) -> None:
-        """Move the write-ahead log into the database and empty it. A full disk stops the
-        automatic checkpoints (they need room too), and the WAL, never reset, then fills
-        any space freed: after a full disk each append first tries this."""
+    def _checkpoint(self) -> bool:
+        """Move the write-ahead log into the database and empty it; False while there is
+        still no room for that. A full disk stops the automatic checkpoints (they need
+        room too), and the WAL, never reset, then fills any space freed: after a full disk
+        each append first tries this, until it works. An append that wrote nothing (a
+        duplicate) succeeds on a full disk, so it is no sign that the WAL was emptied."""
         try:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-            # and from now on often enough that the WAL never grows into the space left
+            # from now on often enough that the WAL never grows into the space left (set
+            # first: it needs no room, the checkpoint does)
             self._db.execute(f"PRAGMA wal_autocheckpoint={_SMALL_WAL_PAGES}").fetchall()
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error:
-            pass  # still no room: the append that follows says so
+            return False  # still no room: the append that follows says so
+        return True
 
     def _append_one(self, request: AppendRequest, now: float, next_position: int,
                     recorded: bool) -> AppendResult:
