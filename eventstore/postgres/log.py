@@ -479,15 +479,9 @@ class PostgresLog:
                 if failure is not None:
                     outcomes.append(as_store_error(request, failure))
                     continue
-                outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
-                                if recorded else planned.result)
-                versions[request.stream_id] = planned.result.stream_version
-                existing.update(planned.fresh)
-                if planned.rows:
-                    rows += planned.rows
-                    next_position = planned.rows[-1][0] + 1
-                    for projection in self._projections:
-                        reached[projection.name] = planned.rows[-1][0]
+                rows += planned.rows
+                next_position = self._accepted(request, planned, written, recorded, outcomes,
+                                               versions, existing, reached) or next_position
             if guess is None:
                 break
             overlay.rollback(guess.mark)
@@ -499,6 +493,24 @@ class PostgresLog:
         self._insert(conn, rows)
         overlay.flush()
         self._set_positions(conn, reached)
+
+    def _accepted(self, request: AppendRequest, planned: _Planned,
+                  written: Sequence[RecordedEvent], recorded: bool,
+                  outcomes: list[AppendResult | EventStoreError], versions: dict[str, int],
+                  existing: dict[str, int], reached: dict[str, int]) -> int | None:
+        """Book ``request`` as done in this transaction (its outcome, its stream's
+        version, its new ids, the projections' positions); the next free position, None
+        when it wrote no rows."""
+        outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
+                        if recorded else planned.result)
+        versions[request.stream_id] = planned.result.stream_version
+        existing.update(planned.fresh)
+        if not planned.rows:
+            return None
+        last = int(planned.rows[-1][0])
+        for projection in self._projections:
+            reached[projection.name] = last
+        return last + 1
 
     def _append_with_savepoints(self, conn: psycopg.Connection,
                                 requests: Sequence[AppendRequest],
@@ -540,14 +552,8 @@ class PostgresLog:
                         raise
                     outcomes.append(as_store_error(request, exc))
                     continue
-            outcomes.append(dataclasses.replace(planned.result, written=tuple(written))
-                            if recorded else planned.result)
-            versions[request.stream_id] = planned.result.stream_version
-            existing.update(planned.fresh)
-            if planned.rows:
-                next_position = planned.rows[-1][0] + 1
-                for projection in self._projections:
-                    reached[projection.name] = planned.rows[-1][0]
+            next_position = self._accepted(request, planned, written, recorded, outcomes,
+                                           versions, existing, reached) or next_position
         self._insert(conn, pending)
         self._set_positions(conn, reached)
 
