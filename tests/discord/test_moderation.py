@@ -51,6 +51,13 @@ def moderator(tmp_path: Path, fake: FakeOpenAI, moderation: str) -> Moderator:
     return found
 
 
+def insults_checked(tmp_path: Path, fake: FakeOpenAI, *, bypass: Role) -> Moderator:
+    """Moderation of what comes in only, flagging "insult", skipped for ``bypass``."""
+    fake.moderate("insult", harassment=0.97)
+    return moderator(tmp_path, fake, f"provider: fake\noutbound: false\n"
+                                     f"bypass_roles: ['{bypass.id}']\n")
+
+
 def invoke(tmp_path: Path, *args: str) -> str:
     """The command's output, with the terminal's line wrapping undone."""
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "config.yaml"), *args])
@@ -194,12 +201,7 @@ async def test_a_bypass_role_skips_the_inbound_check_and_is_recorded_as_bypassed
         emu: DiscordEmulator, server: Server, fake_openai: FakeOpenAI, tmp_path: Path) -> None:
     trusted = emu.add_role(server.guild, "trusted")
     carol = trusted_member(emu, server, trusted)
-    fake_openai.moderate("insult", harassment=0.97)
-    checker = moderator(tmp_path, fake_openai, f"""
-provider: fake
-outbound: false
-bypass_roles: ['{trusted.id}']
-""")
+    checker = insults_checked(tmp_path, fake_openai, bypass=trusted)
     async with running_bot(emu, tmp_path / "log.db", [ADA], fake_openai,
                            moderator=checker) as bot:
         hers = await emu.user_says(carol, server.general, "ada, quoting an insult")
@@ -302,12 +304,7 @@ async def test_in_a_dm_the_bypass_holds_only_for_roles_that_could_be_looked_up(
     carol = trusted_member(emu, server, trusted)
     dave = emu.add_user("dave")
     emu.add_member(server.guild, dave, roles=[trusted])
-    fake_openai.moderate("insult", harassment=0.97)
-    checker = moderator(tmp_path, fake_openai, f"""
-provider: fake
-outbound: false
-bypass_roles: ['{trusted.id}']
-""")
+    checker = insults_checked(tmp_path, fake_openai, bypass=trusted)
     async with running_bot(emu, tmp_path / "log.db", [ADA], fake_openai,
                            moderator=checker) as bot:
         looked_up = await emu.user_says(carol, emu.dm_channel(carol), "ada, quoting an insult")

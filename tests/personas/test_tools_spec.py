@@ -137,10 +137,10 @@ def test_validate_warns_about_tools_a_provider_is_not_offered(tmp_path: Path) ->
 def test_attachment_caps_in_config_yaml(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("attachments:\n  max_file_size: 2MiB\n  max_message_size: 5 MB\n"
-                      "  max_files: 3\n  hosts: [cdn.discordapp.com]\n")
+                      "  max_files: 3\n  hosts: [cdn.example.test]\n")
     loaded = load_config(config).attachments
-    assert (loaded.max_file_bytes, loaded.max_message_bytes, loaded.max_files) == (
-        2 * 1024 * 1024, 5_000_000, 3)
+    assert (loaded.max_file_bytes, loaded.max_message_bytes, loaded.max_files,
+            loaded.hosts) == (2 * 1024 * 1024, 5_000_000, 3, frozenset({"cdn.example.test"}))
     config.write_text("attachments:\n  max_file_size: 8 parsecs\n  max_files: -1\n")
     with pytest.raises(ProblemsError) as caught:
         load_config(config)

@@ -44,8 +44,8 @@ class AttachmentLinks:
         self._key = secrets.token_bytes(16)
         self._ttl_s = ttl_s
         self._offset_s = 0.0
-        # the emulator points these at its own port once it listens (Discord's are
-        # cdn.discordapp.com and media.discordapp.net; no test may reach them)
+        # the emulator points these at its own port once it listens (never Discord's own
+        # CDN and media hosts: no test may reach those)
         self.base = "http://127.0.0.1/cdn"
         self.media_base = "http://127.0.0.1/media"
         self.requests: list[CdnRequest] = []
