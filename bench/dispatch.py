@@ -1,6 +1,8 @@
 """The dispatcher's own latency, in process, over a large event log.
 
     python bench/dispatch.py [--events 1000000] [--conversations 1000] [--json]
+    python bench/dispatch.py --url postgresql://postgres@127.0.0.1:5432/test --events 100000 \
+                             [--rate 100,200,400]
 
 Builds (once, then reuses) a log of ``--events`` events: conversations with
 history, including the ``--conversations`` that the run talks in. Then
@@ -18,6 +20,13 @@ It runs on the event loop ``personae run`` uses (``core.eventloop``: uvloop wher
 installed). Prints p50/p99/max of both, where that time went (the event store's appends and
 conversation reads, building the context), CPU time per message (the figure least
 disturbed by a busy machine), throughput and peak RSS.
+
+``--url`` puts the log on PostgreSQL (in a schema of its own, built for the run and
+dropped after) and adds the server's CPU time per message (every PostgreSQL process on
+this machine): with no gateway and no model in the way, one process offers the server
+far more replies per second than a bot on this machine can, so the figure at each of
+several ``--rate`` values shows what a server core carries as the load grows (group
+commits grow with it).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import resource
 import statistics
@@ -37,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core.dispatcher.pipeline as pipeline_module
 from bench._logs import reusable_log
+from bench._postgres import drop_schema, postgres_cpu_s, schema_url
 from core import eventloop
 from core.app import build_dispatcher
 from core.context.history import MAX_CACHED_EVENTS
@@ -61,7 +72,7 @@ from core.events.ids import (
 from core.gateway.model import ModelOutcome, ModelRequest, OnDelta, Usage
 from core.personas.loader import load_persona_text
 from core.personas.registry import PersonaRegistry
-from eventstore import AppendRequest, EventStore, SQLiteLog, open_store
+from eventstore import AppendRequest, EventStore, open_log, open_store
 
 PERSONA = """\
 id: ada
@@ -131,14 +142,14 @@ def _exchange(stream_id: str, channel: str, n: int) -> list:
     ]
 
 
-def build_log(path: Path, events: int, conversations: int, seal: bool = True) -> float:
-    """Fill ``path`` with about ``events`` events (personal content sealed, or in clear);
-    returns seconds taken (0 when reused)."""
-    if reusable_log(path, events):
+def build_log(target: Path | str, events: int, conversations: int, seal: bool = True) -> float:
+    """Fill ``target`` (a file, reused when it holds enough, or a PostgreSQL URL) with about
+    ``events`` events (personal content sealed, or in clear); returns seconds taken (0 when
+    reused)."""
+    if isinstance(target, Path) and reusable_log(target, events):
         return 0.0
     started = time.perf_counter()
-    log = SQLiteLog.open(path, synchronous="normal",
-                        projections=projections(), seal=seal)
+    log = open_log(target, synchronous="normal", projections=projections(), seal=seal)
     try:
         exchanges = events // 4
         per_bench = 10
@@ -245,7 +256,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "p99_ms": round(pick(0.99) * 1000, 3), "max_ms": round(ordered[-1] * 1000, 3)}
 
 
-async def run(path: Path, conversations: int, messages: int, rate: float,
+async def run(path: Path | str, conversations: int, messages: int, rate: float,
               synchronous: str, history_cache: int = MAX_CACHED_EVENTS,
               seal: bool = True) -> dict:
     store = await open_store(path, synchronous=synchronous,  # type: ignore[arg-type]
@@ -291,7 +302,8 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
         result = await dispatcher.ingest(message)
         assert result.triggered == ("ada",), result
 
-    cpu_before = _cpu_seconds()
+    on_postgres = isinstance(path, str)
+    cpu_before, server_before = _cpu_seconds(), postgres_cpu_s() if on_postgres else 0.0
     started = time.perf_counter()
     for n in range(messages):
         due = started + n / rate
@@ -303,6 +315,7 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
     await asyncio.gather(*timings.done.values())
     elapsed = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
+    server = postgres_cpu_s() - server_before if on_postgres else 0.0
     await dispatcher.shutdown(5)
     await store.close()
     pipeline_module.build_context = build
@@ -318,6 +331,8 @@ async def run(path: Path, conversations: int, messages: int, rate: float,
         "model_reply_to_outbound": _percentiles(
             [timings.delivered[k] - timings.replied[k] for k in keys]),
         "cpu_ms_per_message": round(cpu * 1000 / messages, 3),
+        **({"postgres_cpu_ms_per_message": round(server * 1000 / messages, 3)}
+           if on_postgres else {}),
         "messages": messages,
         "offered_rate_per_s": rate,
         "achieved_rate_per_s": round(messages / elapsed, 1),
@@ -329,7 +344,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--conversations", type=int, default=1000)
     parser.add_argument("--messages", type=int, default=5000)
-    parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    parser.add_argument("--rate", default="500",
+                        help="messages per second (comma-separated: a run at each)")
+    parser.add_argument("--url", default=None,
+                        help="the log on this PostgreSQL server (default an SQLite file)")
     parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
     parser.add_argument("--history-cache", type=int, default=MAX_CACHED_EVENTS,
                         help="conversation events cached in memory (0: read the log each time)")
@@ -345,11 +363,23 @@ def main() -> None:
     if args.encryption == "both":
         _compare(args)
         return
-    path = args.db or Path(tempfile.gettempdir()) / f"personae-bench-dispatch-{args.events}.db"
-    build_s = build_log(path, args.events, args.conversations, args.encryption == "on")
-    figures = eventloop.run(run(path, args.conversations, args.messages, args.rate,
+    path: Path | str = args.db or Path(tempfile.gettempdir()) / \
+        f"personae-bench-dispatch-{args.events}.db"
+    if args.url:
+        path = schema_url(args.url, f"personae_bench_dispatch_{os.getpid()}")
+    try:
+        build_s = build_log(path, args.events, args.conversations, args.encryption == "on")
+        for rate in (float(r) for r in args.rate.split(",")):
+            _report(args, path, rate, build_s)
+    finally:
+        if args.url:
+            drop_schema(args.url, str(path))
+
+
+def _report(args: argparse.Namespace, path: Path | str, rate: float, build_s: float) -> None:
+    figures = eventloop.run(run(path, args.conversations, args.messages, rate,
                               args.synchronous, args.history_cache, args.encryption == "on"))
-    log = SQLiteLog.open(path, create=False)
+    log = open_log(path, create=False)
     try:
         total = log.last_position()
     finally:
@@ -365,6 +395,7 @@ def main() -> None:
         return
     for name, value in figures.items():
         print(f"{name:28} {value}")
+    print()
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -377,7 +408,7 @@ def _compare(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         for mode in ("off", "on"):
             runs[mode].append(eventloop.run(run(
-                paths[mode], args.conversations, args.messages, args.rate, args.synchronous,
+                paths[mode], args.conversations, args.messages, float(args.rate), args.synchronous,
                 args.history_cache, mode == "on")))
 
     def median(mode: str, *keys: str) -> float:

@@ -48,6 +48,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench._postgres import cpu_s, drop_schema, postgres_cpu_s, schema_url
 from tests.chaos.harness import (
     BotSettings,
     ChaosRig,
@@ -57,8 +58,6 @@ from tests.chaos.harness import (
     reconnect_gaps_s,
     run_schedule,
 )
-
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +105,6 @@ class ChaosResult:
     db_check_ok: bool
 
 
-def cpu_s(pid: int | str) -> float:
-    """utime + stime of a process, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
-
-
 def rss_mb(pid: int) -> tuple[float, float]:
     """(current, peak) resident set size in MB."""
     found = {}
@@ -125,20 +118,6 @@ def rss_mb(pid: int) -> tuple[float, float]:
 def _percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
-
-
-def postgres_cpu_s() -> float:
-    """CPU seconds of every PostgreSQL server process on this machine (the server the
-    bots use, and whatever else it serves meanwhile)."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() in ("postgres", "postmaster"):
-                    total += cpu_s(entry.name)
-            except OSError:
-                continue  # gone meanwhile
-    return total
 
 
 async def measure_load(folder: Path, conversations: int, *, latency_s: float, think_s: float,
@@ -192,7 +171,8 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         profiler = None
         if profile is not None:
             profiler = await asyncio.create_subprocess_exec(
-                "py-spy", "record", "--nonblocking", "--pid", str(pid), "--duration", str(int(duration_s)),
+                "py-spy", "record", "--nonblocking", "--gil", "--pid", str(pid),
+                "--duration", str(int(duration_s)),
                 "--format", "raw", "--rate", "250", "--output", str(profile),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.sleep(duration_s)
@@ -264,16 +244,6 @@ async def run_chaos(folder: Path, conversations: int, messages: int) -> ChaosRes
             duration_s=round(ended - started, 1), db_check_ok=code == 0)
 
 
-def _drop_schema(server_url: str, url: str) -> None:
-    import psycopg
-
-    from eventstore.postgres.target import PostgresTarget
-
-    with psycopg.connect(**PostgresTarget.parse(server_url).connect_kwargs(
-            autocommit=True)) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{PostgresTarget.parse(url).schema}" CASCADE')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", default="50,500,2000",
@@ -288,7 +258,8 @@ def main() -> None:
     parser.add_argument("--chaos-messages", type=int, default=2000)
     parser.add_argument("--profile", type=Path, default=None,
                         help="py-spy the bot during the measured window (collapsed stacks "
-                             "to this file; with several levels, the last one's)")
+                             "of the thread holding the GIL, where its CPU goes, to this "
+                             "file; with several levels, the last one's)")
     parser.add_argument("--url", default=None,
                         help="the bots' log: a PostgreSQL server URL (each level in a schema "
                              "of its own, dropped after); default an SQLite file")
@@ -307,8 +278,7 @@ def main() -> None:
                 folder.mkdir()
                 url = None
                 if args.url:
-                    separator = "&" if "?" in args.url else "?"
-                    url = f"{args.url}{separator}schema=personae_bench_e2e_{os.getpid()}_{level}"
+                    url = schema_url(args.url, f"personae_bench_e2e_{os.getpid()}_{level}")
                 try:
                     found.append(await measure_load(
                         folder, level, latency_s=args.latency_ms / 1000, think_s=args.think_s,
@@ -316,7 +286,7 @@ def main() -> None:
                         profile=args.profile, database_url=url, processes=args.processes))
                 finally:
                     if url is not None:
-                        _drop_schema(args.url, url)
+                        drop_schema(args.url, url)
                 if not args.json:
                     print(json.dumps(asdict(found[-1])), flush=True)
             return found

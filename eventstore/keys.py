@@ -31,7 +31,7 @@ class SqlKeyTable:
     def insert(self, record: KeyRecord) -> None:
         """Add a key."""
         marks = ", ".join([self._mark] * 8)
-        self._fetch(f"INSERT INTO content_keys ({_COLUMNS}) VALUES ({marks})", _row(record))
+        self._fetch(f"INSERT INTO content_keys ({_COLUMNS}) VALUES ({marks})", record_row(record))
 
     def insert_many(self, records: Sequence[KeyRecord]) -> None:
         """Add keys, in as few statements as they fit in (each statement a round trip,
@@ -41,7 +41,7 @@ class SqlKeyTable:
             chunk = rows[start:start + 100]
             marks = ", ".join(["(" + ", ".join([self._mark] * 8) + ")"] * len(chunk))
             self._fetch(f"INSERT INTO content_keys ({_COLUMNS}) VALUES {marks}",
-                        [value for record in chunk for value in _row(record)])
+                        [value for record in chunk for value in record_row(record)])
 
     def find_many(self, wanted: Sequence[tuple[str, int, str]]
                   ) -> dict[tuple[str, int, str], tuple[str, bytes]]:
@@ -158,7 +158,8 @@ class SqlKeyTable:
         return int(self._fetch(sql, params)[0][0])
 
 
-def _row(record: KeyRecord) -> tuple[Any, ...]:
+def record_row(record: KeyRecord) -> tuple[Any, ...]:
+    """``record``'s values in the order of the table's columns."""
     return (record.key_id, record.subject, record.period, record.scope, record.secret,
             record.created_at, record.destroyed_at, record.due_at)
 

@@ -216,3 +216,44 @@ def test_what_the_database_refuses_of_the_overlay_is_appended_again_with_savepoi
     assert _balances(log, "") == {"a": 2**62, "c": 1}
     assert log.last_position() == 3
     assert log.rebuild_and_compare(Accounts()) == []
+
+
+def _idle_sessions(wire: Wire) -> list[psycopg.Connection]:
+    """The log's pooled connections (open, idle, none of them a listener)."""
+    return [conn for conn in wire.connections if not conn.closed
+            and conn.info.transaction_status == pq.TransactionStatus.IDLE
+            and "listener" not in (conn.info.parameter_status("application_name") or "")]
+
+
+def _sequential_scans(wire: Wire, schema: str) -> dict[str, int]:
+    """Sequential scans of each table of ``schema`` so far, every session's counted."""
+    for conn in _idle_sessions(wire):
+        conn.execute("SELECT pg_stat_force_next_flush()")  # flushed as the session goes idle
+    with pgserver.admin() as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        return {name: int(count) for name, count in conn.execute(
+            "SELECT relname, seq_scan FROM pg_stat_user_tables WHERE schemaname = %s",
+            (schema,)).fetchall()}
+
+
+def test_appends_plan_each_statement_once_and_never_scan_a_table_the_log_has_grown(
+        log: PostgresLog, wire: Wire) -> None:
+    """Generic plans for an append's statements, made while the log is new and its
+    tables tiny: they must go by index (a plan made for a tiny table would scan it
+    sequentially for as long as the connection lives, however large it grows)."""
+    schema = log.target.schema
+    for n in range(12):  # psycopg prepares a statement at its sixth execution
+        log.append_batch(_batch(f"new{n}", 4))
+    before = _sequential_scans(wire, schema)
+    for n in range(40):
+        log.append_batch(_batch(f"grown{n}", 64))
+    after = _sequential_scans(wire, schema)
+    tables = {"events", "projection_positions", "balances", "payments", "standing"}
+    assert tables <= after.keys()
+    assert {t: after[t] - before.get(t, 0) for t in tables} == dict.fromkeys(tables, 0)
+    plans = [row for conn in _idle_sessions(wire) for row in conn.execute(
+        "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE 'INSERT INTO events %' OR statement LIKE '%unnest%'")]
+    assert plans, "no append statement was prepared"
+    assert all(custom == 0 and generic >= 1 for _, generic, custom in plans), plans
+    assert log.rebuild_and_compare(Accounts()) == []
