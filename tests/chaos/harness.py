@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.fakes.discord import Channel, DiscordEmulator, Message, User
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, text_of
 
 TOKEN_ENV = "CHAOS_DISCORD_TOKEN"
 FAILURE_NOTICE = "Ada cannot answer right now (chaos failure notice)."
@@ -508,6 +508,23 @@ class ChaosRig:
             await asyncio.sleep(quiet_s)
             if len(store) == seen:
                 break
+
+    def model_answer(self, sent: Sent) -> str:
+        """The text the fake model answered ``sent`` with (a retry asks the same prompt,
+        so every request for it has the same answer)."""
+        key = _KEY.search(sent.message.content)
+        assert key is not None, "not a message of say()"
+
+        def answered_key(messages: Sequence[dict[str, object]]) -> str | None:
+            last = next((text_of(m.get("content")) for m in reversed(messages)
+                         if m.get("role") == "user"), "")
+            found = _KEY.search(last)
+            return found.group(0) if found else None
+
+        answers = {self.fake.answer_text(r) for r in self.fake.requests
+                   if answered_key(r.messages) == key.group(0)}
+        assert len(answers) == 1, f"{len(answers)} different answers to {key.group(0)}"
+        return answers.pop()
 
     def faults_pending(self) -> int:
         """Scripted faults the emulator and the fake model have not served yet."""

@@ -50,6 +50,14 @@ def hostile_text(rig: ChaosRig) -> st.SearchStrategy[str]:
     ).map(lambda text: " " + text)
 
 
+def _posted_whole(answer: str, posted: str) -> bool:
+    """Every character of the model's ``answer`` but whitespace is in ``posted``, in
+    order: splitting at 2,000 characters drops the whitespace at a cut and closes and
+    reopens a code block it cuts, and changes nothing else."""
+    rest = iter(posted)
+    return all(character in rest for character in answer if not character.isspace())
+
+
 class _LoopThread:
     """An event loop in a thread: hypothesis calls synchronous code, the rig is async."""
 
@@ -95,6 +103,8 @@ def test_hostile_contents_crash_nothing_stay_in_limits_are_recorded_and_ping_nob
                  + " @everyone @here")                           # 300 mentions (forged)
         @example(" ```py\n" * 3_000)                             # a code-fence bomb
         @example(" " + "`" * 15_000)                             # one 15,000-backtick "fence"
+        @example(" 0" * 50_000)                                  # 100 KB of short tokens
+        @example(" " + "\u2028" * 100_000)                       # 100 KB of line separators
         def exchange(text: str) -> None:
             conversation = rig.conversations[next(turn) % 8]
 
@@ -121,10 +131,17 @@ def test_hostile_contents_crash_nothing_stay_in_limits_are_recorded_and_ping_nob
                    for s in rig.sent)
         refused = [r for r in rig.emu.requests if r.status >= 400]
         assert refused == []
-        # the fake model echoes the message: a long one comes back long (the persona's
-        # max_tokens, 3000, cuts it), in several messages
+        # the fake model echoes the message, cut at the persona's max_tokens (3,000 of its
+        # whitespace-delimited tokens): a long message comes back as long as those tokens
+        # make it (100 KB of two-character tokens is 6,000 characters, three messages;
+        # of whitespace alone, the key alone), and all of it is posted, in order, however
+        # many messages that takes
         long_ones = [s for s in rig.sent if len(s.message.content) >= 100_000]
-        assert long_ones and all(len(s.parts) >= 4 for s in long_ones)
+        assert long_ones
+        for s in long_ones:
+            assert _posted_whole(rig.model_answer(s), s.text), (s.message.id, len(s.parts))
+        # 100 KB of null bytes and words: 12,000 characters back, in seven messages
+        assert any(len(s.parts) >= 4 for s in long_ones)
         received = recorded_event_ids(rig.config, "msg:discord:")
         assert {f"msg:discord:{s.message.id}" for s in rig.sent} <= received
         delivered = recorded_event_ids(rig.config, "delivered:discord:")

@@ -131,7 +131,8 @@ async def running_bot(
                                           reload=reload_and_record))
     await dispatcher.start(schedule_resets=False)
     try:
-        async with running_client(adapter.client, emu.token):
+        # a restarted bot waits for the identify window its previous run opened
+        async with running_client(adapter.client, emu.token, identify_wait=emu.identify_wait):
             await adapter.caught_up.wait()
             yield Bot(emu, adapter, dispatcher, store, registry, gateway)
             adapter.stop_intake()

@@ -130,3 +130,22 @@ async def test_a_shard_outside_the_count_is_closed_4010() -> None:
         await ws.close()
         assert answer == {"close": 4010}
         assert [r.refused for r in emu.refused_identifies] == ["invalid_shard"]
+
+
+async def test_a_bot_started_again_within_the_window_waits_for_it_then_gets_ready(
+        emu: DiscordEmulator) -> None:
+    guild = emu.add_guild("g")
+    with disnake_pointed_at(emu.api_base_url):
+        first = commands.InteractionBot(intents=intents(), **fast_client_options())
+        async with running_client(first, emu.token, identify_wait=emu.identify_wait):
+            pass  # identified and closed at once: nearly all of the window is left
+        assert emu.identify_wait() > 2.0
+        again = commands.InteractionBot(intents=intents(), **fast_client_options())
+        # the bound is the client's own time, not the window it was held back by
+        async with running_client(again, emu.token, ready_timeout=2.0,
+                                  identify_wait=emu.identify_wait):
+            assert again.get_guild(guild.id) is not None
+    accepted = [c.identified_at for c in emu.gateway_connections]
+    assert None not in accepted and len(accepted) == 2
+    assert accepted[1] - accepted[0] >= IDENTIFY_WINDOW_S  # type: ignore[operator]
+    assert emu.refused_identifies == [], "it waited for its bucket instead of being refused"

@@ -262,6 +262,21 @@ class FakeOpenAI:
         canned = next((text for key, text in self._canned.items() if key in last_user), None)
         return canned if canned is not None else reply_for(messages)
 
+    def _pieces(self, body: Mapping[str, Any]) -> tuple[list[str], str]:
+        """The reply's tokens (whitespace-delimited pieces), cut at the request's
+        ``max_tokens``, and the finish reason."""
+        pieces = _PIECE.findall(self._reply(body.get("messages", [])))
+        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+        if isinstance(max_tokens, int) and max_tokens < len(pieces):
+            return pieces[:max_tokens], "length"
+        return pieces, "stop"
+
+    def answer_text(self, request: RecordedRequest) -> str:
+        """The text the fake answered ``request`` with when no fault was scripted for it:
+        its reply cut at ``max_tokens`` tokens, so its length depends on the words (3,000
+        two-character tokens are 6,000 characters; 3,000 of 20 characters, 60,000)."""
+        return "".join(self._pieces(request.body)[0])
+
     @property
     def connections_opened(self) -> int:
         """How many distinct client connections have sent requests."""
@@ -402,11 +417,7 @@ class FakeOpenAI:
         messages = body.get("messages", [])
         if fault is not None and fault.kind == "tool_calls":
             return await self._tool_calls(request, body, fault)
-        pieces = _PIECE.findall(self._reply(messages))
-        finish = "stop"
-        max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-        if isinstance(max_tokens, int) and max_tokens < len(pieces):
-            pieces, finish = pieces[:max_tokens], "length"
+        pieces, finish = self._pieces(body)
         reasoning = fault.reasoning if fault else ""
         via = fault.reasoning_via if fault else "think"
         usage = self._usage(messages, pieces, reasoning)

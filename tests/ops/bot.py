@@ -85,7 +85,8 @@ async def observed_bot(emu: DiscordEmulator, folder: Path, personas: list[Person
                                           admins=AdminSettings()))
     await dispatcher.start(schedule_resets=False)
     try:
-        async with running_client(adapter.client, emu.token):
+        # a restarted bot waits for the identify window its previous run opened
+        async with running_client(adapter.client, emu.token, identify_wait=emu.identify_wait):
             await adapter.caught_up.wait()
             yield ObservedBot(emu, adapter, dispatcher, store, ops)
             adapter.stop_intake()

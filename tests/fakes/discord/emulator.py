@@ -515,6 +515,12 @@ class DiscordEmulator:
     def session_starts_remaining(self) -> int:
         return self.hub.session_starts_remaining
 
+    def identify_wait(self, shard_id: int | None = None) -> float:
+        """Seconds until an IDENTIFY of ``shard_id`` (None: an unsharded client) would be
+        accepted rather than answered with op 9: Discord takes one per bucket per 5 s, so
+        a bot restarted right after it identified waits for what is left of the window."""
+        return self.hub.identify_wait(shard_id)
+
     @property
     def refused_identifies(self) -> list[GatewayConnectionRecord]:
         """Connections whose IDENTIFY was refused: ``refused`` says why ("rate_limited":

@@ -411,14 +411,18 @@ class GatewayHub:
             self._dispatch_ready(session)
         self._on_change()
 
+    def identify_wait(self, shard_id: int | None) -> float:
+        """Seconds until an IDENTIFY of ``shard_id`` (None: unsharded) would be accepted:
+        what is left of its bucket's window (0: now)."""
+        last = self._bucket_identified.get((shard_id or 0) % self.max_concurrency)
+        return 0.0 if last is None else max(0.0, last + IDENTIFY_WINDOW_S - time.monotonic())
+
     def _may_identify(self, shard: tuple[int, int] | None) -> bool:
         """One IDENTIFY per bucket per window; taking it starts the bucket's window."""
-        bucket = (shard[0] if shard else 0) % self.max_concurrency
-        now = time.monotonic()
-        last = self._bucket_identified.get(bucket)
-        if last is not None and now - last < IDENTIFY_WINDOW_S:
+        if self.identify_wait(shard[0] if shard else None) > 0:
             return False
-        self._bucket_identified[bucket] = now
+        self._bucket_identified[(shard[0] if shard else 0) % self.max_concurrency] = \
+            time.monotonic()
         return True
 
     def _dispatch_ready(self, session: _Session) -> None:
