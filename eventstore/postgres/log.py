@@ -91,6 +91,8 @@ _APPEND_LOCK = ("SELECT pg_advisory_xact_lock(%s, %s), "
                 "set_config('enable_hashjoin', 'off', true), "
                 "set_config('enable_mergejoin', 'off', true)")
 _READ_CHUNK = 5000
+_MAX_HELD = 50_000
+"""Rows an overlay kept between appends may hold (a few MB) before it starts afresh."""
 _POOL_SIZE = 8
 """Connections a log and its readers may hold at once (a store uses one per thread)."""
 _POOL_WAIT_S = 30.0
@@ -119,6 +121,20 @@ class _Planned:
     result: AppendResult
     rows: tuple[tuple[Any, ...], ...]
     fresh: dict[str, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class _Start:
+    """Where an append transaction found the log, once it held the append lock: the next
+    position, the versions of the streams it appends to, the positions of the ids it
+    appends that exist, the projections' versions, and whether it had to bring a
+    projection up to the log."""
+
+    next_position: int
+    versions: dict[str, int]
+    existing: dict[str, int]
+    tables: tuple[int, ...]
+    caught_up: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,6 +217,11 @@ class PostgresLog:
         self._projections = tuple(projections)
         self._catalog = catalog or TableCatalog(target.schema)
         self._pinned: psycopg.Connection | None = None
+        self._overlay: WriteBehind | None = None
+        self._settled: tuple[int, tuple[int, ...]] | None = None
+        """Where the log and the projections' versions were when this log's last append
+        committed with :attr:`_overlay`: while they are still there, no one else has
+        changed the projection tables, and the overlay's rows hold."""
         self.reachability = reachability or Reachability(self.location)
         """Whether the server answers, shared by the log, its readers and its listener."""
         for projection in self._projections:
@@ -414,9 +435,11 @@ class PostgresLog:
                         return cursor.fetchall() if cursor.description is not None else []
 
                     conn.execute("BEGIN")
-                    self._write_behind(conn, PostgresKeyTable(fetch), requests, outcomes,
-                                       now, recorded)
+                    overlay, settled = self._write_behind(
+                        conn, PostgresKeyTable(fetch), requests, outcomes, now, recorded)
                     conn.execute("COMMIT")
+                overlay.committed()
+                self._overlay, self._settled = overlay, settled
             except (Unsupported, psycopg.Error) as exc:
                 _roll_back(conn)
                 if isinstance(exc, psycopg.OperationalError):
@@ -430,15 +453,22 @@ class PostgresLog:
     def _write_behind(self, conn: psycopg.Connection, keys: SqlKeyTable,
                       requests: Sequence[AppendRequest],
                       outcomes: list[AppendResult | EventStoreError], now: float,
-                      recorded: bool) -> None:
+                      recorded: bool) -> tuple[WriteBehind, tuple[int, tuple[int, ...]]]:
         """Plan and project the requests in passes: a pass runs on past a projection's
-        read of a row not loaded yet (see :mod:`eventstore.postgres.overlay`), then what
-        followed it is undone, the rows missed are loaded, and the next pass starts at
-        that request."""
-        next_position, versions, existing = self._begin(conn, requests)
+        read of a row not loaded yet (see :mod:`eventstore.postgres.overlay`), then the
+        rows missed are loaded; when the database has none of them the pass stands, else
+        what followed the first is undone and the next pass starts at that request.
+        Returns the overlay and where the log will be once this commits."""
+        start = self._begin(conn, requests)
+        next_position, versions, existing = start.next_position, start.versions, start.existing
         self._sealer.prepare(keys, [(e.data, e.seals) for r in requests for e in r.events
                                     if e.seals and e.event_id not in existing], now)
-        overlay = WriteBehind(PostgresTables(conn, self._catalog))
+        overlay = self._overlay
+        if overlay is None or start.caught_up or overlay.held > _MAX_HELD or \
+                self._settled != (next_position - 1, start.tables):
+            overlay = WriteBehind()  # another writer may have changed what it holds
+        self._overlay = self._settled = None  # kept again once this commits
+        overlay.begin(PostgresTables(conn, self._catalog))
         rows: list[tuple[Any, ...]] = []
         reached: dict[str, int] = {}  # projection -> position, as requests succeed
         shredded: set[int] = set()
@@ -447,10 +477,13 @@ class PostgresLog:
         done = 0
         while True:
             guess: _Guess | None = None
+            unsure = False  # a request refused for what the overlay cannot do, after a miss
+            stopped = len(requests)
             for index in range(done, len(requests)):
                 request = requests[index]
                 shreds = shreds_of(request)
                 if shreds and guess is not None:
+                    stopped = index
                     break  # keys are destroyed in order, never after a guess
                 # a pass plans a request again only if what its plan depends on changed
                 # (sealing and numbering cost more than the projections)
@@ -484,6 +517,7 @@ class PostgresLog:
                     if isinstance(exc, psycopg.Error) or (isinstance(exc, Unsupported)
                                                           and not overlay.missed):
                         raise
+                    unsure = unsure or isinstance(exc, Unsupported)
                     failure = exc
                 if overlay.missed and guess is None:
                     guess = _Guess(index, mark, len(outcomes), len(rows), next_position,
@@ -496,15 +530,23 @@ class PostgresLog:
                                                versions, existing, reached) or next_position
             if guess is None:
                 break
+            missed = overlay.read_missed()
+            if not unsure and overlay.guessed_right(missed):
+                overlay.hold(missed)
+                if stopped == len(requests):
+                    break
+                done = stopped
+                continue
             overlay.rollback(guess.mark)
             del outcomes[guess.outcomes:]
             del rows[guess.rows:]
             done, next_position = guess.index, guess.next_position
             versions, existing, reached = guess.versions, guess.existing, guess.reached
-            overlay.load()
+            overlay.hold(missed)
         self._insert(conn, rows)
         overlay.flush()
         self._set_positions(conn, reached)
+        return overlay, (next_position - 1, start.tables)
 
     def _accepted(self, request: AppendRequest, planned: _Planned,
                   written: Sequence[RecordedEvent], recorded: bool,
@@ -534,7 +576,8 @@ class PostgresLog:
         the projection's statements, so whatever fails fails its request alone."""
         keys = PostgresKeyTable(lambda q, p: _rows_of(conn, q, p))
         with conn.pipeline():
-            next_position, versions, existing = self._begin(conn, requests)
+            start = self._begin(conn, requests)
+        next_position, versions, existing = start.next_position, start.versions, start.existing
         pending: list[tuple[Any, ...]] = []  # rows of requests without a savepoint
         reached: dict[str, int] = {}  # projection -> position, as requests succeed
         for request in requests:
@@ -577,13 +620,11 @@ class PostgresLog:
                          "WHERE projection_positions.name = u.name",
                          (list(reached), list(reached.values())))
 
-    def _begin(self, conn: psycopg.Connection, requests: Sequence[AppendRequest]
-               ) -> tuple[int, dict[str, int], dict[str, int]]:
+    def _begin(self, conn: psycopg.Connection, requests: Sequence[AppendRequest]) -> _Start:
         """Take the append lock and read, in one round trip in a pipeline, where the log
         and its projections are, every requested stream's version and every requested id that
         exists (one index probe each); bring the projections up to the log if another
-        process or a tool appended without them. Returns the next position, the
-        versions and the existing ids' positions."""
+        process or a tool appended without them."""
         # text PostgreSQL cannot hold is refused with its request later, not sent
         streams = sorted({r.stream_id for r in requests if _storable(r.stream_id)})
         ids = sorted({e.event_id for r in requests for e in r.events if _storable(e.event_id)})
@@ -592,7 +633,8 @@ class PostgresLog:
         conn.execute(_APPEND_LOCK, (schema.APPEND_LOCK, self._events_oid))
         state = conn.execute(
             "SELECT (SELECT coalesce(max(position), 0) FROM events), "
-            "coalesce(array_agg(name), '{}'), coalesce(array_agg(position), '{}') "
+            "coalesce(array_agg(name), '{}'), coalesce(array_agg(position), '{}'), "
+            "coalesce(array_agg(version), '{}') "
             "FROM projection_positions WHERE name = ANY(%b::text[])",
             ([p.name for p in self._projections],))
         lookup = conn.execute(
@@ -600,7 +642,7 @@ class PostgresLog:
             "WHERE stream_id = s) FROM unnest(%b::text[]) AS s UNION ALL "
             "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%b::text[])",
             (streams, ids))
-        ((last, names, positions),) = state.fetchall()
+        ((last, names, positions, kinds),) = state.fetchall()
         found = lookup.fetchall()
         behind = {name for name, position in zip(names, positions, strict=True)
                   if position < last}
@@ -610,7 +652,10 @@ class PostgresLog:
         versions = {stream: int(version) for stream, _, version in found if version is not None}
         existing = {event_id: int(position) for event_id, position, version in found
                     if version is None}
-        return int(last) + 1, versions, existing
+        made = dict(zip(names, kinds, strict=True))
+        return _Start(next_position=int(last) + 1, versions=versions, existing=existing,
+                      tables=tuple(int(made.get(p.name, 0)) for p in self._projections),
+                      caught_up=bool(behind))
 
     def _plan(self, request: AppendRequest, now: float, next_position: int,
               versions: dict[str, int], known: dict[str, int], keys: SqlKeyTable) -> _Planned:

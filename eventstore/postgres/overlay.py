@@ -1,5 +1,5 @@
-"""Projection tables as one append transaction changes them: read from the database once,
-written back once.
+"""Projection tables as append transactions change them: read from the database once,
+written back once, and kept from one transaction to the next while no one else writes.
 
 A group commit runs under the log's append lock, so nothing but this transaction changes
 the projection tables until it commits: a row read once stays true, and the rows the
@@ -12,10 +12,19 @@ no savepoint. :meth:`~WriteBehind.flush` writes what changed: per table, one sta
 the rows changed or added and one for the rows deleted.
 
 A read of a row not held yet is a *miss*: the overlay answers as if the row did not exist,
-notes what it needs, and sets :attr:`~WriteBehind.missed`; the caller then discards what
-followed (it was computed from a guess), has :meth:`~WriteBehind.load` read every row the
-pass missed in one round trip, and runs it again. Running on past a miss finds what later
-requests need too, so a batch costs a few round trips, not one per row.
+notes what it needs, and sets :attr:`~WriteBehind.missed`; the caller runs on, then has
+:meth:`~WriteBehind.read_missed` read every row the pass missed in one round trip. When
+the database has none of them (:meth:`~WriteBehind.guessed_right`: a new key, as most
+are: a trigger's, a message's), what the pass computed stands; otherwise the caller
+discards what followed the first miss and runs it again with the rows held. Running on
+past a miss finds what later requests need too, so a batch costs a few round trips, not
+one per row.
+
+After a commit the rows held are as the database has them, so the log keeps its overlay
+for its next append (:meth:`~WriteBehind.committed`) as long as no other process or tool
+has appended or rebuilt a projection since: the rows a conversation's replies read again
+(a person's quota, rate bucket, open replies) are then read from the database once, not
+once per transaction.
 
 What the overlay cannot do exactly as PostgreSQL would (an update that changes a key,
 an addition to a null, a criterion on a null, ``add`` on columns that are not the key) raises
@@ -26,6 +35,7 @@ with a savepoint per request.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
@@ -45,13 +55,22 @@ class KeyExists(Exception):
     """An insert (``on_conflict="error"``) found a row with its key."""
 
 
-class WriteBehind:
-    """See the module docstring. One per append transaction, on its connection."""
+@dataclass(frozen=True, slots=True)
+class Missed:
+    """What :meth:`WriteBehind.read_missed` found: per table, the rows with the keys
+    missed and those matching the ranges missed."""
 
-    def __init__(self, tables: PostgresTables) -> None:
-        self._db = tables
+    found: dict[str, list[tuple[Any, ...]]]
+    keys: dict[str, set[_Key]]
+    ranges: dict[_Range, Where | None]
+
+
+class WriteBehind:
+    """See the module docstring. One per log, used by its appends in turn."""
+
+    def __init__(self) -> None:
+        self._db: PostgresTables | None = None
         self._memory = MemoryTables()
-        self._memory.begin()
         self._specs: dict[str, Table] = {}
         self._key_at: dict[str, list[int]] = {}
         self._held: dict[str, dict[_Key, tuple[Any, ...] | None]] = {}
@@ -62,7 +81,30 @@ class WriteBehind:
         self.missed = False
         """Whether a read since the last :meth:`mark` found a row not held (and guessed)."""
 
+    @property
+    def held(self) -> int:
+        """How many rows (and known absences) the overlay holds."""
+        return sum(len(keys) for keys in self._held.values())
+
     # -- the transaction's side ------------------------------------------------------
+
+    def begin(self, tables: PostgresTables) -> None:
+        """Start an append transaction on ``tables``' connection (the rows held are as
+        the database has them: the caller drops an overlay another writer may have made
+        stale)."""
+        self._db = tables
+        self._wanted_keys.clear()
+        self._wanted_ranges.clear()
+        self.missed = False
+        self._memory.begin()
+
+    def committed(self) -> None:
+        """The transaction committed what :meth:`flush` wrote: hold it as the database
+        now has it."""
+        for table, key in self._memory.changed():
+            self._held[table][key] = self._memory.current(table, key)
+        self._memory.commit()
+        self._db = None
 
     def mark(self) -> int:
         """Where the changes from now on start (for :meth:`rollback`); clears ``missed``."""
@@ -73,34 +115,45 @@ class WriteBehind:
         """Undo every change since ``mark``."""
         self._memory.rollback(mark)
 
-    def load(self) -> None:
-        """Read every row missed since the last load, in one round trip (call after rolling
-        back what was computed from guesses)."""
+    def read_missed(self) -> Missed:
+        """Read every row missed since the last read, in one round trip (not held until
+        :meth:`hold`)."""
         keys = {table: wanted - self._held[table].keys()
                 for table, wanted in self._wanted_keys.items()}
-        ranges = [(token[0], where) for token, where in self._wanted_ranges.items()]
-        if not any(keys.values()) and not ranges:
-            return
-        by_key, by_range = self._db.fetch(keys, ranges)
+        ranges = dict(self._wanted_ranges)
+        self._wanted_keys.clear()
+        self._wanted_ranges.clear()
         found: dict[str, list[tuple[Any, ...]]] = {}
-        for table, rows in by_key.items():
-            found.setdefault(table, []).extend(rows)
-        for (table, _), rows in zip(ranges, by_range, strict=True):
-            found.setdefault(table, []).extend(rows)
-        for table, rows in found.items():
+        if any(keys.values()) or ranges:
+            by_key, by_range = self._tables().fetch(
+                keys, [(token[0], where) for token, where in ranges.items()])
+            for table, rows in by_key.items():
+                found.setdefault(table, []).extend(rows)
+            for (token, _), rows in zip(ranges.items(), by_range, strict=True):
+                found.setdefault(token[0], []).extend(rows)
+        return Missed(found=found, keys=keys, ranges=ranges)
+
+    def guessed_right(self, missed: Missed) -> bool:
+        """Whether what was computed from guesses stands: the database has no row the
+        overlay did not hold (a miss was answered as if the row did not exist)."""
+        return not any(tuple(row[i] for i in self._key_at[table]) not in self._held[table]
+                       for table, rows in missed.found.items() for row in rows)
+
+    def hold(self, missed: Missed) -> None:
+        """Hold the rows ``missed`` found (after rolling back what was computed from
+        wrong guesses: a rollback would undo them)."""
+        for table, rows in missed.found.items():
             held, at = self._held[table], self._key_at[table]
             for row in rows:
                 key = tuple(row[i] for i in at)
                 if key not in held:  # a row held already may have changed since
                     held[key] = row
                     self._memory.load(table, row)
-        for table, wanted in keys.items():
+        for table, wanted in missed.keys.items():
             held = self._held[table]
             for key in wanted:
                 held.setdefault(key, None)
-        self._ranges.update(self._wanted_ranges)
-        self._wanted_keys.clear()
-        self._wanted_ranges.clear()
+        self._ranges.update(missed.ranges)
 
     def flush(self) -> None:
         """Write every change kept (one statement per table and kind: rows written, rows
@@ -115,10 +168,11 @@ class WriteBehind:
                 deleted.setdefault(table, []).append(key)
             else:
                 written.setdefault(table, []).append(now)
+        tables = self._tables()
         for table, keys in deleted.items():
-            self._db.remove(table, keys)
+            tables.remove(table, keys)
         for table, rows in written.items():
-            self._db.write(table, rows)
+            tables.write(table, rows)
 
     # -- TableWriter -----------------------------------------------------------------
 
@@ -177,10 +231,14 @@ class WriteBehind:
 
     # -- helpers ---------------------------------------------------------------------
 
+    def _tables(self) -> PostgresTables:
+        assert self._db is not None, "begin() first"
+        return self._db
+
     def _spec(self, table: str) -> Table:
         spec = self._specs.get(table)
         if spec is None:
-            spec = self._specs[table] = self._db.spec(table)
+            spec = self._specs[table] = self._tables().spec(table)
             self._memory.create_table(spec)
             self._held[table] = {}
             self._key_at[table] = [spec.column_names.index(c) for c in spec.key]

@@ -169,8 +169,12 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 def schema_version(conn: psycopg.Connection, schema: str) -> int | None:
     """The log's schema version, None when ``schema`` holds no log."""
-    exists = conn.execute("SELECT to_regclass(%s)", (f'"{schema}".personae_schema',)).fetchone()
-    if exists is None or exists[0] is None:
+    # the catalog as of this statement (to_regclass would answer from this session's
+    # cache, which may not know yet of a log another opener has just committed)
+    exists = conn.execute("SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                          "c.relnamespace WHERE n.nspname = %s AND c.relname = "
+                          "'personae_schema'", (schema,)).fetchone()
+    if exists is None:
         return None
     row = conn.execute(f'SELECT coalesce(max(version), 0) FROM "{schema}".personae_schema'
                        ).fetchone()
@@ -217,10 +221,12 @@ def _refuse(found: int | None, conn: psycopg.Connection, schema: str, location: 
     if not create:
         raise StoreOpenError(f"there is no event log at {location} yet (`personae db init` "
                              "creates it)")
-    foreign = [name for (name,) in conn.execute(
+    found_tables = [name for (name,) in conn.execute(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1 LIMIT 4",
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1",
         (schema,))]
+    # a log another opener committed since this one looked is a log, not foreign tables
+    foreign = [] if "personae_schema" in found_tables else found_tables[:4]
     if foreign:
         raise StoreOpenError(
             f"the schema {schema} at {location} holds tables that are not a personae log "

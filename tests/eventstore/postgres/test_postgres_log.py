@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -117,6 +118,58 @@ def test_a_new_log_is_built_once_even_by_processes_opening_it_together(url: str)
     finally:
         for log in opened:
             log.close()
+
+
+def test_an_opener_that_looked_while_another_built_the_log_finds_it_built(
+        url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second opener found no log, and before it looked for foreign tables the first
+    committed the log: what it then finds is a log, not someone else's tables."""
+    target = PostgresTarget.parse(url)
+    building, built = threading.Event(), threading.Event()
+
+    def held_first(conn: psycopg.Connection, name: str) -> None:
+        building.set()
+        schema.MIGRATIONS[0](conn, name)
+
+    refuse = schema._refuse
+    looked: list[int | None] = []
+
+    def after_the_build(found: int | None, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is second and not looked:
+            looked.append(found)
+            assert built.wait(30)
+        refuse(found, *args, **kwargs)
+
+    monkeypatch.setattr(schema, "_refuse", after_the_build)
+    errors: list[BaseException] = []
+
+    def prepare(migrations: tuple[schema.Migration, ...], done: threading.Event | None
+                ) -> None:
+        try:
+            with psycopg.connect(**target.connect_kwargs(autocommit=True)) as conn:
+                schema.prepare(conn, target.schema, target.location, create=True,
+                               migrations=migrations)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            if done is not None:
+                done.set()
+
+    second = threading.Thread(target=prepare, args=(schema.MIGRATIONS, None))
+    first = threading.Thread(target=prepare,
+                             args=((held_first, *schema.MIGRATIONS[1:]), built))
+    first.start()
+    assert building.wait(30)
+    second.start()
+    first.join(30)
+    second.join(30)
+    assert looked == [None]  # the second opener did look before the log was there
+    assert errors == []
+    log = PostgresLog.open(url, create=False)
+    try:
+        assert log.check() == []
+    finally:
+        log.close()
 
 
 def test_an_older_log_is_migrated_and_keeps_its_events(
