@@ -13,11 +13,14 @@ from collections.abc import Sequence
 
 from ..keys import Fetch, SqlKeyTable, record_row
 from ..sealing import KeyRecord
+from .arrays import array
 
 _INSERT = ("INSERT INTO content_keys (key_id, subject, period, scope, secret, created_at, "
            "destroyed_at, due_at) SELECT * FROM unnest(%b::text[], %b::text[], %b::integer[], "
            "%b::text[], %b::bytea[], %b::double precision[], %b::double precision[], "
            "%b::double precision[])")
+_INSERT_TYPES = ("text", "text", "integer", "text", "bytea", "double precision",
+                 "double precision", "double precision")
 # LATERAL with LIMIT 1 (a key is unique per triple among live ones): a probe per triple,
 # which the planner cannot turn into a scan of the table joined by hash
 _FIND = ("SELECT u.subject, u.period, u.scope, k.key_id, k.secret FROM unnest(%b::text[], "
@@ -36,16 +39,18 @@ class PostgresKeyTable(SqlKeyTable):
     def insert_many(self, records: Sequence[KeyRecord]) -> None:
         """Add keys, in one statement."""
         if records:
-            self._fetch(_INSERT, [list(column) for column in zip(
-                *(record_row(r) for r in records), strict=True)])
+            self._fetch(_INSERT, [array(kind, column) for kind, column in zip(
+                _INSERT_TYPES, zip(*(record_row(r) for r in records), strict=True),
+                strict=True)])
 
     def find_many(self, wanted: Sequence[tuple[str, int, str]]
                   ) -> dict[tuple[str, int, str], tuple[str, bytes]]:
         """The live key of each ``(subject, period, scope)`` that has one, in one query."""
         if not wanted:
             return {}
-        subjects, periods, scopes = (list(column) for column in zip(*wanted, strict=True))
+        subjects, periods, scopes = zip(*wanted, strict=True)
         return {(subject, int(period), scope): (key_id, bytes(secret))
-                for subject, period, scope, key_id, secret in self._fetch(
-                    _FIND, [subjects, periods, scopes])}
+                for subject, period, scope, key_id, secret in self._fetch(_FIND, [
+                    array("text", subjects), array("integer", periods),
+                    array("text", scopes)])}
 

@@ -59,13 +59,13 @@ from ..projections import (
 from ..sealing import SEALED, KeyRecord, Resealer, Sealer
 from ..tables import MemoryTables
 from ..upcasting import Upcasters
-from . import schema
+from . import arrays, schema
 from .keys import PostgresKeyTable
 from .notify import PostgresCommitSignal
 from .overlay import Unsupported, WriteBehind
 from .reachability import Reachability, quiet_pool_attempts
 from .reachability import first_line as _first_line
-from .tables import PostgresTables, TableCatalog
+from .tables import PostgresTables, Statement, TableCatalog
 from .target import PostgresTarget
 
 _COLUMNS = ("position, event_id, stream_id, version, type, schema_version, data, recorded_at, "
@@ -77,6 +77,8 @@ _INSERT = (f"INSERT INTO events ({_COLUMNS}) SELECT p, e, s, v, t, sv, d::json, 
            "unnest(%b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::text[], "
            "%b::integer[], %b::text[], %b::double precision[], %b::text[], %b::text[]) "
            "AS u(p, e, s, v, t, sv, d, r, c, ca)")
+_INSERT_TYPES = ("bigint", "text", "text", "bigint", "text", "integer", "text",
+                 "double precision", "text", "text")
 _COPY = f"COPY events ({_COLUMNS}) FROM STDIN"
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
 # An append transaction's statements are lookups by key and inserts: generic plans, made
@@ -192,6 +194,7 @@ class _JsonText(Loader):
 def _adapters() -> AdaptersMap:
     adapters = AdaptersMap(psycopg.adapters)
     adapters.register_loader("json", _JsonText)
+    arrays.register(adapters)
     return adapters
 
 
@@ -543,9 +546,14 @@ class PostgresLog:
             done, next_position = guess.index, guess.next_position
             versions, existing, reached = guess.versions, guess.existing, guess.reached
             overlay.hold(missed)
-        self._insert(conn, rows)
-        overlay.flush()
-        self._set_positions(conn, reached)
+        # one statement: each write a data-modifying WITH query of it (on their own tables,
+        # disjoint rows), so the server gets one message, not one per table
+        writes = [*([_insert_statement(rows)] if rows else []), *overlay.flush(),
+                  *([_positions_statement(reached)] if reached else [])]
+        if writes:
+            conn.execute("WITH " + ", ".join(f"w{i} AS ({text})" for i, (text, _) in
+                                             enumerate(writes)) + " SELECT 1",
+                         [param for _, params in writes for param in params])
         return overlay, (next_position - 1, start.tables)
 
     def _accepted(self, request: AppendRequest, planned: _Planned,
@@ -615,10 +623,7 @@ class PostgresLog:
     @staticmethod
     def _set_positions(conn: psycopg.Connection, reached: dict[str, int]) -> None:
         if reached:
-            conn.execute("UPDATE projection_positions SET position = u.position FROM "
-                         "unnest(%b::text[], %b::bigint[]) AS u(name, position) "
-                         "WHERE projection_positions.name = u.name",
-                         (list(reached), list(reached.values())))
+            conn.execute(*_positions_statement(reached))
 
     def _begin(self, conn: psycopg.Connection, requests: Sequence[AppendRequest]) -> _Start:
         """Take the append lock and read, in one round trip in a pipeline, where the log
@@ -631,27 +636,29 @@ class PostgresLog:
         # in a pipeline, one round trip; each statement still sees what committed before
         # the lock was granted (a statement takes its snapshot when it starts)
         conn.execute(_APPEND_LOCK, (schema.APPEND_LOCK, self._events_oid))
-        state = conn.execute(
-            "SELECT (SELECT coalesce(max(position), 0) FROM events), "
-            "coalesce(array_agg(name), '{}'), coalesce(array_agg(position), '{}'), "
-            "coalesce(array_agg(version), '{}') "
-            "FROM projection_positions WHERE name = ANY(%b::text[])",
-            ([p.name for p in self._projections],))
-        lookup = conn.execute(
-            "SELECT s, NULL::bigint, (SELECT coalesce(max(version), 0) FROM events "
-            "WHERE stream_id = s) FROM unnest(%b::text[]) AS s UNION ALL "
-            "SELECT event_id, position, NULL FROM events WHERE event_id = ANY(%b::text[])",
-            (streams, ids))
-        ((last, names, positions, kinds),) = state.fetchall()
-        found = lookup.fetchall()
+        # one statement, a row per fact: the last position (0), each projection's position
+        # and version (1), each stream's version (2), each id that exists and its position (3)
+        found = conn.execute(
+            "SELECT 0, NULL, (SELECT coalesce(max(position), 0) FROM events), NULL::bigint "
+            "UNION ALL SELECT 1, name, position, version FROM projection_positions "
+            "WHERE name = ANY(%b::text[]) UNION ALL SELECT 2, s, NULL, (SELECT "
+            "coalesce(max(version), 0) FROM events WHERE stream_id = s) FROM "
+            "unnest(%b::text[]) AS s UNION ALL SELECT 3, event_id, position, NULL FROM events "
+            "WHERE event_id = ANY(%b::text[])",
+            (arrays.array("text", (p.name for p in self._projections)),
+             arrays.array("text", streams), arrays.array("text", ids))).fetchall()
+        last = next(position for fact, _, position, _ in found if fact == 0)
+        names = [name for fact, name, _, _ in found if fact == 1]
+        positions = [position for fact, _, position, _ in found if fact == 1]
+        kinds = [version for fact, _, _, version in found if fact == 1]
         behind = {name for name, position in zip(names, positions, strict=True)
                   if position < last}
         for projection in self._projections:
             if projection.name in behind:
                 self._catch_up(conn, projection)
-        versions = {stream: int(version) for stream, _, version in found if version is not None}
-        existing = {event_id: int(position) for event_id, position, version in found
-                    if version is None}
+        versions = {stream: int(version) for fact, stream, _, version in found if fact == 2}
+        existing = {event_id: int(position) for fact, event_id, position, _ in found
+                    if fact == 3}
         made = dict(zip(names, kinds, strict=True))
         return _Start(next_position=int(last) + 1, versions=versions, existing=existing,
                       tables=tuple(int(made.get(p.name, 0)) for p in self._projections),
@@ -718,7 +725,7 @@ class PostgresLog:
     @staticmethod
     def _insert(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
         if rows:
-            conn.execute(_INSERT, [list(column) for column in zip(*rows, strict=True)])
+            conn.execute(*_insert_statement(rows))
             rows.clear()
 
     def load(self, events: Iterable[RecordedEvent], *,
@@ -1025,6 +1032,20 @@ class PostgresLog:
 
         with self._connection() as conn:
             return check_log(conn, self.target.schema)
+
+
+def _insert_statement(rows: Sequence[tuple[Any, ...]]) -> Statement:
+    """The INSERT of ``rows`` into ``events``."""
+    return _INSERT, [arrays.array(kind, column) for kind, column in zip(
+        _INSERT_TYPES, zip(*rows, strict=True), strict=True)]
+
+
+def _positions_statement(reached: dict[str, int]) -> Statement:
+    """The UPDATE of the projections' positions."""
+    return ("UPDATE projection_positions SET position = u.position FROM "
+            "unnest(%b::text[], %b::bigint[]) AS u(name, position) "
+            "WHERE projection_positions.name = u.name",
+            [arrays.array("text", reached), arrays.array("bigint", reached.values())])
 
 
 def _session_options(schema_name: str, writer: str) -> str:

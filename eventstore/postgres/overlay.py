@@ -41,7 +41,7 @@ from typing import Any
 
 from ..projections import Conflict, Table, Where
 from ..tables import MemoryTables, coerce
-from .tables import PostgresTables, check_columns
+from .tables import PostgresTables, Statement, check_columns
 
 _Key = tuple[Any, ...]
 _Range = tuple[str, tuple[tuple[str, Any], ...]]
@@ -118,7 +118,7 @@ class WriteBehind:
     def read_missed(self) -> Missed:
         """Read every row missed since the last read, in one round trip (not held until
         :meth:`hold`)."""
-        keys = {table: wanted - self._held[table].keys()
+        keys = {table: {key for key in wanted if key not in self._held[table]}
                 for table, wanted in self._wanted_keys.items()}
         ranges = dict(self._wanted_ranges)
         self._wanted_keys.clear()
@@ -155,9 +155,9 @@ class WriteBehind:
                 held.setdefault(key, None)
         self._ranges.update(missed.ranges)
 
-    def flush(self) -> None:
-        """Write every change kept (one statement per table and kind: rows written, rows
-        deleted); in a pipeline, nothing waits for them."""
+    def flush(self) -> list[Statement]:
+        """The statements that write every change kept: per table, one for the rows
+        written, one for the rows deleted."""
         written: dict[str, list[tuple[Any, ...]]] = {}
         deleted: dict[str, list[_Key]] = {}
         for table, key in self._memory.changed():
@@ -169,10 +169,8 @@ class WriteBehind:
             else:
                 written.setdefault(table, []).append(now)
         tables = self._tables()
-        for table, keys in deleted.items():
-            tables.remove(table, keys)
-        for table, rows in written.items():
-            tables.write(table, rows)
+        return [*(tables.remove(table, keys) for table, keys in deleted.items()),
+                *(tables.write(table, rows) for table, rows in written.items())]
 
     # -- TableWriter -----------------------------------------------------------------
 

@@ -19,12 +19,17 @@ from psycopg import sql
 from ..errors import NoSuchTable
 from ..projections import Column, ColumnType, Conflict, Projection, Table, Where
 from ..tables import coerce
+from . import arrays
 
 _TYPES: dict[ColumnType, str] = {"text": 'text COLLATE "C"', "integer": "bigint",
                                  "real": "double precision"}
 _CASTS: dict[ColumnType, str] = {"text": "text", "integer": "bigint", "real": "double precision"}
 _FROM_CATALOG: dict[str, ColumnType] = {"text": "text", "bigint": "integer", "integer": "integer",
                                         "double precision": "real"}
+
+
+Statement = tuple[str, list[Any]]
+"""A statement's text (``%b`` placeholders) and its parameters."""
 
 
 def _ident(name: str) -> str:
@@ -207,9 +212,9 @@ class PostgresTables:
         return ({table: cursor.fetchall() for table, cursor in by_key},
                 [cursor.fetchall() for cursor in by_range])
 
-    def write(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert ``rows`` (every column, in order, coerced), each replacing the row with
-        its key: one statement (whose result nobody waits for in a pipeline)."""
+    def write(self, table: str, rows: Sequence[Sequence[Any]]) -> Statement:
+        """The statement that inserts ``rows`` (every column, in order, coerced), each
+        replacing the row with its key."""
         spec = self.spec(table)
 
         def build() -> str:
@@ -221,11 +226,11 @@ class PostgresTables:
                     f"({', '.join(map(_ident, names))}) SELECT * FROM {_unnest(spec, names)} "
                     f"ON CONFLICT ({', '.join(map(_ident, spec.key))}) {conflict}")
 
-        self._conn.execute(self._catalog.statement(("write", table), build),
-                           [list(column) for column in zip(*rows, strict=True)])
+        return (self._catalog.statement(("write", table), build),
+                _columns(spec, spec.column_names, rows))
 
-    def remove(self, table: str, keys: Sequence[Sequence[Any]]) -> None:
-        """Delete the rows with ``keys`` (key tuples, coerced): one statement."""
+    def remove(self, table: str, keys: Sequence[Sequence[Any]]) -> Statement:
+        """The statement that deletes the rows with ``keys`` (key tuples, coerced)."""
         spec = self.spec(table)
 
         def build() -> str:
@@ -233,8 +238,8 @@ class PostgresTables:
             return (f"DELETE FROM {self._catalog.qualified(table)} AS t USING "
                     f"{_unnest(spec, spec.key)} WHERE {match}")
 
-        self._conn.execute(self._catalog.statement(("remove", table), build),
-                           [list(column) for column in zip(*keys, strict=True)])
+        return (self._catalog.statement(("remove", table), build),
+                _columns(spec, spec.key, keys))
 
     def _select_keys(self, table: str, keys: Collection[Sequence[Any]]
                      ) -> tuple[str, list[Any]]:
@@ -247,7 +252,7 @@ class PostgresTables:
                     f"{_unnest(spec, spec.key)} ON {match}")
 
         return (self._catalog.statement(("select keys", table), build),
-                [list(column) for column in zip(*keys, strict=True)])
+                _columns(spec, spec.key, keys))
 
     def _select(self, table: str, where: Where | None) -> tuple[str, list[Any]]:
         spec = self.spec(table)
@@ -283,6 +288,14 @@ def _unnest(spec: Table, columns: Sequence[str]) -> str:
     (arrays in binary: as text, psycopg escapes each element with a regular expression)."""
     arrays = ", ".join(f"%b::{_CASTS[_type(spec, c)]}[]" for c in columns)
     return f"unnest({arrays}) AS u({', '.join(f'c{i}' for i in range(len(columns)))})"
+
+
+def _columns(spec: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+             ) -> list[Any]:
+    """``rows`` (values in the order of ``columns``) as one array per column."""
+    by_column = list(zip(*rows, strict=True)) or [()] * len(columns)
+    return [arrays.array(_CASTS[_type(spec, c)], values)
+            for c, values in zip(columns, by_column, strict=True)]
 
 
 def _marks(spec: Table, columns: Sequence[str]) -> str:
