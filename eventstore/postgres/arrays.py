@@ -26,25 +26,7 @@ _NULL = _LENGTH(-1)
 class _Array(list[Any]):
     """A list of one PostgreSQL type's values (or None)."""
 
-
-class Texts(_Array):
-    pass
-
-
-class Bigints(_Array):
-    pass
-
-
-class Integers(_Array):
-    pass
-
-
-class Floats(_Array):
-    pass
-
-
-class Byteas(_Array):
-    pass
+    sql_type: str
 
 
 def _fixed(layout: str) -> Callable[[Any], bytes]:
@@ -63,30 +45,37 @@ def _sized(encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
     return element
 
 
-_KINDS: dict[type[_Array], tuple[int, int, Callable[[Any], bytes]]] = {
-    # element type oid, array type oid, an element as its length and bytes
-    Texts: (25, 1009, _sized(lambda value: value.encode("utf-8"))),
-    Bigints: (20, 1016, _fixed("q")),
-    Integers: (23, 1007, _fixed("i")),
-    Floats: (701, 1022, _fixed("d")),
-    Byteas: (17, 1001, _sized(bytes)),
+_TYPES: dict[str, tuple[int, int, Callable[[Any], bytes]]] = {
+    # SQL type: element type oid, array type oid, an element as its length and bytes
+    "text": (25, 1009, _sized(lambda value: value.encode("utf-8"))),
+    "bigint": (20, 1016, _fixed("q")),
+    "integer": (23, 1007, _fixed("i")),
+    "double precision": (701, 1022, _fixed("d")),
+    "bytea": (17, 1001, _sized(bytes)),
 }
-_BY_TYPE: dict[str, type[_Array]] = {"text": Texts, "bigint": Bigints, "integer": Integers,
-                                     "double precision": Floats, "bytea": Byteas}
+# a list type per SQL type: psycopg picks a dumper by the parameter's Python type
+_LISTS: dict[str, type[_Array]] = {
+    name: type(f"{name.title().replace(' ', '')}Array", (_Array,), {"sql_type": name})
+    for name in _TYPES}
+
+
+def placeholders(sql_types: Iterable[str]) -> str:
+    """``%b::type[]`` for each of ``sql_types``, comma-separated (for ``unnest(...)``)."""
+    return ", ".join(f"%b::{name}[]" for name in sql_types)
 
 
 def array(sql_type: str, values: Iterable[Any]) -> _Array:
     """``values`` as an array of ``sql_type`` (``text``, ``bigint``, ``integer``, ``double
     precision``, ``bytea``), for a ``%b`` placeholder."""
-    return _BY_TYPE[sql_type](values)
+    return _LISTS[sql_type](values)
 
 
 class _ArrayDumper(Dumper):
     format = Format.BINARY
 
-    def __init__(self, cls: type, context: Any = None) -> None:
+    def __init__(self, cls: type[_Array], context: Any = None) -> None:
         super().__init__(cls, context)
-        self._element_oid, self.oid, self._element = _KINDS[cls]
+        self._element_oid, self.oid, self._element = _TYPES[cls.sql_type]
 
     def dump(self, obj: Any) -> bytes:
         if not obj:
@@ -102,11 +91,11 @@ class _ArrayDumper(Dumper):
                 else:
                     parts.append(element(value))
         except struct.error as exc:  # a number past the type's range: the database's refusal
-            raise psycopg.DataError(f"{type(obj).__name__.lower()}: {exc}") from None
+            raise psycopg.DataError(f"{obj.sql_type}[]: {exc}") from None
         return _HEADER.pack(1, nulls, self._element_oid, len(obj), 1) + b"".join(parts)
 
 
 def register(adapters: AdaptersMap) -> None:
     """Dump every array type here with its own dumper on connections of ``adapters``."""
-    for kind in _KINDS:
+    for kind in _LISTS.values():
         adapters.register_dumper(kind, _ArrayDumper)

@@ -13,14 +13,12 @@ from collections.abc import Sequence
 
 from ..keys import Fetch, SqlKeyTable, record_row
 from ..sealing import KeyRecord
-from .arrays import array
+from .arrays import array, placeholders
 
-_INSERT = ("INSERT INTO content_keys (key_id, subject, period, scope, secret, created_at, "
-           "destroyed_at, due_at) SELECT * FROM unnest(%b::text[], %b::text[], %b::integer[], "
-           "%b::text[], %b::bytea[], %b::double precision[], %b::double precision[], "
-           "%b::double precision[])")
 _INSERT_TYPES = ("text", "text", "integer", "text", "bytea", "double precision",
                  "double precision", "double precision")
+_INSERT = ("INSERT INTO content_keys (key_id, subject, period, scope, secret, created_at, "
+           f"destroyed_at, due_at) SELECT * FROM unnest({placeholders(_INSERT_TYPES)})")
 # LATERAL with LIMIT 1 (a key is unique per triple among live ones): a probe per triple,
 # which the planner cannot turn into a scan of the table joined by hash
 _FIND = ("SELECT u.subject, u.period, u.scope, k.key_id, k.secret FROM unnest(%b::text[], "

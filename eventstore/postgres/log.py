@@ -73,12 +73,10 @@ _COLUMNS = ("position, event_id, stream_id, version, type, schema_version, data,
 _SELECT = f"SELECT {_COLUMNS} FROM events"
 # Arrays go in binary (%b): as text, psycopg escapes every element with a regular
 # expression, which for a batch's JSON costs more than the whole round trip.
-_INSERT = (f"INSERT INTO events ({_COLUMNS}) SELECT p, e, s, v, t, sv, d::json, r, c, ca FROM "
-           "unnest(%b::bigint[], %b::text[], %b::text[], %b::bigint[], %b::text[], "
-           "%b::integer[], %b::text[], %b::double precision[], %b::text[], %b::text[]) "
-           "AS u(p, e, s, v, t, sv, d, r, c, ca)")
 _INSERT_TYPES = ("bigint", "text", "text", "bigint", "text", "integer", "text",
                  "double precision", "text", "text")
+_INSERT = (f"INSERT INTO events ({_COLUMNS}) SELECT p, e, s, v, t, sv, d::json, r, c, ca FROM "
+           f"unnest({arrays.placeholders(_INSERT_TYPES)}) AS u(p, e, s, v, t, sv, d, r, c, ca)")
 _COPY = f"COPY events ({_COLUMNS}) FROM STDIN"
 _LOCK = "SELECT pg_advisory_xact_lock(%s, %s)"
 # An append transaction's statements are lookups by key and inserts: generic plans, made
@@ -220,11 +218,10 @@ class PostgresLog:
         self._projections = tuple(projections)
         self._catalog = catalog or TableCatalog(target.schema)
         self._pinned: psycopg.Connection | None = None
-        self._overlay: WriteBehind | None = None
-        self._settled: tuple[int, tuple[int, ...]] | None = None
-        """Where the log and the projections' versions were when this log's last append
-        committed with :attr:`_overlay`: while they are still there, no one else has
-        changed the projection tables, and the overlay's rows hold."""
+        self._kept: tuple[WriteBehind, tuple[int, tuple[int, ...]]] | None = None
+        """The overlay of this log's last append, and where the log's end and the
+        projections' versions were when it committed: while they are still there, no one
+        else has changed the projection tables, and the overlay's rows hold."""
         self.reachability = reachability or Reachability(self.location)
         """Whether the server answers, shared by the log, its readers and its listener."""
         for projection in self._projections:
@@ -442,7 +439,7 @@ class PostgresLog:
                         conn, PostgresKeyTable(fetch), requests, outcomes, now, recorded)
                     conn.execute("COMMIT")
                 overlay.committed()
-                self._overlay, self._settled = overlay, settled
+                self._kept = overlay, settled
             except (Unsupported, psycopg.Error) as exc:
                 _roll_back(conn)
                 if isinstance(exc, psycopg.OperationalError):
@@ -466,11 +463,12 @@ class PostgresLog:
         next_position, versions, existing = start.next_position, start.versions, start.existing
         self._sealer.prepare(keys, [(e.data, e.seals) for r in requests for e in r.events
                                     if e.seals and e.event_id not in existing], now)
-        overlay = self._overlay
-        if overlay is None or start.caught_up or overlay.held > _MAX_HELD or \
-                self._settled != (next_position - 1, start.tables):
-            overlay = WriteBehind()  # another writer may have changed what it holds
-        self._overlay = self._settled = None  # kept again once this commits
+        kept, self._kept = self._kept, None  # kept again once this commits
+        if kept is not None and kept[1] == (next_position - 1, start.tables) and \
+                not start.caught_up and kept[0].held <= _MAX_HELD:
+            overlay = kept[0]
+        else:
+            overlay = WriteBehind()  # another writer may have changed what it held
         overlay.begin(PostgresTables(conn, self._catalog))
         rows: list[tuple[Any, ...]] = []
         reached: dict[str, int] = {}  # projection -> position, as requests succeed
@@ -648,20 +646,18 @@ class PostgresLog:
             (arrays.array("text", (p.name for p in self._projections)),
              arrays.array("text", streams), arrays.array("text", ids))).fetchall()
         last = next(position for fact, _, position, _ in found if fact == 0)
-        names = [name for fact, name, _, _ in found if fact == 1]
-        positions = [position for fact, _, position, _ in found if fact == 1]
-        kinds = [version for fact, _, _, version in found if fact == 1]
-        behind = {name for name, position in zip(names, positions, strict=True)
-                  if position < last}
+        states = {name: (position, version) for fact, name, position, version in found
+                  if fact == 1}
+        behind = {name for name, (position, _) in states.items() if position < last}
         for projection in self._projections:
             if projection.name in behind:
                 self._catch_up(conn, projection)
         versions = {stream: int(version) for fact, stream, _, version in found if fact == 2}
         existing = {event_id: int(position) for fact, event_id, position, _ in found
                     if fact == 3}
-        made = dict(zip(names, kinds, strict=True))
         return _Start(next_position=int(last) + 1, versions=versions, existing=existing,
-                      tables=tuple(int(made.get(p.name, 0)) for p in self._projections),
+                      tables=tuple(int(states.get(p.name, (0, 0))[1])
+                                   for p in self._projections),
                       caught_up=bool(behind))
 
     def _plan(self, request: AppendRequest, now: float, next_position: int,

@@ -285,9 +285,9 @@ def _type(spec: Table, column: str) -> ColumnType:
 
 def _unnest(spec: Table, columns: Sequence[str]) -> str:
     """``unnest`` of one array parameter per column, typed as the column, as ``u(c0, ...)``
-    (arrays in binary: as text, psycopg escapes each element with a regular expression)."""
-    arrays = ", ".join(f"%b::{_CASTS[_type(spec, c)]}[]" for c in columns)
-    return f"unnest({arrays}) AS u({', '.join(f'c{i}' for i in range(len(columns)))})"
+    (arrays in binary: see :mod:`eventstore.postgres.arrays`)."""
+    marks = arrays.placeholders(_CASTS[_type(spec, c)] for c in columns)
+    return f"unnest({marks}) AS u({', '.join(f'c{i}' for i in range(len(columns)))})"
 
 
 def _columns(spec: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
