@@ -43,7 +43,8 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,6 +82,9 @@ class LoadResult:
     """The PostgreSQL server's processes (0 over SQLite)."""
     harness_cpu_ms_per_reply: float = 0.0
     """This process: the emulator, the fake model and the simulated people."""
+    rest_per_reply: dict[str, float] = field(default_factory=dict)
+    """The bots' REST requests per reply, by route (typing is refreshed while a reply is
+    on its way, so a slower reply costs more of them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +126,11 @@ def _percentile(values: list[float], share: float) -> float:
 
 async def measure_load(folder: Path, conversations: int, *, latency_s: float, think_s: float,
                        warmup_s: float, duration_s: float, profile: Path | None = None,
-                       database_url: str | None = None, processes: int = 1) -> LoadResult:
+                       database_url: str | None = None, processes: int = 1,
+                       in_flight: int = 1024) -> LoadResult:
     """One load level: warm up, then measure ``duration_s`` seconds."""
-    settings = BotSettings(webhook=True, max_concurrency=1024, max_concurrent_replies=1024,
+    settings = BotSettings(webhook=True, max_concurrency=in_flight,
+                           max_concurrent_replies=in_flight,
                            reply_deadline_s=60, provider_timeout_s=30,
                            database_url=database_url)
     draw = random.Random(conversations)
@@ -168,6 +174,7 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         bot_cpu0, own_cpu0, started = (sum(cpu_s(p) for p in pids), cpu_s("self"),
                                        time.monotonic())
         recording = True
+        requests0 = len(rig.emu.requests)
         profiler = None
         if profile is not None:
             profiler = await asyncio.create_subprocess_exec(
@@ -179,6 +186,7 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         if profiler is not None:
             await profiler.wait()
         recording = False
+        routes = Counter(r.route for r in rig.emu.requests[requests0:])
         bot_cpu1, own_cpu1, ended = (sum(cpu_s(p) for p in pids), cpu_s("self"),
                                      time.monotonic())
         pg_cpu1 = postgres_cpu_s() if database_url else 0.0
@@ -207,7 +215,9 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         harness_cpu_share=round((own_cpu1 - own_cpu0) / elapsed, 3),
         processes=processes, backend="postgresql" if database_url else "sqlite",
         postgres_cpu_ms_per_reply=round(1000 * (pg_cpu1 - pg_cpu0) / max(replies, 1), 2),
-        harness_cpu_ms_per_reply=round(1000 * (own_cpu1 - own_cpu0) / max(replies, 1), 2))
+        harness_cpu_ms_per_reply=round(1000 * (own_cpu1 - own_cpu0) / max(replies, 1), 2),
+        rest_per_reply={route: round(n / max(replies, 1), 2)
+                        for route, n in routes.most_common()})
 
 
 async def run_chaos(folder: Path, conversations: int, messages: int) -> ChaosResult:
@@ -265,6 +275,9 @@ def main() -> None:
                              "of its own, dropped after); default an SQLite file")
     parser.add_argument("--processes", type=int, default=1,
                         help="bot processes, one shard each (needs --url)")
+    parser.add_argument("--in-flight", type=int, default=1024,
+                        help="the bots' limits.max_concurrent_replies and the provider's "
+                             "max_concurrency")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -283,7 +296,8 @@ def main() -> None:
                     found.append(await measure_load(
                         folder, level, latency_s=args.latency_ms / 1000, think_s=args.think_s,
                         warmup_s=args.warmup_s, duration_s=args.duration_s,
-                        profile=args.profile, database_url=url, processes=args.processes))
+                        profile=args.profile, database_url=url, processes=args.processes,
+                        in_flight=args.in_flight))
                 finally:
                     if url is not None:
                         drop_schema(args.url, url)
