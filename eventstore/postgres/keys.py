@@ -29,7 +29,7 @@ _FIND = ("SELECT u.subject, u.period, u.scope, k.key_id, k.secret FROM unnest(%b
          "LIMIT 1) AS k")
 
 
-Send = Callable[[str, Sequence[Any]], None]
+Send = Callable[[str, Sequence[Any]], object]
 """Queue a statement whose result nobody reads (a pipeline's next wait reports its error)."""
 
 
