@@ -9,7 +9,8 @@ statistics lag, scan every key of the period.)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..keys import Fetch, SqlKeyTable, record_row
 from ..sealing import KeyRecord
@@ -28,16 +29,23 @@ _FIND = ("SELECT u.subject, u.period, u.scope, k.key_id, k.secret FROM unnest(%b
          "LIMIT 1) AS k")
 
 
-class PostgresKeyTable(SqlKeyTable):
-    """:class:`~eventstore.keys.SqlKeyTable` on a psycopg connection's ``fetch``."""
+Send = Callable[[str, Sequence[Any]], object]
+"""Queue a statement whose result nobody reads (a pipeline's next wait reports its error)."""
 
-    def __init__(self, fetch: Fetch) -> None:
+
+class PostgresKeyTable(SqlKeyTable):
+    """:class:`~eventstore.keys.SqlKeyTable` on a psycopg connection's ``fetch``. With
+    ``send`` (a pipeline's), new keys go without waiting for the server: the append that
+    makes them waits once, at its end, as it does for its rows."""
+
+    def __init__(self, fetch: Fetch, send: Send | None = None) -> None:
         super().__init__(fetch, "%s")
+        self._send: Send = send or fetch
 
     def insert_many(self, records: Sequence[KeyRecord]) -> None:
         """Add keys, in one statement."""
         if records:
-            self._fetch(_INSERT, [array(kind, column) for kind, column in zip(
+            self._send(_INSERT, [array(kind, column) for kind, column in zip(
                 _INSERT_TYPES, zip(*(record_row(r) for r in records), strict=True),
                 strict=True)])
 

@@ -434,9 +434,12 @@ class PostgresLog:
                         pipeline.sync()  # for the description
                         return cursor.fetchall() if cursor.description is not None else []
 
+                    def send(query: str, params: Sequence[Any]) -> None:
+                        conn.execute(query, params)
+
                     conn.execute("BEGIN")
                     overlay, settled = self._write_behind(
-                        conn, PostgresKeyTable(fetch), requests, outcomes, now, recorded)
+                        conn, PostgresKeyTable(fetch, send), requests, outcomes, now, recorded)
                     conn.execute("COMMIT")
                 overlay.committed()
                 self._kept = overlay, settled

@@ -33,6 +33,7 @@ from eventstore import (
     TableWriter,
 )
 from eventstore.postgres import PostgresLog
+from eventstore.sealing import Seal
 
 from .. import pgserver
 
@@ -179,6 +180,29 @@ def test_a_group_commit_makes_as_many_round_trips_for_64_requests_as_for_4(
     assert _balances(log, "n64-") == {f"n64-{i}": 60 * 16 - (60 if i in (1, 2) else 0)
                                       for i in range(4)}
     assert log.rebuild_and_compare(Accounts()) == []
+
+
+def test_the_content_keys_a_group_commit_makes_wait_for_the_server_with_its_rows(
+        log: PostgresLog, wire: Wire) -> None:
+    """New people's messages need new keys: they are looked for (a round trip whose answer
+    decides what is made) and the ones made go with the rows, not in a round trip of
+    their own."""
+    def said(who: str) -> AppendRequest:
+        return AppendRequest(f"talk-{who}", [NewEvent(
+            "Said", {"who": who, "text": f"hello from {who}"},
+            seals=(Seal(subject=who, fields={"text": ""}),))])
+
+    log.append_batch([said("warm")])
+    with wire.watching() as lines:
+        outcomes = log.append_batch([said(f"new-{i}") for i in range(8)])
+    assert not any(isinstance(o, EventStoreError) for o in outcomes)
+    # BEGIN, the lock and the lookups; the keys looked for; the keys, the rows and COMMIT
+    assert round_trips(lines) == 3
+    assert sum("INSERT INTO content_keys" in line for line in lines
+               if line.split("\t")[2:3] == ["Parse"]) <= 1
+    assert [e.data["text"] for e in log.read_all()][1:] == [
+        f"hello from new-{i}" for i in range(8)]
+    assert log.key_table().counts().keys == 9
 
 
 def test_a_failing_request_leaves_no_change_while_its_neighbours_on_the_same_rows_keep_theirs(
