@@ -3,6 +3,7 @@
     python bench/e2e.py [--conversations 50,500,2000] [--latency-ms 500] [--think-s 10]
                         [--duration-s 30] [--warmup-s 15] [--json]
     python bench/e2e.py --url postgresql://postgres@127.0.0.1:5432/test [--processes 2] ...
+    python bench/e2e.py --conversations 2000 --warmup-s 60 --in-flight 256 ...
     python bench/e2e.py --chaos [--chaos-conversations 200] [--chaos-messages 2000] [--json]
 
 The Discord emulator, the fake OpenAI server (fixed latency) and the simulated people
@@ -21,7 +22,14 @@ message. For each number of conversations it prints:
 
 ``--url`` puts the log on PostgreSQL; ``--processes N`` runs N bot processes over it,
 one shard each of N (``personae run --shards i --shard-count N``), the conversations'
-guilds spread over the shards.
+guilds spread over the shards. ``--in-flight`` sets how many replies a bot works on at
+once (``limits.max_concurrent_replies`` and the provider's ``max_concurrency``; 1,024 by
+default, far past what one process serves, so that the bot's CPU, not a limit, bounds it).
+
+It also prints the bots' REST requests per reply by route: in the first seconds every
+channel's first reply looks its webhook up and makes it (and every person's first message
+makes their content key), so past capacity a short ``--warmup-s`` measures first contacts;
+no webhook route in the figures means the window held none.
 
 ``--chaos`` runs the fault schedule of ``tests/chaos`` (gateway closes, op 7, op 9,
 replays, REST 429 per route and global, 5xx, model 429 storms, 5xx bursts, stalls
