@@ -90,6 +90,9 @@ class LoadResult:
     """The PostgreSQL server's processes (0 over SQLite)."""
     harness_cpu_ms_per_reply: float = 0.0
     """This process: the emulator, the fake model and the simulated people."""
+    model_requests_per_reply: float = 0.0
+    """Requests the fake model received per reply (more than 1: retries, e.g. of streams
+    that outlasted the provider's timeout)."""
     rest_per_reply: dict[str, float] = field(default_factory=dict)
     """The bots' REST requests per reply, by route (typing is refreshed while a reply is
     on its way, so a slower reply costs more of them)."""
@@ -182,7 +185,7 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         bot_cpu0, own_cpu0, started = (sum(cpu_s(p) for p in pids), cpu_s("self"),
                                        time.monotonic())
         recording = True
-        requests0 = len(rig.emu.requests)
+        requests0, asked0 = len(rig.emu.requests), len(rig.fake.requests)
         profiler = None
         if profile is not None:
             profiler = await asyncio.create_subprocess_exec(
@@ -195,6 +198,7 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
             await profiler.wait()
         recording = False
         routes = Counter(r.route for r in rig.emu.requests[requests0:])
+        asked = len(rig.fake.requests) - asked0
         bot_cpu1, own_cpu1, ended = (sum(cpu_s(p) for p in pids), cpu_s("self"),
                                      time.monotonic())
         pg_cpu1 = postgres_cpu_s() if database_url else 0.0
@@ -225,7 +229,8 @@ async def measure_load(folder: Path, conversations: int, *, latency_s: float, th
         postgres_cpu_ms_per_reply=round(1000 * (pg_cpu1 - pg_cpu0) / max(replies, 1), 2),
         harness_cpu_ms_per_reply=round(1000 * (own_cpu1 - own_cpu0) / max(replies, 1), 2),
         rest_per_reply={route: round(n / max(replies, 1), 2)
-                        for route, n in routes.most_common()})
+                        for route, n in routes.most_common()},
+        model_requests_per_reply=round(asked / max(replies, 1), 2))
 
 
 async def run_chaos(folder: Path, conversations: int, messages: int) -> ChaosResult:
