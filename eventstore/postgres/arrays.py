@@ -10,7 +10,7 @@ binary format directly: a header, then each element's length and bytes (-1 for N
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import psycopg
@@ -68,6 +68,12 @@ def array(sql_type: str, values: Iterable[Any]) -> _Array:
     """``values`` as an array of ``sql_type`` (``text``, ``bigint``, ``integer``, ``double
     precision``, ``bytea``), for a ``%b`` placeholder."""
     return _LISTS[sql_type](values)
+
+
+def columns(sql_types: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[_Array]:
+    """``rows`` (values in the order of ``sql_types``) as one array per column."""
+    by_column = list(zip(*rows, strict=True)) or [()] * len(sql_types)
+    return [array(kind, values) for kind, values in zip(sql_types, by_column, strict=True)]
 
 
 class _ArrayDumper(Dumper):

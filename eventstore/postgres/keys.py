@@ -14,7 +14,7 @@ from typing import Any
 
 from ..keys import Fetch, SqlKeyTable, record_row
 from ..sealing import KeyRecord
-from .arrays import array, placeholders
+from .arrays import array, columns, placeholders
 
 _INSERT_TYPES = ("text", "text", "integer", "text", "bytea", "double precision",
                  "double precision", "double precision")
@@ -45,9 +45,7 @@ class PostgresKeyTable(SqlKeyTable):
     def insert_many(self, records: Sequence[KeyRecord]) -> None:
         """Add keys, in one statement."""
         if records:
-            self._send(_INSERT, [array(kind, column) for kind, column in zip(
-                _INSERT_TYPES, zip(*(record_row(r) for r in records), strict=True),
-                strict=True)])
+            self._send(_INSERT, columns(_INSERT_TYPES, (record_row(r) for r in records)))
 
     def find_many(self, wanted: Sequence[tuple[str, int, str]]
                   ) -> dict[tuple[str, int, str], tuple[str, bytes]]:

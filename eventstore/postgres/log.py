@@ -434,12 +434,10 @@ class PostgresLog:
                         pipeline.sync()  # for the description
                         return cursor.fetchall() if cursor.description is not None else []
 
-                    def send(query: str, params: Sequence[Any]) -> None:
-                        conn.execute(query, params)
-
                     conn.execute("BEGIN")
                     overlay, settled = self._write_behind(
-                        conn, PostgresKeyTable(fetch, send), requests, outcomes, now, recorded)
+                        conn, PostgresKeyTable(fetch, conn.execute), requests, outcomes, now,
+                        recorded)
                     conn.execute("COMMIT")
                 overlay.committed()
                 self._kept = overlay, settled
@@ -1035,8 +1033,7 @@ class PostgresLog:
 
 def _insert_statement(rows: Sequence[tuple[Any, ...]]) -> Statement:
     """The INSERT of ``rows`` into ``events``."""
-    return _INSERT, [arrays.array(kind, column) for kind, column in zip(
-        _INSERT_TYPES, zip(*rows, strict=True), strict=True)]
+    return _INSERT, arrays.columns(_INSERT_TYPES, rows)
 
 
 def _positions_statement(reached: dict[str, int]) -> Statement:

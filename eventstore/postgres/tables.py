@@ -293,9 +293,7 @@ def _unnest(spec: Table, columns: Sequence[str]) -> str:
 def _columns(spec: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
              ) -> list[Any]:
     """``rows`` (values in the order of ``columns``) as one array per column."""
-    by_column = list(zip(*rows, strict=True)) or [()] * len(columns)
-    return [arrays.array(_CASTS[_type(spec, c)], values)
-            for c, values in zip(columns, by_column, strict=True)]
+    return arrays.columns([_CASTS[_type(spec, c)] for c in columns], rows)
 
 
 def _marks(spec: Table, columns: Sequence[str]) -> str:
