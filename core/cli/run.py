@@ -108,6 +108,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
     from ..coordination import CoordinationError, Coordinator, PostgresCoordinator
     from ..coordination.sole import SoleLease
     from ..ops.observability import start_observability
+    from ..ops.stacks import dump_on_signal
     from ..personas.defaults import defaults_from_config, known_providers_from_config
     from ..personas.model import Persona
     from ..personas.registry import PersonaRegistry, RegistryChange
@@ -118,6 +119,7 @@ async def serve(config: Config, secrets: Secrets, token: str, *,
 
     # disnake builds every REST URL from this class attribute; nothing may reset it after
     disnake.http.Route.BASE = config.discord.api_base_url
+    dump_on_signal(asyncio.get_running_loop())  # kill -USR1: what each thread and task awaits
     store = await open_log_store(config)
     shards = None
     if config.discord.shards is not None and config.discord.shard_count is not None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.ops.stacks import DUMP_SIGNAL
 from tests.fakes.discord import Channel, DiscordEmulator, Guild, Message, User
 
 PERSONA = """id: ada
@@ -61,6 +62,11 @@ class Bot:
         """kill -9: no shutdown, no lease released."""
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
+
+    def dump_stacks(self) -> None:
+        """Ask the process to write what each of its threads and tasks awaits to its log."""
+        if self.process.returncode is None:
+            self.process.send_signal(DUMP_SIGNAL)
 
     def pause(self) -> None:
         self.process.send_signal(signal.SIGSTOP)
@@ -114,11 +120,17 @@ def replies_to(emu: DiscordEmulator, asked: Message) -> list[Message]:
 async def until(condition: Callable[[], object], timeout: float, what: str,  # noqa: ASYNC109
                 bots: Iterable[Bot] = ()) -> float:
     """Wait for ``condition``; returns the seconds it took. On timeout the bots' logs are
-    in the failure."""
+    in the failure, ending with what each bot's threads and tasks were waiting on."""
     started = time.monotonic()
     while not condition():
         if time.monotonic() - started > timeout:
-            logs = "\n".join(f"--- {b.name}\n{b.output()[-3000:]}" for b in bots)
+            before = {b.name: len(b.output()) for b in bots}
+            for bot in bots:
+                bot.dump_stacks()
+            await asyncio.sleep(1.0)  # the dumps are written by each bot's loop
+            logs = "\n".join(f"--- {b.name}\n{b.output()[:before[b.name]][-3000:]}\n"
+                             f"--- {b.name}: stacks\n{b.output()[before[b.name]:]}"
+                             for b in bots)
             raise AssertionError(f"{what}: not within {timeout} s\n{logs}")
         await asyncio.sleep(0.05)
     return time.monotonic() - started
