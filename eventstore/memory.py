@@ -88,6 +88,7 @@ class MemoryLog:
         self.state = state or MemoryState(sealer=Sealer(enabled=seal))
         self.location = location
         self.shared = False
+        self.others_appended = 0  # no other writer: see Log.others_appended
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
         self._keys = MemoryKeyTable(self.state.keys)

@@ -164,6 +164,13 @@ class Log(LogReader, Protocol):
     """A writable connection to a log: appends, with projections applied in the same
     transaction, and the checks and copies a backend can do."""
 
+    others_appended: int
+    """How many of this connection's commits found that another writer had appended to
+    the log since this connection's previous commit (its first commit on a shared log
+    counts as one). It only grows, and it grows before the append that found out
+    returns: while it stays the same, every event in the log up to this connection's
+    last commit is this connection's own. Always 0 on a log that is not ``shared``."""
+
     def append(self, stream_id: str, events: Sequence[NewEvent],
                expected_version: ExpectedVersion = ANY) -> AppendResult:
         """Append ``events`` to ``stream_id`` atomically and durably.
@@ -222,6 +229,11 @@ class EventStore(Protocol):
     location: str
     shared: bool
     """See :attr:`LogReader.shared`."""
+
+    @property
+    def others_appended(self) -> int:
+        """See :attr:`Log.others_appended` (of the store's writer)."""
+        ...
 
     async def append(self, stream_id: str, events: Sequence[NewEvent] | NewEvent,
                      expected_version: ExpectedVersion = ANY, *,

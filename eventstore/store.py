@@ -97,6 +97,11 @@ class ThreadedStore:
                 name="eventstore-listener", daemon=True)
             self._listener.start()
 
+    @property
+    def others_appended(self) -> int:
+        """See :attr:`~eventstore.protocol.Log.others_appended` (read on any thread)."""
+        return self._log.others_appended
+
     def observe_appends(self, observer: AppendObserver | None) -> None:
         """Tell ``observer`` of every append from now on (None: nobody)."""
         self._observer = observer

@@ -10,11 +10,16 @@ added from appends is this process's clock, not the writer's.
 
 On SQLite the log has one writer process (the bot holds its lock), and that keeps the
 cache exact. On a log several processes append to (``store.shared``: PostgreSQL),
-another process may append to a cached stream, so each hit is checked against the log
-when it is used: one index probe reads the stream after the version the entry knows
-(usually nothing) and the entry is brought up to date with what it finds. What a prompt
-is given therefore holds every event of its stream committed before that probe, by any
-process; no notification is involved, so none can be missed.
+another process may append to a cached stream. Each of the store's commits finds out
+whether anyone else appended since its previous one
+(:attr:`~eventstore.protocol.Log.others_appended`); an entry remembers that count as it
+was when the entry was last read from the log, and a hit is used as it is only while the
+count is the same: then every event up to the store's last commit is this process's own,
+and the entry has them all. Otherwise one index probe reads the stream after the version
+the entry knows (usually nothing) and the entry is brought up to date with what it
+finds. What a prompt is given therefore holds every event of its stream committed before
+this process's last commit ahead of it (the trigger's, for a reply), by any process; no
+notification is involved, so none can be missed.
 """
 
 from __future__ import annotations
@@ -75,6 +80,9 @@ class _Entry:
     from_start: bool
     turns: int
     wanted: int
+    seen: int
+    """The store's ``others_appended`` as it was before this entry was last read from
+    the log."""
 
     def has(self, turns: int) -> bool:
         return self.from_start or self.turns >= turns or any(
@@ -99,10 +107,12 @@ class ConversationHistory:
             return context_events((await self._read(stream_id, turns))[0])
         entry = self._entries.get(stream_id)
         if entry is not None and entry.has(turns) and (
-                not self._store.shared or await self._current(stream_id, entry)):
+                not self._store.shared or entry.seen == self._store.others_appended
+                or await self._current(stream_id, entry)):
             entry.wanted = max(entry.wanted, turns)
             self._entries.move_to_end(stream_id)
             return list(entry.events)
+        seen = self._store.others_appended
         self._reading[stream_id] = self._reading.get(stream_id, 0) + 1
         try:
             events, from_start = await self._read(stream_id, turns)
@@ -117,7 +127,7 @@ class ConversationHistory:
             if stream_id not in self._reading:
                 self._raced.discard(stream_id)
         else:
-            self._keep(stream_id, events, kept, from_start, turns)
+            self._keep(stream_id, events, kept, from_start, turns, seen)
         return kept
 
     async def append(self, stream_id: str, events: Sequence[NewEvent] | NewEvent, *,
@@ -167,6 +177,7 @@ class ConversationHistory:
     async def _current(self, stream_id: str, entry: _Entry) -> bool:
         """Bring ``entry`` up to what the log holds now (another process may have appended
         to the stream); False when it cannot be (it is then dropped, and read afresh)."""
+        seen = self._store.others_appended
         self._reading[stream_id] = self._reading.get(stream_id, 0) + 1
         try:
             newer = await self._store.read_stream(stream_id, entry.version + 1,
@@ -182,6 +193,7 @@ class ConversationHistory:
                 self._raced.discard(stream_id)
             self._forget(stream_id)  # an append of ours overlapped the probe
             return False
+        entry.seen = seen
         if not newer:
             return True
         if newer[0].version != entry.version + 1 or len(newer) >= MAX_READ_EVENTS:
@@ -215,11 +227,11 @@ class ConversationHistory:
             count = min(MAX_READ_EVENTS, count * 2)
 
     def _keep(self, stream_id: str, events: list[RecordedEvent], kept: list[Typed],
-              from_start: bool, turns: int) -> None:
+              from_start: bool, turns: int, seen: int) -> None:
         self._forget(stream_id)
         version = events[-1].version if events else 0
         entry = _Entry(kept, version, from_start or version == 0 or events[0].version == 1,
-                       sum(e.recorded.type in _TURN_TYPES for e in kept), turns)
+                       sum(e.recorded.type in _TURN_TYPES for e in kept), turns, seen)
         if not entry.has(turns) and len(events) >= MAX_READ_EVENTS:
             return  # a stream too busy to cache usefully
         self._entries[stream_id] = entry

@@ -224,6 +224,10 @@ class PostgresLog:
         else has changed the projection tables, and the overlay's rows hold."""
         self.reachability = reachability or Reachability(self.location)
         """Whether the server answers, shared by the log, its readers and its listener."""
+        self.others_appended = 0
+        """See :attr:`~eventstore.protocol.Log.others_appended`."""
+        self._own_end: int | None = None
+        """The log's last position as this log's last commit left it (None: none yet)."""
         for projection in self._projections:
             self._prepare_projection(projection)
 
@@ -411,7 +415,9 @@ class PostgresLog:
                 self._sealer.rolled_back()
                 outcomes = []
                 with self._connection() as conn, _committing(self, conn):
-                    self._append_with_savepoints(conn, requests, outcomes, now, recorded)
+                    end = self._append_with_savepoints(conn, requests, outcomes, now,
+                                                       recorded)
+                self._own_end = end
         except BaseException:
             self._sealer.rolled_back()
             raise
@@ -441,6 +447,7 @@ class PostgresLog:
                     conn.execute("COMMIT")
                 overlay.committed()
                 self._kept = overlay, settled
+                self._own_end = settled[0]
             except (Unsupported, psycopg.Error) as exc:
                 _roll_back(conn)
                 if isinstance(exc, psycopg.OperationalError):
@@ -576,11 +583,12 @@ class PostgresLog:
     def _append_with_savepoints(self, conn: psycopg.Connection,
                                 requests: Sequence[AppendRequest],
                                 outcomes: list[AppendResult | EventStoreError], now: float,
-                                recorded: bool) -> None:
+                                recorded: bool) -> int:
         """The batch as :meth:`append_batch` appends it when the database refused the
         written-behind way: the rows of requests no projection reads go in one INSERT at
         the end; a request that a projection reads gets a savepoint around its rows and
-        the projection's statements, so whatever fails fails its request alone."""
+        the projection's statements, so whatever fails fails its request alone. Returns
+        the log's last position once this commits."""
         keys = PostgresKeyTable(lambda q, p: _rows_of(conn, q, p))
         with conn.pipeline():
             start = self._begin(conn, requests)
@@ -618,6 +626,7 @@ class PostgresLog:
                                            versions, existing, reached) or next_position
         self._insert(conn, pending)
         self._set_positions(conn, reached)
+        return next_position - 1
 
     @staticmethod
     def _set_positions(conn: psycopg.Connection, reached: dict[str, int]) -> None:
@@ -647,6 +656,8 @@ class PostgresLog:
             (arrays.array("text", (p.name for p in self._projections)),
              arrays.array("text", streams), arrays.array("text", ids))).fetchall()
         last = next(position for fact, _, position, _ in found if fact == 0)
+        if last != self._own_end:  # someone else committed since this log's last commit
+            self.others_appended += 1
         states = {name: (position, version) for fact, name, position, version in found
                   if fact == 1}
         behind = {name for name, (position, _) in states.items() if position < last}

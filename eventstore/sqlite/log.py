@@ -111,6 +111,7 @@ class SQLiteLog:
         self.path = path
         self.location = str(path)
         self.shared = False
+        self.others_appended = 0  # no other writer: see Log.others_appended
         self._read_only = read_only
         self._lock = lock
         self._upcasters = upcasters or Upcasters()

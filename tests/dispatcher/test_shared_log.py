@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 import eventstore
+from core.context.history import ConversationHistory
 from core.dispatcher.projection import projections
-from core.events import ModelReplied
+from core.events import MessageReceived, ModelReplied
 from core.limits.quotas import QuotaLedger, QuotaUsage
 from eventstore.postgres import PostgresLog
 from tests.eventstore import pgserver
@@ -201,11 +202,69 @@ def test_a_context_cache_in_one_process_sees_another_process_append(processes):
     a.ask({"op": "append", "stream": stream, "message_id": "1", "text": "first"})
     assert a.ask({"op": "recent", "stream": stream})["ids"] == ["msg:test:1"]  # cached now
     b.ask({"op": "append", "stream": stream, "message_id": "2", "text": "second"})
+    # A's next commit (a trigger, before any prompt; here in another conversation, so the
+    # cached entry is not dropped by it) finds that B appended: the entry is checked
+    a.ask({"op": "append", "stream": "conv:test:other", "message_id": "x", "text": "x"})
     assert a.ask({"op": "recent", "stream": stream})["ids"] == ["msg:test:1", "msg:test:2"]
     a.ask({"op": "append", "stream": stream, "message_id": "3", "text": "third"})
     b.ask({"op": "append", "stream": stream, "message_id": "4", "text": "fourth"})
+    a.ask({"op": "append", "stream": stream, "message_id": "5", "text": "fifth"})
     assert a.ask({"op": "recent", "stream": stream})["ids"] == [
-        "msg:test:1", "msg:test:2", "msg:test:3", "msg:test:4"]
+        "msg:test:1", "msg:test:2", "msg:test:3", "msg:test:4", "msg:test:5"]
+
+
+class _CountedReads:
+    """A store that counts the reads of conversation streams."""
+
+    def __init__(self, store: eventstore.EventStore) -> None:
+        self._store = store
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def read_stream(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await self._store.read_stream(*args, **kwargs)
+
+    async def read_stream_tail(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await self._store.read_stream_tail(*args, **kwargs)
+
+
+async def test_a_cached_conversation_is_not_read_again_while_no_other_writer_appends(url):
+    ours = await eventstore.open_store(url, projections=projections())
+    other = await eventstore.open_store(url, projections=projections())
+    try:
+        counted = _CountedReads(ours)
+        history = ConversationHistory(counted)  # type: ignore[arg-type]
+        stream = "conv:test:cached"
+
+        async def say(store: Any, stream_id: str, message_id: str) -> None:
+            event = MessageReceived(platform="test", message_id=message_id, channel_id="c",
+                                    author_id="u", author_name="U", text=message_id)
+            if store is history:
+                await history.append(stream_id, event.new_event(f"msg:{message_id}"))
+            else:
+                await store.append(stream_id, event.new_event(f"msg:{message_id}"))
+
+        await say(history, stream, "1")
+        await history.recent(stream, 5)
+        assert counted.reads == 1  # read from the log once
+        await say(history, stream, "2")
+        await say(history, "conv:test:elsewhere", "3")
+        assert [e.event_id for e in await history.recent(stream, 5)] == ["msg:1", "msg:2"]
+        assert counted.reads == 1  # only our own commits since: the entry has them all
+        await say(other, stream, "4")
+        await say(history, "conv:test:elsewhere", "5")  # finds the other writer's commit
+        assert [e.event_id for e in await history.recent(stream, 5)] == [
+            "msg:1", "msg:2", "msg:4"]
+        assert counted.reads == 2  # checked against the log once...
+        assert len(await history.recent(stream, 5)) == 3
+        assert counted.reads == 2  # ...and not again while nobody else appends
+    finally:
+        await ours.close()
+        await other.close()
 
 
 def test_the_same_message_ingested_by_two_processes_at_once_is_answered_once(processes, url):
