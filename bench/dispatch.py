@@ -50,7 +50,7 @@ from bench._logs import reusable_log
 from bench._postgres import drop_schema, postgres_cpu_s, schema_url
 from core import eventloop
 from core.app import build_dispatcher
-from core.context.history import MAX_CACHED_EVENTS
+from core.config import CONTEXT_CACHE_EVENTS
 from core.dispatcher.dispatcher import DispatcherSettings
 from core.dispatcher.messages import (
     Author,
@@ -257,7 +257,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 async def run(path: Path | str, conversations: int, messages: int, rate: float,
-              synchronous: str, history_cache: int = MAX_CACHED_EVENTS,
+              synchronous: str, history_cache: int = CONTEXT_CACHE_EVENTS,
               seal: bool = True) -> dict:
     store = await open_store(path, synchronous=synchronous,  # type: ignore[arg-type]
                              projections=projections(), seal=seal)
@@ -349,7 +349,7 @@ def main() -> None:
     parser.add_argument("--url", default=None,
                         help="the log on this PostgreSQL server (default an SQLite file)")
     parser.add_argument("--synchronous", choices=["full", "normal"], default="full")
-    parser.add_argument("--history-cache", type=int, default=MAX_CACHED_EVENTS,
+    parser.add_argument("--history-cache", type=int, default=CONTEXT_CACHE_EVENTS,
                         help="conversation events cached in memory (0: read the log each time)")
     parser.add_argument("--db", type=Path, default=None,
                         help="log file to build once and reuse (default: in the temp dir)")

@@ -3,7 +3,7 @@
     python bench/e2e.py [--conversations 50,500,2000] [--latency-ms 500] [--think-s 10]
                         [--duration-s 30] [--warmup-s 15] [--json]
     python bench/e2e.py --url postgresql://postgres@127.0.0.1:5432/test [--processes 2] ...
-    python bench/e2e.py --conversations 2000 --warmup-s 60 --in-flight 256 ...
+    python bench/e2e.py --conversations 2000 --warmup-s 60 --in-flight 256 [--context-cache 5000] ...
     python bench/e2e.py --chaos [--chaos-conversations 200] [--chaos-messages 2000] [--json]
 
 The Discord emulator, the fake OpenAI server (fixed latency) and the simulated people
@@ -25,6 +25,8 @@ one shard each of N (``personae run --shards i --shard-count N``), the conversat
 guilds spread over the shards. ``--in-flight`` sets how many replies a bot works on at
 once (``limits.max_concurrent_replies`` and the provider's ``max_concurrency``; 1,024 by
 default, far past what one process serves, so that the bot's CPU, not a limit, bounds it).
+``--context-cache`` sets ``limits.context_cache``, the conversation events a bot keeps
+in memory (each conversation holds about 16 by the measured window).
 
 It also prints the bots' REST requests per reply by route: in the first seconds every
 channel's first reply looks its webhook up and makes it (and every person's first message
@@ -138,12 +140,13 @@ def _percentile(values: list[float], share: float) -> float:
 async def measure_load(folder: Path, conversations: int, *, latency_s: float, think_s: float,
                        warmup_s: float, duration_s: float, profile: Path | None = None,
                        database_url: str | None = None, processes: int = 1,
-                       in_flight: int = 1024) -> LoadResult:
+                       in_flight: int = 1024, context_cache: int | None = None
+                       ) -> LoadResult:
     """One load level: warm up, then measure ``duration_s`` seconds."""
     settings = BotSettings(webhook=True, max_concurrency=in_flight,
                            max_concurrent_replies=in_flight,
                            reply_deadline_s=60, provider_timeout_s=30,
-                           database_url=database_url)
+                           database_url=database_url, context_cache=context_cache)
     draw = random.Random(conversations)
     async with ChaosRig.open(folder, conversations=conversations, latency_s=latency_s,
                              settings=settings, processes=processes) as rig:
@@ -291,6 +294,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=1024,
                         help="the bots' limits.max_concurrent_replies and the provider's "
                              "max_concurrency")
+    parser.add_argument("--context-cache", type=int, default=None, metavar="EVENTS",
+                        help="the bots' limits.context_cache (default: its default)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -310,7 +315,7 @@ def main() -> None:
                         folder, level, latency_s=args.latency_ms / 1000, think_s=args.think_s,
                         warmup_s=args.warmup_s, duration_s=args.duration_s,
                         profile=args.profile, database_url=url, processes=args.processes,
-                        in_flight=args.in_flight))
+                        in_flight=args.in_flight, context_cache=args.context_cache))
                 finally:
                     if url is not None:
                         drop_schema(args.url, url)

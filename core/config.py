@@ -118,12 +118,20 @@ class AdminSettings:
     roles: frozenset[str] = frozenset()
 
 
+CONTEXT_CACHE_EVENTS = 50_000
+"""The default of ``limits.context_cache``: enough for every conversation of a bot
+answering a few thousand at once. A cached event of an everyday message takes about
+2.5 KB (4.3 KB at 2,000 characters), so a full cache about 120 MB."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LimitSettings:
     """Framework-wide bounds on work in flight."""
 
     max_concurrent_replies: int = 64
     queue_size: int = 10_000
+    context_cache_events: int = CONTEXT_CACHE_EVENTS
+    """Recent conversation events kept in memory for prompts (0: read the log each time)."""
     recovery_window_s: float = 600.0
     shutdown_deadline_s: float = 20.0
 
@@ -514,6 +522,7 @@ def _build(source: Path, data: Mapping[str, Any]) -> Config:
         limits=LimitSettings(
             max_concurrent_replies=limits.get("max_concurrent_replies", 64),
             queue_size=limits.get("queue_size", 10_000),
+            context_cache_events=limits.get("context_cache", CONTEXT_CACHE_EVENTS),
             recovery_window_s=parse_duration(limits.get("recovery_window", "10m")),
             shutdown_deadline_s=parse_duration(limits.get("shutdown_deadline", "20s")),
         ),

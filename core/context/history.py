@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from eventstore import AppendResult, EventStore, NewEvent, RecordedEvent
 
+from ..config import CONTEXT_CACHE_EVENTS
 from ..events import (
     AttachmentStored,
     ConversationReset,
@@ -57,9 +58,6 @@ EVENTS_PER_TURN = 2
 """Events read first per turn wanted: an exchange is two turns in four events (message,
 trigger, reply, delivery); busier streams are read further back."""
 MAX_READ_EVENTS = 4000
-MAX_CACHED_EVENTS = 5_000
-"""About 15 MB: enough for the busiest conversations; more costs memory and garbage
-collection pauses (every cached event is a few Python containers)."""
 
 
 def context_events(events: Sequence[RecordedEvent]) -> list[Typed]:
@@ -92,7 +90,7 @@ class _Entry:
 class ConversationHistory:
     """Recent context events per conversation stream, cached (see the module docstring)."""
 
-    def __init__(self, store: EventStore, *, max_events: int = MAX_CACHED_EVENTS) -> None:
+    def __init__(self, store: EventStore, *, max_events: int = CONTEXT_CACHE_EVENTS) -> None:
         self._store = store
         self._max_events = max_events  # 0: no cache, every prompt reads the log
         self._entries: OrderedDict[str, _Entry] = OrderedDict()

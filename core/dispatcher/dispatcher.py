@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 from eventstore import EventStore, NewEvent, Shred
 
-from ..config import AdminSettings, Config, PrivacySettings
+from ..config import CONTEXT_CACHE_EVENTS, AdminSettings, Config, PrivacySettings
 from ..context.blobs import AttachmentContent
-from ..context.history import MAX_CACHED_EVENTS, ConversationHistory
+from ..context.history import ConversationHistory
 from ..events import (
     ConversationReset,
     MessageDeleted,
@@ -93,7 +93,7 @@ class DispatcherSettings:
     shutdown_deadline_s: float = 20.0
     provider_concurrency: Mapping[str, int] = field(default_factory=dict)
     admins: AdminSettings = field(default_factory=AdminSettings)
-    history_cache_events: int = MAX_CACHED_EVENTS
+    history_cache_events: int = CONTEXT_CACHE_EVENTS
     """Recent conversation events kept in memory for prompts (0: read the log each time)."""
     dm_default_persona: str | None = None
     """Who answers a DM when nobody was talked with there yet (config ``dms``)."""
@@ -108,6 +108,7 @@ class DispatcherSettings:
         return cls(
             max_concurrent=config.limits.max_concurrent_replies,
             queue_size=config.limits.queue_size,
+            history_cache_events=config.limits.context_cache_events,
             recovery_window_s=config.limits.recovery_window_s,
             shutdown_deadline_s=config.limits.shutdown_deadline_s,
             provider_concurrency={n: p.max_concurrency for n, p in config.providers.items()},

@@ -71,6 +71,8 @@ class BotSettings:
     """Serve /metrics, /healthz and /readyz on this port."""
     database_url: str | None = None
     """The log's URL instead of ``database`` (a PostgreSQL schema shared by processes)."""
+    context_cache: int | None = None
+    """``limits.context_cache`` (None: the default)."""
 
 
 def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
@@ -99,7 +101,9 @@ def write_bot_folder(folder: Path, emu: DiscordEmulator, fake: FakeOpenAI,
         f"timeout: {settings.provider_timeout_s:g}s, "
         f"max_concurrency: {settings.max_concurrency}}}\n"
         f"limits: {{shutdown_deadline: 5s, max_concurrent_replies: "
-        f"{settings.max_concurrent_replies}, recovery_window: 10m}}\n"
+        f"{settings.max_concurrent_replies}, recovery_window: 10m"
+        + (f", context_cache: {settings.context_cache}" if settings.context_cache is not None
+           else "") + "}\n"
         f"logging: {{level: {settings.log_level}}}\n"
         + (f"metrics: {{port: {settings.metrics_port}}}\n" if settings.metrics_port else ""))
     return config

@@ -126,3 +126,13 @@ def test_config_comes_from_the_environment_variable_when_no_flag(tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "env.db").exists()
+
+
+def test_the_context_cache_is_set_under_limits_and_reaches_the_dispatcher(tmp_path: Path) -> None:
+    from core.dispatcher.dispatcher import DispatcherSettings
+
+    default = load_config(write(tmp_path, ""))
+    assert DispatcherSettings.from_config(default).history_cache_events == 50_000
+    none = load_config(write(tmp_path, "limits: {context_cache: 0}\n"))
+    assert DispatcherSettings.from_config(none).history_cache_events == 0
+    assert "limits.context_cache" in only_problem(write(tmp_path, "limits: {context_cache: -1}\n"))
