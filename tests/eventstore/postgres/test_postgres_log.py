@@ -335,3 +335,25 @@ def test_text_postgresql_cannot_hold_fails_its_request_alone(
     assert isinstance(outcomes[1], EventStoreError) and message in str(outcomes[1])
     assert [o.positions for o in (outcomes[0], outcomes[2])] == [(3,), (4,)]  # type: ignore[union-attr]
     assert [e.stream_id for e in log.read_all()] == ["chan", "chan", "ok", "ok"]
+
+
+def test_a_log_counts_its_commits_that_find_another_writer_appended_since_its_last(
+        url: str) -> None:
+    ours, other = PostgresLog.open(url), PostgresLog.open(url)
+    try:
+        ours.append("a", [NewEvent("M", {}, event_id="1")])
+        assert ours.others_appended == 1  # its first commit cannot know what came before
+        ours.append("a", [NewEvent("M", {}, event_id="2")])
+        ours.append_batch([AppendRequest("b", (NewEvent("M", {}, event_id="3"),)),
+                           AppendRequest("a", (NewEvent("M", {}, event_id="2"),))])
+        assert ours.others_appended == 1  # its own commits only (a duplicate among them)
+        other.append("c", [NewEvent("M", {}, event_id="4")])
+        assert ours.others_appended == 1  # heard of at its next commit, not before
+        ours.append("a", [NewEvent("M", {}, event_id="5")])
+        assert ours.others_appended == 2
+        ours.append("a", [NewEvent("M", {}, event_id="6")])
+        assert ours.others_appended == 2
+        assert other.others_appended == 1  # one commit: its first
+    finally:
+        ours.close()
+        other.close()
