@@ -106,9 +106,12 @@ _RECONNECT_S = 30.0
 next call starts a new attempt: bounds how late it notices the server is back."""
 _LOCK_TIMEOUT = "60s"
 """How long an append waits for another process's transaction before it fails."""
-_IDLE_IN_TRANSACTION_TIMEOUT = "30s"
-"""A process stopped inside a transaction (SIGSTOP, a network partition) lets go of the
-append lock after this, so it cannot stall every other writer."""
+_IDLE_IN_TRANSACTION_TIMEOUT = "5s"
+"""A process stopped inside a transaction (SIGSTOP, a frozen machine, a network
+partition) lets go of the append lock after this, so it stalls every other writer for
+this long at most (an append's own pauses between its round trips are milliseconds).
+No longer than a shard's lease: a standby taking over a frozen process's shards must
+be able to append by then."""
 
 
 _INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1

@@ -12,10 +12,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from eventstore import NewEvent, RecordedEvent
-from eventstore.postgres import PostgresLog
+from eventstore.postgres import PostgresLog, schema
 
 from .. import pgserver
 
@@ -178,3 +179,35 @@ def test_a_lost_listen_connection_costs_latency_never_an_event(
 
     got = _received(follower, 6, timeout=15)
     assert [event_id for _, event_id, _ in got] == [f"said:{i}" for i in range(6)]
+
+
+def _append_lock_held_idle(conn: psycopg.Connection) -> bool:
+    """Whether a session idle inside its transaction holds a log's append lock."""
+    row = conn.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::bigint::oid "
+        "AND a.state = 'idle in transaction'", (schema.APPEND_LOCK,)).fetchone()
+    return bool(row and row[0])
+
+
+def test_a_writer_stopped_inside_its_transaction_holds_the_others_up_for_seconds(
+        url: str, log: PostgresLog, children: list[Child]) -> None:
+    """A process that stops in the middle of an append (SIGSTOP, a frozen machine, a
+    network cut: the server sees a session idle in its transaction) holds the log's
+    append lock; the server ends that session after a few seconds, so the other
+    processes' appends wait that long, not the half minute they used to (and a bot's
+    standby, which takes the shards over within 10 s, can answer in them)."""
+    stuck = Child("writer", url, "stuck", "1", "--slow", "600")
+    children.append(stuck)
+    stuck.wait_ready()
+    stuck.go()
+    with pgserver.admin() as conn:
+        deadline = time.monotonic() + 15
+        while not _append_lock_held_idle(conn):
+            assert time.monotonic() < deadline, f"the writer never got stuck: {stuck.stderr()}"
+            time.sleep(0.05)
+    started = time.monotonic()
+    log.append("other", [NewEvent("Fast", {}, event_id="after")])
+    waited = time.monotonic() - started
+    assert waited < 10.0, f"the append waited {waited:.1f} s for a stopped writer"
+    assert [e.event_id for e in log.read_all()] == ["after"]  # the stuck one's undone
