@@ -88,13 +88,17 @@ class MemoryLog:
         self.state = state or MemoryState(sealer=Sealer(enabled=seal))
         self.location = location
         self.shared = False
-        self.others_appended = 0  # no other writer: see Log.others_appended
         self._upcasters = upcasters or Upcasters()
         self._projections = tuple(projections)
         self._keys = MemoryKeyTable(self.state.keys)
         with self.state.lock:
             for projection in self._projections:
                 self._prepare_projection(projection)
+
+    @staticmethod
+    def others_appended_to(stream_id: str) -> int:
+        """See :meth:`~eventstore.protocol.Log.others_appended_to`: no other writer."""
+        return 0
 
     def reader(self) -> MemoryLog:
         """Another connection to the same state."""

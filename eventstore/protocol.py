@@ -164,12 +164,14 @@ class Log(LogReader, Protocol):
     """A writable connection to a log: appends, with projections applied in the same
     transaction, and the checks and copies a backend can do."""
 
-    others_appended: int
-    """How many of this connection's commits found that another writer had appended to
-    the log since this connection's previous commit (its first commit on a shared log
-    counts as one). It only grows, and it grows before the append that found out
-    returns: while it stays the same, every event in the log up to this connection's
-    last commit is this connection's own. Always 0 on a log that is not ``shared``."""
+    def others_appended_to(self, stream_id: str) -> int:
+        """A stamp of ``stream_id`` that changes whenever one of this connection's commits
+        finds that another writer appended to the stream since this connection's previous
+        commit (or cannot tell which streams others appended to: its first commit on a
+        shared log, say). It changes before the append that found out returns: while it
+        stays the same, every event of the stream up to this connection's last commit is
+        this connection's own. Always 0 on a log that is not ``shared``. Any thread."""
+        ...
 
     def append(self, stream_id: str, events: Sequence[NewEvent],
                expected_version: ExpectedVersion = ANY) -> AppendResult:
@@ -230,9 +232,8 @@ class EventStore(Protocol):
     shared: bool
     """See :attr:`LogReader.shared`."""
 
-    @property
-    def others_appended(self) -> int:
-        """See :attr:`Log.others_appended` (of the store's writer)."""
+    def others_appended_to(self, stream_id: str) -> int:
+        """See :meth:`Log.others_appended_to` (of the store's writer)."""
         ...
 
     async def append(self, stream_id: str, events: Sequence[NewEvent] | NewEvent,

@@ -97,10 +97,9 @@ class ThreadedStore:
                 name="eventstore-listener", daemon=True)
             self._listener.start()
 
-    @property
-    def others_appended(self) -> int:
-        """See :attr:`~eventstore.protocol.Log.others_appended` (read on any thread)."""
-        return self._log.others_appended
+    def others_appended_to(self, stream_id: str) -> int:
+        """See :meth:`~eventstore.protocol.Log.others_appended_to`."""
+        return self._log.others_appended_to(stream_id)
 
     def observe_appends(self, observer: AppendObserver | None) -> None:
         """Tell ``observer`` of every append from now on (None: nobody)."""

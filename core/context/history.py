@@ -11,15 +11,16 @@ added from appends is this process's clock, not the writer's.
 On SQLite the log has one writer process (the bot holds its lock), and that keeps the
 cache exact. On a log several processes append to (``store.shared``: PostgreSQL),
 another process may append to a cached stream. Each of the store's commits finds out
-whether anyone else appended since its previous one
-(:attr:`~eventstore.protocol.Log.others_appended`); an entry remembers that count as it
-was when the entry was last read from the log, and a hit is used as it is only while the
-count is the same: then every event up to the store's last commit is this process's own,
-and the entry has them all. Otherwise one index probe reads the stream after the version
-the entry knows (usually nothing) and the entry is brought up to date with what it
-finds. What a prompt is given therefore holds every event of its stream committed before
-this process's last commit ahead of it (the trigger's, for a reply), by any process; no
-notification is involved, so none can be missed.
+which streams anyone else appended to since its previous one, and stamps them
+(:meth:`~eventstore.protocol.Log.others_appended_to`); an entry remembers its stream's
+stamp as it was when the entry was last read from the log, and a hit is used as it is
+only while the stamp is the same: then every event of the stream up to the store's last
+commit is this process's own, and the entry has them all. Otherwise one index probe
+reads the stream after the version the entry knows (usually nothing) and the entry is
+brought up to date with what it finds. What a prompt is given therefore holds every
+event of its stream committed before this process's last commit ahead of it (the
+trigger's, for a reply), by any process; no notification is involved, so none can be
+missed.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ class _Entry:
     turns: int
     wanted: int
     seen: int
-    """The store's ``others_appended`` as it was before this entry was last read from
-    the log."""
+    """The stream's ``others_appended_to`` stamp as it was before this entry was last
+    read from the log."""
 
     def has(self, turns: int) -> bool:
         return self.from_start or self.turns >= turns or any(
@@ -105,12 +106,12 @@ class ConversationHistory:
             return context_events((await self._read(stream_id, turns))[0])
         entry = self._entries.get(stream_id)
         if entry is not None and entry.has(turns) and (
-                not self._store.shared or entry.seen == self._store.others_appended
+                not self._store.shared or entry.seen == self._store.others_appended_to(stream_id)
                 or await self._current(stream_id, entry)):
             entry.wanted = max(entry.wanted, turns)
             self._entries.move_to_end(stream_id)
             return list(entry.events)
-        seen = self._store.others_appended
+        seen = self._store.others_appended_to(stream_id)
         self._reading[stream_id] = self._reading.get(stream_id, 0) + 1
         try:
             events, from_start = await self._read(stream_id, turns)
@@ -175,7 +176,7 @@ class ConversationHistory:
     async def _current(self, stream_id: str, entry: _Entry) -> bool:
         """Bring ``entry`` up to what the log holds now (another process may have appended
         to the stream); False when it cannot be (it is then dropped, and read afresh)."""
-        seen = self._store.others_appended
+        seen = self._store.others_appended_to(stream_id)
         self._reading[stream_id] = self._reading.get(stream_id, 0) + 1
         try:
             newer = await self._store.read_stream(stream_id, entry.version + 1,

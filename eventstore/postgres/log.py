@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.adapt import AdaptersMap, Loader
+from psycopg.types.numeric import Int8
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..appending import (
@@ -48,6 +49,7 @@ from ..model import (
     Violation,
     build_recorded_event,
 )
+from ..others import OtherWriters
 from ..projections import (
     Projection,
     ProjectionDifference,
@@ -91,6 +93,9 @@ _APPEND_LOCK = ("SELECT pg_advisory_xact_lock(%s, %s), "
                 "set_config('enable_hashjoin', 'off', true), "
                 "set_config('enable_mergejoin', 'off', true)")
 _READ_CHUNK = 5000
+_OTHERS_LISTED = 1000
+"""Others' events an append lists the streams of; past this, all streams count as
+appended to (see :class:`~eventstore.others.OtherWriters`)."""
 _MAX_HELD = 50_000
 """Rows an overlay kept between appends may hold (a few MB) before it starts afresh."""
 _POOL_SIZE = 8
@@ -227,8 +232,7 @@ class PostgresLog:
         else has changed the projection tables, and the overlay's rows hold."""
         self.reachability = reachability or Reachability(self.location)
         """Whether the server answers, shared by the log, its readers and its listener."""
-        self.others_appended = 0
-        """See :attr:`~eventstore.protocol.Log.others_appended`."""
+        self._others = OtherWriters()
         self._own_end: int | None = None
         """The log's last position as this log's last commit left it (None: none yet)."""
         for projection in self._projections:
@@ -271,6 +275,10 @@ class PostgresLog:
         except BaseException:
             pool.close()
             raise
+
+    def others_appended_to(self, stream_id: str) -> int:
+        """See :meth:`~eventstore.protocol.Log.others_appended_to`."""
+        return self._others.stamp(stream_id)
 
     def reader(self) -> PostgresLog:
         """Another log object on the same pool, for another thread."""
@@ -648,19 +656,27 @@ class PostgresLog:
         # the lock was granted (a statement takes its snapshot when it starts)
         conn.execute(_APPEND_LOCK, (schema.APPEND_LOCK, self._events_oid))
         # one statement, a row per fact: the last position (0), each projection's position
-        # and version (1), each stream's version (2), each id that exists and its position (3)
+        # and version (1), each stream's version (2), each id that exists and its position
+        # (3), the stream of each event after this log's last commit: others' (4)
         found = conn.execute(
             "SELECT 0, NULL, (SELECT coalesce(max(position), 0) FROM events), NULL::bigint "
             "UNION ALL SELECT 1, name, position, version FROM projection_positions "
             "WHERE name = ANY(%b::text[]) UNION ALL SELECT 2, s, NULL, (SELECT "
             "coalesce(max(version), 0) FROM events WHERE stream_id = s) FROM "
             "unnest(%b::text[]) AS s UNION ALL SELECT 3, event_id, position, NULL FROM events "
-            "WHERE event_id = ANY(%b::text[])",
+            "WHERE event_id = ANY(%b::text[]) UNION ALL SELECT 4, stream_id, NULL, NULL FROM "
+            "(SELECT stream_id FROM events WHERE position > %b ORDER BY position LIMIT %b) AS o",
             (arrays.array("text", (p.name for p in self._projections)),
-             arrays.array("text", streams), arrays.array("text", ids))).fetchall()
+             arrays.array("text", streams), arrays.array("text", ids),
+             Int8(2**63 - 1 if self._own_end is None else self._own_end),
+             Int8(_OTHERS_LISTED + 1))
+        ).fetchall()
         last = next(position for fact, _, position, _ in found if fact == 0)
         if last != self._own_end:  # someone else committed since this log's last commit
-            self.others_appended += 1
+            others = {stream for fact, stream, _, _ in found if fact == 4}
+            listed = self._own_end is not None and 0 < sum(f == 4 for f, *_ in found) \
+                <= _OTHERS_LISTED
+            self._others.found(others if listed else None)
         states = {name: (position, version) for fact, name, position, version in found
                   if fact == 1}
         behind = {name for name, (position, _) in states.items() if position < last}

@@ -111,7 +111,6 @@ class SQLiteLog:
         self.path = path
         self.location = str(path)
         self.shared = False
-        self.others_appended = 0  # no other writer: see Log.others_appended
         self._read_only = read_only
         self._lock = lock
         self._upcasters = upcasters or Upcasters()
@@ -164,6 +163,11 @@ class SQLiteLog:
             if writer is not None:
                 writer.release()
             raise
+
+    @staticmethod
+    def others_appended_to(stream_id: str) -> int:
+        """See :meth:`~eventstore.protocol.Log.others_appended_to`: no other writer."""
+        return 0
 
     def reader(self) -> SQLiteLog:
         """Another, query-only connection to this file (WAL lets it read while we write)."""

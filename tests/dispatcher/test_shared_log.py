@@ -232,7 +232,8 @@ class _CountedReads:
         return await self._store.read_stream_tail(*args, **kwargs)
 
 
-async def test_a_cached_conversation_is_not_read_again_while_no_other_writer_appends(url):
+async def test_a_cached_conversation_is_not_read_again_while_no_other_writer_appends_to_it(
+        url):
     ours = await eventstore.open_store(url, projections=projections())
     other = await eventstore.open_store(url, projections=projections())
     try:
@@ -261,7 +262,11 @@ async def test_a_cached_conversation_is_not_read_again_while_no_other_writer_app
             "msg:1", "msg:2", "msg:4"]
         assert counted.reads == 2  # checked against the log once...
         assert len(await history.recent(stream, 5)) == 3
-        assert counted.reads == 2  # ...and not again while nobody else appends
+        assert counted.reads == 2  # ...and not again while nobody else appends to it
+        await say(other, "conv:test:theirs", "6")  # another conversation: not ours
+        await say(history, "conv:test:elsewhere", "7")
+        assert len(await history.recent(stream, 5)) == 3
+        assert counted.reads == 2
     finally:
         await ours.close()
         await other.close()

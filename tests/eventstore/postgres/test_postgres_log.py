@@ -337,23 +337,28 @@ def test_text_postgresql_cannot_hold_fails_its_request_alone(
     assert [e.stream_id for e in log.read_all()] == ["chan", "chan", "ok", "ok"]
 
 
-def test_a_log_counts_its_commits_that_find_another_writer_appended_since_its_last(
+def test_a_log_stamps_the_streams_its_commits_find_another_writer_appended_to(
         url: str) -> None:
     ours, other = PostgresLog.open(url), PostgresLog.open(url)
     try:
+        def stamps() -> list[int]:
+            return [ours.others_appended_to(s) for s in ("a", "b", "c")]
+
+        assert stamps() == [0, 0, 0]
         ours.append("a", [NewEvent("M", {}, event_id="1")])
-        assert ours.others_appended == 1  # its first commit cannot know what came before
+        first = stamps()  # its first commit cannot know what came before: every stream
+        assert first[0] == first[1] == first[2] > 0
         ours.append("a", [NewEvent("M", {}, event_id="2")])
         ours.append_batch([AppendRequest("b", (NewEvent("M", {}, event_id="3"),)),
                            AppendRequest("a", (NewEvent("M", {}, event_id="2"),))])
-        assert ours.others_appended == 1  # its own commits only (a duplicate among them)
+        assert stamps() == first  # its own commits only (a duplicate among them)
         other.append("c", [NewEvent("M", {}, event_id="4")])
-        assert ours.others_appended == 1  # heard of at its next commit, not before
+        assert stamps() == first  # found at its next commit, not before
         ours.append("a", [NewEvent("M", {}, event_id="5")])
-        assert ours.others_appended == 2
+        after = stamps()
+        assert after[:2] == first[:2] and after[2] > first[2]  # c only
         ours.append("a", [NewEvent("M", {}, event_id="6")])
-        assert ours.others_appended == 2
-        assert other.others_appended == 1  # one commit: its first
+        assert stamps() == after
     finally:
         ours.close()
         other.close()
