@@ -79,6 +79,10 @@ class ThreadedStore:
         # filled on the writer thread before anyone hears of the commit.
         self._own: set[int] = set()
         self._own_order: deque[int] = deque()
+        # The events this store appended lately, oldest first, for those followers: every
+        # one after _own_floor is here, so they need not read other processes' commits.
+        self._own_recent: deque[RecordedEvent] = deque()
+        self._own_floor = 0
         # The last position known to be committed, by this store or (heard of) another.
         self._log_end = 0
         self._loop = asyncio.get_running_loop()
@@ -258,7 +262,13 @@ class ThreadedStore:
         wrote = len(result.positions) - result.duplicates
         if len(result.written) != wrote:
             self._recent.clear()
+            self._own_floor = max([self._own_floor, *result.positions])
+            self._own_recent.clear()
             return
+        own = self._own_recent
+        own.extend(result.written)
+        while len(own) > RECENT_EVENTS:
+            self._own_floor = own.popleft().position
         recent = self._recent
         for event in result.written:
             if recent and event.position != recent[-1].position + 1:
@@ -266,6 +276,22 @@ class ThreadedStore:
             recent.append(event)
         if recent and recent[-1].position > self._log_end:
             self._log_end = recent[-1].position
+
+    def _own_after(self, after: int, types: tuple[str, ...] | None,
+                   limit: int) -> list[RecordedEvent] | None:
+        """Up to ``limit`` of this store's own events after ``after`` from memory; None
+        when memory cannot say (``after`` is older than what is kept)."""
+        if after < self._own_floor:
+            return None
+        newer: list[RecordedEvent] = []
+        for event in reversed(self._own_recent):  # the newest first: followers keep up
+            if event.position <= after:
+                break
+            newer.append(event)
+        newer.reverse()
+        if types is not None:
+            newer = [event for event in newer if event.type in types]
+        return newer[:limit]
 
     def _recent_after(self, after: int, types: tuple[str, ...] | None,
                       limit: int) -> list[RecordedEvent] | None:
@@ -369,7 +395,9 @@ class ThreadedStore:
         Followers are woken by the writer's commits and, when the backend can hear
         them, by other connections' commits; never by polling. With ``own``, only the
         events this store appended are yielded (a process's metrics, over a log other
-        processes write too); it remembers the last :data:`OWN_POSITIONS` of them. A read
+        processes write too), from memory while it has them (other connections' commits
+        cost such a follower no read); it remembers the last :data:`OWN_POSITIONS` of
+        their positions. A read
         the log cannot serve now (:class:`~eventstore.errors.LogUnavailable`: its server
         is away) is tried again with backoff: a follower outlives an outage.
         """
@@ -379,7 +407,8 @@ class ThreadedStore:
         try:
             while not self._closed:
                 waiter = self._commit_event
-                events = self._recent_after(after, type_list, batch)
+                events = self._own_after(after, type_list, batch) if own else \
+                    self._recent_after(after, type_list, batch)
                 if events is None:
                     try:
                         events = await self.read_all(after, types=type_list, limit=batch)
