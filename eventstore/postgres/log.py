@@ -673,10 +673,9 @@ class PostgresLog:
         ).fetchall()
         last = next(position for fact, _, position, _ in found if fact == 0)
         if last != self._own_end:  # someone else committed since this log's last commit
-            others = {stream for fact, stream, _, _ in found if fact == 4}
-            listed = self._own_end is not None and 0 < sum(f == 4 for f, *_ in found) \
-                <= _OTHERS_LISTED
-            self._others.found(others if listed else None)
+            others = [stream for fact, stream, _, _ in found if fact == 4]
+            listed = self._own_end is not None and 0 < len(others) <= _OTHERS_LISTED
+            self._others.found(set(others) if listed else None)
         states = {name: (position, version) for fact, name, position, version in found
                   if fact == 1}
         behind = {name for name, (position, _) in states.items() if position < last}
